@@ -1,0 +1,79 @@
+"Helpers shared by the scenic_ticket tests and the modules built on it."
+import datetime as dt
+from contextlib import contextmanager
+from decimal import Decimal
+
+from trytond import config
+from trytond.modules.company.tests import create_company
+from trytond.modules.currency.tests import create_currency
+from trytond.pool import Pool
+from trytond.transaction import Transaction
+
+TEST_PII_KEY = 'test-only-pii-key-0123456789abcdef-0123456789'
+
+
+def configure_pii_key(key=TEST_PII_KEY):
+    if not config.has_section('scenic'):
+        config.add_section('scenic')
+    config.set('scenic', 'pii_key', key)
+
+
+def create_area(name="Cloud Mountain Scenic Area"):
+    "A scenic area (company) in CNY with its Shanghai timezone."
+    Currency = Pool().get('currency.currency')
+    cny = Currency.search([('code', '=', 'CNY')])
+    cny = cny[0] if cny else create_currency('CNY')
+    company = create_company(name=name, currency=cny)
+    company.timezone = 'Asia/Shanghai'
+    company.save()
+    return company
+
+
+def create_zone(company, code='MAIN', daily_max=10080, instant_max=5600,
+        parent=None):
+    Zone = Pool().get('scenic.zone')
+    zone, = Zone.create([{
+                'company': company.id, 'name': code.title(), 'code': code,
+                'daily_max': daily_max, 'instant_max': instant_max,
+                'parent': parent.id if parent else None,
+                }])
+    return zone
+
+
+def create_ticket_type(company, code='ADULT', price='100', **values):
+    TicketType = Pool().get('scenic.ticket.type')
+    values = {
+        'company': company.id, 'name': code.title(), 'code': code,
+        'category': 'adult', 'base_price': Decimal(price), **values}
+    ttype, = TicketType.create([values])
+    return ttype
+
+
+def create_slot(company, date, start=(9, 0), end=(9, 30), capacity=50,
+        zone=None):
+    TimeSlot = Pool().get('scenic.time_slot')
+    slot, = TimeSlot.create([{
+                'company': company.id, 'date': date,
+                'start_time': dt.time(*start), 'end_time': dt.time(*end),
+                'capacity': capacity, 'zone': zone.id if zone else None,
+                }])
+    return slot
+
+
+@contextmanager
+def savepoint():
+    """Undo what a refused call wrote, as an RPC call's rollback does.
+
+    Tests run in one transaction; this shows a refusal leaves nothing.
+    """
+    transaction = Transaction()
+    cursor = transaction.connection.cursor()
+    cursor.execute('SAVEPOINT scenic_test')
+    try:
+        yield
+    except Exception:
+        cursor.execute('ROLLBACK TO SAVEPOINT scenic_test')
+        transaction.cache.clear()
+        raise
+    finally:
+        cursor.execute('RELEASE SAVEPOINT scenic_test')
