@@ -1,12 +1,17 @@
 """The scenic area (a Tryton company), its zones, channels and calendar."""
-from trytond.model import (
-    DeactivableMixin, ModelSQL, ModelView, Unique, fields, tree)
+import hashlib
+import secrets
+
+from trytond.cache import Cache
 from trytond.i18n import gettext
+from trytond.model import (
+    DeactivableMixin, Index, ModelSQL, ModelView, Unique, fields, tree)
 from trytond.pool import PoolMeta
 from trytond.pyson import Eval, If
 from trytond.transaction import Transaction
+from trytond.wizard import Button, StateView, Wizard
 
-from .exceptions import ZoneValidationError
+from .exceptions import ChannelKeyError, ZoneValidationError
 
 
 def default_company():
@@ -33,6 +38,13 @@ class Company(metaclass=PoolMeta):
     scenic_zones = fields.One2Many(
         'scenic.zone', 'company', "Zones",
         help="The zones of the scenic area: park, cable car, museum…")
+    scenic_daily_max = fields.Integer(
+        "Daily Maximum",
+        help="The area's approved daily maximum load (LB/T 034-2014); "
+        "empty for none.")
+    scenic_instant_max = fields.Integer(
+        "Instantaneous Maximum",
+        help="The area's approved instantaneous maximum; empty for none.")
 
 
 class Zone(CompanyMixin, DeactivableMixin, tree(), ModelSQL, ModelView):
@@ -97,6 +109,19 @@ class Channel(CompanyMixin, DeactivableMixin, ModelSQL, ModelView):
             ('ota', "OTA"),
             ('agency', "Agency"),
             ], "Kind", required=True)
+    hold_minutes = fields.Integer(
+        "Hold Minutes", required=True,
+        help="How long an unpaid booking keeps its places.")
+    booking_page = fields.Boolean(
+        "Web Booking Page",
+        help="The public booking page sells through this channel.")
+    api_key_hint = fields.Char(
+        "API Key", readonly=True,
+        help="The start of the channel's API key; the key itself is shown "
+        "once, when it is made.")
+    api_key_hash = fields.Char("API Key Hash", readonly=True)
+    api_key_encrypted = fields.Char("Encrypted API Key", readonly=True)
+    _key_cache = Cache('scenic.channel.api_key', context=False)
 
     @classmethod
     def __setup__(cls):
@@ -107,6 +132,88 @@ class Channel(CompanyMixin, DeactivableMixin, ModelSQL, ModelView):
                 'scenic_ticket.msg_channel_code_unique'),
             ]
         cls._order.insert(0, ('name', 'ASC'))
+        cls._sql_indexes.add(Index(t, (t.api_key_hash, Index.Equality())))
+
+    @staticmethod
+    def default_hold_minutes():
+        return 15
+
+    @classmethod
+    def validate_fields(cls, channels, field_names):
+        super().validate_fields(channels, field_names)
+        for channel in channels:
+            if channel.hold_minutes is None or channel.hold_minutes < 1:
+                raise ChannelKeyError(gettext(
+                        'scenic_ticket.msg_channel_hold_minutes',
+                        channel=channel.rec_name))
+
+    @staticmethod
+    def hash_key(key):
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    def set_api_key(self, key=None):
+        """Give the channel a new API key and return it.
+
+        Keys are random unless given (the demo's is known). Only a hash
+        is needed to authenticate; the encrypted copy lets the public
+        booking page embed its channel's key.
+        """
+        from .visitor import pii_vault
+        key = key or secrets.token_urlsafe(32)
+        self.__class__.write([self], {
+                'api_key_hint': key[:6] + '…',
+                'api_key_hash': self.hash_key(key),
+                'api_key_encrypted': pii_vault().encrypt(key),
+                })
+        return key
+
+    @classmethod
+    def from_api_key(cls, key):
+        "The active channel a key belongs to, or None."
+        if not key:
+            return None
+        digest = cls.hash_key(key)
+        channel_id = cls._key_cache.get(digest, -1)
+        if channel_id == -1:
+            channels = cls.search([('api_key_hash', '=', digest)], limit=1)
+            channel_id = channels[0].id if channels else None
+            cls._key_cache.set(digest, channel_id)
+        return cls(channel_id) if channel_id else None
+
+    @classmethod
+    def on_modification(cls, mode, channels, field_names=None):
+        super().on_modification(mode, channels, field_names=field_names)
+        cls._key_cache.clear()
+
+    def get_api_key(self):
+        from .visitor import pii_vault
+        if self.api_key_encrypted:
+            return pii_vault().decrypt(self.api_key_encrypted)
+
+
+class NewAPIKeyShow(ModelView):
+    "New API Key"
+    __name__ = 'scenic.channel.new_key.show'
+    channel = fields.Many2One('scenic.channel', "Channel", readonly=True)
+    api_key = fields.Char(
+        "API Key", readonly=True,
+        help="Give this key to the channel now: it is not shown again.")
+
+
+class NewAPIKey(Wizard):
+    "New API Key"
+    __name__ = 'scenic.channel.new_key'
+    start_state = 'show'
+    show = StateView('scenic.channel.new_key.show',
+        'scenic_ticket.channel_new_key_show_view_form', [
+            Button("Close", 'end', 'tryton-close', default=True),
+            ])
+
+    def default_show(self, fields):
+        return {
+            'channel': self.record.id,
+            'api_key': self.record.set_api_key(),
+            }
 
 
 class CalendarDay(CompanyMixin, ModelSQL, ModelView):

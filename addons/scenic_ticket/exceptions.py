@@ -28,3 +28,11 @@ class PIIConfigurationError(UserError):
 
 class SlotGenerationError(UserError):
     pass
+
+
+class SigningKeyError(UserError):
+    pass
+
+
+class ChannelKeyError(UserError):
+    pass

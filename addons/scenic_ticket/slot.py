@@ -43,6 +43,11 @@ class TimeSlot(CompanyMixin, ModelSQL, ModelView):
     end_time = fields.Time("End", required=True, format='%H:%M')
     capacity = fields.Integer(
         "Capacity", required=True, help="Persons this slot can admit.")
+    booked = fields.Integer(
+        "Booked", required=True, readonly=True,
+        help="Persons holding or having bought this slot.")
+    available = fields.Function(
+        fields.Integer("Available"), 'get_available')
     start = fields.Function(
         fields.DateTime("Start At"), 'get_datetime')
     end = fields.Function(
@@ -58,6 +63,13 @@ class TimeSlot(CompanyMixin, ModelSQL, ModelView):
         # availability queries read one area's day
         cls._sql_indexes.add(Index(
                 t, (t.company, Index.Range()), (t.date, Index.Range())))
+
+    @staticmethod
+    def default_booked():
+        return 0
+
+    def get_available(self, name):
+        return max(self.capacity - (self.booked or 0), 0)
 
     def get_rec_name(self, name):
         label = (f"{self.date} {self.start_time:%H:%M}–"
@@ -100,6 +112,11 @@ class TimeSlot(CompanyMixin, ModelSQL, ModelView):
             raise SlotValidationError(gettext(
                     'scenic_ticket.msg_slot_capacity_negative',
                     slot=self.rec_name, field=self._label('capacity')))
+        if self.capacity < (self.booked or 0):
+            raise SlotValidationError(gettext(
+                    'scenic_ticket.msg_slot_capacity_below_booked',
+                    slot=self.rec_name, booked=self.booked,
+                    field=self._label('capacity')))
         if self.end_time <= self.start_time:
             raise SlotValidationError(gettext(
                     'scenic_ticket.msg_slot_end_before_start',

@@ -105,6 +105,12 @@ class TicketType(CompanyMixin, DeactivableMixin, ModelSQL, ModelView):
         'scenic.ticket.type-scenic.channel', 'ticket_type', 'channel',
         "Channels", domain=[('company', '=', Eval('company', -1))],
         help="The channels that sell this type; none means all.")
+    refund_rule = fields.Selection([
+            ('until_start', "Until the Time Slot Starts"),
+            ('until_day_before', "Until the Day Before"),
+            ('never', "Not Refundable"),
+            ], "Refunds", required=True,
+        help="Until when visitors can cancel and get their money back.")
     base_price = fields.Numeric(
         "Base Price", digits=(16, 2), required=True,
         help="Price before the price rules apply, in the area's currency.")
@@ -149,6 +155,10 @@ class TicketType(CompanyMixin, DeactivableMixin, ModelSQL, ModelView):
     @staticmethod
     def default_id_limit():
         return 1
+
+    @staticmethod
+    def default_refund_rule():
+        return 'until_start'
 
     @staticmethod
     def default_base_price():
@@ -206,6 +216,9 @@ class TicketType(CompanyMixin, DeactivableMixin, ModelSQL, ModelView):
                 and self.valid_to and self.valid_from > self.valid_to):
             raise self._error(
                 'scenic_ticket.msg_ticket_type_date_range', 'valid_to')
+        if self.real_name and (self.persons or 1) > 1:
+            raise self._error(
+                'scenic_ticket.msg_ticket_type_real_name_group', 'persons')
         if self.real_name and (self.id_limit or 0) < 0:
             raise self._error(
                 'scenic_ticket.msg_ticket_type_id_limit', 'id_limit')

@@ -1,0 +1,421 @@
+"""The booking API: JSON over HTTP for the web page, kiosks, mini-programs
+and OTA partners. Paths, fields and error codes are a contract (see
+openapi.py): external clients code against them.
+"""
+import datetime as dt
+import functools
+import json
+import logging
+import re
+from decimal import Decimal, InvalidOperation
+
+from scenic_common import idnumber, ticketcode
+
+from trytond import backend
+from trytond.pool import Pool
+from trytond.protocols.wrappers import Response
+from trytond.transaction import Transaction
+from trytond.wsgi import app
+
+from . import reservation
+from .openapi import openapi_document
+from .reservation import BookingError, BookingRequest, Item, Visitor
+
+logger = logging.getLogger(__name__)
+
+PREFIX = '/<database_name>/scenic/v1'
+MAX_ITEMS = 20
+MAX_VISITORS = 50
+RETRIES = 3
+PHONE_RE = re.compile(r'^\+?[0-9][0-9 -]{4,19}$')
+
+
+def json_response(data, status=200, headers=None):
+    return Response(
+        json.dumps(data, ensure_ascii=False, separators=(',', ':')),
+        status=status, headers=headers, content_type='application/json')
+
+
+def error_response(error):
+    body = {'code': error.code, 'message': error.message}
+    if error.field:
+        body['field'] = error.field
+    return json_response({'error': body}, status=error.status)
+
+
+def _pool(database_name):
+    "The database's pool, or None when there is no such database."
+    if database_name not in Pool.database_list():
+        with Transaction().start(None, 0, readonly=True) as transaction:
+            if database_name not in transaction.database.list():
+                return None
+        with Transaction().start(database_name, 0, readonly=True):
+            Pool(database_name).init()
+    return Pool(database_name)
+
+
+def authenticate(request):
+    Channel = Pool().get('scenic.channel')
+    header = request.headers.get('Authorization', '')
+    scheme, _, key = header.partition(' ')
+    channel = None
+    if scheme.lower() == 'bearer' and key.strip():
+        channel = Channel.from_api_key(key.strip())
+    if not channel or not channel.active:
+        raise BookingError('unauthorized',
+            "A valid channel key is required: "
+            "'Authorization: Bearer <key>'.")
+    return channel
+
+
+def endpoint(path, methods, readonly=False, auth=True):
+    """Route a handler(request, channel, **kwargs) -> Response.
+
+    Each call is one transaction; writes run READ COMMITTED (see
+    reservation.use_read_committed) and are retried when two requests
+    raced on a unique key or the database asked for a retry.
+    """
+    def decorator(func):
+        @app.route(PREFIX + path, methods=methods)
+        @functools.wraps(func)
+        def wrapper(request, database_name, **kwargs):
+            try:
+                pool = _pool(database_name)
+                if pool is None:
+                    raise BookingError('not_found', "No such database.")
+                for attempt in range(RETRIES + 1):
+                    try:
+                        return _call(
+                            pool, func, request, readonly, auth, kwargs)
+                    except (backend.DatabaseIntegrityError,
+                            backend.DatabaseOperationalError):
+                        if attempt == RETRIES:
+                            raise
+            except BookingError as error:
+                return error_response(error)
+            except Exception:
+                logger.exception("booking API %s failed", path)
+                return error_response(BookingError('internal_error',
+                        "The server could not handle this request; "
+                        "nothing was changed."))
+        return wrapper
+    return decorator
+
+
+def _call(pool, func, request, readonly, auth, kwargs):
+    with Transaction().start(pool.database_name, 0, readonly=readonly):
+        if not readonly:
+            reservation.use_read_committed()
+        channel = authenticate(request) if auth else None
+        context = {}
+        if channel:
+            company = channel.company.id
+            context = {'company': company, 'companies': [company]}
+        with Transaction().set_context(context):
+            return func(request, channel, **kwargs)
+
+
+# --- parsing ---------------------------------------------------------------------
+
+def _body(request):
+    try:
+        data = json.loads(request.get_data() or b'null',
+            parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError):
+        raise BookingError('invalid_request', "The body is not valid JSON.",
+            'body')
+    if not isinstance(data, dict):
+        raise BookingError('invalid_request',
+            "The body must be a JSON object.", 'body')
+    return data
+
+
+def _text(data, name, where, required=True, max_length=100):
+    value = data.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise BookingError('invalid_request',
+            f"'{name}' must be a non-empty string.", where)
+    if len(value) > max_length:
+        raise BookingError('invalid_request',
+            f"'{name}' is longer than {max_length} characters.", where)
+    return value.strip()
+
+
+def _positive_int(value, where, name):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BookingError('invalid_request',
+            f"'{name}' must be a positive integer.", where)
+    return value
+
+
+def parse_booking(data):
+    slot = _positive_int(data.get('slot'), 'slot', 'slot')
+    items = data.get('items')
+    if not isinstance(items, list) or not items:
+        raise BookingError('invalid_request',
+            "'items' must be a non-empty list.", 'items')
+    if len(items) > MAX_ITEMS:
+        raise BookingError('invalid_request',
+            f"An order takes at most {MAX_ITEMS} items.", 'items')
+    parsed, visitor_count = [], 0
+    for i, raw in enumerate(items):
+        where = f'items[{i}]'
+        if not isinstance(raw, dict):
+            raise BookingError('invalid_request',
+                "Each item must be an object.", where)
+        item = Item(
+            ticket_type=_text(raw, 'ticket_type', f'{where}.ticket_type'),
+            field=where)
+        if raw.get('persons') is not None:
+            item.persons = _positive_int(
+                raw['persons'], f'{where}.persons', 'persons')
+        visitors = raw.get('visitors', [])
+        if not isinstance(visitors, list):
+            raise BookingError('invalid_request',
+                "'visitors' must be a list.", f'{where}.visitors')
+        for j, person in enumerate(visitors):
+            vwhere = f'{where}.visitors[{j}]'
+            if not isinstance(person, dict):
+                raise BookingError('invalid_request',
+                    "Each visitor must be an object.", vwhere)
+            id_type = person.get('id_type', idnumber.RESIDENT_ID)
+            if id_type not in idnumber.ID_TYPES:
+                raise BookingError('invalid_request',
+                    f"'id_type' must be one of {', '.join(idnumber.ID_TYPES)}.",
+                    f'{vwhere}.id_type')
+            item.visitors.append(Visitor(
+                    name=_text(person, 'name', f'{vwhere}.name'),
+                    id_type=id_type,
+                    id_number=_text(person, 'id_number',
+                        f'{vwhere}.id_number', max_length=40),
+                    field=vwhere))
+        visitor_count += len(item.visitors)
+        parsed.append(item)
+    if visitor_count > MAX_VISITORS:
+        raise BookingError('invalid_request',
+            f"An order takes at most {MAX_VISITORS} visitors.", 'items')
+    contact = data.get('contact')
+    if not isinstance(contact, dict):
+        raise BookingError('invalid_request',
+            "'contact' must be an object with a name and a phone.",
+            'contact')
+    phone = _text(contact, 'phone', 'contact.phone', max_length=20)
+    if not PHONE_RE.match(phone):
+        raise BookingError('invalid_request',
+            "'phone' must be a phone number.", 'contact.phone')
+    return BookingRequest(
+        slot=slot, items=parsed,
+        contact_name=_text(contact, 'name', 'contact.name'),
+        contact_phone=phone.replace(' ', '').replace('-', ''))
+
+
+def parse_amount(value):
+    if isinstance(value, bool) or not isinstance(
+            value, (str, int, Decimal)):
+        raise BookingError('invalid_request',
+            "'amount' must be a decimal string such as \"120.00\".",
+            'amount')
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise BookingError('invalid_request',
+            "'amount' must be a decimal string such as \"120.00\".",
+            'amount')
+    if not amount.is_finite() or amount < 0 or amount.as_tuple().exponent < -2:
+        raise BookingError('invalid_request',
+            "'amount' must be a non-negative amount with at most 2 "
+            "decimals.", 'amount')
+    return amount
+
+
+def parse_date(value):
+    try:
+        return dt.date.fromisoformat(value or '')
+    except ValueError:
+        raise BookingError('invalid_request',
+            "'date' must be a date as YYYY-MM-DD.", 'date')
+
+
+# --- rendering -------------------------------------------------------------------
+
+def _iso(value, tz):
+    "Naive UTC from the database → ISO 8601 in the area's timezone."
+    if value is None:
+        return None
+    return value.replace(tzinfo=dt.timezone.utc).astimezone(tz).isoformat()
+
+
+def money(value):
+    return str(value.quantize(Decimal('0.01')))
+
+
+def order_json(order, database_name):
+    from .slot import area_timezone
+    tz = area_timezone(order.company)
+    slot = order.slot
+    data = {
+        'order': order.reference,
+        'state': order.state,
+        'total': money(order.total),
+        'currency': order.currency.code,
+        'visit_date': order.visit_date.isoformat(),
+        'slot': {
+            'id': slot.id,
+            'start': slot.aware(slot.start_time).isoformat(),
+            'end': slot.aware(slot.end_time).isoformat(),
+            },
+        'contact': {'name': order.contact_name},
+        'lines': [{
+                'ticket_type': line.ticket_type.code,
+                'name': line.ticket_type.name,
+                'quantity': line.quantity,
+                'persons': line.persons,
+                'unit_price': money(line.unit_price),
+                'amount': money(line.amount),
+                } for line in order.lines],
+        }
+    if order.state == 'reserved':
+        data['hold_expires_at'] = _iso(order.hold_expires_at, tz)
+    if order.state not in {'reserved', 'expired', 'cancelled'}:
+        data['tickets'] = [{
+                'id': ticket.id,
+                'ticket_type': ticket.ticket_type.code,
+                'state': ticket.state,
+                'code': ticket.code if ticket.state in {'valid', 'used'}
+                else None,
+                'qr_svg_url': (f'/{database_name}/scenic/v1/orders/'
+                    f'{order.reference}/tickets/{ticket.id}/qr.svg'),
+                'holder': ticket.holder_masked,
+                'persons': ticket.persons,
+                'entries': ticket.entries_allowed,
+                'valid_from': _iso(ticket.valid_from, tz),
+                'valid_until': _iso(ticket.valid_until, tz),
+                } for ticket in sorted(order.tickets, key=lambda t: t.id)]
+    return data
+
+
+def _order_of_channel(channel, reference):
+    Order = Pool().get('scenic.order')
+    orders = Order.search([
+            ('reference', '=', reference),
+            ('channel', '=', channel.id),
+            ], limit=1)
+    if not orders:
+        raise BookingError('not_found', "No such order.")
+    return orders[0]
+
+
+# --- routes ----------------------------------------------------------------------
+
+@endpoint('/availability', ['GET'], readonly=True)
+def get_availability(request, channel):
+    date = parse_date(request.args.get('date'))
+    catalogue, slots = reservation.availability(channel, date)
+    currency = catalogue.company.currency.code
+    return json_response({
+            'date': date.isoformat(),
+            'slots': [{
+                    'id': slot.id,
+                    'zone': slot.zone.code if slot.zone else None,
+                    'start': slot.aware(slot.start_time).isoformat(),
+                    'end': slot.aware(slot.end_time).isoformat(),
+                    'capacity': slot.capacity,
+                    'available': slot.available,
+                    'prices': [{
+                            'ticket_type': ttype.code,
+                            'name': ttype.name,
+                            'real_name': bool(ttype.real_name),
+                            'persons': ttype.persons,
+                            'price': money(price),
+                            'currency': currency,
+                            } for ttype, price in prices],
+                    } for slot, prices in slots],
+            })
+
+
+@endpoint('/orders', ['POST'])
+def post_order(request, channel):
+    key = (request.headers.get('Idempotency-Key') or '').strip()
+    if not key or len(key) > 200:
+        raise BookingError('invalid_request',
+            "Send an Idempotency-Key header (at most 200 characters) so "
+            "that a retried request does not book twice.",
+            'Idempotency-Key')
+    booking = parse_booking(_body(request))
+    order_id, replayed = reservation.book(channel, booking, key)
+    order = Pool().get('scenic.order')(order_id)
+    headers = {'Idempotent-Replayed': 'true'} if replayed else None
+    return json_response(
+        order_json(order, Pool().database_name), status=201,
+        headers=headers)
+
+
+@endpoint('/orders', ['GET'], readonly=True)
+def get_orders_for_pickup(request, channel):
+    id_number = (request.args.get('id_number') or '').strip()
+    phone = (request.args.get('phone') or '').replace(' ', '').replace(
+        '-', '')
+    if not id_number:
+        raise BookingError('invalid_request',
+            "Give the ID number of one of the visitors.", 'id_number')
+    if not phone:
+        raise BookingError('invalid_request',
+            "Give the contact phone of the order.", 'phone')
+    orders = reservation.find_for_pickup(
+        channel.company.id, id_number, phone)
+    database_name = Pool().database_name
+    return json_response(
+        {'orders': [order_json(o, database_name) for o in orders]})
+
+
+@endpoint('/orders/<reference>', ['GET'], readonly=True)
+def get_order(request, channel, reference):
+    order = _order_of_channel(channel, reference)
+    return json_response(order_json(order, Pool().database_name))
+
+
+@endpoint('/orders/<reference>/pay', ['POST'])
+def post_pay(request, channel, reference):
+    data = _body(request)
+    provider = data.get('provider')
+    if not isinstance(provider, str):
+        raise BookingError('invalid_request',
+            "'provider' must name a payment provider.", 'provider')
+    if 'amount' not in data:
+        raise BookingError('invalid_request',
+            "'amount' is required.", 'amount')
+    amount = parse_amount(data['amount'])
+    order = _order_of_channel(channel, reference)
+    order = reservation.pay(order.id, provider, amount)
+    return json_response(order_json(order, Pool().database_name))
+
+
+@endpoint('/orders/<reference>/cancel', ['POST'])
+def post_cancel(request, channel, reference):
+    order = _order_of_channel(channel, reference)
+    order = reservation.cancel(order.id)
+    return json_response(order_json(order, Pool().database_name))
+
+
+@endpoint('/orders/<reference>/tickets/<int:ticket>/qr.svg', ['GET'],
+    readonly=True, auth=False)
+def get_ticket_qr(request, channel, reference, ticket):
+    "The order's reference is the capability: no channel key needed."
+    Ticket = Pool().get('scenic.ticket')
+    tickets = Ticket.search([
+            ('id', '=', ticket),
+            ('order.reference', '=', reference),
+            ('state', 'in', ['valid', 'used']),
+            ], limit=1)
+    if not tickets:
+        raise BookingError('not_found', "No such valid ticket.")
+    return Response(ticketcode.qr_svg(tickets[0].code, scale=5),
+        content_type='image/svg+xml',
+        headers={'Cache-Control': 'private, max-age=3600'})
+
+
+@endpoint('/openapi.json', ['GET'], readonly=True, auth=False)
+def get_openapi(request, channel):
+    return json_response(openapi_document())

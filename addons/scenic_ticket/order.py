@@ -1,0 +1,238 @@
+"""Orders, tickets and payments of timed reservations, and the counters that
+keep capacity and per-ID rules true under concurrency.
+
+Bookings go through the lean path in reservation.py; these models are what
+the back office shows and acts on.
+"""
+from trytond.model import Index, ModelSQL, ModelView, Unique, fields
+from trytond.pyson import Eval
+from trytond.transaction import Transaction
+
+from .area import CompanyMixin
+
+ORDER_STATES = [
+    ('reserved', "Reserved"),
+    ('paid', "Paid"),
+    ('partly_used', "Partly Used"),
+    ('used', "Used"),
+    ('done', "Done"),
+    ('cancelled', "Cancelled"),
+    ('refunded', "Refunded"),
+    ('expired', "Expired"),
+    ]
+TICKET_STATES = [
+    ('reserved', "Reserved"),
+    ('valid', "Valid"),
+    ('used', "Used"),
+    ('cancelled', "Cancelled"),
+    ('revoked', "Revoked"),
+    ('expired', "Expired"),
+    ]
+
+
+class Order(CompanyMixin, ModelSQL, ModelView):
+    "A timed reservation for named visitors or a group."
+    __name__ = 'scenic.order'
+    _rec_name = 'reference'
+    reference = fields.Char("Reference", readonly=True, required=True)
+    channel = fields.Many2One(
+        'scenic.channel', "Channel", required=True, readonly=True,
+        ondelete='RESTRICT')
+    slot = fields.Many2One(
+        'scenic.time_slot', "Time Slot", required=True, readonly=True,
+        ondelete='RESTRICT')
+    visit_date = fields.Date("Visit Date", required=True, readonly=True)
+    state = fields.Selection(
+        ORDER_STATES, "State", required=True, readonly=True, sort=False)
+    contact_name = fields.Char("Contact Name", readonly=True)
+    contact_phone = fields.Char("Contact Phone", readonly=True)
+    hold_expires_at = fields.DateTime("Hold Expires At", readonly=True)
+    total = fields.Numeric("Total", digits=(16, 2), readonly=True)
+    currency = fields.Many2One(
+        'currency.currency', "Currency", required=True, readonly=True)
+    idempotency_key = fields.Char("Idempotency Key", readonly=True)
+    request_hash = fields.Char("Request Hash", readonly=True)
+    lines = fields.One2Many(
+        'scenic.order.line', 'order', "Lines", readonly=True)
+    tickets = fields.One2Many(
+        'scenic.ticket', 'order', "Tickets", readonly=True)
+    payments = fields.One2Many(
+        'scenic.payment', 'order', "Payments", readonly=True)
+    paid_at = fields.DateTime("Paid At", readonly=True)
+    closed_at = fields.DateTime(
+        "Closed At", readonly=True,
+        help="When the order was cancelled, refunded or expired.")
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_constraints += [
+            ('reference_unique', Unique(t, t.reference),
+                'scenic_ticket.msg_order_reference_unique'),
+            ('idempotency_unique', Unique(t, t.channel, t.idempotency_key),
+                'scenic_ticket.msg_order_idempotency_unique'),
+            ]
+        cls._sql_indexes.update({
+                Index(t, (t.state, Index.Equality()),
+                    (t.hold_expires_at, Index.Range()),
+                    where=t.state == 'reserved'),
+                Index(t, (t.contact_phone, Index.Equality())),
+                })
+        cls._order = [('create_date', 'DESC'), ('id', 'DESC')]
+        cls._buttons.update({
+                'cancel': {
+                    'invisible': ~Eval('state').in_(['reserved', 'paid']),
+                    'depends': ['state'],
+                    },
+                })
+
+    @classmethod
+    @ModelView.button
+    def cancel(cls, orders):
+        "Cancel holds, refund paid orders as the ticket types allow."
+        from . import reservation
+        for order in orders:
+            reservation.cancel(order.id, by_back_office=True)
+
+    @classmethod
+    def expire_holds(cls):
+        "Cron: release the seats of holds that were not paid in time."
+        from . import reservation
+        # Own transaction: the release must run READ COMMITTED, which has
+        # to be chosen before the cron's transaction has read anything.
+        with Transaction().new_transaction() as transaction:
+            reservation.use_read_committed()
+            reservation.expire_holds()
+            transaction.commit()
+
+
+class OrderLine(ModelSQL, ModelView):
+    "Order Line"
+    __name__ = 'scenic.order.line'
+    order = fields.Many2One(
+        'scenic.order', "Order", required=True, ondelete='CASCADE')
+    ticket_type = fields.Many2One(
+        'scenic.ticket.type', "Ticket Type", required=True,
+        ondelete='RESTRICT')
+    quantity = fields.Integer("Tickets", required=True)
+    persons = fields.Integer("Persons", required=True)
+    unit_price = fields.Numeric("Unit Price", digits=(16, 2), required=True)
+    amount = fields.Numeric("Amount", digits=(16, 2), required=True)
+    price_explanation = fields.Text("Price Explanation")
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls.__access__.add('order')
+
+
+class Ticket(CompanyMixin, ModelSQL, ModelView):
+    "A ticket: one visitor, or one group of persons, on one signed code."
+    __name__ = 'scenic.ticket'
+    order = fields.Many2One(
+        'scenic.order', "Order", required=True, readonly=True,
+        ondelete='CASCADE')
+    line = fields.Many2One(
+        'scenic.order.line', "Line", readonly=True, ondelete='CASCADE')
+    ticket_type = fields.Many2One(
+        'scenic.ticket.type', "Ticket Type", required=True, readonly=True,
+        ondelete='RESTRICT')
+    slot = fields.Many2One(
+        'scenic.time_slot', "Time Slot", readonly=True, ondelete='RESTRICT')
+    visit_date = fields.Date("Visit Date", required=True, readonly=True)
+    visitor = fields.Many2One(
+        'scenic.visitor', "Visitor", readonly=True, ondelete='RESTRICT')
+    holder_hash = fields.Char("Holder Hash", readonly=True)
+    holder_masked = fields.Char("Holder", readonly=True)
+    persons = fields.Integer("Persons", required=True, readonly=True)
+    entries_allowed = fields.Integer(
+        "Entries Allowed", required=True, readonly=True,
+        help="0 means unlimited within validity.")
+    valid_from = fields.DateTime("Valid From", readonly=True)
+    valid_until = fields.DateTime("Valid Until", readonly=True)
+    state = fields.Selection(
+        TICKET_STATES, "State", required=True, readonly=True, sort=False)
+    key_id = fields.Integer("Signing Key", readonly=True)
+    code = fields.Text("Code", readonly=True)
+    revoked_at = fields.DateTime("Revoked At", readonly=True)
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_indexes.update({
+                Index(t, (t.holder_hash, Index.Equality()),
+                    (t.visit_date, Index.Range())),
+                Index(t, (t.state, Index.Equality()),
+                    (t.revoked_at, Index.Range())),
+                })
+        cls._order = [('id', 'DESC')]
+
+    def get_rec_name(self, name):
+        return f"#{self.id} {self.ticket_type.rec_name} {self.visit_date}"
+
+
+class Payment(CompanyMixin, ModelSQL, ModelView):
+    "A payment or refund of an order, for finance to post."
+    __name__ = 'scenic.payment'
+    order = fields.Many2One(
+        'scenic.order', "Order", required=True, readonly=True,
+        ondelete='RESTRICT')
+    kind = fields.Selection([
+            ('payment', "Payment"),
+            ('refund', "Refund"),
+            ], "Kind", required=True, readonly=True)
+    provider = fields.Char("Provider", required=True, readonly=True)
+    provider_reference = fields.Char("Provider Reference", readonly=True)
+    amount = fields.Numeric(
+        "Amount", digits=(16, 2), required=True, readonly=True)
+    currency = fields.Many2One(
+        'currency.currency', "Currency", required=True, readonly=True)
+    date = fields.DateTime("Date", required=True, readonly=True)
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._order = [('date', 'DESC'), ('id', 'DESC')]
+
+
+class DailyLoad(CompanyMixin, ModelSQL, ModelView):
+    "Persons booked on a day against the area's or a zone's daily maximum."
+    __name__ = 'scenic.daily_load'
+    date = fields.Date("Date", required=True, readonly=True)
+    zone = fields.Many2One(
+        'scenic.zone', "Zone", readonly=True, ondelete='CASCADE',
+        help="Empty for the whole area.")
+    scope = fields.Char(
+        "Scope", required=True, readonly=True,
+        help="'area' or the zone's id: one counter row each.")
+    booked = fields.Integer("Booked", required=True, readonly=True)
+    maximum = fields.Integer("Maximum", required=True, readonly=True)
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_constraints += [
+            ('scope_unique', Unique(t, t.company, t.date, t.scope),
+                'scenic_ticket.msg_daily_load_unique'),
+            ]
+        cls._order = [('date', 'DESC'), ('scope', 'ASC'), ('id', 'ASC')]
+
+
+class IDDayUsage(CompanyMixin, ModelSQL):
+    "Tickets held by one ID on one day: what per-ID limits count."
+    __name__ = 'scenic.id_day_usage'
+    date = fields.Date("Date", required=True)
+    id_hash = fields.Char("ID Hash", required=True)
+    count = fields.Integer("Count", required=True)
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_constraints += [
+            ('usage_unique', Unique(t, t.company, t.date, t.id_hash),
+                'scenic_ticket.msg_id_day_usage_unique'),
+            ]

@@ -1,0 +1,306 @@
+#!/usr/bin/env python3
+"""Load the Scenic demo: one scenic area with zones, ticket types, time slots,
+price rules, visitors, a chart of accounts, fiscal years and one user per role.
+
+Idempotent: if the demo area exists, nothing is loaded again.
+
+    python scripts/load_demo.py -c var/trytond.conf -d demo
+"""
+import argparse
+import datetime as dt
+import sys
+from decimal import Decimal
+
+AREA_NAME = "Cloud Mountain Scenic Area"
+
+# login, name, role, language; the password is the login + '-demo'
+DEMO_USERS = [
+    ('supervisor', "Wang Fang (Supervisor)", 'supervisor', 'zh_CN'),
+    ('cashier', "Zhang Wei (Cashier)", 'cashier', 'zh_CN'),
+    ('finance', "Liu Yang (Finance)", 'finance', 'zh_CN'),
+    ('marketing', "Chen Jing (Marketing)", 'marketing', 'en'),
+    ('gate', "Li Na (Gate Staff)", 'gate', 'zh_CN'),
+    ]
+
+ZONES = [
+    # code, name, parent code, daily max, instantaneous max
+    ('MAIN', "Main Park", None, 10080, 5600),
+    ('CABLE', "Cable Car", 'MAIN', 3000, 400),
+    ('MUSEUM', "Mountain Museum", 'MAIN', 2000, 300),
+    ('SUMMIT', "Summit Trail", 'MAIN', 4000, 1200),
+    ]
+
+CHANNELS = [
+    ('box_office', "Box Office", 'box_office'),
+    ('kiosk', "Self-Service Kiosk", 'kiosk'),
+    ('web', "Web Booking", 'online'),
+    ('ota', "OTA Partners", 'ota'),
+    ('agency', "Travel Agencies", 'agency'),
+    ]
+
+TICKET_TYPES = [
+    dict(code='ADULT', name="Adult", category='adult', base_price='120',
+        zones=['MAIN']),
+    dict(code='CHILD', name="Child (1.2–1.5 m)", category='child',
+        base_price='60', zones=['MAIN']),
+    dict(code='SENIOR', name="Senior (60+)", category='senior',
+        base_price='60', zones=['MAIN']),
+    dict(code='STUDENT', name="Student", category='student',
+        base_price='60', zones=['MAIN']),
+    dict(code='FREE', name="Free by Policy", category='free',
+        base_price='0', zones=['MAIN'],
+        channels=['box_office', 'web']),
+    dict(code='COMBO', name="Park + Cable Car", category='combo',
+        base_price='220', zones=['MAIN', 'CABLE']),
+    dict(code='GROUP10', name="Group of 10", category='group',
+        base_price='960', persons=10, real_name=False, id_limit=0,
+        zones=['MAIN'], channels=['box_office', 'agency', 'ota']),
+    dict(code='REENTRY2', name="Two-Day Re-entry Pass", category='adult',
+        base_price='180', validity='days_from_first_use', validity_days=2,
+        entry_mode='multiple', entries_allowed=4, reentry_binding='photo',
+        zones=['MAIN', 'MUSEUM', 'SUMMIT']),
+    dict(code='ANNUAL', name="Annual Card", category='annual_card',
+        base_price='360', validity='days_from_first_use', validity_days=365,
+        entry_mode='unlimited', reentry_binding='face', id_limit=0,
+        zones=['MAIN', 'MUSEUM', 'SUMMIT'], channels=['box_office']),
+    dict(code='COUNT10', name="10-Visit Card", category='count_card',
+        base_price='800', validity='days_from_first_use', validity_days=365,
+        entry_mode='multiple', entries_allowed=10, reentry_binding='id_card',
+        id_limit=0, zones=['MAIN'], channels=['box_office']),
+    ]
+
+PRICE_RULES = [
+    # name, priority, method, value, extra conditions
+    ("Public holiday adult price", 10, 'fixed', '150',
+        dict(day_kind='holiday', ticket_types=['ADULT'], final=True)),
+    ("Weekend", 20, 'percentage', '20', dict(weekdays=['5', '6'])),
+    ("Winter season", 30, 'percentage', '-20',
+        dict(date_from=dt.date(2026, 12, 1), date_to=dt.date(2027, 2, 28))),
+    ("Early bird (before 09:00)", 40, 'amount', '-10',
+        dict(time_to=dt.time(9, 0))),
+    ("High demand (80 % sold)", 50, 'percentage', '10',
+        dict(min_fill_ratio=Decimal('0.80'))),
+    ("OTA commission", 60, 'amount', '-5', dict(channels=['ota'])),
+    ]
+
+HOLIDAYS = [
+    (dt.date(2027, 1, 1), "New Year's Day"),
+    (dt.date(2027, 2, 6), "Spring Festival"),
+    (dt.date(2027, 2, 7), "Spring Festival"),
+    (dt.date(2027, 2, 8), "Spring Festival"),
+    ]
+
+DEMO_VISITORS = [
+    ("Li Lei", '110105', dt.date(1985, 6, 15), 123),
+    ("Han Meimei", '310104', dt.date(1990, 3, 8), 246),
+    ("Zhao Qiang", '440305', dt.date(1978, 11, 30), 357),
+    ]
+
+SLOT_DAYS = 14
+DEMO_WEB_KEY = 'demo-web-key'
+AREA_DAILY_MAX = 10080
+AREA_INSTANT_MAX = 5600
+
+
+def activate_modules(names):
+    from proteus import Model, Wizard
+    Module = Model.get('ir.module')
+    modules = Module.find([
+            ('name', 'in', names),
+            ('state', '!=', 'activated'),
+            ])
+    if modules:
+        Module.click(modules, 'activate')
+        Wizard('ir.module.activate_upgrade').execute('upgrade')
+
+
+def create_cny():
+    from proteus import Model
+    Currency = Model.get('currency.currency')
+    found = Currency.find([('code', '=', 'CNY')])
+    if found:
+        return found[0]
+    currency = Currency(
+        name="Chinese Yuan Renminbi", code='CNY', numeric_code='156',
+        symbol='¥', digits=2, rounding=Decimal('0.01'))
+    currency.save()
+    return currency
+
+
+def create_area(currency):
+    from proteus import Model
+    from trytond.modules.company.tests.tools import create_company
+    Party = Model.get('party.party')
+    party = Party(name=AREA_NAME)
+    party.save()
+    create_company(party=party, currency=currency)
+    Company = Model.get('company.company')
+    company, = Company.find([('party', '=', party.id)])
+    company.timezone = 'Asia/Shanghai'
+    company.scenic_daily_max = AREA_DAILY_MAX
+    company.scenic_instant_max = AREA_INSTANT_MAX
+    company.save()
+    return company
+
+
+def create_accounting(company, today):
+    from trytond.modules.account.tests.tools import (
+        create_chart, create_fiscalyear)
+    create_chart(company)
+    for year in sorted({today.year, (today + dt.timedelta(SLOT_DAYS)).year}):
+        fiscalyear = create_fiscalyear(
+            company, (dt.date(year, 1, 1), dt.date(year, 12, 31)))
+        fiscalyear.save()
+        fiscalyear.click('create_period')
+
+
+def set_channel_key(channel_id, key):
+    "A known key, so that anyone can try the booking API on the demo."
+    from proteus.config import get_config
+    from trytond.pool import Pool
+    from trytond.transaction import Transaction
+    with Transaction().start(get_config().database_name, 0) as transaction:
+        Pool().get('scenic.channel')(channel_id).set_api_key(key)
+        transaction.commit()
+
+
+def create_catalogue(company, today):
+    from proteus import Model, Wizard
+    Zone = Model.get('scenic.zone')
+    Channel = Model.get('scenic.channel')
+    TicketType = Model.get('scenic.ticket.type')
+    CalendarDay = Model.get('scenic.calendar.day')
+    PriceRule = Model.get('scenic.price.rule')
+
+    zones = {}
+    for code, name, parent, daily, instant in ZONES:
+        zone = Zone(company=company, code=code, name=name,
+            daily_max=daily, instant_max=instant,
+            parent=zones.get(parent))
+        zone.save()
+        zones[code] = zone
+
+    channels = {}
+    for code, name, kind in CHANNELS:
+        channel = Channel(company=company, code=code, name=name, kind=kind,
+            booking_page=(code == 'web'))
+        channel.save()
+        channels[code] = channel
+    set_channel_key(channels['web'].id, DEMO_WEB_KEY)
+
+    types = {}
+    for values in TICKET_TYPES:
+        values = values.copy()
+        zone_codes = values.pop('zones', [])
+        channel_codes = values.pop('channels', [])
+        values['base_price'] = Decimal(values['base_price'])
+        ttype = TicketType(company=company, **values)
+        ttype.zones.extend([Zone(zones[c].id) for c in zone_codes])
+        ttype.channels.extend([Channel(channels[c].id) for c in channel_codes])
+        ttype.save()
+        types[ttype.code] = ttype
+
+    for date, name in HOLIDAYS:
+        CalendarDay(company=company, date=date, kind='holiday',
+            name=name).save()
+
+    for name, priority, method, value, extra in PRICE_RULES:
+        extra = extra.copy()
+        type_codes = extra.pop('ticket_types', [])
+        channel_codes = extra.pop('channels', [])
+        rule = PriceRule(company=company, name=name, priority=priority,
+            method=method, value=Decimal(value), **extra)
+        rule.ticket_types.extend([TicketType(types[c].id) for c in type_codes])
+        rule.channels.extend([Channel(channels[c].id) for c in channel_codes])
+        rule.save()
+
+    generate = Wizard('scenic.time_slot.generate')
+    generate.form.start_date = today
+    generate.form.end_date = today + dt.timedelta(days=SLOT_DAYS - 1)
+    generate.form.first_start = dt.time(8, 0)
+    generate.form.last_end = dt.time(17, 0)
+    generate.form.interval = 30
+    generate.form.capacity = 500
+    generate.execute('generate')
+
+    # The cable car runs hourly slots of its own.
+    generate = Wizard('scenic.time_slot.generate')
+    generate.form.zone = zones['CABLE']
+    generate.form.start_date = today
+    generate.form.end_date = today + dt.timedelta(days=SLOT_DAYS - 1)
+    generate.form.first_start = dt.time(8, 30)
+    generate.form.last_end = dt.time(16, 30)
+    generate.form.interval = 60
+    generate.form.capacity = 300
+    generate.execute('generate')
+
+
+def create_visitors(company):
+    from proteus import Model
+    from scenic_common.idnumber import make_resident_id
+    Visitor = Model.get('scenic.visitor')
+    for name, area, birth, sequence in DEMO_VISITORS:
+        Visitor(company=company, name=name, id_type='resident_id',
+            id_number=make_resident_id(area, birth, sequence)).save()
+    Visitor(company=company, name="Emma Schmidt", id_type='passport',
+        id_number='C01X00T47').save()
+
+
+def create_users(company):
+    from proteus import Model
+    User = Model.get('res.user')
+    Role = Model.get('res.role')
+    Lang = Model.get('ir.lang')
+    ModelData = Model.get('ir.model.data')
+    langs = {l.code: l for l in Lang.find([('code', 'in', ['en', 'zh_CN'])])}
+    for login, name, role, lang in DEMO_USERS:
+        user = User(login=login, name=name, password=f'{login}-demo',
+            language=langs.get(lang))
+        user.companies.append(type(company)(company.id))
+        user.company = type(company)(company.id)
+        user_role = user.roles.new()
+        user_role.role = Role(
+            ModelData.get_id('scenic_ticket', f'role_{role}', {}))
+        user.save()
+
+
+def load(database, config_file):
+    from proteus import Model, config
+
+    config.set_trytond(database=database, config_file=config_file)
+    activate_modules(['scenic_ticket', 'account', 'user_role'])
+
+    Company = Model.get('company.company')
+    User = Model.get('res.user')
+    if Company.find([('party.name', '=', AREA_NAME)]):
+        # Users are created last: without them an earlier load stopped
+        # half-way (proteus commits each call).
+        logins = [u[0] for u in DEMO_USERS]
+        if len(User.find([('login', 'in', logins)])) < len(logins):
+            raise SystemExit(
+                f"The demo data in database {database!r} are incomplete: "
+                "an earlier load was interrupted. Delete that database "
+                "(for SQLite, its .sqlite file) and run the demo again.")
+        print(f"Demo data already loaded in database {database!r}.")
+        return False
+    today = dt.date.today()
+    company = create_area(create_cny())
+    create_accounting(company, today)
+    create_catalogue(company, today)
+    create_visitors(company)
+    create_users(company)
+    print(f"Demo data loaded in database {database!r}: {AREA_NAME}.")
+    return True
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('-c', '--config', required=True,
+        help="trytond configuration file")
+    parser.add_argument('-d', '--database', default='demo')
+    args = parser.parse_args(argv)
+    load(args.database, args.config)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
