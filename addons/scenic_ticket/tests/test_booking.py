@@ -1,0 +1,508 @@
+"""The booking API end to end through trytond's WSGI application.
+
+Each test books on a day of its own, so per-ID and daily counters of one
+test never meet another's. The concurrency tests need PostgreSQL.
+"""
+import datetime as dt
+import itertools
+import unittest
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+from scenic_common import ticketcode
+from scenic_common.idnumber import make_resident_id
+
+from trytond import backend
+from trytond.pool import Pool
+from trytond.tests.test_tryton import DB_NAME, RouteTestCase
+from trytond.transaction import Transaction
+
+from .tools import (
+    configure_pii_key, create_area, create_slot, create_ticket_type,
+    create_zone)
+
+WEB_KEY = 'test-web-key-0123456789'
+KIOSK_KEY = 'test-kiosk-key-0123456789'
+_days = itertools.count(1)
+_people = itertools.count(1)
+
+
+def new_id():
+    n = next(_people)
+    return make_resident_id(
+        '110105', dt.date(1960, 1, 1) + dt.timedelta(days=n % 15000),
+        n % 999 + 1)
+
+
+class BookingAPITestCase(RouteTestCase):
+    "Test the booking API"
+    module = 'scenic_ticket'
+
+    @classmethod
+    def setUpClass(cls):
+        configure_pii_key()
+        super().setUpClass()
+
+    @classmethod
+    def setUpDatabase(cls):
+        pool = Pool()
+        Channel = pool.get('scenic.channel')
+        User = pool.get('res.user')
+        company = create_area()
+        User.write([User(Transaction().user)], {
+                'companies': [('add', [company.id])],
+                'company': company.id})
+        with Transaction().set_context(company=company.id):
+            main = create_zone(company, 'MAIN', daily_max=100000,
+                instant_max=50000)
+            web, kiosk = Channel.create([
+                    {'company': company.id, 'name': "Web", 'code': 'web',
+                        'kind': 'online', 'booking_page': True},
+                    {'company': company.id, 'name': "Kiosk",
+                        'code': 'kiosk', 'kind': 'kiosk'},
+                    ])
+            web.set_api_key(WEB_KEY)
+            kiosk.set_api_key(KIOSK_KEY)
+            create_ticket_type(company, 'ADULT', '100',
+                zones=[('add', [main.id])])
+            create_ticket_type(company, 'GROUP5', '400', category='group',
+                persons=5, real_name=False, id_limit=0,
+                zones=[('add', [main.id])])
+            create_ticket_type(company, 'NOREFUND', '80',
+                refund_rule='never')
+            create_ticket_type(company, 'KIOSKONLY', '90',
+                channels=[('add', [kiosk.id])])
+
+    # --- helpers -----------------------------------------------------------
+
+    def url(self, path):
+        return f'/{self.db_name}/scenic/v1{path}'
+
+    def headers(self, key=WEB_KEY, idempotency=None):
+        headers = {'Authorization': f'Bearer {key}'}
+        if idempotency is None:
+            idempotency = str(uuid.uuid4())
+        if idempotency is not False:
+            headers['Idempotency-Key'] = idempotency
+        return headers
+
+    def day_slot(self, capacity=50, zone_max=None):
+        "A slot on a day of its own; optionally cap the zone for that day."
+        with Transaction().start(DB_NAME, 0) as transaction:
+            pool = Pool()
+            Company = pool.get('company.company')
+            Zone = pool.get('scenic.zone')
+            company, = Company.search([])
+            date = dt.date.today() + dt.timedelta(days=next(_days))
+            with Transaction().set_context(company=company.id):
+                slot = create_slot(company, date, (10, 0), (10, 30),
+                    capacity=capacity)
+                if zone_max is not None:
+                    Zone.write(Zone.search([('code', '=', 'MAIN')]),
+                        {'daily_max': zone_max, 'instant_max': zone_max})
+            transaction.commit()
+            return slot.id
+
+    def reset_zone(self):
+        with Transaction().start(DB_NAME, 0) as transaction:
+            Zone = Pool().get('scenic.zone')
+            Zone.write(Zone.search([('code', '=', 'MAIN')]),
+                {'daily_max': 100000, 'instant_max': 50000})
+            transaction.commit()
+
+    def body(self, slot, ids=None, ticket_type='ADULT', persons=None,
+            phone='13800138000'):
+        item = {'ticket_type': ticket_type}
+        if ids is not None:
+            item['visitors'] = [
+                {'name': f"Visitor {i}", 'id_number': number}
+                for i, number in enumerate(ids)]
+        if persons is not None:
+            item['persons'] = persons
+        return {'slot': slot, 'items': [item],
+            'contact': {'name': "Li Lei", 'phone': phone}}
+
+    def book(self, body, key=WEB_KEY, idempotency=None, client=None):
+        client = client or self.client()
+        return client.post(self.url('/orders'), json=body,
+            headers=self.headers(key, idempotency))
+
+    def pay(self, order, amount=None, key=WEB_KEY):
+        return self.client().post(self.url(f"/orders/{order['order']}/pay"),
+            json={'provider': 'simulated',
+                'amount': amount or order['total']},
+            headers=self.headers(key, False))
+
+    def assertError(self, response, status, code, field=None):
+        self.assertEqual(response.status_code, status, response.get_data())
+        error = response.json['error']
+        self.assertEqual(error['code'], code)
+        self.assertTrue(error['message'])
+        if field is not None:
+            self.assertEqual(error.get('field'), field)
+
+    def slot_state(self, slot_id):
+        with Transaction().start(DB_NAME, 0, readonly=True):
+            slot = Pool().get('scenic.time_slot')(slot_id)
+            return slot.booked, slot.available
+
+    # --- availability ------------------------------------------------------
+
+    def test_availability(self):
+        "Availability lists slots with places left and channel prices"
+        slot = self.day_slot(capacity=40)
+        with Transaction().start(DB_NAME, 0, readonly=True):
+            date = Pool().get('scenic.time_slot')(slot).date
+        response = self.client().get(
+            self.url(f'/availability?date={date}'),
+            headers=self.headers(idempotency=False))
+        self.assertEqual(response.status_code, 200)
+        data = response.json
+        self.assertEqual(data['date'], date.isoformat())
+        listed, = [s for s in data['slots'] if s['id'] == slot]
+        self.assertEqual((listed['capacity'], listed['available']), (40, 40))
+        self.assertTrue(listed['start'].endswith('+08:00'))
+        prices = {p['ticket_type']: p['price'] for p in listed['prices']}
+        self.assertEqual(prices['ADULT'], '100.00')
+        self.assertNotIn('KIOSKONLY', prices)  # not sold on the web
+
+        self.assertError(self.client().get(
+                self.url('/availability?date=2026-02-30'),
+                headers=self.headers(idempotency=False)),
+            422, 'invalid_request', 'date')
+        self.assertError(
+            self.client().get(self.url(f'/availability?date={date}')),
+            401, 'unauthorized')
+        self.assertError(self.client().get(
+                self.url(f'/availability?date={date}'),
+                headers={'Authorization': 'Bearer wrong'}),
+            401, 'unauthorized')
+
+    # --- booking -----------------------------------------------------------
+
+    def test_book_pay_and_verify_codes(self):
+        "A paid order has one signed ticket per visitor, verifiable offline"
+        slot = self.day_slot()
+        ids = [new_id(), new_id()]
+        response = self.book(self.body(slot, ids))
+        self.assertEqual(response.status_code, 201, response.get_data())
+        order = response.json
+        self.assertEqual(order['state'], 'reserved')
+        self.assertEqual(order['total'], '200.00')
+        self.assertIn('hold_expires_at', order)
+        self.assertNotIn('tickets', order)
+        self.assertEqual(self.slot_state(slot), (2, 48))
+
+        paid = self.pay(order)
+        self.assertEqual(paid.status_code, 200, paid.get_data())
+        paid = paid.json
+        self.assertEqual(paid['state'], 'paid')
+        self.assertEqual(len(paid['tickets']), 2)
+        with Transaction().start(DB_NAME, 0, readonly=True):
+            pool = Pool()
+            Company = pool.get('company.company')
+            SigningKey = pool.get('scenic.signing_key')
+            TimeSlot = pool.get('scenic.time_slot')
+            company, = Company.search([])
+            keyring = SigningKey.keyring(company)
+            start = TimeSlot(slot).aware(dt.time(10, 5))
+        for ticket in paid['tickets']:
+            self.assertRegex(ticket['holder'], r'^\d{3}\*{11}[\dX]{4}$')
+            self.assertTrue(ticket['valid_from'].endswith('+08:00'))
+            result = ticketcode.verify(
+                ticket['code'], keyring, now=start, area_id=company.id)
+            self.assertEqual(result.reason, 'ok')
+            self.assertEqual(result.payload.ticket_id, ticket['id'])
+            svg = self.client().get(ticket['qr_svg_url'])
+            self.assertEqual(svg.status_code, 200)
+            self.assertIn(b'<svg', svg.get_data())
+        # Paying again with the same amount answers the same, once.
+        again = self.pay(order)
+        self.assertEqual(again.status_code, 200)
+        self.assertEqual(
+            [t['code'] for t in again.json['tickets']],
+            [t['code'] for t in paid['tickets']])
+        # The order is the channel's: another channel does not see it.
+        self.assertError(self.client().get(
+                self.url(f"/orders/{order['order']}"),
+                headers=self.headers(KIOSK_KEY, False)),
+            404, 'not_found')
+        got = self.client().get(self.url(f"/orders/{order['order']}"),
+            headers=self.headers(idempotency=False))
+        self.assertEqual(got.json['state'], 'paid')
+
+    def test_idempotent_replay(self):
+        "The same key and body return the same order; another body is refused"
+        slot = self.day_slot()
+        body = self.body(slot, [new_id()])
+        first = self.book(body, idempotency='same-key')
+        second = self.book(body, idempotency='same-key')
+        self.assertEqual(first.status_code, 201)
+        self.assertEqual(second.status_code, 201)
+        self.assertEqual(second.headers.get('Idempotent-Replayed'), 'true')
+        self.assertEqual(first.json['order'], second.json['order'])
+        self.assertEqual(self.slot_state(slot)[0], 1)
+        other = self.body(slot, [new_id()])
+        self.assertError(self.book(other, idempotency='same-key'),
+            409, 'idempotency_conflict', 'Idempotency-Key')
+        self.assertError(self.book(body, idempotency=''),
+            422, 'invalid_request', 'Idempotency-Key')
+
+    def test_group_ticket(self):
+        "A group ticket admits N persons on one code"
+        slot = self.day_slot()
+        order = self.book(self.body(slot, ticket_type='GROUP5', persons=10))
+        self.assertEqual(order.status_code, 201, order.get_data())
+        self.assertEqual(order.json['total'], '800.00')
+        self.assertEqual(order.json['lines'][0]['quantity'], 2)
+        self.assertEqual(self.slot_state(slot)[0], 10)
+        paid = self.pay(order.json).json
+        self.assertEqual([t['persons'] for t in paid['tickets']], [5, 5])
+        self.assertError(self.book(
+                self.body(slot, ticket_type='GROUP5', persons=7)),
+            422, 'invalid_request', 'items[0].persons')
+
+    def test_refusals(self):
+        "Every refusal has its code, status and field; nothing is booked"
+        slot = self.day_slot(capacity=3)
+        number = new_id()
+        bad = number[:-1] + ('1' if number[-1] != '1' else '2')
+        self.assertError(self.book(self.body(slot, [bad])),
+            422, 'invalid_id_number', 'items[0].visitors[0].id_number')
+        self.assertError(self.book(self.body(slot, [number, number])),
+            409, 'id_limit', 'items[0].visitors[1].id_number')
+        self.assertError(self.book(
+                self.body(slot, [new_id() for _ in range(4)])),
+            409, 'sold_out', 'slot')
+        self.assertError(self.book(self.body(slot, [new_id()],
+                    ticket_type='KIOSKONLY')),
+            422, 'invalid_request', 'items[0].ticket_type')
+        self.assertError(self.book(self.body(slot, [])),
+            422, 'invalid_request', 'items[0].visitors')
+        self.assertError(self.book(self.body(999999, [new_id()])),
+            422, 'invalid_request', 'slot')
+        self.assertError(self.book({'slot': slot, 'items': []}),
+            422, 'invalid_request', 'items')
+        self.assertError(self.book(self.body(slot, [new_id()],
+                    phone='call me')),
+            422, 'invalid_request', 'contact.phone')
+        response = self.client().post(self.url('/orders'), data=b'{not json',
+            headers=self.headers())
+        self.assertError(response, 422, 'invalid_request', 'body')
+        self.assertError(self.book(self.body(slot, [new_id()]), key='nope'),
+            401, 'unauthorized')
+        self.assertError(self.client().get(self.url('/orders/NOSUCH'),
+                headers=self.headers(idempotency=False)),
+            404, 'not_found')
+        # None of the refused requests kept a place.
+        self.assertEqual(self.slot_state(slot), (0, 3))
+
+    def test_daily_limit(self):
+        "A zone's daily maximum holds across the slots of the day"
+        slot = self.day_slot(capacity=50, zone_max=2)
+        try:
+            self.assertEqual(self.book(
+                    self.body(slot, [new_id(), new_id()])).status_code, 201)
+            self.assertError(self.book(self.body(slot, [new_id()])),
+                409, 'daily_limit')
+        finally:
+            self.reset_zone()
+        self.assertEqual(self.slot_state(slot)[0], 2)
+
+    def test_payment_refusals(self):
+        "Wrong amounts, unknown providers and closed orders are refused"
+        slot = self.day_slot()
+        order = self.book(self.body(slot, [new_id()])).json
+        self.assertError(self.pay(order, amount='99.99'),
+            422, 'amount_mismatch', 'amount')
+        self.assertError(self.pay(order, amount='1e999'),
+            422, 'invalid_request', 'amount')
+        response = self.client().post(
+            self.url(f"/orders/{order['order']}/pay"),
+            json={'provider': 'cash-in-hand', 'amount': order['total']},
+            headers=self.headers(idempotency=False))
+        self.assertError(response, 422, 'invalid_request', 'provider')
+        cancel = self.client().post(
+            self.url(f"/orders/{order['order']}/cancel"),
+            headers=self.headers(idempotency=False))
+        self.assertEqual(cancel.json['state'], 'cancelled')
+        self.assertError(self.pay(order), 409, 'not_payable')
+        self.assertError(self.client().post(
+                self.url(f"/orders/{order['order']}/cancel"),
+                headers=self.headers(idempotency=False)),
+            409, 'not_cancellable')
+
+    def test_cancel_releases_and_revokes(self):
+        "A refund gives the places and the ID back and revokes the codes"
+        slot = self.day_slot()
+        number = new_id()
+        order = self.book(self.body(slot, [number])).json
+        paid = self.pay(order).json
+        cancel = self.client().post(
+            self.url(f"/orders/{order['order']}/cancel"),
+            headers=self.headers(idempotency=False))
+        self.assertEqual(cancel.status_code, 200, cancel.get_data())
+        self.assertEqual(cancel.json['state'], 'refunded')
+        self.assertEqual([t['state'] for t in cancel.json['tickets']],
+            ['revoked'])
+        self.assertEqual(self.slot_state(slot), (0, 50))
+        with Transaction().start(DB_NAME, 0, readonly=True):
+            pool = Pool()
+            Order = pool.get('scenic.order')
+            Ticket = pool.get('scenic.ticket')
+            record, = Order.search([('reference', '=', order['order'])])
+            self.assertEqual(
+                sorted((p.kind, p.amount) for p in record.payments),
+                [('payment', Decimal('100')), ('refund', Decimal('100'))])
+            ticket, = record.tickets
+            self.assertIsNotNone(ticket.revoked_at)
+            revoked = {t.id for t in Ticket.search(
+                    [('state', '=', 'revoked')])}
+        self.assertIn(paid['tickets'][0]['id'], revoked)
+        # The QR of a revoked ticket is gone; the ID may book again.
+        self.assertEqual(
+            self.client().get(paid['tickets'][0]['qr_svg_url']).status_code,
+            404)
+        self.assertEqual(
+            self.book(self.body(slot, [number])).status_code, 201)
+
+    def test_non_refundable(self):
+        "Ticket types that are not refundable cannot be cancelled once paid"
+        slot = self.day_slot()
+        order = self.book(self.body(slot, [new_id()],
+                ticket_type='NOREFUND')).json
+        self.pay(order)
+        self.assertError(self.client().post(
+                self.url(f"/orders/{order['order']}/cancel"),
+                headers=self.headers(idempotency=False)),
+            409, 'not_cancellable')
+
+    def test_hold_expiry_releases(self):
+        "Holds past their expiry are released by the cron job"
+        from ..reservation import expire_holds
+        slot = self.day_slot()
+        number = new_id()
+        order = self.book(self.body(slot, [number])).json
+        self.assertEqual(self.slot_state(slot)[0], 1)
+        with Transaction().start(DB_NAME, 0) as transaction:
+            later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+            self.assertGreaterEqual(expire_holds(now=later), 1)
+            transaction.commit()
+        self.assertEqual(self.slot_state(slot), (0, 50))
+        got = self.client().get(self.url(f"/orders/{order['order']}"),
+            headers=self.headers(idempotency=False)).json
+        self.assertEqual(got['state'], 'expired')
+        self.assertError(self.pay(order), 409, 'not_payable')
+        self.assertEqual(
+            self.book(self.body(slot, [number])).status_code, 201)
+
+    def test_pickup(self):
+        "Pickup finds orders by ID number and phone; both must match"
+        slot = self.day_slot()
+        number = new_id()
+        order = self.book(self.body(slot, [number], phone='13912345678'))
+        self.pay(order.json)
+        found = self.client().get(
+            self.url(f'/orders?id_number={number}&phone=139-1234-5678'),
+            headers=self.headers(idempotency=False))
+        self.assertEqual([o['order'] for o in found.json['orders']],
+            [order.json['order']])
+        for query in [f'id_number={number}&phone=13900000000',
+                f'id_number={new_id()}&phone=13912345678']:
+            self.assertEqual(self.client().get(
+                    self.url(f'/orders?{query}'),
+                    headers=self.headers(idempotency=False)
+                    ).json['orders'], [])
+        self.assertError(self.client().get(
+                self.url(f'/orders?id_number={number}'),
+                headers=self.headers(idempotency=False)),
+            422, 'invalid_request', 'phone')
+
+    def test_key_rotation(self):
+        "Codes of a rotated key stay valid until that key is retired"
+        slot = self.day_slot()
+        old = self.pay(self.book(self.body(slot, [new_id()])).json).json
+        with Transaction().start(DB_NAME, 0) as transaction:
+            pool = Pool()
+            Company = pool.get('company.company')
+            SigningKey = pool.get('scenic.signing_key')
+            company, = Company.search([])
+            SigningKey.rotate([company])
+            transaction.commit()
+        new = self.pay(self.book(self.body(slot, [new_id()])).json).json
+        with Transaction().start(DB_NAME, 0) as transaction:
+            pool = Pool()
+            TimeSlot = pool.get('scenic.time_slot')
+            now = TimeSlot(slot).aware(dt.time(10, 5))
+            keyring = SigningKey.keyring(company)
+            old_code = old['tickets'][0]['code']
+            new_code = new['tickets'][0]['code']
+            self.assertEqual(
+                ticketcode.verify(old_code, keyring, now=now).reason, 'ok')
+            self.assertNotEqual(
+                ticketcode.parse_unverified(old_code).key_id,
+                ticketcode.parse_unverified(new_code).key_id)
+            verifying = SigningKey.search([('state', '=', 'verify')])
+            SigningKey.retire(verifying)
+            keyring = SigningKey.keyring(company)
+            self.assertEqual(ticketcode.verify(
+                    old_code, keyring, now=now).reason, 'retired_key')
+            self.assertEqual(ticketcode.verify(
+                    new_code, keyring, now=now).reason, 'ok')
+            transaction.commit()
+
+    def test_openapi_documents_every_route(self):
+        "The OpenAPI document is valid 3.1 and covers every API route"
+        from openapi_spec_validator import validate
+        from trytond.wsgi import app
+        response = self.client().get(self.url('/openapi.json'))
+        self.assertEqual(response.status_code, 200)
+        document = response.json
+        validate(document)
+        documented = {(path, method.upper())
+            for path, item in document['paths'].items()
+            for method in item}
+        for rule in app.url_map.iter_rules():
+            if '/scenic/v1' not in rule.rule:
+                continue
+            path = rule.rule.split('/scenic/v1', 1)[1]
+            path = (path.replace('<reference>', '{order}')
+                .replace('<int:ticket>', '{ticket}'))
+            for method in rule.methods - {'HEAD', 'OPTIONS'}:
+                self.assertIn((path, method), documented)
+
+    # --- concurrency (PostgreSQL) ------------------------------------------
+
+    @unittest.skipIf(backend.name != 'postgresql',
+        "concurrency is proven on PostgreSQL")
+    def test_concurrent_rush_never_oversells(self):
+        "200 concurrent attempts at 50 places book exactly 50 persons"
+        slot = self.day_slot(capacity=50)
+        bodies = [self.body(slot, [new_id()]) for _ in range(200)]
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            statuses = list(pool.map(
+                    lambda body: self.book(body).status_code, bodies))
+        self.assertEqual(statuses.count(201), 50)
+        self.assertEqual(statuses.count(409), 150)
+        self.assertEqual(self.slot_state(slot), (50, 0))
+        with Transaction().start(DB_NAME, 0, readonly=True):
+            Ticket = Pool().get('scenic.ticket')
+            self.assertEqual(
+                Ticket.search([('slot', '=', slot)], count=True), 50)
+
+    @unittest.skipIf(backend.name != 'postgresql',
+        "concurrency is proven on PostgreSQL")
+    def test_concurrent_same_id_books_once(self):
+        "20 simultaneous orders with one ID for one day: exactly one wins"
+        slot = self.day_slot(capacity=100)
+        number = new_id()
+        bodies = [self.body(slot, [number]) for _ in range(20)]
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            responses = list(pool.map(self.book, bodies))
+        statuses = [r.status_code for r in responses]
+        self.assertEqual(statuses.count(201), 1, statuses)
+        self.assertEqual(
+            [r.json['error']['code'] for r in responses
+                if r.status_code != 201], ['id_limit'] * 19)
+        self.assertEqual(self.slot_state(slot)[0], 1)
