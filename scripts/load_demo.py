@@ -165,7 +165,7 @@ def set_channel_key(channel_id, key):
 
 
 def create_catalogue(company, today):
-    from proteus import Model, Wizard
+    from proteus import Model
     Zone = Model.get('scenic.zone')
     Channel = Model.get('scenic.channel')
     TicketType = Model.get('scenic.ticket.type')
@@ -214,24 +214,22 @@ def create_catalogue(company, today):
         rule.channels.extend([Channel(channels[c].id) for c in channel_codes])
         rule.save()
 
-    generate = Wizard('scenic.time_slot.generate')
-    generate.form.start_date = today
-    generate.form.end_date = today + dt.timedelta(days=SLOT_DAYS - 1)
-    generate.form.first_start = dt.time(8, 0)
-    generate.form.last_end = dt.time(17, 0)
-    generate.form.interval = 30
-    generate.form.capacity = 500
-    generate.execute('generate')
+    # Area-wide entry slots; the cable car runs hourly slots of its own.
+    generate_slots(today, dt.time(8, 0), dt.time(17, 0), 30, 500)
+    generate_slots(today, dt.time(8, 30), dt.time(16, 30), 60, 300,
+        zone=zones['CABLE'])
 
-    # The cable car runs hourly slots of its own.
+
+def generate_slots(today, first, last, minutes, capacity, zone=None):
+    from proteus import Wizard
     generate = Wizard('scenic.time_slot.generate')
-    generate.form.zone = zones['CABLE']
+    generate.form.zone = zone
     generate.form.start_date = today
     generate.form.end_date = today + dt.timedelta(days=SLOT_DAYS - 1)
-    generate.form.first_start = dt.time(8, 30)
-    generate.form.last_end = dt.time(16, 30)
-    generate.form.interval = 60
-    generate.form.capacity = 300
+    generate.form.first_start = first
+    generate.form.last_end = last
+    generate.form.interval = minutes
+    generate.form.capacity = capacity
     generate.execute('generate')
 
 

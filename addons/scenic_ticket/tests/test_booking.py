@@ -397,6 +397,27 @@ class BookingAPITestCase(RouteTestCase):
         self.assertEqual(
             self.book(self.body(slot, [number])).status_code, 201)
 
+    def test_cron_expires_holds(self):
+        "The cron method releases holds whose expiry has passed"
+        slot = self.day_slot()
+        order = self.book(self.body(slot, [new_id()])).json
+        with Transaction().start(DB_NAME, 0) as transaction:
+            pool = Pool()
+            Order = pool.get('scenic.order')
+            table = Order.__table__()
+            cursor = transaction.connection.cursor()
+            cursor.execute(*table.update(
+                    [table.hold_expires_at], [dt.datetime(2000, 1, 1)],
+                    where=table.reference == order['order']))
+            transaction.commit()
+        with Transaction().start(DB_NAME, 0) as transaction:
+            Pool().get('scenic.order').expire_holds()
+            transaction.commit()
+        self.assertEqual(self.slot_state(slot), (0, 50))
+        got = self.client().get(self.url(f"/orders/{order['order']}"),
+            headers=self.headers(idempotency=False)).json
+        self.assertEqual(got['state'], 'expired')
+
     def test_pickup(self):
         "Pickup finds orders by ID number and phone; both must match"
         slot = self.day_slot()
