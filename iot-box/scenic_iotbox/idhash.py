@@ -1,0 +1,40 @@
+"""Keyed hashes of ID numbers, from the raw look-up key.
+
+The box gets only the HMAC look-up key at enrolment (never the PII master
+key), and ``scenic_common.pii.PIIVault`` can only be built from the master
+key, so this reproduces ``PIIVault.lookup_hash`` from the raw key:
+HMAC-SHA256(key, "<id_type>:<normalized number>"), hex.  A test checks that
+both agree for the key PIIVault derives.
+"""
+
+import hashlib
+import hmac
+
+from scenic_common import idnumber
+
+__all__ = ['lookup_hash', 'candidate_hashes']
+
+
+def lookup_hash(lookup_key, id_type, number):
+    """Same as ``PIIVault(master).lookup_hash(id_type, number)`` when
+    ``lookup_key`` is that vault's look-up key."""
+    if not isinstance(lookup_key, bytes) or len(lookup_key) < 16:
+        raise ValueError('the look-up key must be raw bytes (32)')
+    message = f'{id_type}:{idnumber.normalize(id_type, number)}'
+    return hmac.new(lookup_key, message.encode('utf-8'),
+        hashlib.sha256).hexdigest()
+
+
+def candidate_hashes(lookup_key, number, id_type=None):
+    """Look-up hashes of a read number: under ``id_type`` when the reader
+    knows it, else under every document type the number is valid for (as
+    the ERP's ``visitor.id_hashes`` does).  Invalid numbers give []."""
+    types = (id_type,) if id_type else idnumber.ID_TYPES
+    hashes = []
+    for kind in types:
+        try:
+            normalized = idnumber.validate(kind, number)
+        except (idnumber.InvalidIDNumber, TypeError):
+            continue
+        hashes.append(lookup_hash(lookup_key, kind, normalized))
+    return hashes

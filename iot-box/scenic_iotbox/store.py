@@ -1,0 +1,846 @@
+"""The box's local SQLite store.
+
+One file (``<data_dir>/box.sqlite``, mode 0600: it holds the box secret and
+the ID look-up key), WAL journal, ``synchronous=FULL`` so that a committed
+scan survives a power cut.  One connection and one lock: every write is a
+``BEGIN IMMEDIATE`` transaction under the lock, so decisions are serialised
+(SQLite has one writer anyway; a decision plus its fsync takes a few ms).
+
+Tables
+    meta          key/value: watermark, area, timezone, last sync, revoked.
+    credentials   the box id, secret, area and ID look-up key (one row).
+    keys          trusted Ed25519 public keys (key_id, raw bytes, retired).
+    revoked       revoked ticket ids.
+    ticket_types, rules, zones, gates, cards
+                  the ERP's synced data (zones.inside is the ERP's count).
+    tickets       today's and tomorrow's real-name tickets: holder_hash ->
+                  signed code, for "ID card as ticket".
+    usage         per ticket or card (kind, ref): entries, last entry/exit,
+                  inside, binding (ref, method, template and photo files).
+    outbox        every scan, by nonce, with the JSON payload to upload, its
+                  effects (zone delta, count-card use) and upload state.
+
+Times are stored as UTC ISO 8601 text (``_ts``), so they sort as text.
+
+Local view of ERP counters: the ERP's zone headcount and count-card balance
+lag behind this box's own scans until they are uploaded *and* a later sync
+answer reflects them.  Outbox rows stay ``reflected = 0`` until then, and
+the local view is the ERP's value plus the effects of unreflected rows.
+"""
+
+import base64
+import functools
+import json
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from scenic_common import gate as gatelib
+
+__all__ = ['Store', 'StoreError', 'ts', 'parse_ts', 'normalize_uid']
+
+SCHEMA_VERSION = 1
+SYNCED_TABLES = ('keys', 'revoked', 'ticket_types', 'rules', 'zones',
+    'gates', 'cards', 'tickets')
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT
+);
+CREATE TABLE IF NOT EXISTS credentials (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    box INTEGER NOT NULL,
+    secret TEXT NOT NULL,
+    area INTEGER,
+    lookup_key BLOB,
+    enrolled_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS keys (
+    key_id INTEGER PRIMARY KEY,
+    public_key BLOB NOT NULL,
+    retired INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS revoked (
+    ticket INTEGER PRIMARY KEY,
+    at TEXT
+);
+CREATE TABLE IF NOT EXISTS ticket_types (
+    id INTEGER PRIMARY KEY,
+    code TEXT,
+    zones TEXT NOT NULL DEFAULT '[]',
+    persons INTEGER NOT NULL DEFAULT 1,
+    entries INTEGER NOT NULL DEFAULT 1,
+    binding TEXT NOT NULL DEFAULT 'none',
+    rule INTEGER
+);
+CREATE TABLE IF NOT EXISTS rules (
+    id INTEGER PRIMARY KEY,
+    early_minutes INTEGER NOT NULL DEFAULT 0,
+    late_minutes INTEGER NOT NULL DEFAULT 0,
+    min_interval_minutes INTEGER NOT NULL DEFAULT 0,
+    anti_passback INTEGER NOT NULL DEFAULT 0,
+    exit_counts INTEGER NOT NULL DEFAULT 0,
+    is_default INTEGER NOT NULL DEFAULT 0   -- the area's default rule
+);
+CREATE TABLE IF NOT EXISTS zones (
+    id INTEGER PRIMARY KEY,
+    code TEXT,
+    instant_max INTEGER,
+    inside INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS gates (
+    id INTEGER PRIMARY KEY,
+    code TEXT NOT NULL,
+    zone INTEGER,
+    direction TEXT NOT NULL DEFAULT 'both',
+    lanes INTEGER NOT NULL DEFAULT 1,
+    ticket_types TEXT NOT NULL DEFAULT '[]',
+    active INTEGER NOT NULL DEFAULT 1,
+    rule INTEGER                   -- overrides the ticket type's rule
+);
+CREATE INDEX IF NOT EXISTS gates_code ON gates (code);
+CREATE TABLE IF NOT EXISTS cards (
+    uid TEXT PRIMARY KEY,
+    card INTEGER NOT NULL,
+    ticket_type INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    holder_hash TEXT,
+    holder_masked TEXT,
+    valid_from TEXT,
+    valid_until TEXT,
+    remaining INTEGER,
+    photo_url TEXT
+);
+CREATE INDEX IF NOT EXISTS cards_card ON cards (card);
+CREATE TABLE IF NOT EXISTS tickets (
+    ticket INTEGER PRIMARY KEY,
+    holder_hash TEXT NOT NULL,
+    code TEXT NOT NULL,
+    valid_from TEXT,
+    valid_until TEXT
+);
+CREATE INDEX IF NOT EXISTS tickets_holder ON tickets (holder_hash);
+CREATE TABLE IF NOT EXISTS usage (
+    kind TEXT NOT NULL,            -- 'ticket' | 'card'
+    ref INTEGER NOT NULL,          -- ticket id | card id
+    entries INTEGER NOT NULL DEFAULT 0,
+    last_entry_at TEXT,
+    last_exit_at TEXT,
+    inside INTEGER NOT NULL DEFAULT 0,
+    binding_ref TEXT,
+    binding_method TEXT,
+    template_path TEXT,
+    photo_path TEXT,
+    valid_until TEXT,
+    updated_at TEXT,
+    PRIMARY KEY (kind, ref)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    nonce TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    payload TEXT NOT NULL,         -- the JSON scan of PROTOCOL.md
+    ticket INTEGER,
+    card INTEGER,
+    zone INTEGER,
+    zone_delta INTEGER NOT NULL DEFAULT 0,
+    card_use INTEGER NOT NULL DEFAULT 0,
+    entry_use INTEGER NOT NULL DEFAULT 0,
+    sent INTEGER NOT NULL DEFAULT 0,
+    sent_at TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    result TEXT,                   -- accepted | duplicate | conflict:<reason>
+    ack_seq INTEGER,
+    reflected INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (seq) WHERE sent = 0;
+CREATE INDEX IF NOT EXISTS outbox_unreflected_zone
+    ON outbox (zone) WHERE reflected = 0;
+CREATE INDEX IF NOT EXISTS outbox_unreflected_card
+    ON outbox (card) WHERE reflected = 0;
+CREATE INDEX IF NOT EXISTS outbox_unreflected_ticket
+    ON outbox (ticket) WHERE reflected = 0;
+"""
+
+
+class StoreError(ValueError):
+    """A sync answer that cannot be applied (nothing was changed)."""
+
+
+def ts(moment):
+    """A datetime as sortable UTC text; None stays None."""
+    if moment is None:
+        return None
+    return moment.astimezone(timezone.utc).isoformat(timespec='microseconds')
+
+
+def parse_ts(text):
+    if text is None or text == '':
+        return None
+    value = datetime.fromisoformat(text)
+    if value.utcoffset() is None:
+        raise ValueError(f'time without offset: {text!r}')
+    return value
+
+
+def normalize_uid(uid):
+    """Card UIDs as upper-case hex without separators."""
+    if not isinstance(uid, str):
+        return ''
+    return ''.join(c for c in uid.upper() if c not in ' :-\t\r\n')
+
+
+def _json_ids(values):
+    return json.dumps(sorted(int(v) for v in (values or [])))
+
+
+def _bool(value):
+    return 1 if value else 0
+
+
+def _int_or_none(value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f'not an integer: {value!r}')
+    return value
+
+
+def _locked(method):
+    "Run a read under the store's lock (the connection is shared)."
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
+class _Revoked:
+    """``ticket_id in revoked`` answered from the store (for verify)."""
+
+    def __init__(self, store):
+        self._store = store
+
+    def __contains__(self, ticket_id):
+        return self._store.query_one(
+            'SELECT 1 FROM revoked WHERE ticket = ?', (ticket_id,)) is not None
+
+
+class Store:
+    """The local store; safe to share between threads."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        if str(path) != ':memory:':
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                # The file holds the box secret and the look-up key.
+                fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
+                os.close(fd)
+        self.lock = threading.RLock()
+        self.conn = sqlite3.connect(str(path), check_same_thread=False,
+            isolation_level=None, timeout=30)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute('PRAGMA journal_mode=WAL')
+        self.conn.execute('PRAGMA synchronous=FULL')
+        self.conn.execute('PRAGMA foreign_keys=ON')
+        with self.lock:
+            self.conn.executescript(SCHEMA)
+            self.conn.execute(
+                'INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)',
+                ('schema_version', str(SCHEMA_VERSION)))
+        self.generation = 0     # bumped when synced data changes
+        self.revoked = _Revoked(self)
+
+    def close(self):
+        with self.lock:
+            self.conn.close()
+
+    # --- transactions ----------------------------------------------------
+
+    @contextmanager
+    def transaction(self):
+        """``BEGIN IMMEDIATE`` … ``COMMIT`` under the store's lock: the
+        writer lock is taken before the first read."""
+        with self.lock:
+            self.conn.execute('BEGIN IMMEDIATE')
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute('ROLLBACK')
+                raise
+            else:
+                self.conn.execute('COMMIT')
+
+    def query(self, sql, params=()):
+        with self.lock:
+            return self.conn.execute(sql, params).fetchall()
+
+    def query_one(self, sql, params=()):
+        with self.lock:
+            return self.conn.execute(sql, params).fetchone()
+
+    # --- meta ------------------------------------------------------------
+
+    def get_meta(self, key, default=None, conn=None):
+        with self.lock:
+            row = (conn or self.conn).execute(
+                'SELECT value FROM meta WHERE key = ?', (key,)).fetchone()
+        return row[0] if row and row[0] is not None else default
+
+    def set_meta(self, key, value, conn=None):
+        sql = ('INSERT INTO meta (key, value) VALUES (?, ?) '
+            'ON CONFLICT (key) DO UPDATE SET value = excluded.value')
+        value = None if value is None else str(value)
+        if conn is not None:
+            conn.execute(sql, (key, value))
+        else:
+            with self.transaction() as c:
+                c.execute(sql, (key, value))
+
+    # --- credentials -----------------------------------------------------
+
+    def credentials(self):
+        row = self.query_one('SELECT box, secret, area, lookup_key '
+            'FROM credentials WHERE id = 1')
+        if row is None:
+            return None
+        return {'box': row['box'], 'secret': row['secret'],
+            'area': row['area'],
+            'lookup_key': bytes(row['lookup_key'])
+            if row['lookup_key'] is not None else None}
+
+    def save_credentials(self, box, secret, area, lookup_key, now):
+        """``lookup_key`` raw bytes or the enrolment's base64 text."""
+        if isinstance(lookup_key, str):
+            lookup_key = base64.b64decode(lookup_key, validate=True)
+        with self.transaction() as conn:
+            conn.execute('DELETE FROM credentials')
+            conn.execute('INSERT INTO credentials (id, box, secret, area, '
+                'lookup_key, enrolled_at) VALUES (1, ?, ?, ?, ?, ?)',
+                (int(box), str(secret), area, lookup_key, ts(now)))
+            conn.execute("DELETE FROM meta WHERE key IN ('revoked', "
+                "'watermark')")
+            if area is not None:
+                conn.execute(
+                    'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT '
+                    '(key) DO UPDATE SET value = excluded.value',
+                    ('area_id', str(area)))
+
+    def revoke_box(self):
+        """The ERP revoked this box: forget everything synced and the
+        credentials; scans keep going to the outbox (all denied)."""
+        with self.transaction() as conn:
+            for table in SYNCED_TABLES:
+                conn.execute(f'DELETE FROM {table}')
+            conn.execute('DELETE FROM credentials')
+            conn.execute("DELETE FROM meta WHERE key = 'watermark'")
+            self.set_meta('revoked', '1', conn)
+        self.generation += 1
+
+    # --- synced data, read -----------------------------------------------
+
+    def keys(self):
+        return [(r['key_id'], bytes(r['public_key']), bool(r['retired']))
+            for r in self.query('SELECT key_id, public_key, retired '
+                'FROM keys ORDER BY key_id')]
+
+    def gate(self, code=None, id=None, conn=None):
+        conn = conn or self.conn
+        with self.lock:
+            if id is not None:
+                row = conn.execute('SELECT * FROM gates WHERE id = ?',
+                    (id,)).fetchone()
+            else:
+                row = conn.execute('SELECT * FROM gates WHERE code = ? '
+                    'ORDER BY active DESC, id LIMIT 1', (code,)).fetchone()
+        if row is None:
+            return None, None
+        info = gatelib.GateInfo(id=row['id'], zone=row['zone'],
+            direction=row['direction'],
+            ticket_types=frozenset(json.loads(row['ticket_types'])),
+            active=bool(row['active']), code=row['code'])
+        return info, row['lanes']
+
+    @_locked
+    def ticket_type(self, type_id, conn=None):
+        row = (conn or self.conn).execute(
+            'SELECT * FROM ticket_types WHERE id = ?', (type_id,)).fetchone()
+        if row is None:
+            return None
+        return gatelib.TicketTypeInfo(id=row['id'],
+            zones=frozenset(json.loads(row['zones'])),
+            persons=row['persons'], entries=row['entries'],
+            binding=row['binding'], rule=row['rule'], code=row['code'] or '')
+
+    @_locked
+    def rule(self, rule_id, conn=None):
+        if rule_id is None:
+            return None
+        row = (conn or self.conn).execute(
+            'SELECT * FROM rules WHERE id = ?', (rule_id,)).fetchone()
+        if row is None:
+            return None
+        return gatelib.AccessRule(id=row['id'],
+            early_minutes=row['early_minutes'],
+            late_minutes=row['late_minutes'],
+            min_interval_minutes=row['min_interval_minutes'],
+            anti_passback=bool(row['anti_passback']),
+            exit_counts=bool(row['exit_counts']))
+
+    @_locked
+    @_locked
+    def rule_for(self, gate_id, type_rule, conn=None):
+        """The rule that applies (as the ERP's upload check does): the
+        gate's, else the ticket type's, else the area's default."""
+        conn = conn or self.conn
+        row = conn.execute('SELECT rule FROM gates WHERE id = ?',
+            (gate_id,)).fetchone()
+        for rule_id in (row[0] if row else None, type_rule):
+            rule = self.rule(rule_id, conn)
+            if rule is not None:
+                return rule
+        row = conn.execute('SELECT id FROM rules WHERE is_default = 1 '
+            'ORDER BY id LIMIT 1').fetchone()
+        return self.rule(row[0], conn) if row else None
+
+    @_locked
+    def zone_load(self, zone_id, conn=None):
+        """The ERP's headcount plus this box's unreflected scans."""
+        if zone_id is None:
+            return None
+        conn = conn or self.conn
+        row = conn.execute('SELECT * FROM zones WHERE id = ?',
+            (zone_id,)).fetchone()
+        pending = conn.execute('SELECT COALESCE(SUM(zone_delta), 0) '
+            'FROM outbox WHERE reflected = 0 AND zone = ?',
+            (zone_id,)).fetchone()[0]
+        if row is None:
+            return gatelib.ZoneLoad(inside=max(pending, 0), instant_max=None,
+                id=zone_id)
+        return gatelib.ZoneLoad(inside=max(row['inside'] + pending, 0),
+            instant_max=row['instant_max'], id=zone_id)
+
+    @_locked
+    def card(self, uid, conn=None):
+        """(CardInfo with the local balance, row) or (None, None)."""
+        conn = conn or self.conn
+        row = conn.execute('SELECT * FROM cards WHERE uid = ?',
+            (normalize_uid(uid),)).fetchone()
+        if row is None:
+            return None, None
+        remaining = row['remaining']
+        if remaining is not None:
+            used = conn.execute('SELECT COUNT(*) FROM outbox WHERE '
+                'reflected = 0 AND card = ? AND card_use = 1',
+                (row['card'],)).fetchone()[0]
+            remaining -= used
+        info = gatelib.CardInfo(uid=row['uid'], id=row['card'],
+            ticket_type=row['ticket_type'], state=row['state'],
+            valid_from=parse_ts(row['valid_from']),
+            valid_until=parse_ts(row['valid_until']),
+            remaining=remaining, holder_hash=row['holder_hash'])
+        return info, row
+
+    def card_photo_url(self, card_id):
+        row = self.query_one('SELECT photo_url FROM cards WHERE card = ? '
+            "AND photo_url IS NOT NULL AND photo_url != '' "
+            "ORDER BY state = 'active' DESC LIMIT 1", (card_id,))
+        return row[0] if row else None
+
+    def tickets_for_holder(self, hashes, start, end, conn=None):
+        """Real-name tickets of these holder hashes overlapping
+        [start, end), earliest first: (ticket id, code)."""
+        conn = conn or self.conn
+        hashes = [h.lower() for h in hashes]
+        # A code's holder hash is the first 8 bytes (16 hex digits).
+        keys = sorted(set(hashes) | {h[:16] for h in hashes})
+        if not keys:
+            return []
+        marks = ','.join('?' * len(keys))
+        with self.lock:
+            rows = conn.execute(
+                f'SELECT ticket, code FROM tickets WHERE lower(holder_hash) '
+                f'IN ({marks}) AND (valid_until IS NULL OR valid_until > ?) '
+                'AND (valid_from IS NULL OR valid_from < ?) '
+                'ORDER BY valid_from, ticket',
+                (*keys, ts(start), ts(end))).fetchall()
+        return [(r['ticket'], r['code']) for r in rows]
+
+    # --- usage -----------------------------------------------------------
+
+    @_locked
+    def usage(self, kind, ref, conn=None):
+        """(Usage, row or None)."""
+        row = (conn or self.conn).execute(
+            'SELECT * FROM usage WHERE kind = ? AND ref = ?',
+            (kind, ref)).fetchone()
+        if row is None:
+            return gatelib.Usage(), None
+        return gatelib.Usage(entries=row['entries'],
+            last_entry_at=parse_ts(row['last_entry_at']),
+            last_exit_at=parse_ts(row['last_exit_at']),
+            inside=bool(row['inside']),
+            binding_ref=row['binding_ref']), row
+
+    def binding_files(self, binding_ref):
+        row = self.query_one('SELECT template_path, photo_path, '
+            'binding_method FROM usage WHERE binding_ref = ? LIMIT 1',
+            (binding_ref,))
+        return dict(row) if row else None
+
+    def save_usage(self, conn, kind, ref, usage, now, valid_until=None,
+            binding=None):
+        """Write the usage of (kind, ref); ``binding`` a dict of
+        binding_method/template_path/photo_path to record with it."""
+        binding = binding or {}
+        conn.execute(
+            'INSERT INTO usage (kind, ref, entries, last_entry_at, '
+            'last_exit_at, inside, binding_ref, binding_method, '
+            'template_path, photo_path, valid_until, updated_at) '
+            'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) '
+            'ON CONFLICT (kind, ref) DO UPDATE SET '
+            'entries = excluded.entries, '
+            'last_entry_at = excluded.last_entry_at, '
+            'last_exit_at = excluded.last_exit_at, '
+            'inside = excluded.inside, binding_ref = excluded.binding_ref, '
+            'binding_method = COALESCE(excluded.binding_method, '
+            'usage.binding_method), '
+            'template_path = COALESCE(excluded.template_path, '
+            'usage.template_path), '
+            'photo_path = COALESCE(excluded.photo_path, usage.photo_path), '
+            'valid_until = COALESCE(excluded.valid_until, usage.valid_until), '
+            'updated_at = excluded.updated_at',
+            (kind, ref, usage.entries, ts(usage.last_entry_at),
+                ts(usage.last_exit_at), _bool(usage.inside),
+                usage.binding_ref, binding.get('binding_method'),
+                binding.get('template_path'), binding.get('photo_path'),
+                ts(valid_until), ts(now)))
+
+    # --- outbox ----------------------------------------------------------
+
+    def append_scan(self, conn, nonce, now, payload, *, ticket=None,
+            card=None, zone=None, zone_delta=0, card_use=False,
+            entry_use=False):
+        opened = payload.get('decision') == 'open'
+        conn.execute(
+            'INSERT INTO outbox (nonce, created_at, payload, ticket, card, '
+            'zone, zone_delta, card_use, entry_use, reflected) '
+            'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+            (nonce, ts(now), json.dumps(payload, separators=(',', ':')),
+                ticket, card, zone, zone_delta, _bool(card_use),
+                _bool(entry_use),
+                # a denial changes no counter: nothing to wait for
+                0 if opened and (zone_delta or card_use or entry_use)
+                else 1))
+
+    def pending_scans(self, limit=1000):
+        rows = self.query('SELECT seq, nonce, payload FROM outbox '
+            'WHERE sent = 0 ORDER BY seq LIMIT ?', (limit,))
+        return [(r['seq'], r['nonce'], json.loads(r['payload']))
+            for r in rows]
+
+    def outbox_size(self):
+        return self.query_one(
+            'SELECT COUNT(*) FROM outbox WHERE sent = 0')[0]
+
+    def scan_by_nonce(self, nonce):
+        row = self.query_one('SELECT * FROM outbox WHERE nonce = ?',
+            (nonce,))
+        return dict(row) if row else None
+
+    def mark_sent(self, results, now, failed=()):
+        """Record the ERP's answer for a batch: ``results`` maps nonce ->
+        'accepted' | 'duplicate' | 'conflict:<reason>'; ``failed`` nonces
+        (not acknowledged) count an attempt and stay pending."""
+        with self.transaction() as conn:
+            ack = int(self.get_meta('ack_seq', '0', conn)) + 1
+            self.set_meta('ack_seq', ack, conn)
+            for nonce, result in results.items():
+                conn.execute('UPDATE outbox SET sent = 1, sent_at = ?, '
+                    'attempts = attempts + 1, result = ?, ack_seq = ?, '
+                    'last_error = NULL WHERE nonce = ? AND sent = 0',
+                    (ts(now), result, ack, nonce))
+            for nonce in failed:
+                conn.execute('UPDATE outbox SET attempts = attempts + 1, '
+                    "last_error = 'not acknowledged' WHERE nonce = ? "
+                    'AND sent = 0', (nonce,))
+        return ack
+
+    def note_upload_error(self, seqs, message):
+        with self.transaction() as conn:
+            conn.executemany('UPDATE outbox SET attempts = attempts + 1, '
+                'last_error = ? WHERE seq = ?',
+                [(message[:500], s) for s in seqs])
+
+    def ack_seq(self):
+        return int(self.get_meta('ack_seq', '0'))
+
+    # --- applying a sync answer ------------------------------------------
+
+    def apply_sync(self, answer, now, acked_before=None):
+        """Apply the ERP's sync answer in one transaction.
+
+        A full answer replaces every synced table; an incremental one
+        upserts (and deletes what ``deleted`` lists, an optional extension:
+        ``{"ticket_types": [ids], "gates": [ids], "cards": [uids], …}``).
+        Usage is merged, never replaced: the box's own scans may not have
+        reached the ERP yet.  ``acked_before``: the outbox ack counter read
+        before the request was sent; scans acknowledged up to it are now
+        reflected in the ERP's counters.  Raises StoreError (and changes
+        nothing) for an answer that does not follow PROTOCOL.md.
+        """
+        if not isinstance(answer, dict):
+            raise StoreError('The sync answer is not a JSON object.')
+        try:
+            rows = _prepare(answer)
+        except (KeyError, TypeError, ValueError) as error:
+            raise StoreError(f'Bad sync answer: {error}') from None
+        full = bool(answer.get('full'))
+        with self.transaction() as conn:
+            if full:
+                for table in SYNCED_TABLES:
+                    conn.execute(f'DELETE FROM {table}')
+            for table, (sql, values) in rows['upserts'].items():
+                conn.executemany(sql, values)
+            for table, column, values in rows['deletes']:
+                conn.executemany(
+                    f'DELETE FROM {table} WHERE {column} = ?',
+                    [(v,) for v in values])
+            if acked_before is not None:
+                conn.execute('UPDATE outbox SET reflected = 1 WHERE '
+                    'reflected = 0 AND sent = 1 AND ack_seq <= ?',
+                    (acked_before,))
+            for usage in rows['usage']:
+                self._merge_usage(conn, usage, now)
+            area = answer.get('area') or {}
+            if area.get('id') is not None:
+                self.set_meta('area_id', int(area['id']), conn)
+            if area.get('timezone'):
+                self.set_meta('timezone', str(area['timezone']), conn)
+            self.set_meta('watermark', answer.get('watermark'), conn)
+            self.set_meta('last_sync_at', ts(now), conn)
+            if full:
+                self.set_meta('last_full_sync_at', ts(now), conn)
+        self.generation += 1
+        return {'full': full, 'rows': sum(
+            len(v) for _, v in rows['upserts'].values())}
+
+    def _merge_usage(self, conn, erp, now):
+        """The ERP's view of a ticket's/card's use, merged with ours:
+        entries = max(ours, ERP's + our scans it has not seen yet); the
+        inside flag from whichever saw the latest event."""
+        kind, ref = erp['kind'], erp['ref']
+        local, row = self.usage(kind, ref, conn)
+        column = 'ticket' if kind == 'ticket' else 'card'
+        unseen = conn.execute(
+            f'SELECT COUNT(*) FROM outbox WHERE reflected = 0 AND '
+            f'{column} = ? AND entry_use = 1', (ref,)).fetchone()[0]
+        entries = max(local.entries, erp['entries'] + unseen)
+        last_entry = _latest(local.last_entry_at, erp['last_entry'])
+        last_exit = _latest(local.last_exit_at, erp['last_exit'])
+        local_last = _latest(local.last_entry_at, local.last_exit_at)
+        erp_last = _latest(erp['last_entry'], erp['last_exit'])
+        inside = local.inside
+        if row is None or (erp_last is not None and (
+                local_last is None or erp_last > local_last)):
+            inside = erp['inside']
+        binding = local.binding_ref or erp['binding']
+        merged = gatelib.Usage(entries=entries, last_entry_at=last_entry,
+            last_exit_at=last_exit, inside=inside, binding_ref=binding)
+        extra = {}
+        if erp['binding'] and not local.binding_ref:
+            extra['binding_method'] = 'erp'
+        self.save_usage(conn, kind, ref, merged, now, binding=extra)
+
+    # --- maintenance -----------------------------------------------------
+
+    def purge(self, now, keep_days=7):
+        """Drop uploaded scans older than ``keep_days``, past real-name
+        tickets, and usage (with its binding files: personal data) of
+        tickets expired for more than a day."""
+        from datetime import timedelta
+        old = ts(now - timedelta(days=keep_days))
+        day = ts(now - timedelta(days=1))
+        files = []
+        with self.transaction() as conn:
+            conn.execute('DELETE FROM outbox WHERE sent = 1 AND '
+                'reflected = 1 AND created_at < ?', (old,))
+            conn.execute('DELETE FROM tickets WHERE valid_until < ?', (day,))
+            for row in conn.execute("SELECT template_path, photo_path FROM "
+                    "usage WHERE kind = 'ticket' AND valid_until < ?",
+                    (day,)):
+                files += [p for p in row if p]
+            conn.execute("DELETE FROM usage WHERE kind = 'ticket' AND "
+                'valid_until < ?', (day,))
+        for path in files:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        return len(files)
+
+    # --- status ----------------------------------------------------------
+
+    def counts(self):
+        with self.lock:
+            result = {}
+            for table in SYNCED_TABLES + ('usage',):
+                result[table] = self.conn.execute(
+                    f'SELECT COUNT(*) FROM {table}').fetchone()[0]
+            result['outbox_pending'] = self.conn.execute(
+                'SELECT COUNT(*) FROM outbox WHERE sent = 0').fetchone()[0]
+            result['outbox_total'] = self.conn.execute(
+                'SELECT COUNT(*) FROM outbox').fetchone()[0]
+            result['conflicts'] = self.conn.execute(
+                "SELECT COUNT(*) FROM outbox WHERE result LIKE 'conflict%'"
+                ).fetchone()[0]
+        return result
+
+
+def _latest(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
+
+
+def _time_text(value):
+    """An ERP time (ISO 8601 with offset) as our UTC text."""
+    if value is None or value == '':
+        return None
+    return ts(parse_ts(value))
+
+
+def _int(value):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f'not an integer: {value!r}')
+    return value
+
+
+def _prepare(answer):
+    """Rows to write, checked before the transaction starts."""
+    def upsert(table, columns, key):
+        cols = ', '.join(columns)
+        marks = ', '.join('?' * len(columns))
+        updates = ', '.join(f'{c} = excluded.{c}' for c in columns
+            if c != key)
+        return (f'INSERT INTO {table} ({cols}) VALUES ({marks}) '
+            f'ON CONFLICT ({key}) DO UPDATE SET {updates}')
+
+    def items(name):
+        value = answer.get(name) or []
+        if not isinstance(value, list):
+            raise ValueError(f'"{name}" must be a list')
+        for item in value:
+            if not isinstance(item, dict):
+                raise ValueError(f'"{name}" holds a non-object')
+        return value
+
+    upserts = {}
+    keys = []
+    for k in items('keys'):
+        raw = base64.b64decode(k['public_key'], validate=True)
+        if len(raw) != 32:
+            raise ValueError(f'key {k["key_id"]} is not 32 bytes')
+        keys.append((_int(k['key_id']), raw, _bool(k.get('retired'))))
+    upserts['keys'] = (upsert('keys', ['key_id', 'public_key', 'retired'],
+        'key_id'), keys)
+    upserts['revoked'] = (upsert('revoked', ['ticket', 'at'], 'ticket'),
+        [(_int(r['ticket']), _time_text(r.get('at')))
+            for r in items('revoked')])
+    types = []
+    for t in items('ticket_types'):
+        binding = t.get('binding') or 'none'
+        if binding not in gatelib.BINDINGS:
+            raise ValueError(f'ticket type {t["id"]}: binding {binding!r}')
+        persons = _int(t.get('persons', 1))
+        entries = _int(t.get('entries', 1))
+        if persons < 1 or entries < 0:
+            raise ValueError(f'ticket type {t["id"]}: persons/entries')
+        types.append((_int(t['id']), t.get('code'), _json_ids(t.get('zones')),
+            persons, entries, binding, _int_or_none(t.get('rule'))))
+    upserts['ticket_types'] = (upsert('ticket_types', ['id', 'code', 'zones',
+        'persons', 'entries', 'binding', 'rule'], 'id'), types)
+    rules = []
+    for r in items('rules'):
+        values = [_int(r.get(n, 0)) for n in ('early_minutes',
+            'late_minutes', 'min_interval_minutes')]
+        if min(values) < 0:
+            raise ValueError(f'rule {r["id"]}: negative minutes')
+        rules.append((_int(r['id']), *values, _bool(r.get('anti_passback')),
+            _bool(r.get('exit_counts')), _bool(r.get('default'))))
+    upserts['rules'] = (upsert('rules', ['id', 'early_minutes',
+        'late_minutes', 'min_interval_minutes', 'anti_passback',
+        'exit_counts', 'is_default'], 'id'), rules)
+    upserts['zones'] = (upsert('zones', ['id', 'code', 'instant_max',
+        'inside'], 'id'), [(_int(z['id']), z.get('code'),
+            _int_or_none(z.get('instant_max')), _int(z.get('inside') or 0))
+        for z in items('zones')])
+    gates = []
+    for g in items('gates'):
+        direction = g.get('direction') or 'both'
+        if direction not in gatelib.GATE_DIRECTIONS:
+            raise ValueError(f'gate {g["id"]}: direction {direction!r}')
+        gates.append((_int(g['id']), str(g['code']),
+            _int_or_none(g.get('zone')), direction,
+            _int(g.get('lanes') or 1), _json_ids(g.get('ticket_types')),
+            _bool(g.get('active', True)), _int_or_none(g.get('rule'))))
+    upserts['gates'] = (upsert('gates', ['id', 'code', 'zone', 'direction',
+        'lanes', 'ticket_types', 'active', 'rule'], 'id'), gates)
+    cards = []
+    for c in items('cards'):
+        state = c.get('state') or 'active'
+        if state not in gatelib.CARD_STATES:
+            raise ValueError(f'card {c.get("card")}: state {state!r}')
+        uid = normalize_uid(c['uid'])
+        if not uid:
+            raise ValueError('card without uid')
+        cards.append((uid, _int(c['card']), _int(c['ticket_type']), state,
+            c.get('holder_hash'), c.get('holder_masked'),
+            _time_text(c.get('valid_from')), _time_text(c.get('valid_until')),
+            _int_or_none(c.get('remaining')), c.get('photo_url')))
+    upserts['cards'] = (upsert('cards', ['uid', 'card', 'ticket_type',
+        'state', 'holder_hash', 'holder_masked', 'valid_from', 'valid_until',
+        'remaining', 'photo_url'], 'uid'), cards)
+    upserts['tickets'] = (upsert('tickets', ['ticket', 'holder_hash', 'code',
+        'valid_from', 'valid_until'], 'ticket'), [(_int(t['ticket']),
+            str(t['holder_hash']).lower(), str(t['code']),
+            _time_text(t.get('valid_from')), _time_text(t.get('valid_until')))
+        for t in items('tickets')])
+
+    usage = []
+    for u in items('usage'):
+        if u.get('ticket') is not None:
+            kind, ref = 'ticket', _int(u['ticket'])
+        else:
+            kind, ref = 'card', _int(u['card'])
+        last_entry = u.get('last_entry')
+        last_exit = u.get('last_exit')
+        usage.append({'kind': kind, 'ref': ref,
+            'entries': _int(u.get('entries') or 0),
+            'last_entry': parse_ts(last_entry) if last_entry else None,
+            'last_exit': parse_ts(last_exit) if last_exit else None,
+            'inside': bool(u.get('inside')),
+            'binding': u.get('binding') or None})
+
+    deletes = []
+    deleted = answer.get('deleted') or {}
+    if not isinstance(deleted, dict):
+        raise ValueError('"deleted" must be an object')
+    columns = {'keys': 'key_id', 'revoked': 'ticket', 'ticket_types': 'id',
+        'rules': 'id', 'zones': 'id', 'gates': 'id', 'cards': 'uid',
+        'tickets': 'ticket'}
+    for table, values in deleted.items():
+        if table not in columns or not isinstance(values, list):
+            continue
+        if table == 'cards':
+            values = [normalize_uid(v) for v in values]
+        deletes.append((table, columns[table], values))
+    return {'upserts': upserts, 'deletes': deletes, 'usage': usage}

@@ -1,0 +1,95 @@
+"""box.toml: the example loads; bad settings name their key."""
+from pathlib import Path
+
+import pytest
+
+from scenic_iotbox.config import ConfigError, load, parse
+
+EXAMPLE = Path(__file__).resolve().parent.parent / 'box.example.toml'
+
+
+def test_example_loads():
+    config = load(EXAMPLE)
+    assert config.erp.url == 'http://127.0.0.1:8000'
+    assert config.erp.database == 'demo'
+    assert [g.code for g in config.gates] == ['MAIN-IN', 'MAIN-OUT']
+    assert config.gate('MAIN-OUT').channel(2) == 4
+    assert config.gate('MAIN-IN').channel(7) == 7     # beyond the map
+    assert config.listen == ('127.0.0.1', 8100)
+    assert config.driver('turnstile').driver == 'sim'
+    assert config.driver('rfid').driver == 'none'
+    assert config.data_dir == EXAMPLE.parent / 'var/iotbox'
+    assert config.store_path.name == 'box.sqlite'
+    assert config.sync_interval == 10 and config.heartbeat_interval == 60
+
+
+def minimal(**changes):
+    data = {'erp': {'url': 'http://erp:8000', 'database': 'demo'},
+        'gates': [{'code': 'MAIN-IN'}]}
+    for key, value in changes.items():
+        section, _, name = key.partition('__')
+        if name:
+            data.setdefault(section, {})[name] = value
+        else:
+            data[section] = value
+    return data
+
+
+def test_defaults():
+    config = parse(minimal(), base=Path('/srv/box'))
+    assert config.listen == ('127.0.0.1', 8100)
+    assert config.data_dir == Path('/srv/box/data')
+    assert config.driver('turnstile').driver == 'none'
+    assert config.api_token is None and config.credentials_file is None
+
+
+def test_driver_options_pass_through():
+    config = parse(minimal(drivers={'turnstile': {'driver': 'serial',
+        'port': '/dev/ttyUSB0', 'baudrate': 9600}}))
+    driver = config.driver('turnstile')
+    assert driver.driver == 'serial'
+    assert driver.options == {'port': '/dev/ttyUSB0', 'baudrate': 9600}
+
+
+@pytest.mark.parametrize('data,key', [
+    ({}, 'erp'),
+    (minimal(erp={'database': 'demo'}), 'erp.url'),
+    (minimal(erp__url='ftp://x'), 'erp.url'),
+    (minimal(erp__url=5), 'erp.url'),
+    (minimal(erp={'url': 'http://x'}), 'erp.database'),
+    (minimal(erp__database='a/b'), 'erp.database'),
+    (minimal(erp__timeout='ten'), 'erp.timeout'),
+    (minimal(erp__timeout=0), 'erp.timeout'),
+    (minimal(erp__colour='blue'), 'erp.colour'),
+    (minimal(gates=[]), 'gates'),
+    (minimal(gates='MAIN-IN'), 'gates'),
+    (minimal(gates=[{'code': ''}]), 'gates[0].code'),
+    (minimal(gates=[{'code': 'A'}, {'code': 'A'}]), 'gates[1].code'),
+    (minimal(gates=[{'code': 'A', 'turnstile_lanes': ['1']}]),
+        'gates[0].turnstile_lanes'),
+    (minimal(api__listen='8100'), 'api.listen'),
+    (minimal(api__listen='127.0.0.1:http'), 'api.listen'),
+    (minimal(api__listen='127.0.0.1:70000'), 'api.listen'),
+    (minimal(box__sync_interval=-1), 'box.sync_interval'),
+    (minimal(box__sync_interval=True), 'box.sync_interval'),
+    (minimal(box__timezone='Mars/Olympus'), 'box.timezone'),
+    (minimal(drivers={'printer': {'driver': 'x'}}), 'drivers.printer'),
+    (minimal(drivers={'turnstile': 'sim'}), 'drivers.turnstile'),
+    (minimal(drivers={'turnstile': {'driver': ''}}),
+        'drivers.turnstile.driver'),
+    (minimal(extra={}), 'extra'),
+])
+def test_errors_name_the_key(data, key):
+    with pytest.raises(ConfigError) as info:
+        parse(data)
+    assert info.value.key == key
+    assert key in str(info.value)
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match='not found'):
+        load(tmp_path / 'missing.toml')
+    bad = tmp_path / 'bad.toml'
+    bad.write_text('[erp\nurl = ')
+    with pytest.raises(ConfigError, match='not valid TOML'):
+        load(bad)
