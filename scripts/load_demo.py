@@ -30,6 +30,21 @@ ZONES = [
     ('SUMMIT', "Summit Trail", 'MAIN', 4000, 1200),
     ]
 
+# Names in Simplified Chinese, by code, for what the visitors see.
+ZH_NAMES = {
+    'scenic.zone': {
+        'MAIN': "景区主园", 'CABLE': "索道", 'MUSEUM': "山岳博物馆",
+        'SUMMIT': "登顶步道"},
+    'scenic.ticket.type': {
+        'ADULT': "成人票", 'CHILD': "儿童票（1.2–1.5米）",
+        'SENIOR': "老人票（60岁以上）", 'STUDENT': "学生票",
+        'FREE': "政策免票", 'COMBO': "门票+索道联票", 'GROUP10': "10人团队票",
+        'REENTRY2': "两日二次入园票", 'ANNUAL': "年卡", 'COUNT10': "10次卡"},
+    'scenic.channel': {
+        'box_office': "售票窗口", 'kiosk': "自助售票机", 'web': "网上预约",
+        'ota': "OTA渠道", 'agency': "旅行社"},
+    }
+
 CHANNELS = [
     ('box_office', "Box Office", 'box_office'),
     ('kiosk', "Self-Service Kiosk", 'kiosk'),
@@ -233,6 +248,18 @@ def generate_slots(today, first, last, minutes, capacity, zone=None):
     generate.execute('generate')
 
 
+def translate_names():
+    "Give the catalogue its Chinese names (the master names are English)."
+    from proteus import Model
+    from proteus.config import get_config
+    with get_config().set_context(language='zh_CN'):
+        for model, names in ZH_NAMES.items():
+            Model_ = Model.get(model)
+            for record in Model_.find([('code', 'in', list(names))]):
+                record.name = names[record.code]
+                record.save()
+
+
 def create_visitors(company):
     from proteus import Model
     from scenic_common.idnumber import make_resident_id
@@ -285,6 +312,7 @@ def load(database, config_file):
     company = create_area(create_cny())
     create_accounting(company, today)
     create_catalogue(company, today)
+    translate_names()
     create_visitors(company)
     create_users(company)
     print(f"Demo data loaded in database {database!r}: {AREA_NAME}.")
