@@ -1,0 +1,264 @@
+#!/usr/bin/env python3
+"""Build (if needed) and serve the Scenic demo database.
+
+    python scripts/demo.py                 # SQLite: var/db/demo.sqlite
+    SCENIC_DATABASE_URI=postgresql://user@host:port/ python scripts/demo.py
+
+Steps: write var/trytond.conf from config/ (absolute paths); create the
+database if missing; initialise it with trytond-admin (admin password
+'admin', Chinese loaded); load the demo data with scripts/load_demo.py; serve
+sao and the RPC at http://127.0.0.1:8000/ (trytond for SQLite, gunicorn for
+PostgreSQL).  A second run reuses the database: trytond-admin runs again only
+when the modules (addons/, load_demo.py, trytond's version) changed.
+
+The functions are reused by tests/browser to build a demo in a temp dir.
+"""
+import argparse
+import ast
+import hashlib
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = ROOT / 'config'
+LOGGING_CONF = CONFIG_DIR / 'logging.conf'
+WEB_ROOT = ROOT / 'build' / 'web'
+LOAD_DEMO = ROOT / 'scripts' / 'load_demo.py'
+BIN = Path(sys.executable).parent  # the venv's bin: trytond, gunicorn...
+DEFAULT_LISTEN = '127.0.0.1:8000'
+DEMO_PII_KEY = 'demo-only-pii-key-change-me-0123456789abcdef'
+ADMIN_PASSWORD = 'admin'
+ADMIN_EMAIL = 'admin@example.com'
+LANGUAGE = 'zh_CN'
+# Used when load_demo.py does not define DEMO_USERS.
+FALLBACK_LOGINS = ['supervisor', 'cashier', 'finance', 'marketing', 'gate']
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+def log(message):
+    print(f"demo: {message}", flush=True)
+
+
+# -- configuration ---------------------------------------------------------
+def write_config(var_dir, listen=DEFAULT_LISTEN, uri=None):
+    """Write the trytond configuration for var_dir from config/ and return
+    its path: trytond.conf (SQLite) or trytond-postgresql.conf (uri)."""
+    var_dir = Path(var_dir).resolve()
+    (var_dir / 'db').mkdir(parents=True, exist_ok=True)
+    name = 'trytond-postgresql.conf' if uri else 'trytond.conf'
+    text = (CONFIG_DIR / name).read_text()
+    for key, value in {
+            'VAR_DIR': str(var_dir),
+            'WEB_ROOT': str(WEB_ROOT),
+            'LISTEN': listen,
+            'DATABASE_URI': uri or '',
+            'PII_KEY': DEMO_PII_KEY,
+            }.items():
+        text = text.replace(f'@{key}@', value)
+    path = var_dir / name
+    path.write_text(text)
+    return path
+
+
+def demo_users():
+    """[(login, password)] of the demo, read from load_demo.DEMO_USERS
+    without importing it (it needs a configured trytond)."""
+    logins = None
+    if LOAD_DEMO.exists():
+        for node in ast.parse(LOAD_DEMO.read_text()).body:
+            if (isinstance(node, ast.Assign)
+                    and any(getattr(t, 'id', None) == 'DEMO_USERS'
+                        for t in node.targets)):
+                logins = [u[0] if isinstance(u, (tuple, list)) else u
+                    for u in ast.literal_eval(node.value)]
+    users = [('admin', ADMIN_PASSWORD)]
+    users += [(l, f'{l}-demo') for l in (logins or FALLBACK_LOGINS)]
+    return users
+
+
+# -- database --------------------------------------------------------------
+def _pg_conninfo(uri, dbname):
+    parts = urllib.parse.urlsplit(uri)
+    return urllib.parse.urlunsplit(parts._replace(path='/' + dbname))
+
+
+def ensure_database(var_dir, dbname, uri=None):
+    "Create an empty database if missing (trytond-admin needs one)."
+    if uri:
+        import psycopg
+        from psycopg import sql
+        with psycopg.connect(_pg_conninfo(uri, 'postgres'),
+                autocommit=True) as conn:
+            if not conn.execute('SELECT 1 FROM pg_database WHERE datname=%s',
+                    (dbname,)).fetchone():
+                log(f"creating PostgreSQL database {dbname!r}")
+                conn.execute(sql.SQL(
+                        "CREATE DATABASE {} TEMPLATE template0 "
+                        "ENCODING 'UTF8'").format(sql.Identifier(dbname)))
+    else:
+        path = Path(var_dir).resolve() / 'db' / f'{dbname}.sqlite'
+        if not path.exists():
+            log(f"creating {path}")
+            sqlite3.connect(path).close()
+
+
+def is_initialised(var_dir, dbname, uri=None):
+    "Whether trytond-admin has already created its tables."
+    if uri:
+        import psycopg
+        with psycopg.connect(_pg_conninfo(uri, dbname)) as conn:
+            return conn.execute(
+                "SELECT to_regclass('ir_module') IS NOT NULL").fetchone()[0]
+    path = Path(var_dir).resolve() / 'db' / f'{dbname}.sqlite'
+    with sqlite3.connect(path) as conn:
+        return bool(conn.execute("SELECT 1 FROM sqlite_master "
+                "WHERE type='table' AND name='ir_module'").fetchone())
+
+
+def modules_hash():
+    "Hash of what requires re-running trytond-admin / load_demo.py."
+    digest = hashlib.sha256()
+    files = [p for p in sorted((ROOT / 'addons').rglob('*'))
+        if p.is_file() and '__pycache__' not in p.parts
+        and not any(part.endswith('.egg-info') for part in p.parts)]
+    if LOAD_DEMO.exists():
+        files.append(LOAD_DEMO)
+    for path in files:
+        digest.update(str(path.relative_to(ROOT)).encode())
+        digest.update(path.read_bytes())
+    import trytond
+    digest.update(trytond.__version__.encode())
+    return digest.hexdigest()
+
+
+def _stamp_path(var_dir, dbname, uri):
+    key = 'sqlite' if not uri else hashlib.sha1(uri.encode()).hexdigest()[:10]
+    return Path(var_dir).resolve() / f'{dbname}.{key}.modules.sha256'
+
+
+def _env(var_dir, uri=None):
+    env = dict(os.environ)
+    env['TRYTONPASSFILE'] = str(Path(var_dir).resolve() / 'admin-password')
+    env.pop('TRYTOND_CONFIG', None)
+    if uri:
+        env['TRYTOND_DATABASE__URI'] = uri
+    return env
+
+
+def _run(cmd, env, what, quiet=False):
+    log(f"{what}: {' '.join(map(str, cmd))}")
+    start = time.monotonic()
+    result = subprocess.run(list(map(str, cmd)), env=env, cwd=ROOT,
+        stdin=subprocess.DEVNULL, capture_output=quiet, text=True)
+    if result.returncode:
+        output = (result.stdout or '') + (result.stderr or '')
+        raise DemoError(f"{what} failed (exit {result.returncode})"
+            + (f":\n{output[-5000:]}" if output else ''))
+    log(f"{what}: done in {time.monotonic() - start:.0f} s")
+
+
+def prepare(var_dir, dbname='demo', listen=DEFAULT_LISTEN, uri=None,
+        quiet=False, force=False):
+    """Make sure the demo database exists, is initialised and holds the demo
+    data; return the configuration file to serve it with."""
+    var_dir = Path(var_dir).resolve()
+    if not (WEB_ROOT / 'index.html').exists():
+        raise DemoError(f"{WEB_ROOT} has no index.html: run `make setup`")
+    conf = write_config(var_dir, listen=listen, uri=uri)
+    (var_dir / 'admin-password').write_text(ADMIN_PASSWORD + '\n')
+    env = _env(var_dir, uri)
+    ensure_database(var_dir, dbname, uri)
+
+    stamp = _stamp_path(var_dir, dbname, uri)
+    wanted = modules_hash()
+    initialised = is_initialised(var_dir, dbname, uri)
+    if initialised and not force and stamp.exists() \
+            and stamp.read_text().strip() == wanted:
+        log(f"database {dbname!r} is up to date")
+        return conf
+    stamp.unlink(missing_ok=True)
+    _run([BIN / 'trytond-admin', '-c', conf, '-d', dbname, '--all',
+            '-l', LANGUAGE, '--email', ADMIN_EMAIL,
+            # new dependencies in tryton.cfg get activated on update
+            '--activate-dependencies'],
+        env, 'initialise' if not initialised else 'update', quiet=quiet)
+    if LOAD_DEMO.exists():
+        _run([sys.executable, LOAD_DEMO, '-c', conf, '-d', dbname],
+            env, 'load demo data', quiet=quiet)
+    else:
+        log(f"WARNING: {LOAD_DEMO.relative_to(ROOT)} is missing: "
+            "the database has no demo data")
+    stamp.write_text(wanted + '\n')
+    return conf
+
+
+def server_command(conf, dbname='demo', uri=None, listen=DEFAULT_LISTEN):
+    """(argv, env) serving conf: trytond on SQLite (one process, threads),
+    gunicorn on PostgreSQL (several processes).
+
+    The database's pool is loaded at start (-d / TRYTOND_DATABASE_NAMES):
+    besides a fast first login, this avoids a trytond 8.0.12 bug where the
+    first login on a fresh server fails with KeyError 'res.user'
+    (Transaction.start registers an empty pool through Cache.sync, so
+    security.login never initialises it)."""
+    env = dict(os.environ, TRYTOND_LOGGING_CONFIG=str(LOGGING_CONF))
+    env.pop('TRYTOND_CONFIG', None)
+    if uri:
+        env.update(TRYTOND_CONFIG=str(conf), TRYTOND_DATABASE__URI=uri,
+            TRYTOND_DATABASE_NAMES=dbname)
+        argv = [str(BIN / 'gunicorn'), '-k', 'gthread', '--threads', '4',
+            '-w', '2', '-b', listen, 'trytond.application:app']
+    else:
+        argv = [str(BIN / 'trytond'), '-c', str(conf), '-d', dbname,
+            '--logconf', str(LOGGING_CONF)]
+    return argv, env
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--var-dir', default=str(ROOT / 'var'),
+        help="where the configuration and the SQLite files go "
+        "(default: %(default)s)")
+    parser.add_argument('-d', '--database', default='demo')
+    parser.add_argument('--listen',
+        default=os.environ.get('SCENIC_DEMO_LISTEN', DEFAULT_LISTEN),
+        help="host:port to serve on (env SCENIC_DEMO_LISTEN)")
+    parser.add_argument('--no-serve', action='store_true',
+        help="only build the database")
+    parser.add_argument('--force', action='store_true',
+        help="run trytond-admin and load_demo.py even if up to date")
+    args = parser.parse_args(argv)
+    uri = os.environ.get('SCENIC_DATABASE_URI') or None
+    if uri and not uri.startswith(('postgresql://', 'postgres://')):
+        parser.error(f"SCENIC_DATABASE_URI must be postgresql://..., "
+            f"not {uri!r}")
+    try:
+        conf = prepare(args.var_dir, args.database, args.listen, uri,
+            force=args.force)
+    except DemoError as e:
+        print(f"demo: ERROR: {e}", file=sys.stderr)
+        return 1
+    if args.no_serve:
+        return 0
+    argv, env = server_command(conf, args.database, uri, args.listen)
+    print(f"""
+Scenic demo ({'PostgreSQL' if uri else 'SQLite'}, database {args.database!r})
+  open  http://{args.listen}/   (database: {args.database})
+  logins (user / password):""")
+    for login, password in demo_users():
+        print(f"    {login:<12} {password}")
+    print("  stop with Ctrl-C\n", flush=True)
+    os.chdir(ROOT)
+    os.execve(argv[0], argv, env)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""Run every Scenic test suite and print a summary; exit 1 if any failed.
+
+    python scripts/run_tests.py                 # all parts
+    python scripts/run_tests.py --only common,addons-sqlite -- -x -k slot
+
+Parts:
+  common             pytest common/tests (scenic_common, pure Python)
+  addons-sqlite      pytest addons on SQLite (DB_CACHE=var/cache/sqlite/<hash
+                     of addons/>)
+  addons-postgresql  pytest addons on a throwaway PostgreSQL cluster
+                     (DB_NAME=test_scenic, DB_CACHE=postgresql://: template
+                     databases kept on that server)
+  cross              pytest tests (harness, config, browser test); gets
+                     SCENIC_PG_URI of the same cluster
+
+Arguments after `--` go to every pytest.  Each part has a time limit
+(SCENIC_TEST_PART_TIMEOUT seconds, default 1800).
+"""
+import argparse
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / 'scripts'))
+import pgcluster  # noqa: E402
+
+VAR = ROOT / 'var'
+REPORTS = VAR / 'test-reports'
+PYTEST_NO_TESTS = 5
+TIMEOUT = int(os.environ.get('SCENIC_TEST_PART_TIMEOUT', 1800))
+
+
+@dataclass
+class Part:
+    name: str
+    paths: list
+    required: bool  # "no tests collected" is a failure
+    postgresql: bool = False
+    env: dict = field(default_factory=dict)
+    # results
+    status: str = 'not run'
+    counts: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    note: str = ''
+
+    @property
+    def ok(self):
+        return self.status in {'ok', 'no tests'}
+
+
+def addons_key():
+    """Short hash of the modules' files and trytond's version.  trytond
+    names its DB_CACHE dumps after the module names only, so a changed
+    module would otherwise be tested on a stale cached schema."""
+    from importlib.metadata import version
+    digest = hashlib.sha256(version('trytond').encode())
+    for path in sorted((ROOT / 'addons').rglob('*')):
+        if (path.is_file() and '__pycache__' not in path.parts
+                and not any(p.endswith('.egg-info') for p in path.parts)):
+            digest.update(str(path.relative_to(ROOT)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def sqlite_cache_dir():
+    "var/cache/sqlite/<addons key>, dropping the caches of other keys."
+    base = VAR / 'cache' / 'sqlite'
+    key = addons_key()
+    if base.exists():
+        for old in base.iterdir():
+            if old.name != key:
+                shutil.rmtree(old, ignore_errors=True) if old.is_dir() \
+                    else old.unlink()
+    return base / key
+
+
+def parts():
+    return [
+        Part('common', ['common/tests'], required=True),
+        Part('addons-sqlite', ['addons'], required=True,
+            env={'DB_CACHE': str(sqlite_cache_dir())}),
+        Part('addons-postgresql', ['addons'], required=True,
+            postgresql=True,
+            env={'DB_NAME': 'test_scenic', 'DB_CACHE': 'postgresql://'}),
+        Part('cross', ['tests'], required=False, postgresql=True),
+        ]
+
+
+def base_env():
+    "The environment of every part: no stray trytond or database setting."
+    env = {k: v for k, v in os.environ.items()
+        if not k.startswith(('TRYTOND_', 'DB_'))
+        and k not in {'SCENIC_PG_URI', 'TRYTONPASSFILE'}}
+    env['PYTHONUNBUFFERED'] = '1'
+    return env
+
+
+def read_counts(report):
+    """Counts from pytest's JUnit XML report.  The <testcase> elements are
+    counted, not the suite's totals: those include every subtest (trytond's
+    ModuleTestCase runs thousands)."""
+    counts = dict(tests=0, failures=0, errors=0, skipped=0)
+    try:
+        root = ET.parse(report).getroot()
+    except (OSError, ET.ParseError):
+        return counts
+    for case in root.iter('testcase'):
+        counts['tests'] += 1
+        tags = {child.tag for child in case}
+        if 'failure' in tags:
+            counts['failures'] += 1
+        elif 'error' in tags:
+            counts['errors'] += 1
+        elif 'skipped' in tags:
+            counts['skipped'] += 1
+    return counts
+
+
+def run_part(part, pytest_args, pg_uri):
+    report = REPORTS / f'{part.name}.xml'
+    report.unlink(missing_ok=True)
+    env = base_env()
+    env.update(part.env)
+    if part.postgresql:
+        if pg_uri:
+            env['SCENIC_PG_URI'] = pg_uri
+            if part.paths == ['addons']:
+                env['TRYTOND_DATABASE__URI'] = pg_uri
+        elif part.required:
+            part.status, part.note = 'FAILED', 'no PostgreSQL cluster'
+            return
+    if 'DB_CACHE' in env and not env['DB_CACHE'].startswith('postgresql'):
+        os.makedirs(env['DB_CACHE'], exist_ok=True)
+    cmd = [sys.executable, '-m', 'pytest', '-p', 'no:cacheprovider',
+        f'--junitxml={report}', '-o', 'junit_family=xunit2',
+        *part.paths, *pytest_args]
+    print(f"\n===== {part.name}: {' '.join(cmd[1:])}", flush=True)
+    start = time.monotonic()
+    # Own session, so that a timeout kills pytest and whatever it started.
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+    try:
+        returncode = proc.wait(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        returncode, part.note = -1, f'timed out after {TIMEOUT} s'
+    except KeyboardInterrupt:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait()
+        raise
+    part.seconds = time.monotonic() - start
+    part.counts = read_counts(report)
+    if returncode == 0:
+        part.status = 'ok'
+    elif returncode == PYTEST_NO_TESTS:
+        part.status = 'FAILED' if part.required else 'no tests'
+        part.note = 'no tests collected'
+    else:
+        part.status = 'FAILED'
+        part.note = part.note or f'pytest exit code {returncode}'
+
+
+def summary(selected):
+    print("\n===== summary")
+    print(f"{'part':<19}{'result':<10}{'passed':>7}{'failed':>7}"
+        f"{'skipped':>8}{'time':>9}  note")
+    total = dict(passed=0, failed=0, skipped=0)
+    for part in selected:
+        c = part.counts
+        failed = c.get('failures', 0) + c.get('errors', 0)
+        passed = c.get('tests', 0) - failed - c.get('skipped', 0)
+        total['passed'] += passed
+        total['failed'] += failed
+        total['skipped'] += c.get('skipped', 0)
+        print(f"{part.name:<19}{part.status:<10}{passed:>7}{failed:>7}"
+            f"{c.get('skipped', 0):>8}{part.seconds:>8.1f}s  {part.note}")
+    print(f"total: {total['passed']} passed, {total['failed']} failed, "
+        f"{total['skipped']} skipped", flush=True)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pytest_args = []
+    if '--' in argv:
+        index = argv.index('--')
+        argv, pytest_args = argv[:index], argv[index + 1:]
+    all_parts = parts()
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='\n'.join(__doc__.splitlines()[2:]))
+    parser.add_argument('--only', help="comma-separated parts: "
+        + ', '.join(p.name for p in all_parts))
+    args = parser.parse_args(argv)
+    selected = all_parts
+    if args.only:
+        names = args.only.split(',')
+        unknown = set(names) - {p.name for p in all_parts}
+        if unknown:
+            parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
+        selected = [p for p in all_parts if p.name in names]
+    REPORTS.mkdir(parents=True, exist_ok=True)
+
+    start = time.monotonic()
+    with ExitStack() as stack:
+        pg_uri = None
+        if any(p.postgresql for p in selected):
+            try:
+                pg_uri = stack.enter_context(pgcluster.throwaway_cluster())
+                print(f"run_tests: PostgreSQL cluster at {pg_uri}")
+            except (pgcluster.PostgresNotFound, RuntimeError,
+                    subprocess.CalledProcessError) as e:
+                print(f"run_tests: cannot start PostgreSQL: {e}",
+                    file=sys.stderr)
+        for part in selected:
+            run_part(part, pytest_args, pg_uri)
+    summary(selected)
+    print(f"run_tests: {time.monotonic() - start:.0f} s in all")
+    failed = [p.name for p in selected if not p.ok]
+    if failed:
+        print(f"run_tests: FAILED: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"Tests of the configuration files and the demo script's helpers."
+import configparser
+import re
+import logging
+import logging.config
+
+import demo
+
+
+def test_sqlite_config_has_absolute_paths(tmp_path):
+    path = demo.write_config(tmp_path / 'var', listen='127.0.0.1:8123')
+    text = path.read_text()
+    assert not re.search(r'^[^#]*@[A-Z_]+@', text, re.M), "placeholder left"
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(path)
+    assert parser.get('database', 'uri') == 'sqlite://'
+    assert parser.get('database', 'path') == str(tmp_path / 'var' / 'db')
+    assert parser.get('web', 'listen') == '127.0.0.1:8123'
+    assert parser.get('web', 'root') == str(demo.WEB_ROOT)
+    assert parser.get('scenic', 'pii_key') == demo.DEMO_PII_KEY
+
+
+def test_postgresql_config(tmp_path):
+    uri = 'postgresql://scenic@db.example:5432/'
+    path = demo.write_config(tmp_path, uri=uri)
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(path)
+    assert parser.get('database', 'uri') == uri
+    assert parser.getboolean('database', 'list') is False
+    assert parser.get('scenic', 'pii_key')
+
+
+def test_logging_config_hides_rpc_arguments():
+    "The dispatcher logs RPC arguments (ID numbers) at INFO: keep it quiet."
+    logging.config.fileConfig(demo.LOGGING_CONF,
+        disable_existing_loggers=False)
+    try:
+        assert logging.getLogger().level == logging.INFO
+        dispatcher = logging.getLogger('trytond.protocols.dispatcher')
+        assert not dispatcher.isEnabledFor(logging.INFO)
+        assert dispatcher.isEnabledFor(logging.WARNING)
+    finally:
+        logging.getLogger().handlers.clear()
+        logging.getLogger('trytond.protocols.dispatcher').setLevel(
+            logging.NOTSET)
+
+
+def test_demo_users():
+    users = dict(demo.demo_users())
+    assert users['admin'] == 'admin'
+    for login in ['supervisor', 'cashier', 'finance', 'marketing', 'gate']:
+        assert users[login] == f'{login}-demo'
+
+
+def test_server_command_preloads_database(tmp_path):
+    argv, env = demo.server_command(tmp_path / 'c.conf', 'demo')
+    assert argv[argv.index('-d') + 1] == 'demo'
+    assert env['TRYTOND_LOGGING_CONFIG'] == str(demo.LOGGING_CONF)
+    argv, env = demo.server_command(tmp_path / 'c.conf', 'demo',
+        uri='postgresql://u@h:1/')
+    assert 'gunicorn' in argv[0] and 'trytond.application:app' in argv
+    assert env['TRYTOND_DATABASE_NAMES'] == 'demo'
+    assert env['TRYTOND_DATABASE__URI'] == 'postgresql://u@h:1/'
