@@ -18,6 +18,7 @@ import ast
 import hashlib
 import os
 import sqlite3
+import signal
 import subprocess
 import sys
 import time
@@ -222,6 +223,46 @@ def server_command(conf, dbname='demo', uri=None, listen=DEFAULT_LISTEN):
     return argv, env
 
 
+def cron_command(conf, dbname='demo', uri=None):
+    """(argv, env) of trytond-cron: it runs the scheduled jobs, e.g. the
+    release of unpaid booking holds."""
+    env = dict(os.environ, TRYTOND_LOGGING_CONFIG=str(LOGGING_CONF))
+    env.pop('TRYTOND_CONFIG', None)
+    if uri:
+        env['TRYTOND_DATABASE__URI'] = uri
+    argv = [str(BIN / 'trytond-cron'), '-c', str(conf), '-d', dbname,
+        '--logconf', str(LOGGING_CONF)]
+    return argv, env
+
+
+def supervise(commands):
+    """Run the demo's processes together; when one ends (or on Ctrl-C or
+    SIGTERM) stop the others. Returns the first one's exit code."""
+    procs = [subprocess.Popen(argv, env=env, cwd=ROOT)
+        for argv, env in commands]
+
+    def stop(*_):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)
+    code = 0
+    try:
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        code = next(p.returncode for p in procs if p.returncode is not None)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    return code
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--var-dir', default=str(ROOT / 'var'),
@@ -255,9 +296,12 @@ Scenic demo ({'PostgreSQL' if uri else 'SQLite'}, database {args.database!r})
   logins (user / password):""")
     for login, password in demo_users():
         print(f"    {login:<12} {password}")
-    print("  stop with Ctrl-C\n", flush=True)
-    os.chdir(ROOT)
-    os.execve(argv[0], argv, env)
+    print(f"""  booking page  http://{args.listen}/{args.database}/scenic/book
+  booking API   http://{args.listen}/{args.database}/scenic/v1/openapi.json
+                (channel key: demo-web-key)
+  stop with Ctrl-C
+""", flush=True)
+    return supervise([(argv, env), cron_command(conf, args.database, uri)])
 
 
 if __name__ == '__main__':

@@ -6,6 +6,7 @@
 
 Parts:
   common             pytest common/tests (scenic_common, pure Python)
+  iot-box            pytest iot-box/tests (the gate box and its drivers)
   addons-sqlite      pytest addons on SQLite (DB_CACHE=var/cache/sqlite/<hash
                      of addons/>)
   addons-postgresql  pytest addons on a throwaway PostgreSQL cluster
@@ -87,6 +88,7 @@ def sqlite_cache_dir():
 def parts():
     return [
         Part('common', ['common/tests'], required=True),
+        Part('iot-box', ['iot-box/tests'], required=True),
         Part('addons-sqlite', ['addons'], required=True,
             env={'DB_CACHE': str(sqlite_cache_dir())}),
         Part('addons-postgresql', ['addons'], required=True,

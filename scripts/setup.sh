@@ -29,12 +29,33 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV" || die "python -m venv failed (Debian: apt-get install python3-venv)"
 fi
 
+# --- Debian libraries of the gate box's drivers -----------------------------
+# zbar (QR backend), PC/SC headers (pyscard builds from source), pcscd and
+# the virtual reader (RFID integration tests).
+BOX_DEBS="libzbar0 libpcsclite-dev pcscd vsmartcard-vpcd"
+missing=""
+for deb in $BOX_DEBS; do
+    dpkg -s "$deb" >/dev/null 2>&1 || missing="$missing $deb"
+done
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing Debian packages:$missing"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq $missing >/dev/null
+    else
+        die "the gate box needs Debian packages:$missing (run as root, or apt-get install them)"
+    fi
+fi
+
 PY_STAMP="$VENV/.scenic-setup.sha256"
-py_hash="$(hash_of pyproject.toml common/pyproject.toml)"
+py_hash="$(hash_of pyproject.toml common/pyproject.toml iot-box/pyproject.toml)"
 if [ "$(cat "$PY_STAMP" 2>/dev/null)" != "$py_hash" ]; then
-    say "installing Python packages (pip install -e common -e '.[test]')"
+    say "installing Python packages (common, scenic, iot-box)"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -e common -e '.[test]'
+    "$VENV/bin/python" -m pip install --quiet -e common -e '.[test]' \
+        -e 'iot-box[test,pyzbar,pcsc,face]'
+    # See iot-box/pyproject.toml: its "dlib" requirement is met by dlib-bin.
+    "$VENV/bin/python" -m pip install --quiet --no-deps 'face_recognition>=1.3'
     echo "$py_hash" > "$PY_STAMP"
 else
     say "Python packages up to date"
