@@ -12,6 +12,7 @@ from decimal import Decimal
 from scenic_common import idnumber, ticketcode
 
 from trytond import backend
+from trytond.model.modelsql import SQLConstraintError
 from trytond.pool import Pool
 from trytond.protocols.wrappers import Response
 from trytond.transaction import Transaction
@@ -88,7 +89,11 @@ def endpoint(path, methods, readonly=False, auth=True):
                         return _call(
                             pool, func, request, readonly, auth, kwargs)
                     except (backend.DatabaseIntegrityError,
-                            backend.DatabaseOperationalError):
+                            backend.DatabaseOperationalError,
+                            SQLConstraintError):
+                        # Two requests raced on a unique key (e.g. one
+                        # Idempotency-Key, an area's first signing key):
+                        # again, the loser finds what the winner made.
                         if attempt == RETRIES:
                             raise
             except BookingError as error:
@@ -113,6 +118,16 @@ def _call(pool, func, request, readonly, auth, kwargs):
             context = {'company': company, 'companies': [company]}
         with Transaction().set_context(context):
             return func(request, channel, **kwargs)
+
+
+def release_claims():
+    """Commit as soon as the writes are done.
+
+    The claims lock the day's counter rows, which every booking of that day
+    needs: rendering the answer must not keep them waiting. If rendering
+    then fails, a retry with the same Idempotency-Key finds the order.
+    """
+    Transaction().commit()
 
 
 # --- parsing ---------------------------------------------------------------------
@@ -309,7 +324,7 @@ def _order_of_channel(channel, reference):
 def get_availability(request, channel):
     date = parse_date(request.args.get('date'))
     catalogue, slots = reservation.availability(channel, date)
-    currency = catalogue.company.currency.code
+    currency = catalogue.currency_code
     return json_response({
             'date': date.isoformat(),
             'slots': [{
@@ -341,6 +356,7 @@ def post_order(request, channel):
             'Idempotency-Key')
     booking = parse_booking(_body(request))
     order_id, replayed = reservation.book(channel, booking, key)
+    release_claims()
     order = Pool().get('scenic.order')(order_id)
     headers = {'Idempotent-Replayed': 'true'} if replayed else None
     return json_response(
@@ -385,6 +401,7 @@ def post_pay(request, channel, reference):
     amount = parse_amount(data['amount'])
     order = _order_of_channel(channel, reference)
     order = reservation.pay(order.id, provider, amount)
+    release_claims()
     return json_response(order_json(order, Pool().database_name))
 
 
@@ -392,6 +409,7 @@ def post_pay(request, channel, reference):
 def post_cancel(request, channel, reference):
     order = _order_of_channel(channel, reference)
     order = reservation.cancel(order.id)
+    release_claims()
     return json_response(order_json(order, Pool().database_name))
 
 

@@ -11,6 +11,7 @@ from trytond.pyson import Eval, If
 from trytond.transaction import Transaction
 from trytond.wizard import Button, StateView, Wizard
 
+from . import catalogue
 from .exceptions import ChannelKeyError, ZoneValidationError
 
 
@@ -45,6 +46,11 @@ class Company(metaclass=PoolMeta):
     scenic_instant_max = fields.Integer(
         "Instantaneous Maximum",
         help="The area's approved instantaneous maximum; empty for none.")
+
+    @classmethod
+    def on_modification(cls, mode, records, field_names=None):
+        super().on_modification(mode, records, field_names=field_names)
+        catalogue.clear()
 
 
 class Zone(CompanyMixin, DeactivableMixin, tree(), ModelSQL, ModelView):
@@ -95,6 +101,12 @@ class Zone(CompanyMixin, DeactivableMixin, tree(), ModelSQL, ModelView):
             raise ZoneValidationError(gettext(
                     'scenic_ticket.msg_zone_instant_above_daily',
                     zone=self.rec_name))
+
+
+    @classmethod
+    def on_modification(cls, mode, records, field_names=None):
+        super().on_modification(mode, records, field_names=field_names)
+        catalogue.clear()
 
 
 class Channel(CompanyMixin, DeactivableMixin, ModelSQL, ModelView):
@@ -252,3 +264,8 @@ class CalendarDay(CompanyMixin, ModelSQL, ModelView):
                 ('date', '<=', end),
                 ])
         return {d.date: d.kind for d in days}
+
+    @classmethod
+    def on_modification(cls, mode, records, field_names=None):
+        super().on_modification(mode, records, field_names=field_names)
+        catalogue.clear()

@@ -8,7 +8,7 @@ from trytond.pool import Pool
 from trytond.pyson import Eval
 from trytond.wizard import Button, StateView, Wizard
 
-from . import pricing
+from . import catalogue, pricing
 from .area import CompanyMixin, default_company
 from .exceptions import PriceRuleValidationError
 from .slot import WEEKDAYS
@@ -99,6 +99,11 @@ class PriceRule(
         if self.method == 'percentage' and self.value < -100:
             raise self._error(
                 'scenic_ticket.msg_price_rule_percentage', 'value')
+
+    @classmethod
+    def on_modification(cls, mode, records, field_names=None):
+        super().on_modification(mode, records, field_names=field_names)
+        catalogue.clear()
 
     def as_rule(self):
         return pricing.Rule(

@@ -28,9 +28,8 @@ from trytond import backend
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
-from . import pricing
+from .catalogue import Catalogue
 from .payment import get_provider
-from .slot import area_timezone
 
 HOLD_MINUTES = 15
 REFERENCE_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789'
@@ -46,7 +45,7 @@ class BookingError(Exception):
         'not_cancellable': 409,
         'invalid_id_number': 422, 'invalid_request': 422,
         'amount_mismatch': 422, 'payment_failed': 402,
-        'unauthorized': 401, 'not_found': 404,
+        'unauthorized': 401, 'not_found': 404, 'internal_error': 500,
         }
 
     def __init__(self, code, message, field=None):
@@ -191,8 +190,22 @@ def _claim_daily(company, date, scope, zone, persons, maximum):
     "Add persons to a day's counter unless it would pass the maximum."
     table = Pool().get('scenic.daily_load').__table__()
     cursor = Transaction().connection.cursor()
-    # Make sure the counter exists, then claim on it: the claim is the
-    # conditional update whichever transaction created the row.
+    where = ((table.company == company) & (table.date == date)
+        & (table.scope == scope))
+
+    def claim():
+        cursor.execute(*table.update(
+                [table.booked, table.maximum],
+                [table.booked + persons, maximum],
+                where=where & (table.booked + persons <= maximum)))
+        return cursor.rowcount == 1
+    # The counter exists but for the day's first booking: try it first, as
+    # an insert would wait on whoever holds the row.
+    if claim():
+        return True
+    cursor.execute(*table.select(table.id, where=where))
+    if cursor.fetchone():
+        return False
     cursor.execute(*table.insert(
             [table.company, table.date, table.scope, table.zone,
                 table.booked, table.maximum, table.create_uid,
@@ -202,13 +215,7 @@ def _claim_daily(company, date, scope, zone, persons, maximum):
             on_conflict=Conflict(
                 table, indexed_columns=[
                     table.company, table.date, table.scope])))
-    cursor.execute(*table.update(
-            [table.booked, table.maximum],
-            [table.booked + persons, maximum],
-            where=(table.company == company) & (table.date == date)
-            & (table.scope == scope)
-            & (table.booked + persons <= maximum)))
-    return cursor.rowcount == 1
+    return claim()
 
 
 def _release(company, date, slot_id, id_hashes, scope_persons, persons):
@@ -235,56 +242,6 @@ def _release(company, date, slot_id, id_hashes, scope_persons, persons):
 
 
 # --- booking -----------------------------------------------------------------
-
-class Catalogue:
-    "What one booking needs to know of an area, read once per request."
-
-    def __init__(self, company_id):
-        pool = Pool()
-        Company = pool.get('company.company')
-        TicketType = pool.get('scenic.ticket.type')
-        PriceRule = pool.get('scenic.price.rule')
-        self.company = Company(company_id)
-        self.timezone = area_timezone(self.company)
-        self.types = {t.code: t for t in TicketType.search([
-                    ('company', '=', company_id),
-                    ])}
-        self.rules = PriceRule.rules_for(company_id)
-        self.digits = self.company.currency.digits
-
-    def quote(self, ttype, slot, channel, holiday):
-        fill = (Decimal(slot.booked) / Decimal(slot.capacity)
-            if slot.capacity else Decimal(1))
-        ctx = pricing.SaleContext(
-            ticket_type=ttype.id, day=slot.date, holiday=holiday,
-            slot_start=slot.start_time, channel=channel,
-            fill_ratio=fill)
-        return pricing.compute_price(
-            ttype.base_price, self.rules, ctx, digits=self.digits)
-
-    def is_holiday(self, date):
-        CalendarDay = Pool().get('scenic.calendar.day')
-        return CalendarDay.kinds_between(
-            self.company.id, date, date).get(date) == 'holiday'
-
-    def validity(self, ttype, slot):
-        "Valid from/until of a ticket of this type bought for this slot."
-        if ttype.validity == 'time_slot':
-            return slot.aware(slot.start_time), slot.aware(slot.end_time)
-        start = dt.datetime.combine(slot.date, dt.time(), self.timezone)
-        days = ttype.validity_days if (
-            ttype.validity == 'days_from_first_use') else 1
-        return start, start + dt.timedelta(days=days or 1)
-
-    def load_scopes(self, ttype):
-        "(scope, zone id, maximum) of every daily counter a type counts on."
-        scopes = []
-        if self.company.scenic_daily_max:
-            scopes.append(('area', None, self.company.scenic_daily_max))
-        for zone in ttype.zones:
-            scopes.append((f'zone:{zone.id}', zone.id, zone.daily_max))
-        return scopes
-
 
 def _find_replay(channel_id, key, digest):
     table = Pool().get('scenic.order').__table__()
@@ -337,7 +294,6 @@ def book(channel, request, idempotency_key, now=None):
     """
     from .visitor import pii_vault
     pool = Pool()
-    TimeSlot = pool.get('scenic.time_slot')
     now = now or now_utc()
     company = channel.company.id
     digest = request.digest()
@@ -345,17 +301,14 @@ def book(channel, request, idempotency_key, now=None):
     if replay:
         return replay, True
 
-    slots = TimeSlot.search([
-            ('id', '=', request.slot), ('company', '=', company)])
-    if not slots:
+    catalogue = Catalogue(company)
+    slot = catalogue.slot(request.slot)
+    if slot is None:
         raise BookingError('invalid_request', "This time slot does not "
             "exist.", 'slot')
-    slot, = slots
     if slot.aware(slot.end_time) <= now:
         raise BookingError('invalid_request',
             "This time slot has already ended.", 'slot')
-    catalogue = Catalogue(company)
-    holiday = catalogue.is_holiday(slot.date)
     vault = pii_vault()
 
     lines, tickets, id_claims = [], [], []
@@ -367,11 +320,11 @@ def book(channel, request, idempotency_key, now=None):
         ttype = catalogue.types.get(item.ticket_type)
         if (not ttype or not ttype.active or ttype.is_card
                 or ttype.validity not in BOOKABLE_VALIDITIES
-                or not ttype.sold_on(channel)):
+                or not ttype.sold_on(channel.id)):
             raise BookingError('invalid_request',
                 f"Ticket type {item.ticket_type!r} is not sold on this "
                 "channel.", f'{item.field}.ticket_type')
-        if ttype.zones and slot.zone and slot.zone not in ttype.zones:
+        if not ttype.admits(slot.zone):
             raise BookingError('invalid_request',
                 f"Ticket type {item.ticket_type!r} does not admit to the "
                 "zone of this time slot.", f'{item.field}.ticket_type')
@@ -406,7 +359,7 @@ def book(channel, request, idempotency_key, now=None):
                     f"{ttype.persons} persons per ticket.",
                     f'{item.field}.persons')
             quantity = persons // ttype.persons
-        quote = catalogue.quote(ttype, slot, channel.id, holiday)
+        quote = catalogue.quote(ttype, slot, channel.id)
         amount = quote.price * quantity
         total += amount
         valid_from, valid_until = catalogue.validity(ttype, slot)
@@ -443,7 +396,7 @@ def book(channel, request, idempotency_key, now=None):
                 'contact_phone': request.contact_phone,
                 'hold_expires_at': _naive(
                     now + dt.timedelta(minutes=hold_minutes)),
-                'total': total, 'currency': catalogue.company.currency.id,
+                'total': total, 'currency': catalogue.snapshot.currency,
                 'idempotency_key': idempotency_key,
                 'request_hash': digest,
                 }])
@@ -576,16 +529,16 @@ def _release_order(order, ticket_state, now):
     for ticket in order.tickets:
         if ticket.holder_hash:
             id_hashes[ticket.holder_hash] += 1
-    catalogue_scopes = defaultdict(int)
     company = order.company
+    catalogue = Catalogue(company.id)
+    types = {t.id: t for t in catalogue.snapshot.types}
+    scope_persons = defaultdict(int)
     for line in order.lines:
-        if company.scenic_daily_max:
-            catalogue_scopes['area'] += line.persons
-        for zone in line.ticket_type.zones:
-            catalogue_scopes[f'zone:{zone.id}'] += line.persons
+        for scope, _, _ in catalogue.load_scopes(types[line.ticket_type.id]):
+            scope_persons[scope] += line.persons
     persons = sum(l.persons for l in order.lines)
     _release(company.id, order.visit_date, order.slot.id, id_hashes,
-        catalogue_scopes, persons)
+        scope_persons, persons)
     cursor = Transaction().connection.cursor()
     cursor.execute(*ticket_table.update(
             [ticket_table.state, ticket_table.revoked_at],
@@ -671,25 +624,20 @@ def expire_holds(now=None, limit=500):
 
 def availability(channel, date):
     "The bookable slots of a day with what is left and the prices."
-    pool = Pool()
-    TimeSlot = pool.get('scenic.time_slot')
+    TimeSlot = Pool().get('scenic.time_slot')
     catalogue = Catalogue(channel.company.id)
-    holiday = catalogue.is_holiday(date)
     types = [t for t in catalogue.types.values()
         if t.active and not t.is_card
-        and t.validity in BOOKABLE_VALIDITIES and t.sold_on(channel)]
+        and t.validity in BOOKABLE_VALIDITIES and t.sold_on(channel.id)]
     slots = TimeSlot.search([
             ('company', '=', channel.company.id),
             ('date', '=', date),
             ])
     result = []
     for slot in slots:
-        prices = []
-        for ttype in types:
-            if ttype.zones and slot.zone and slot.zone not in ttype.zones:
-                continue
-            quote = catalogue.quote(ttype, slot, channel.id, holiday)
-            prices.append((ttype, quote.price))
+        zone = slot.zone.id if slot.zone else None
+        prices = [(t, catalogue.quote(t, slot, channel.id).price)
+            for t in types if t.admits(zone)]
         result.append((slot, prices))
     return catalogue, result
 

@@ -7,6 +7,7 @@ from trytond.pool import Pool
 from trytond.pyson import Eval
 from trytond.transaction import without_check_access
 
+from . import catalogue
 from .area import CompanyMixin
 from .exceptions import TicketTypeValidationError
 
@@ -226,6 +227,11 @@ class TicketType(CompanyMixin, DeactivableMixin, ModelSQL, ModelView):
             raise self._error(
                 'scenic_ticket.msg_ticket_type_binding_single',
                 'reentry_binding')
+
+    @classmethod
+    def on_modification(cls, mode, records, field_names=None):
+        super().on_modification(mode, records, field_names=field_names)
+        catalogue.clear()
 
     @classmethod
     def create(cls, vlist):
