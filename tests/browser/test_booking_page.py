@@ -1,223 +1,59 @@
 """End to end: the public booking page and the pickup page in a phone-sized
-headless Chromium, against trytond serving a fresh demo database.
+headless Chromium, against trytond serving the session's fresh demo database.
 
-The module builds its own demo database in a temporary directory
-(trytond-admin, then scripts/load_demo.py), serves it with trytond on a free
-port and drives Debian's Chromium through Debian's ChromeDriver (never
-downloaded). Screenshots go to test-artifacts/booking_*.png and pickup*.png.
-Every wait is bounded; a failure carries the page's console and the tail of
-the server's log.
+Uses the ``demo_server`` and ``make_browser`` fixtures of conftest.py: the
+demo is built once per session (trytond-admin, then scripts/load_demo.py)
+and served by trytond on a free port; Debian's Chromium is driven through
+Debian's ChromeDriver (never downloaded). Screenshots go to
+test-artifacts/booking_*.png and pickup*.png. Every wait is bounded; a
+failure carries the page's console and the tail of the server's log.
 
-Tests run in file order and share the database: the pickup test finds the
-order booked by the first test (or books one through the API when run
-alone).
+The database is shared with the other tests of the session, which may run
+in any order: each test books on its own day with its own ID numbers, and
+the tests that need a paid order (ID limit, pickup) use the one booked by
+the first test, or book one through the API when it has not run.
 """
 import contextlib
 import datetime as dt
 import json
-import os
 import sqlite3
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
 
 from scenic_common.idnumber import make_resident_id, mask
 
-ROOT = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
-CHROMIUM = Path('/usr/bin/chromium')
-CHROMEDRIVER = Path('/usr/bin/chromedriver')
-LOGGING_CONF = ROOT / 'config' / 'logging.conf'
-LOAD_DEMO = ROOT / 'scripts' / 'load_demo.py'
-DATABASE = 'demo'
-PII_KEY = 'test-only-browser-key-0123456789abcdef0123'
 API_KEY = 'demo-web-key'
 WAIT = 20             # seconds, the bound of every wait in the browser
-SERVER_START = 90     # seconds for trytond to answer
-BUILD_TIMEOUT = 900   # seconds for trytond-admin / load_demo.py each
-PHONE_SIZE = (390, 844)
 
 VISITOR_ID = make_resident_id('330106', dt.date(1988, 5, 20), 517)
 VISITOR_NAME = '王小明'
 CONTACT_NAME = '王小明'
 CONTACT_PHONE = '13800138000'
-# Shared between the tests (they run in file order).
+# The visitor of the order booked through the API when the page's first
+# test did not book one (yet): another ID, so that test can still book
+# VISITOR_ID on the same day when it runs later.
+API_VISITOR_ID = make_resident_id('330106', dt.date(1986, 2, 14), 608)
+# The paid order of the first test (or of ensure_booked): reference, date,
+# ID number, phone.  Shared between the tests, whatever their order.
 BOOKED = {}
 
 
-# --- the server ---------------------------------------------------------------
-
-def _free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def _clean_env(**extra):
-    "No stray trytond / database setting from the caller's environment."
-    env = {k: v for k, v in os.environ.items()
-        if not k.startswith(('TRYTOND_', 'DB_'))
-        and k not in {'TRYTONPASSFILE'}}
-    env.update(extra)
-    return env
-
-
-def _tail(path, chars=8000):
-    try:
-        return Path(path).read_text(errors='replace')[-chars:]
-    except OSError:
-        return '(no log)'
-
-
-def _build(tmp, conf, log_path):
-    env = _clean_env(TRYTONPASSFILE=str(tmp / 'admin-password'))
-    (tmp / 'admin-password').write_text('admin\n')
-    (tmp / f'{DATABASE}.sqlite').touch()
-    steps = [
-        [VENV_BIN / 'trytond-admin', '-c', conf, '-d', DATABASE, '--all',
-            '-l', 'zh_CN', '--email', 'a@example.com',
-            '--activate-dependencies'],
-        [sys.executable, LOAD_DEMO, '-c', conf, '-d', DATABASE],
-        ]
-    with open(log_path, 'ab') as log:
-        for cmd in steps:
-            log.write(f"\n$ {' '.join(map(str, cmd))}\n".encode())
-            log.flush()
-            try:
-                result = subprocess.run(list(map(str, cmd)), env=env,
-                    cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log,
-                    stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                pytest.fail(f"{cmd[0].name} timed out:\n{_tail(log_path)}",
-                    pytrace=False)
-            if result.returncode:
-                what = ' '.join(Path(str(c)).name for c in cmd[:2])
-                pytest.fail(f"{what} failed (exit {result.returncode}):\n"
-                    + _tail(log_path), pytrace=False)
-
-
-class Server:
-    "Where the demo is served: url (no trailing slash), log, db (SQLite)."
-
-    def __init__(self, url, log, db):
-        self.url, self.log, self.db = url, log, db
-
-
-@pytest.fixture(scope='module')
-def server(tmp_path_factory):
-    """A fresh demo database served by trytond.
-
-    SCENIC_BOOKING_TEST_URL (and SCENIC_BOOKING_TEST_DB, its SQLite file)
-    run the tests against a demo already served instead, e.g. to iterate on
-    the page; its database must not hold the tests' bookings yet."""
-    if os.environ.get('SCENIC_BOOKING_TEST_URL'):
-        db = os.environ.get('SCENIC_BOOKING_TEST_DB')
-        yield Server(os.environ['SCENIC_BOOKING_TEST_URL'].rstrip('/'),
-            os.environ.get('SCENIC_BOOKING_TEST_LOG', '/dev/null'),
-            Path(db) if db else None)
-        return
-    if not LOAD_DEMO.exists():
-        pytest.fail(f"{LOAD_DEMO} is missing", pytrace=False)
-    tmp = tmp_path_factory.mktemp('booking-page')
-    conf = tmp / 'trytond.conf'
-    conf.write_text(
-        "[database]\n"
-        "uri = sqlite://\n"
-        f"path = {tmp}\n"
-        "\n[scenic]\n"
-        f"pii_key = {PII_KEY}\n")
-    log_path = tmp / 'server.log'
-    start = time.monotonic()
-    _build(tmp, conf, tmp / 'build.log')
-    built = time.monotonic() - start
-
-    port = _free_port()
-    env = _clean_env(TRYTOND_WEB__LISTEN=f'127.0.0.1:{port}')
-    argv = [str(VENV_BIN / 'trytond'), '-c', str(conf)]
-    if LOGGING_CONF.exists():
-        # INFO, but never the RPC arguments (they hold ID numbers).
-        argv += ['--logconf', str(LOGGING_CONF)]
-    with open(log_path, 'wb') as log:
-        process = subprocess.Popen(argv, env=env, cwd=ROOT,
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-    url = f'http://127.0.0.1:{port}'
-    try:
-        deadline = time.monotonic() + SERVER_START
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"trytond exited with {process.returncode}:\n"
-                    + _tail(log_path), pytrace=False)
-            try:
-                # The first request also loads the database's pool.
-                with urllib.request.urlopen(
-                        f'{url}/{DATABASE}/scenic/book', timeout=30) as r:
-                    if r.status == 200:
-                        break
-            except (OSError, urllib.error.HTTPError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"trytond did not serve the booking page within "
-                    f"{SERVER_START} s:\n{_tail(log_path)}", pytrace=False)
-            time.sleep(0.5)
-        print(f"\nbooking-page server: {url} (demo built in {built:.0f} s; "
-            f"log {log_path})")
-        yield Server(url, log_path, tmp / f'{DATABASE}.sqlite')
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-# --- the browser ----------------------------------------------------------------
+# --- the server and the browser ---------------------------------------------
 
 @pytest.fixture
-def browser(tmp_path):
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.fail(f"{CHROMIUM} and {CHROMEDRIVER} are needed (Debian "
-            "packages chromium, chromium-driver: `make browser-deps`)",
-            pytrace=False)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ['--headless=new', '--no-sandbox', '--disable-gpu',
-            '--disable-dev-shm-usage', '--disable-background-networking',
-            '--disable-component-update', '--disable-sync',
-            '--no-first-run',
-            f'--window-size={PHONE_SIZE[0]},{PHONE_SIZE[1]}',
-            # A Chinese phone: navigator.language is zh-CN.
-            '--lang=zh-CN', f'--user-data-dir={tmp_path / "chromium"}']:
-        options.add_argument(argument)
-    options.add_experimental_option('prefs',
-        {'intl.accept_languages': 'zh-CN,zh'})
-    options.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
-    # An explicit driver: selenium-manager never downloads anything.
-    service = Service(executable_path=str(CHROMEDRIVER),
-        log_output=str(tmp_path / 'chromedriver.log'))
-    driver = webdriver.Chrome(service=service, options=options)
-    # Chromium keeps windows at least 500 px wide: emulate the phone's
-    # viewport itself (390 × 844 CSS px, touch, overlay scrollbars).
-    driver.execute_cdp_cmd('Emulation.setDeviceMetricsOverride', {
-            'width': PHONE_SIZE[0], 'height': PHONE_SIZE[1],
-            'deviceScaleFactor': 1, 'mobile': True})
-    driver.execute_cdp_cmd('Emulation.setTouchEmulationEnabled',
-        {'enabled': True, 'maxTouchPoints': 5})
-    driver.set_page_load_timeout(WAIT)
-    driver.set_script_timeout(WAIT)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+def server(demo_server):
+    """The session's demo server: url (no trailing slash), database, log,
+    db (its SQLite file, or None)."""
+    return demo_server
+
+
+@pytest.fixture
+def browser(make_browser):
+    "A Chinese phone (390 × 844, touch): navigator.language is zh-CN."
+    return make_browser(lang='zh-CN', phone=True, timeout=WAIT)
 
 
 # --- helpers ----------------------------------------------------------------------
@@ -292,7 +128,7 @@ def diagnostics(driver, server, artifacts_dir, name):
             for e in _console(driver)) or '(empty)'
         pytest.fail(f"{name}: {type(exc).__name__}: {exc}\n"
             f"screenshot: {path}\n--- browser console ---\n{console}\n"
-            f"--- server log (tail) ---\n{_tail(server.log)}",
+            f"--- server log (tail) ---\n{server.log_tail()}",
             pytrace=True)
 
 
@@ -302,7 +138,7 @@ def page_config(driver):
 
 
 def open_booking(driver, server):
-    driver.get(f'{server.url}/{DATABASE}/scenic/book')
+    driver.get(f'{server.url}/{server.database}/scenic/book')
     _visible(driver, '#booking-form')
     # The slots of the first day that can still be booked load by
     # themselves.
@@ -386,7 +222,7 @@ def count_posts(driver):
 def api(server, method, path, body=None, headers=None):
     "(status, JSON) of a call to the booking API."
     request = urllib.request.Request(
-        f'{server.url}/{DATABASE}/scenic/v1{path}', method=method,
+        f'{server.url}/{server.database}/scenic/v1{path}', method=method,
         data=json.dumps(body).encode() if body is not None else None,
         headers={'Authorization': f'Bearer {API_KEY}',
             'Content-Type': 'application/json', **(headers or {})})
@@ -404,8 +240,8 @@ def slot_available(server, date, slot_id):
 
 
 def ensure_booked(server, today):
-    """What the first test booked; books it through the API when that
-    test did not run (or failed before booking)."""
+    """What the first test booked; books an order through the API when
+    that test did not run (yet) or failed before booking."""
     if 'order' in BOOKED:
         return BOOKED
     date = add_days(today, 1)
@@ -417,14 +253,14 @@ def ensure_booked(server, today):
             'slot': slot['id'],
             'items': [{'ticket_type': 'ADULT', 'visitors': [{
                             'name': VISITOR_NAME, 'id_type': 'resident_id',
-                            'id_number': VISITOR_ID}]}],
+                            'id_number': API_VISITOR_ID}]}],
             'contact': {'name': CONTACT_NAME, 'phone': CONTACT_PHONE},
             }, {'Idempotency-Key': str(uuid.uuid4())})
     assert status == 201, order
     status, order = api(server, 'POST', f"/orders/{order['order']}/pay",
         {'provider': 'simulated', 'amount': order['total']})
     assert status == 200, order
-    BOOKED.update(order=order['order'], date=date, id=VISITOR_ID,
+    BOOKED.update(order=order['order'], date=date, id=API_VISITOR_ID,
         phone=CONTACT_PHONE)
     return BOOKED
 
@@ -570,7 +406,7 @@ def test_wrong_checksum_is_refused(server, browser, artifacts_dir):
 def test_pickup(server, browser, artifacts_dir):
     "ID + phone of the first booking find it; a wrong phone finds nothing."
     with diagnostics(browser, server, artifacts_dir, 'pickup'):
-        browser.get(f'{server.url}/{DATABASE}/scenic/pickup')
+        browser.get(f'{server.url}/{server.database}/scenic/pickup')
         _visible(browser, '#pickup-form')
         booked = ensure_booked(server, page_config(browser)['today'])
         assert text(browser, '#pickup-heading') == '取票 / 查询订单'
@@ -631,7 +467,7 @@ def test_language_toggle(server, browser, artifacts_dir):
         scroll_to(browser, '#v-ADULT-0')
         shot(browser, artifacts_dir, 'booking_english.png')
         # The choice is kept, on this page and the pickup page.
-        browser.get(f'{server.url}/{DATABASE}/scenic/pickup')
+        browser.get(f'{server.url}/{server.database}/scenic/pickup')
         assert text(browser, '#pickup-heading') == \
             'Find my tickets'
         click(browser, '#lang-toggle')
@@ -750,7 +586,7 @@ def _get(url, headers=None):
 
 
 def test_static_assets(server):
-    base = f'{server.url}/{DATABASE}/scenic'
+    base = f'{server.url}/{server.database}/scenic'
     status, headers, body = _get(f'{base}/book')
     assert status == 200
     assert headers['Content-Type'].startswith('text/html')
@@ -759,7 +595,7 @@ def test_static_assets(server):
     assert 'demo-web-key' in page  # the publishable key of the channel
     for name, content_type in [('app.js', 'text/javascript'),
             ('style.css', 'text/css')]:
-        start = page.index(f'/{DATABASE}/scenic/static/{name}?v=')
+        start = page.index(f'/{server.database}/scenic/static/{name}?v=')
         url = server.url + page[start:page.index('"', start)]
         status, headers, body = _get(url)
         assert status == 200 and body
@@ -782,7 +618,7 @@ def test_static_assets(server):
     connection = http.client.HTTPConnection(
         server.url.removeprefix('http://'), timeout=30)
     connection.request('GET',
-        f'/{DATABASE}/scenic/static/../booking_page.py')
+        f'/{server.database}/scenic/static/../booking_page.py')
     response = connection.getresponse()
     assert response.status in {404, 405}
     assert b'import' not in response.read()
@@ -792,14 +628,14 @@ def test_static_assets(server):
 def test_no_booking_channel_is_a_clear_404(server):
     "Without a channel flagged for the booking page: a 404 page that says so."
     if server.db is None:
-        pytest.skip("the database of SCENIC_BOOKING_TEST_URL is not known")
+        pytest.skip("the database of SCENIC_BROWSER_TEST_URL is not known")
     with sqlite3.connect(server.db, timeout=30) as connection:
         connection.execute(
             "UPDATE scenic_channel SET booking_page = 0 WHERE code = 'web'")
     try:
         for page in ['book', 'pickup']:
             status, headers, body = _get(
-                f'{server.url}/{DATABASE}/scenic/{page}')
+                f'{server.url}/{server.database}/scenic/{page}')
             assert status == 404
             assert headers['Content-Type'].startswith('text/html')
             text = body.decode()

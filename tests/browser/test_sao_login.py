@@ -1,126 +1,39 @@
-"""End to end: a fresh demo database, trytond serving sao, headless Chromium.
+"""End to end: sao served by trytond on the session's fresh demo database,
+in headless Chromium.
 
-Builds the demo in a temporary directory with the same code as `make demo`
-(scripts/demo.py; never touches var/db), logs in as the marketing user and
-checks that the ticket type list shows the demo's ticket types.  Saves
-test-artifacts/sao_ticket_types.png.
+Uses the ``demo_server`` and ``make_browser`` fixtures of conftest.py (the
+demo is built once per session with the code of `make demo`, never touching
+var/db), logs in as the marketing user and checks that the ticket type list
+shows the demo's ticket types.  Saves test-artifacts/sao_ticket_types.png.
 
 Needs /usr/bin/chromium and /usr/bin/chromedriver (`make browser-deps`).
 Every wait is bounded; on failure the message carries the server's log.
+Only reads the database: the other modules' bookings do not change the
+ticket types, so the order of the tests does not matter.
 """
 import re
-import subprocess
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 import demo
-import pgcluster
 
-CHROMIUM = Path('/usr/bin/chromium')
-CHROMEDRIVER = Path('/usr/bin/chromedriver')
-DATABASE = 'demo'
 LOGIN, PASSWORD = 'marketing', 'marketing-demo'
 MODEL = 'scenic.ticket.type'
 MIN_ROWS = 6
-SERVER_START_TIMEOUT = 90
 UI_TIMEOUT = 30
 ADDONS = demo.ROOT / 'addons' / 'scenic_ticket'
 
 
-def _missing_prerequisites():
-    missing = []
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        missing.append(f"{CHROMIUM} and {CHROMEDRIVER} (Debian packages "
-            "chromium, chromium-driver: run `make browser-deps`)")
-    if not (demo.WEB_ROOT / 'index.html').exists():
-        missing.append(f"{demo.WEB_ROOT}/index.html (run `make setup`)")
-    if not demo.LOAD_DEMO.exists():
-        missing.append(f"{demo.LOAD_DEMO} (the demo data loader)")
+def _missing_model():
     if not any(re.search(r"__name__\s*=\s*['\"]%s['\"]" % re.escape(MODEL),
                 p.read_text()) for p in ADDONS.glob('*.py')):
-        missing.append(f"model {MODEL} in {ADDONS}")
-    return missing
-
-
-def _log_tail(path, chars=6000):
-    try:
-        return Path(path).read_text(errors='replace')[-chars:]
-    except OSError:
-        return '(no server log)'
-
-
-@pytest.fixture(scope='module')
-def demo_server(tmp_path_factory):
-    "Base URL of trytond serving a fresh demo database; its log path."
-    missing = _missing_prerequisites()
-    if missing:
-        pytest.fail("cannot run the browser test, missing:\n  "
-            + "\n  ".join(missing), pytrace=False)
-    var_dir = tmp_path_factory.mktemp('demo-var')
-    port = pgcluster.free_port()
-    listen = f'127.0.0.1:{port}'
-    try:
-        conf = demo.prepare(var_dir, DATABASE, listen, quiet=True)
-    except demo.DemoError as e:
-        pytest.fail(f"building the demo database failed: {e}", pytrace=False)
-    argv, env = demo.server_command(conf, DATABASE, listen=listen)
-    log_path = var_dir / 'server.log'
-    with open(log_path, 'wb') as log:
-        server = subprocess.Popen(argv, env=env, cwd=demo.ROOT,
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-    url = f'http://{listen}/'
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"trytond exited with {server.returncode}:\n"
-                    + _log_tail(log_path), pytrace=False)
-            try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    if b'tryton' in response.read().lower():
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"trytond did not serve {url} within "
-                    f"{SERVER_START_TIMEOUT} s:\n" + _log_tail(log_path),
-                    pytrace=False)
-            time.sleep(0.5)
-        yield url, log_path
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        return f"model {MODEL} in {ADDONS}"
 
 
 @pytest.fixture
-def browser(tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ['--headless=new', '--no-sandbox', '--disable-gpu',
-            '--disable-dev-shm-usage', '--disable-background-networking',
-            '--disable-component-update', '--disable-sync',
-            '--no-first-run', '--window-size=1400,900',
-            '--lang=en-US', f'--user-data-dir={tmp_path / "chromium"}']:
-        options.add_argument(argument)
-    # An explicit driver path: selenium-manager never downloads anything.
-    service = Service(executable_path=str(CHROMEDRIVER),
-        log_output=str(tmp_path / 'chromedriver.log'))
-    driver = webdriver.Chrome(service=service, options=options)
-    driver.set_page_load_timeout(UI_TIMEOUT)
-    driver.set_script_timeout(UI_TIMEOUT)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+def browser(make_browser):
+    "A desktop-sized Chromium speaking English."
+    return make_browser(lang='en-US', timeout=UI_TIMEOUT)
 
 
 def _rows(driver):
@@ -140,12 +53,16 @@ def test_marketing_sees_ticket_types(demo_server, browser, artifacts_dir):
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
-    url, log_path = demo_server
+    missing = _missing_model()
+    if missing:
+        pytest.fail(f"cannot run the browser test, missing: {missing}",
+            pytrace=False)
+    url, database = f'{demo_server.url}/', demo_server.database
     wait = WebDriverWait(browser, UI_TIMEOUT)
     screenshot = artifacts_dir / 'sao_ticket_types.png'
     step = 'opening sao'
     try:
-        browser.get(f'{url}#{DATABASE}')
+        browser.get(f'{url}#{database}')
         step = 'login dialog'
         login = wait.until(EC.visibility_of_element_located((By.ID, 'login')))
         login.send_keys(LOGIN, Keys.ENTER)
@@ -160,7 +77,7 @@ def test_marketing_sees_ticket_types(demo_server, browser, artifacts_dir):
                 "return document.querySelectorAll("
                 "'#menu .treeview tbody > tr').length") > 0)
         step = f'list of {MODEL}'
-        browser.get(f'{url}#{DATABASE}/model/{MODEL}')
+        browser.get(f'{url}#{database}/model/{MODEL}')
         wait.until(lambda d: _rows(d) >= MIN_ROWS)
         rows = _rows(browser)
         browser.save_screenshot(str(screenshot))
@@ -169,7 +86,7 @@ def test_marketing_sees_ticket_types(demo_server, browser, artifacts_dir):
         pytest.fail(f"sao: failed at step '{step}' ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''}); rows seen: "
             f"{_safe_rows(browser)}; screenshot {screenshot}\n"
-            f"--- server log (tail) ---\n{_log_tail(log_path)}",
+            f"--- server log (tail) ---\n{demo_server.log_tail()}",
             pytrace=False)
     assert rows >= MIN_ROWS
 
