@@ -2,12 +2,14 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import psycopg
 import pytest
 
 import pgcluster
-from conftest import SCRIPTS
+
+SCRIPTS = Path(__file__).resolve().parent.parent / 'scripts'
 
 
 def test_shared_uri_accepts_connections(pg_uri):
