@@ -301,6 +301,9 @@ class BoxApp:
 class _Handler(BaseHTTPRequestHandler):
     server_version = f'scenic-iotbox/{__version__}'
     protocol_version = 'HTTP/1.1'
+    # Headers and body go out in two writes: with Nagle on, the body waits
+    # for the client's delayed ACK (~40 ms) on every keep-alive request.
+    disable_nagle_algorithm = True
 
     @property
     def app(self):
