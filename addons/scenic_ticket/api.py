@@ -56,6 +56,7 @@ def _pool(database_name):
 
 
 def authenticate(request):
+    "The channel of a booking request and its area."
     Channel = Pool().get('scenic.channel')
     header = request.headers.get('Authorization', '')
     scheme, _, key = header.partition(' ')
@@ -66,18 +67,20 @@ def authenticate(request):
         raise BookingError('unauthorized',
             "A valid channel key is required: "
             "'Authorization: Bearer <key>'.")
-    return channel
+    return channel, channel.company.id
 
 
-def endpoint(path, methods, readonly=False, auth=True):
-    """Route a handler(request, channel, **kwargs) -> Response.
+def endpoint(path, methods, readonly=False, auth=True, prefix=PREFIX,
+        authenticate=authenticate):
+    """Route a handler(request, caller, **kwargs) -> Response.
 
-    Each call is one transaction; writes run READ COMMITTED (see
-    reservation.use_read_committed) and are retried when two requests
-    raced on a unique key or the database asked for a retry.
+    `authenticate(request)` returns the caller (a channel, a gate box…) and
+    its area, or raises. Each call is one transaction; writes run READ
+    COMMITTED (see reservation.use_read_committed) and are retried when two
+    requests raced on a unique key or the database asked for a retry.
     """
     def decorator(func):
-        @app.route(PREFIX + path, methods=methods)
+        @app.route(prefix + path, methods=methods)
         @functools.wraps(func)
         def wrapper(request, database_name, **kwargs):
             try:
@@ -86,8 +89,8 @@ def endpoint(path, methods, readonly=False, auth=True):
                     raise BookingError('not_found', "No such database.")
                 for attempt in range(RETRIES + 1):
                     try:
-                        return _call(
-                            pool, func, request, readonly, auth, kwargs)
+                        return _call(pool, func, request, readonly,
+                            authenticate if auth else None, kwargs)
                     except (backend.DatabaseIntegrityError,
                             backend.DatabaseOperationalError,
                             SQLConstraintError):
@@ -99,7 +102,7 @@ def endpoint(path, methods, readonly=False, auth=True):
             except BookingError as error:
                 return error_response(error)
             except Exception:
-                logger.exception("booking API %s failed", path)
+                logger.exception("%s%s failed", prefix, path)
                 return error_response(BookingError('internal_error',
                         "The server could not handle this request; "
                         "nothing was changed."))
@@ -107,17 +110,17 @@ def endpoint(path, methods, readonly=False, auth=True):
     return decorator
 
 
-def _call(pool, func, request, readonly, auth, kwargs):
+def _call(pool, func, request, readonly, authenticate, kwargs):
     with Transaction().start(pool.database_name, 0, readonly=readonly):
         if not readonly:
             reservation.use_read_committed()
-        channel = authenticate(request) if auth else None
+        caller, company = authenticate(request) if authenticate else (
+            None, None)
         context = {}
-        if channel:
-            company = channel.company.id
+        if company:
             context = {'company': company, 'companies': [company]}
         with Transaction().set_context(context):
-            return func(request, channel, **kwargs)
+            return func(request, caller, **kwargs)
 
 
 def release_claims():

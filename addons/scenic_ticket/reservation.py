@@ -499,9 +499,10 @@ def pay(order_id, provider_name, amount, now=None):
                 if ticket.holder_hash else b''))
         cursor.execute(*ticket_table.update(
                 [ticket_table.state, ticket_table.code,
-                    ticket_table.key_id],
+                    ticket_table.key_id, ticket_table.write_date,
+                    ticket_table.write_uid],
                 ['valid', ticketcode.encode(payload, signer),
-                    signer.key_id],
+                    signer.key_id, _naive(now), Transaction().user],
                 where=ticket_table.id == ticket.id))
     order_table = pool.get('scenic.order').__table__()
     cursor.execute(*order_table.update(
@@ -541,9 +542,10 @@ def _release_order(order, ticket_state, now):
         scope_persons, persons)
     cursor = Transaction().connection.cursor()
     cursor.execute(*ticket_table.update(
-            [ticket_table.state, ticket_table.revoked_at],
+            [ticket_table.state, ticket_table.revoked_at,
+                ticket_table.write_date, ticket_table.write_uid],
             [ticket_state, _naive(now) if ticket_state == 'revoked'
-                else None],
+                else None, _naive(now), Transaction().user],
             where=(ticket_table.order == order.id)))
     return order_table, cursor
 

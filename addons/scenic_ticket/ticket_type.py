@@ -265,9 +265,9 @@ class TicketType(CompanyMixin, DeactivableMixin, ModelSQL, ModelView):
                     'name': values.get('name') or values.get('code'),
                     'type': 'service',
                     'default_uom': unit.id,
-                    'products': [('create', [{
-                                    'suffix_code': values.get('code'),
-                                    }])],
+                    # No product code: codes are unique in the whole
+                    # database, ticket type codes only in their area.
+                    'products': [('create', [{}])],
                     }])
         return template.products[0]
 

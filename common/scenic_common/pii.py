@@ -65,6 +65,13 @@ def _master_bytes(master_key):
     return master_key.encode('utf-8')
 
 
+def keyed_mac(lookup_key, id_type, number):
+    "HMAC-SHA256 of a normalized document: what look-up hashes are made of."
+    message = f'{id_type}:{idnumber.normalize(id_type, number)}'
+    return hmac.new(lookup_key, message.encode('utf-8'),
+        hashlib.sha256).digest()
+
+
 class PIIVault:
     """Encrypts and hashes personal data with keys derived from one secret.
 
@@ -123,9 +130,12 @@ class PIIVault:
             raise PIIError('Decrypted value is not UTF-8 text.') from None
 
     def _mac(self, id_type, number):
-        message = f'{id_type}:{idnumber.normalize(id_type, number)}'
-        return hmac.new(self._lookup_key, message.encode('utf-8'),
-            hashlib.sha256).digest()
+        return keyed_mac(self._lookup_key, id_type, number)
+
+    def lookup_key(self):
+        """The raw key of the look-up hashes, for gate boxes: with it they
+        match ID cards to tickets; it cannot decrypt anything."""
+        return self._lookup_key
 
     def lookup_hash(self, id_type, number):
         """Same document, same hash: usable in a UNIQUE constraint."""

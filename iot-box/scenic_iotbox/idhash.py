@@ -1,16 +1,12 @@
 """Keyed hashes of ID numbers, from the raw look-up key.
 
 The box gets only the HMAC look-up key at enrolment (never the PII master
-key), and ``scenic_common.pii.PIIVault`` can only be built from the master
-key, so this reproduces ``PIIVault.lookup_hash`` from the raw key:
-HMAC-SHA256(key, "<id_type>:<normalized number>"), hex.  A test checks that
-both agree for the key PIIVault derives.
+key), so it hashes with ``scenic_common.pii.keyed_mac`` directly, as
+``PIIVault.lookup_hash`` does. A test checks that both agree.
 """
 
-import hashlib
-import hmac
-
 from scenic_common import idnumber
+from scenic_common.pii import keyed_mac
 
 __all__ = ['lookup_hash', 'candidate_hashes']
 
@@ -20,9 +16,7 @@ def lookup_hash(lookup_key, id_type, number):
     ``lookup_key`` is that vault's look-up key."""
     if not isinstance(lookup_key, bytes) or len(lookup_key) < 16:
         raise ValueError('the look-up key must be raw bytes (32)')
-    message = f'{id_type}:{idnumber.normalize(id_type, number)}'
-    return hmac.new(lookup_key, message.encode('utf-8'),
-        hashlib.sha256).hexdigest()
+    return keyed_mac(lookup_key, id_type, number).hex()
 
 
 def candidate_hashes(lookup_key, number, id_type=None):

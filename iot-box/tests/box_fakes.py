@@ -18,9 +18,8 @@ from scenic_common.ticketcode import SigningKey, TicketPayload
 SHANGHAI = ZoneInfo('Asia/Shanghai')
 AREA = 1
 MASTER = 'fake-erp-pii-master-key-long-enough-0123456789'
-LOOKUP_KEY = pii._derive(pii._master_bytes(MASTER),
-    b'scenic-pii lookup-hash v1')
 VAULT = pii.PIIVault(MASTER)
+LOOKUP_KEY = VAULT.lookup_key()
 KEY = SigningKey.generate(1)
 NOW = datetime(2026, 5, 1, 10, 0, tzinfo=SHANGHAI)
 SLOT_START = datetime(2026, 5, 1, 9, 0, tzinfo=SHANGHAI)

@@ -1,0 +1,26 @@
+from trytond.exceptions import UserError
+from trytond.model.exceptions import ValidationError
+
+
+class GateValidationError(ValidationError):
+    pass
+
+
+class RuleValidationError(ValidationError):
+    pass
+
+
+class CardValidationError(ValidationError):
+    pass
+
+
+class CardStateError(UserError):
+    pass
+
+
+class BoxStateError(UserError):
+    pass
+
+
+class DeletionError(UserError):
+    pass
