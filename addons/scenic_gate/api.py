@@ -9,6 +9,7 @@ import functools
 import gzip
 import logging
 import re
+from decimal import Decimal
 
 from scenic_ticket.api import _body, endpoint, json_response
 from scenic_ticket.slot import area_timezone
@@ -130,7 +131,10 @@ def _parse_heartbeat(data):
         value = data.get(name)
         if value is None:
             return None
-        if (isinstance(value, bool) or not isinstance(value, (int, float))
+        # Request bodies parse fractions as Decimal (scenic_ticket.api).
+        if (isinstance(value, bool)
+                or not isinstance(value, (int, Decimal))
+                or (isinstance(value, Decimal) and not value.is_finite())
                 or value < 0):
             raise GateError('invalid_request',
                 f"'{name}' must be a number of at least 0.", name)

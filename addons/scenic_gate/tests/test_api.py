@@ -431,7 +431,8 @@ class GateAPITestCase(RouteTestCase):
         box_id = int(headers['Authorization'].split()[1].split(':')[0])
         response = self.client().post(self.url('/heartbeat'), json={
                 'at': dt.datetime.now(SHANGHAI).isoformat(),
-                'version': '0.1.0', 'outbox': 12, 'sync_lag_s': 4,
+                # a fraction, as the box sends it
+                'version': '0.1.0', 'outbox': 12, 'sync_lag_s': 4.25,
                 'devices': [
                     {'kind': 'turnstile', 'name': 'lane-1', 'ok': True,
                         'errors': 0},
@@ -475,6 +476,9 @@ class GateAPITestCase(RouteTestCase):
         self.assertError(self.client().post(self.url('/heartbeat'),
                 json={'devices': [{'kind': 'toaster', 'name': 'x'}]},
                 headers=headers), 422, 'invalid_request', 'devices[0].kind')
+        self.assertError(self.client().post(self.url('/heartbeat'),
+                json={'sync_lag_s': -0.5}, headers=headers),
+            422, 'invalid_request', 'sync_lag_s')
 
     # --- photos ------------------------------------------------------------
 
