@@ -8,8 +8,10 @@ Steps: write var/trytond.conf from config/ (absolute paths); create the
 database if missing; initialise it with trytond-admin (admin password
 'admin', Chinese loaded); load the demo data with scripts/load_demo.py; serve
 sao and the RPC at http://127.0.0.1:8000/ (trytond for SQLite, gunicorn for
-PostgreSQL).  A second run reuses the database: trytond-admin runs again only
-when the modules (addons/, load_demo.py, trytond's version) changed.
+PostgreSQL), with trytond-cron beside it and the main gate's IoT box
+(scenic-iotbox, simulated turnstile) on http://127.0.0.1:8100/.  A second
+run reuses the database: trytond-admin runs again only when the modules
+(addons/, load_demo.py, trytond's version) changed.
 
 The functions are reused by tests/browser to build a demo in a temp dir.
 """
@@ -17,6 +19,7 @@ import argparse
 import ast
 import hashlib
 import os
+import shutil
 import sqlite3
 import signal
 import subprocess
@@ -32,6 +35,8 @@ WEB_ROOT = ROOT / 'build' / 'web'
 LOAD_DEMO = ROOT / 'scripts' / 'load_demo.py'
 BIN = Path(sys.executable).parent  # the venv's bin: trytond, gunicorn...
 DEFAULT_LISTEN = '127.0.0.1:8000'
+DEFAULT_BOX_LISTEN = '127.0.0.1:8100'
+BOX_GATES = [('MAIN-IN', [1, 2]), ('MAIN-OUT', [3, 4])]  # turnstile lanes
 DEMO_PII_KEY = 'demo-only-pii-key-change-me-0123456789abcdef'
 ADMIN_PASSWORD = 'admin'
 ADMIN_EMAIL = 'admin@example.com'
@@ -140,9 +145,18 @@ def modules_hash():
     return digest.hexdigest()
 
 
+def _db_key(uri):
+    return 'sqlite' if not uri else hashlib.sha1(uri.encode()).hexdigest()[:10]
+
+
 def _stamp_path(var_dir, dbname, uri):
-    key = 'sqlite' if not uri else hashlib.sha1(uri.encode()).hexdigest()[:10]
-    return Path(var_dir).resolve() / f'{dbname}.{key}.modules.sha256'
+    return Path(var_dir).resolve() / f'{dbname}.{_db_key(uri)}.modules.sha256'
+
+
+def box_dir(var_dir, dbname='demo', uri=None):
+    """The demo box's directory (configuration, credentials, its store):
+    one per database, as its credentials are."""
+    return Path(var_dir).resolve() / f'iotbox.{dbname}.{_db_key(uri)}'
 
 
 def _env(var_dir, uri=None):
@@ -181,6 +195,9 @@ def prepare(var_dir, dbname='demo', listen=DEFAULT_LISTEN, uri=None,
     stamp = _stamp_path(var_dir, dbname, uri)
     wanted = modules_hash()
     initialised = is_initialised(var_dir, dbname, uri)
+    if not initialised:
+        # A new database: the box's credentials and synced data are stale.
+        shutil.rmtree(box_dir(var_dir, dbname, uri), ignore_errors=True)
     if initialised and not force and stamp.exists() \
             and stamp.read_text().strip() == wanted:
         log(f"database {dbname!r} is up to date")
@@ -199,6 +216,68 @@ def prepare(var_dir, dbname='demo', listen=DEFAULT_LISTEN, uri=None,
             "the database has no demo data")
     stamp.write_text(wanted + '\n')
     return conf
+
+
+def ensure_box(var_dir, conf, dbname='demo', uri=None, quiet=False):
+    """Enrol the demo box if it has no credentials yet (its old store goes:
+    it belongs to the previous enrolment) and return its directory."""
+    directory = box_dir(var_dir, dbname, uri)
+    credentials = directory / 'credentials.json'
+    if not credentials.exists():
+        shutil.rmtree(directory / 'data', ignore_errors=True)
+        _run([sys.executable, LOAD_DEMO, '-c', conf, '-d', dbname,
+                '--enrol-box', credentials],
+            _env(var_dir, uri), 'enrol the demo box', quiet=quiet)
+    return directory
+
+
+def write_box_config(directory, erp_url, dbname='demo',
+        listen=DEFAULT_BOX_LISTEN, sync_interval=2):
+    """box.toml of the demo box: MAIN-IN on turnstile lanes 1-2, MAIN-OUT
+    on 3-4 of a simulated controller on a pty (the real serial driver
+    talks to it); frequent rounds so that the back office follows."""
+    gates = ''.join(f'\n[[gates]]\ncode = "{code}"\n'
+        f'turnstile_lanes = {lanes}\n' for code, lanes in BOX_GATES)
+    path = Path(directory) / 'box.toml'
+    path.write_text(f"""# Written by scripts/demo.py: the demo's main gate box.
+[erp]
+url = "{erp_url}"
+database = "{dbname}"
+timeout = 10
+
+[box]
+name = "demo-main-gate"
+data_dir = "data"
+credentials = "credentials.json"
+timezone = "Asia/Shanghai"
+sync_interval = {sync_interval}
+heartbeat_interval = 20
+max_backoff = 5
+
+[api]
+listen = "{listen}"
+{gates}
+[drivers.turnstile]
+driver = "sim"
+lanes = 4
+passage_delay = 1.0
+""")
+    return path
+
+
+def box_command(box_config):
+    "(argv, env) of the demo box."
+    env = dict(os.environ)
+    return [str(BIN / 'scenic-iotbox'), 'run', '--config',
+        str(box_config)], env
+
+
+def erp_url(listen):
+    "The URL the box calls for a server listening on `listen`."
+    host, _, port = listen.rpartition(':')
+    if host in ('', '0.0.0.0', '::', '[::]'):
+        host = '127.0.0.1'
+    return f'http://{host}:{port}'
 
 
 def server_command(conf, dbname='demo', uri=None, listen=DEFAULT_LISTEN):
@@ -272,6 +351,10 @@ def main(argv=None):
     parser.add_argument('--listen',
         default=os.environ.get('SCENIC_DEMO_LISTEN', DEFAULT_LISTEN),
         help="host:port to serve on (env SCENIC_DEMO_LISTEN)")
+    parser.add_argument('--box-listen',
+        default=os.environ.get('SCENIC_DEMO_BOX_LISTEN', DEFAULT_BOX_LISTEN),
+        help="host:port of the gate box's local API "
+        "(env SCENIC_DEMO_BOX_LISTEN)")
     parser.add_argument('--no-serve', action='store_true',
         help="only build the database")
     parser.add_argument('--force', action='store_true',
@@ -284,11 +367,14 @@ def main(argv=None):
     try:
         conf = prepare(args.var_dir, args.database, args.listen, uri,
             force=args.force)
+        directory = ensure_box(args.var_dir, conf, args.database, uri)
     except DemoError as e:
         print(f"demo: ERROR: {e}", file=sys.stderr)
         return 1
     if args.no_serve:
         return 0
+    box_config = write_box_config(directory, erp_url(args.listen),
+        args.database, args.box_listen)
     argv, env = server_command(conf, args.database, uri, args.listen)
     print(f"""
 Scenic demo ({'PostgreSQL' if uri else 'SQLite'}, database {args.database!r})
@@ -299,9 +385,12 @@ Scenic demo ({'PostgreSQL' if uri else 'SQLite'}, database {args.database!r})
     print(f"""  booking page  http://{args.listen}/{args.database}/scenic/book
   booking API   http://{args.listen}/{args.database}/scenic/v1/openapi.json
                 (channel key: demo-web-key)
+  gate box      http://{args.box_listen}/status  (MAIN-IN, MAIN-OUT;
+                simulated turnstile; scan: POST /scan, see README.md)
   stop with Ctrl-C
 """, flush=True)
-    return supervise([(argv, env), cron_command(conf, args.database, uri)])
+    return supervise([(argv, env), cron_command(conf, args.database, uri),
+            box_command(box_config)])
 
 
 if __name__ == '__main__':

@@ -1,15 +1,27 @@
 #!/usr/bin/env python3
 """Load the Scenic demo: one scenic area with zones, ticket types, time slots,
-price rules, visitors, a chart of accounts, fiscal years and one user per role.
+price rules, visitors, a chart of accounts, fiscal years, one user per role,
+the main gate (MAIN-IN, MAIN-OUT) with its IoT box, and two demo cards.
 
-Idempotent: if the demo area exists, nothing is loaded again.
+Idempotent: if the demo area exists, only what is missing of the gates is
+added (a demo loaded before scenic_gate gets them).
 
     python scripts/load_demo.py -c var/trytond.conf -d demo
+    python scripts/load_demo.py -c var/trytond.conf -d demo \
+        --enrol-box var/iotbox/credentials.json
+
+--enrol-box enrols the demo's box (a new secret each time) and writes its
+credentials for `scenic-iotbox run` ({"box", "secret", "area",
+"lookup_key"}, mode 0600); nothing else is loaded then.
 """
 import argparse
 import datetime as dt
+import json
+import os
+import socket
 import sys
 from decimal import Decimal
+from pathlib import Path
 
 AREA_NAME = "Cloud Mountain Scenic Area"
 
@@ -43,6 +55,7 @@ ZH_NAMES = {
     'scenic.channel': {
         'box_office': "售票窗口", 'kiosk': "自助售票机", 'web': "网上预约",
         'ota': "OTA渠道", 'agency': "旅行社"},
+    'scenic.gate': {'MAIN-IN': "南门入口", 'MAIN-OUT': "南门出口"},
     }
 
 CHANNELS = [
@@ -109,6 +122,22 @@ DEMO_VISITORS = [
     ("Li Lei", '110105', dt.date(1985, 6, 15), 123),
     ("Han Meimei", '310104', dt.date(1990, 3, 8), 246),
     ("Zhao Qiang", '440305', dt.date(1978, 11, 30), 357),
+    ]
+
+# The main gate: code, name, zone, direction, lanes. The demo's box serves
+# both (scripts/demo.py runs it on 127.0.0.1:8100 with a simulated
+# turnstile: lanes 1-2 in, 3-4 out).
+GATES = [
+    ('MAIN-IN', "Main Entrance", 'MAIN', 'in', 2),
+    ('MAIN-OUT', "Main Exit", 'MAIN', 'out', 2),
+    ]
+DEMO_BOX = "Main gate box"
+
+# Cards with known RFID UIDs, so that anyone can tap one at the demo box:
+# UID, card type, holder (index in DEMO_VISITORS), entries left.
+DEMO_CARDS = [
+    ('04A1B2C3D4E5F6', 'ANNUAL', 0, None),
+    ('04C0FFEE100001', 'COUNT10', 1, 10),
     ]
 
 SLOT_DAYS = 14
@@ -248,12 +277,14 @@ def generate_slots(today, first, last, minutes, capacity, zone=None):
     generate.execute('generate')
 
 
-def translate_names():
+def translate_names(models=None):
     "Give the catalogue its Chinese names (the master names are English)."
     from proteus import Model
     from proteus.config import get_config
     with get_config().set_context(language='zh_CN'):
         for model, names in ZH_NAMES.items():
+            if models is not None and model not in models:
+                continue
             Model_ = Model.get(model)
             for record in Model_.find([('code', 'in', list(names))]):
                 record.name = names[record.code]
@@ -289,11 +320,73 @@ def create_users(company):
         user.save()
 
 
+def create_gates(company):
+    """The main gate, its box and the demo cards; only what is missing
+    (a demo loaded before scenic_gate existed gets them on update)."""
+    from proteus import Model
+    Gate = Model.get('scenic.gate')
+    Box = Model.get('scenic.gate.box')
+    Zone = Model.get('scenic.zone')
+    Card = Model.get('scenic.card')
+    TicketType = Model.get('scenic.ticket.type')
+    Visitor = Model.get('scenic.visitor')
+    if Gate.find([('code', 'in', [g[0] for g in GATES])]):
+        return False
+    boxes = Box.find([('name', '=', DEMO_BOX)])
+    box = boxes[0] if boxes else Box(company=company, name=DEMO_BOX)
+    box.save()
+    zones = {z.code: z for z in Zone.find([])}
+    for code, name, zone, direction, lanes in GATES:
+        Gate(company=company, code=code, name=name, zone=zones[zone],
+            direction=direction, lanes=lanes, box=box).save()
+    translate_names(['scenic.gate'])
+
+    types = {t.code: t for t in TicketType.find([
+                ('code', 'in', [c[1] for c in DEMO_CARDS])])}
+    visitors = Visitor.find([], order=[('id', 'ASC')])
+    now = dt.datetime.now(dt.timezone.utc).replace(
+        tzinfo=None, microsecond=0)
+    for uid, type_code, holder, remaining in DEMO_CARDS:
+        ttype = types[type_code]
+        Card(company=company, number=uid, ticket_type=ttype,
+            holder=visitors[holder], valid_from=now,
+            valid_until=now + dt.timedelta(days=ttype.validity_days),
+            remaining=remaining).save()
+    return True
+
+
+def enrol_box(database, config_file, path):
+    """Enrol the demo's box (a new secret) and write its credentials to
+    path for `scenic-iotbox run` (box.credentials)."""
+    from proteus import config
+    config.set_trytond(database=database, config_file=config_file)
+    from scenic_gate.keys import lookup_key_b64
+    from trytond.pool import Pool
+    from trytond.transaction import Transaction
+    with Transaction().start(database, 0) as transaction:
+        Box = Pool().get('scenic.gate.box')
+        boxes = Box.search([('name', '=', DEMO_BOX)], limit=1)
+        if not boxes:
+            raise SystemExit(f"The demo box {DEMO_BOX!r} is not in database "
+                f"{database!r}: load the demo first.")
+        token, _ = boxes[0].new_enrolment_token()
+        box, secret = Box.enrol(token, hostname=socket.gethostname())
+        credentials = {'box': box.id, 'secret': secret,
+            'area': box.company.id, 'lookup_key': lookup_key_b64()}
+        transaction.commit()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, 'w') as file:
+        json.dump(credentials, file)
+    print(f"Demo box {box.id} enrolled: credentials in {path}.")
+
+
 def load(database, config_file):
     from proteus import Model, config
 
     config.set_trytond(database=database, config_file=config_file)
-    activate_modules(['scenic_ticket', 'account', 'user_role'])
+    activate_modules(['scenic_ticket', 'scenic_gate', 'account', 'user_role'])
 
     Company = Model.get('company.company')
     User = Model.get('res.user')
@@ -306,6 +399,9 @@ def load(database, config_file):
                 f"The demo data in database {database!r} are incomplete: "
                 "an earlier load was interrupted. Delete that database "
                 "(for SQLite, its .sqlite file) and run the demo again.")
+        company, = Company.find([('party.name', '=', AREA_NAME)])
+        if create_gates(company):
+            print(f"Demo gates added to database {database!r}.")
         print(f"Demo data already loaded in database {database!r}.")
         return False
     today = dt.date.today()
@@ -314,6 +410,7 @@ def load(database, config_file):
     create_catalogue(company, today)
     translate_names()
     create_visitors(company)
+    create_gates(company)
     create_users(company)
     print(f"Demo data loaded in database {database!r}: {AREA_NAME}.")
     return True
@@ -324,8 +421,13 @@ def main(argv=None):
     parser.add_argument('-c', '--config', required=True,
         help="trytond configuration file")
     parser.add_argument('-d', '--database', default='demo')
+    parser.add_argument('--enrol-box', metavar='PATH',
+        help="only enrol the demo's box and write its credentials to PATH")
     args = parser.parse_args(argv)
-    load(args.database, args.config)
+    if args.enrol_box:
+        enrol_box(args.database, args.config, args.enrol_box)
+    else:
+        load(args.database, args.config)
 
 
 if __name__ == '__main__':
