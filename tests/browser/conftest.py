@@ -1,159 +1,20 @@
-"""Fixtures of the browser tests: one demo server per session, browsers.
-
-- ``demo_server`` (session): a fresh demo database built once per test
-  session in a temporary directory with the code of `make demo`
-  (scripts/demo.py: trytond-admin, then scripts/load_demo.py; never touches
-  var/db) and served by trytond on a free 127.0.0.1 port: sao (build/web) at
-  ``url + '/'``, the booking pages at ``url/<database>/scenic/book``.
-  Every module shares it: a test must not rely on what another test did
-  (or did not do) to the database, nor leave it changed in a way that
-  breaks another one.
-
-  SCENIC_BROWSER_TEST_URL runs the tests against a demo already served
-  instead (e.g. to iterate on a page); SCENIC_BROWSER_TEST_DB is its SQLite
-  file, SCENIC_BROWSER_TEST_LOG its log.  Its database must not hold the
-  tests' bookings yet.
+"""Fixtures of the browser tests: browsers (``demo_server`` is in
+tests/conftest.py).
 
 - ``make_browser(lang='en-US', phone=False)``: a new headless Debian
   Chromium driven by Debian's ChromeDriver (never selenium-manager), with
   its own profile; ``phone`` emulates a 390 × 844 touch screen.  Every
   browser made is closed after the test.
 """
-import os
-import subprocess
-import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import pytest
 
-import demo
-import pgcluster
-
-DATABASE = 'demo'
-SERVER_START_TIMEOUT = 90   # seconds for trytond to answer
-LOG_TAIL = 8000             # characters of the server log in a failure
 CHROMIUM = Path('/usr/bin/chromium')
 CHROMEDRIVER = Path('/usr/bin/chromedriver')
 PHONE_SIZE = (390, 844)
 DESKTOP_SIZE = (1400, 900)
 BROWSER_TIMEOUT = 30        # page load / script timeout, seconds
-
-
-def log_tail(path, chars=LOG_TAIL):
-    "The end of a log file, for failure messages."
-    try:
-        return Path(path).read_text(errors='replace')[-chars:]
-    except (OSError, TypeError):
-        return '(no server log)'
-
-
-@dataclass(frozen=True)
-class DemoServer:
-    """Where the demo is served.
-
-    url: base URL, no trailing slash (sao is at url + '/');
-    database: the database name; log: trytond's log file;
-    db: the SQLite file of the database (None when not known)."""
-    url: str
-    database: str
-    log: Path
-    db: Optional[Path]
-
-    def log_tail(self, chars=LOG_TAIL):
-        return log_tail(self.log, chars)
-
-
-def _scrubbed_environ(monkeypatch):
-    "No stray trytond / database setting of the caller reaches the demo."
-    for name in list(os.environ):
-        if name.startswith(('TRYTOND_', 'DB_')) or name == 'TRYTONPASSFILE':
-            monkeypatch.delenv(name)
-
-
-def _answers(url, check, timeout):
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status == 200 and check(response.read())
-    except (OSError, urllib.error.HTTPError):
-        return False
-
-
-def _wait_until_served(process, server):
-    """Until trytond serves sao and the booking page (fail with the log's
-    tail if it exits or does not within SERVER_START_TIMEOUT)."""
-    checks = [
-        (f'{server.url}/', lambda body: b'tryton' in body.lower()),
-        (f'{server.url}/{server.database}/scenic/book', lambda body: True),
-        ]
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    for url, check in checks:
-        while not _answers(url, check, timeout=30):
-            if process.poll() is not None:
-                pytest.fail(f"trytond exited with {process.returncode}:\n"
-                    + server.log_tail(), pytrace=False)
-            if time.monotonic() > deadline:
-                pytest.fail(f"trytond did not serve {url} within "
-                    f"{SERVER_START_TIMEOUT} s:\n" + server.log_tail(),
-                    pytrace=False)
-            time.sleep(0.5)
-
-
-@pytest.fixture(scope='session')
-def demo_server(tmp_path_factory):
-    "A fresh demo database served by trytond, for the whole session."
-    if os.environ.get('SCENIC_BROWSER_TEST_URL'):
-        db = os.environ.get('SCENIC_BROWSER_TEST_DB')
-        yield DemoServer(os.environ['SCENIC_BROWSER_TEST_URL'].rstrip('/'),
-            DATABASE, Path(os.environ.get('SCENIC_BROWSER_TEST_LOG',
-                    '/dev/null')), Path(db) if db else None)
-        return
-    missing = []
-    if not (demo.WEB_ROOT / 'index.html').exists():
-        missing.append(f"{demo.WEB_ROOT}/index.html (run `make setup`)")
-    if not demo.LOAD_DEMO.exists():
-        missing.append(f"{demo.LOAD_DEMO} (the demo data loader)")
-    if missing:
-        pytest.fail("cannot run the browser tests, missing:\n  "
-            + "\n  ".join(missing), pytrace=False)
-
-    var_dir = tmp_path_factory.mktemp('demo-var')
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        _scrubbed_environ(monkeypatch)
-        start = time.monotonic()
-        try:
-            demo.prepare(var_dir, DATABASE, quiet=True)
-        except demo.DemoError as e:
-            pytest.fail(f"building the demo database failed: {e}",
-                pytrace=False)
-        built = time.monotonic() - start
-        # The port is chosen only now (the build takes a minute): the
-        # configuration is written again with it.
-        listen = f'127.0.0.1:{pgcluster.free_port()}'
-        conf = demo.write_config(var_dir, listen=listen)
-        # `-d demo`: the pool is loaded at start (trytond 8.0.12 fails the
-        # first login on a fresh server otherwise, see demo.server_command).
-        argv, env = demo.server_command(conf, DATABASE, listen=listen)
-    server = DemoServer(f'http://{listen}', DATABASE,
-        var_dir / 'server.log', var_dir / 'db' / f'{DATABASE}.sqlite')
-    with open(server.log, 'wb') as log:
-        process = subprocess.Popen(argv, env=env, cwd=demo.ROOT,
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        _wait_until_served(process, server)
-        print(f"\ndemo server: {server.url}/ (demo built in {built:.0f} s; "
-            f"log {server.log})")
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture
