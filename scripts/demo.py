@@ -316,9 +316,18 @@ def cron_command(conf, dbname='demo', uri=None):
 
 def supervise(commands):
     """Run the demo's processes together; when one ends (or on Ctrl-C or
-    SIGTERM) stop the others. Returns the first one's exit code."""
-    procs = [subprocess.Popen(argv, env=env, cwd=ROOT)
-        for argv, env in commands]
+    SIGTERM) stop the others. Returns the first one's exit code.
+
+    Each runs in its own process group, stopped as a whole: trytond-cron's
+    workers would otherwise outlive a SIGTERM sent to the demo alone."""
+    procs = [subprocess.Popen(argv, env=env, cwd=ROOT,
+            start_new_session=True) for argv, env in commands]
+
+    def signal_group(process, signum):
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:
+            pass
 
     def stop(*_):
         raise KeyboardInterrupt
@@ -332,13 +341,13 @@ def supervise(commands):
         pass
     finally:
         for p in procs:
-            if p.poll() is None:
-                p.terminate()
+            signal_group(p, signal.SIGTERM)
         for p in procs:
             try:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                p.kill()
+                signal_group(p, signal.SIGKILL)
+                p.wait()
     return code
 
 
