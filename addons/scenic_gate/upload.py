@@ -24,6 +24,7 @@ from sql import Conflict, For
 
 from scenic_common import gate as rules_engine
 from scenic_common import ticketcode
+from scenic_ticket import reservation
 from scenic_ticket.slot import area_timezone
 
 from trytond import backend
@@ -604,7 +605,8 @@ def _write_usages(company_id, usages, stamp, user):
 
 
 def _mark_tickets_used(ticket_ids, tickets, stamp, user):
-    "A ticket admitted once is used: it cannot be refunded any more."
+    """A ticket admitted once is used: it cannot be refunded any more; its
+    order is partly used, or used when all its tickets are."""
     ids = sorted(i for i in ticket_ids if tickets[i]['state'] == 'valid')
     if not ids:
         return
@@ -612,14 +614,15 @@ def _mark_tickets_used(ticket_ids, tickets, stamp, user):
     cursor = Transaction().connection.cursor()
     order = pool.get('scenic.order').__table__()
     table = pool.get('scenic.ticket').__table__()
+    order_ids = sorted({tickets[i]['order'] for i in ids})
     # Lock the orders as the booking path does before a refund.
     cursor.execute(*_lock(order.select(order.id,
-                where=bulk.in_(order.id, sorted({tickets[i]['order']
-                            for i in ids})), order_by=[order.id])))
+                where=bulk.in_(order.id, order_ids), order_by=[order.id])))
     cursor.execute(*table.update(
             [table.state, table.write_date, table.write_uid],
             ['used', stamp, user],
             where=bulk.in_(table.id, ids) & (table.state == 'valid')))
+    reservation.mark_orders_used(order_ids, now=_aware(stamp))
 
 
 def _write_cards(remaining, stamp, user):

@@ -21,10 +21,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from sql import Conflict, For
+from sql.conditionals import Case
+from sql.operators import Exists
 
 from scenic_common import idnumber, ticketcode
 
 from trytond import backend
+from trytond.model.fields import SQL_OPERATORS
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
@@ -32,6 +35,8 @@ from .catalogue import Catalogue
 from .payment import get_provider
 
 HOLD_MINUTES = 15
+# Paid orders, before and after their tickets are admitted at the gates.
+PAID_STATES = ('paid', 'partly_used', 'used')
 REFERENCE_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789'
 REFERENCE_LENGTH = 16  # ~80 bits: the reference is also a capability
 BOOKABLE_VALIDITIES = {'time_slot', 'fixed_date', 'days_from_first_use'}
@@ -460,7 +465,7 @@ def pay(order_id, provider_name, amount, now=None):
     SigningKey = pool.get('scenic.signing_key')
     now = now or now_utc()
     order = _lock_order(order_id)
-    if order.state == 'paid':
+    if order.state in PAID_STATES:
         paid = sum(p.amount for p in order.payments if p.kind == 'payment')
         if paid == amount:
             return order  # a retried payment: the same answer again
@@ -560,8 +565,9 @@ def cancel(order_id, now=None, by_back_office=False):
     if order.state == 'reserved':
         order_table, cursor = _release_order(order, 'cancelled', now)
         new_state = 'cancelled'
-    elif order.state == 'paid':
-        if any(t.state != 'valid' for t in order.tickets):
+    elif order.state in PAID_STATES:
+        if (order.state != 'paid'
+                or any(t.state != 'valid' for t in order.tickets)):
             raise BookingError('not_cancellable',
                 "Tickets of this order have been used: it cannot be "
                 "refunded.")
@@ -620,6 +626,32 @@ def expire_holds(now=None, limit=500):
                 ['expired', _naive(now)], where=order_table.id == order_id))
     Transaction().cache.clear()
     return len(ids)
+
+
+def mark_orders_used(order_ids, now=None):
+    """Move paid orders along as their tickets are admitted: `partly_used`
+    while a ticket of the order is not used yet, `used` once all are.
+
+    One statement for any number of orders, for the gates' uploads; the
+    caller has set the tickets' states and holds the orders' locks (as
+    `_lock_order` takes them), so a refund cannot slip in between.
+    """
+    if not order_ids:
+        return
+    pool = Pool()
+    order = pool.get('scenic.order').__table__()
+    ticket = pool.get('scenic.ticket').__table__()
+    now = now or now_utc()
+    unused = ticket.select(ticket.id,
+        where=(ticket.order == order.id) & (ticket.state != 'used'))
+    cursor = Transaction().connection.cursor()
+    cursor.execute(*order.update(
+            [order.state, order.write_date, order.write_uid],
+            [Case((Exists(unused), 'partly_used'), else_='used'),
+                _naive(now), Transaction().user],
+            where=SQL_OPERATORS['in'](order.id, sorted(set(order_ids)))
+            & order.state.in_(['paid', 'partly_used'])))
+    Transaction().cache.clear()
 
 
 # --- reading -----------------------------------------------------------------

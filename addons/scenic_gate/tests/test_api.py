@@ -22,8 +22,8 @@ from trytond.tests.test_tryton import DB_NAME, RouteTestCase
 from trytond.transaction import Transaction
 
 from .tools import (
-    SHANGHAI, age_area, build_area, issue_card, new_box, new_id, refund,
-    scan, sell)
+    SHANGHAI, age_area, area_time, build_area, issue_card, new_box, new_id,
+    refund, scan, sell, slot_day)
 
 PNG = (b'\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00'
     b'\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89')
@@ -162,6 +162,7 @@ class GateAPITestCase(RouteTestCase):
     def test_sync_full_then_incremental(self):
         "A full snapshot, then only what changed since its watermark"
         area = self.committed(build_area)
+        self.enterContext(slot_day(area))  # tickets of today and tomorrow
         headers = self.enrolled_box(area)
         kept, = self.committed(sell, area)
         refunded, = self.committed(sell, area)
@@ -265,11 +266,12 @@ class GateAPITestCase(RouteTestCase):
     def test_scan_upload_idempotent(self):
         "A batch is stored once; resent, it is all duplicates"
         area = self.committed(build_area)
+        self.enterContext(slot_day(area))  # the zones' inside is today's
         headers = self.enrolled_box(area)
         first, second = self.committed(sell, area, quantity=2)
         group, = self.committed(sell, area, 'GROUP5', persons=5)
         card = self.committed(issue_card, area, 'count', remaining=3)
-        now = dt.datetime.now(SHANGHAI)
+        now = area_time(area)
         scans = [
             scan(area.gate_in, first, at=now - dt.timedelta(minutes=9)),
             scan(area.gate_in, group, persons=5,
@@ -300,6 +302,7 @@ class GateAPITestCase(RouteTestCase):
             Zone = pool.get('scenic.zone')
             Ticket = pool.get('scenic.ticket')
             Card = pool.get('scenic.card')
+            Order = pool.get('scenic.order')
             stored = Scan.search([('company', '=', area.company)])
             self.assertEqual(len(stored), 5)
             self.assertEqual(
@@ -319,11 +322,27 @@ class GateAPITestCase(RouteTestCase):
             self.assertEqual(Zone(area.zone).inside, 6)
             self.assertEqual(Ticket(first).state, 'used')
             self.assertEqual(Ticket(second).state, 'valid')
-        self.read(check)
-        # A used ticket is not refunded any more.
+            # first and second are one order, half admitted
+            self.assertEqual(Order(Ticket(first).order.id).state,
+                'partly_used')
+            self.assertEqual(Order(Ticket(group).order.id).state, 'used')
+            return Ticket(first).order.reference
+        reference = self.read(check)
+        # A used ticket is not refunded any more, in the back office nor
+        # through the booking API.
         with self.assertRaises(BookingError) as refused:
             self.committed(refund, first)
         self.assertEqual(refused.exception.code, 'not_cancellable')
+
+        def api_key():
+            Channel = Pool().get('scenic.channel')
+            return Channel(area.channel).set_api_key()
+        key = self.committed(api_key)
+        response = self.client().post(
+            f'/{self.db_name}/scenic/v1/orders/{reference}/cancel',
+            headers={'Authorization': f'Bearer {key}'})
+        self.assertError(response, 409, 'not_cancellable')
+        self.assertIn('used', response.json['error']['message'])
 
         sync = self.sync(headers)
         usage = {(u['ticket'], u['card']): u for u in sync['usage']}
@@ -340,12 +359,13 @@ class GateAPITestCase(RouteTestCase):
     def test_scan_conflicts(self):
         "Two boxes cut off admit one single-entry ticket: both kept, 1 flagged"
         area = self.committed(build_area)
+        self.enterContext(slot_day(area))  # the zones' inside is today's
         box_a = self.enrolled_box(area, "A")
         box_b = self.enrolled_box(area, "B")
         ticket, = self.committed(sell, area)
         revoked, = self.committed(sell, area)
         card = self.committed(issue_card, area)
-        now = dt.datetime.now(SHANGHAI)
+        now = area_time(area)
         first = scan(area.gate_in, ticket, at=now - dt.timedelta(minutes=3),
             offline=True)
         second = scan(area.gate_in, ticket, at=now - dt.timedelta(minutes=2),
@@ -362,13 +382,16 @@ class GateAPITestCase(RouteTestCase):
             [{'nonce': second['nonce'], 'reason': 'already_used'}])
 
         # Admitted after its refund, or on a card reported lost.
-        self.committed(refund, revoked)
+        self.committed(refund, revoked, now=now - dt.timedelta(minutes=1))
 
         def lose():
             Card = Pool().get('scenic.card')
             Card.report_lost([Card(card.id)])
+            Card.write([Card(card.id)], {'state_changed_at':
+                    (now - dt.timedelta(minutes=1)).astimezone(
+                        dt.timezone.utc).replace(tzinfo=None)})
         self.committed(lose)
-        later = dt.datetime.now(SHANGHAI) + dt.timedelta(seconds=1)
+        later = now + dt.timedelta(seconds=1)
         late_scans = [
             scan(area.gate_in, revoked, at=later),
             scan(area.gate_in, card=card.id, at=later),
@@ -510,6 +533,7 @@ class GateAPITestCase(RouteTestCase):
     def test_synced_codes_verify(self):
         "The synced keys verify the synced codes, and revocations tell"
         area = self.committed(build_area)
+        self.enterContext(slot_day(area))  # tickets of today and tomorrow
         headers = self.enrolled_box(area)
         ticket, = self.committed(sell, area)
         data = self.sync(headers)
@@ -519,7 +543,7 @@ class GateAPITestCase(RouteTestCase):
                 retired=key['retired'])
         code, = [t['code'] for t in data['tickets']
             if t['ticket'] == ticket]
-        now = dt.datetime.now(SHANGHAI)
+        now = area_time(area)
         self.assertEqual(ticketcode.verify(code, keyring, now=now,
                 area_id=area.company).reason, 'ok')
         self.committed(refund, ticket)
@@ -535,9 +559,10 @@ class GateAPITestCase(RouteTestCase):
     def test_concurrent_uploads(self):
         "Boxes racing on one ticket: every scan kept, one admission flagged"
         area = self.committed(build_area)
+        self.enterContext(slot_day(area))  # the zones' inside is today's
         boxes = [self.enrolled_box(area, f"Box {i}") for i in range(4)]
         tickets = [self.committed(sell, area)[0] for _ in range(5)]
-        now = dt.datetime.now(SHANGHAI)
+        now = area_time(area)
         jobs = [(boxes[n % 4], [scan(area.gate_in, ticket,
                         at=now - dt.timedelta(seconds=n), offline=True)])
             for ticket in tickets for n in range(2)]
@@ -548,7 +573,8 @@ class GateAPITestCase(RouteTestCase):
         self.assertEqual(conflicts, ['already_used'] * 5)
 
         # One batch sent four times at once is stored once.
-        batch = [scan(area.gate_out, ticket, direction='out')
+        batch = [scan(area.gate_out, ticket, direction='out',
+                at=now + dt.timedelta(minutes=1))
             for ticket in tickets]
         with ThreadPoolExecutor(max_workers=4) as pool:
             answers = list(pool.map(

@@ -1,7 +1,9 @@
 import datetime as dt
 
 from scenic_common import gate as engine
-from scenic_ticket.tests.tools import configure_pii_key, savepoint
+from scenic_ticket import reservation
+from scenic_ticket.tests.tools import (
+    configure_pii_key, create_user, savepoint)
 
 from trytond.exceptions import UserError
 from trytond.model.exceptions import AccessError, ValidationError
@@ -13,7 +15,9 @@ from trytond.transaction import Transaction, check_access
 
 from ..scan import warning_level
 from ..upload import parse_scans, upload
-from .tools import SHANGHAI, build_area, issue_card, new_box, scan
+from .tools import (
+    SHANGHAI, area_time, build_area, issue_card, new_box, refund, scan, sell,
+    slot_day)
 
 
 class ScenicGateTestCase(CompanyTestMixin, ModuleTestCase):
@@ -24,19 +28,6 @@ class ScenicGateTestCase(CompanyTestMixin, ModuleTestCase):
     def setUpClass(cls):
         configure_pii_key()
         super().setUpClass()
-
-    def _user(self, company, role):
-        pool = Pool()
-        User = pool.get('res.user')
-        ModelData = pool.get('ir.model.data')
-        role_id = ModelData.get_id('scenic_ticket', f'role_{role}')
-        user, = User.create([{
-                    'name': role.title(), 'login': role,
-                    'companies': [('add', [company])],
-                    'company': company,
-                    'roles': [('create', [{'role': role_id}])],
-                    }])
-        return user
 
     # --- gates and rules ---------------------------------------------------
 
@@ -210,8 +201,8 @@ class ScenicGateTestCase(CompanyTestMixin, ModuleTestCase):
         area = build_area()
         issued = issue_card(area, binding_method='photo',
             binding_photo=b'\xff\xd8\xff')
-        cashier = self._user(area.company, 'cashier')
-        gate = self._user(area.company, 'gate')
+        cashier = create_user(area.company, 'cashier')
+        gate = create_user(area.company, 'gate')
         context = {'company': area.company, 'companies': [area.company]}
         with Transaction().set_context(context):
             with Transaction().set_user(cashier.id), check_access():
@@ -270,6 +261,69 @@ class ScenicGateTestCase(CompanyTestMixin, ModuleTestCase):
             box.new_enrolment_token()
         self.assertFalse(box.online)
 
+    # --- orders ------------------------------------------------------------
+
+    @with_transaction()
+    def test_order_states_from_scans(self):
+        "Admitted tickets make their paid orders partly used, then used"
+        pool = Pool()
+        Company = pool.get('company.company')
+        Box = pool.get('scenic.gate.box')
+        Order = pool.get('scenic.order')
+        Ticket = pool.get('scenic.ticket')
+        area = build_area()
+        company = Company(area.company)
+        box_id, token = new_box(area)
+        Box.enrol(token)
+        noon = area_time(area)
+        family = sell(area, quantity=3)
+        group, = sell(area, 'GROUP5', persons=5)
+        leaving, = sell(area)
+        refunded, = sell(area)
+        refund(refunded, now=noon - dt.timedelta(hours=1))
+
+        def order(ticket_id):
+            return Order(Ticket(ticket_id).order.id)
+
+        def send(*scans):
+            return upload(
+                box_id, company, parse_scans({'scans': list(scans)}))
+
+        # One of three in; a refusal, an exit and an admission after the
+        # refund move nothing; the group's one ticket is the whole order.
+        send(scan(area.gate_in, family[0], at=noon),
+            scan(area.gate_in, family[1], decision='deny',
+                reason='not_yet_valid', at=noon),
+            scan(area.gate_in, group, persons=5, at=noon),
+            scan(area.gate_out, leaving, direction='out', at=noon),
+            scan(area.gate_in, refunded, at=noon))
+        self.assertEqual(
+            [order(t).state for t in [family[0], group, leaving, refunded]],
+            ['partly_used', 'used', 'paid', 'refunded'])
+        self.assertEqual([Ticket(t).state for t in family],
+            ['used', 'valid', 'valid'])
+
+        # A used order is not refunded; its tickets stay as they are.
+        with self.assertRaises(reservation.BookingError) as refused, \
+                savepoint():
+            reservation.cancel(order(family[0]).id, by_back_office=True)
+        self.assertEqual(refused.exception.code, 'not_cancellable')
+        self.assertEqual(order(family[0]).state, 'partly_used')
+
+        # The others in one batch, with a re-entry flagged as a conflict.
+        answer = send(scan(area.gate_in, family[1], at=noon),
+            scan(area.gate_in, family[2], at=noon),
+            scan(area.gate_in, family[0], at=noon + dt.timedelta(minutes=1)))
+        self.assertEqual([c['reason'] for c in answer['conflicts']],
+            ['already_used'])
+        self.assertEqual(order(family[0]).state, 'used')
+        with self.assertRaises(reservation.BookingError), savepoint():
+            reservation.cancel(order(family[0]).id, by_back_office=True)
+        # A retried payment of a used order answers as before.
+        paid = order(family[0])
+        self.assertEqual(reservation.pay(
+                paid.id, 'simulated', paid.total).state, 'used')
+
     # --- headcount ---------------------------------------------------------
 
     @with_transaction()
@@ -285,8 +339,8 @@ class ScenicGateTestCase(CompanyTestMixin, ModuleTestCase):
         box_id, token = new_box(area)
         Box.enrol(token)
         card = issue_card(area)
-        now = dt.datetime.now(SHANGHAI)
-        noon = now.replace(hour=12, minute=0, second=0, microsecond=0)
+        noon = now = area_time(area)
+        self.enterContext(slot_day(area))  # the zones' inside is today's
         expected = [(79, 'none'), (80, 'yellow'), (89, 'yellow'),
             (90, 'orange'), (95, 'red'), (100, 'red')]
         inside = 0

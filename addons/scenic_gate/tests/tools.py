@@ -2,11 +2,14 @@
 import datetime as dt
 import itertools
 import uuid
+from contextlib import contextmanager
 from types import SimpleNamespace
+from unittest import mock
 from zoneinfo import ZoneInfo
 
 from scenic_common.idnumber import RESIDENT_ID, make_resident_id
 from scenic_ticket import reservation
+from scenic_ticket.slot import area_timezone
 from scenic_ticket.tests.tools import (
     create_area, create_slot, create_ticket_type, create_zone)
 
@@ -33,6 +36,44 @@ def new_uid():
 
 def area_today():
     return dt.datetime.now(SHANGHAI).date()
+
+
+def area_time(area, hour=12, minute=0):
+    """A time on the day of the area's slot, in the area's time zone.
+
+    Scans stamped from it fall on the slot's day whenever the test runs,
+    also when a run spans local midnight (16:00 UTC for Shanghai), which
+    stamps taken from the clock ("now minus 9 minutes") do not.
+    """
+    return dt.datetime.combine(area.day, dt.time(hour, minute), SHANGHAI)
+
+
+@contextmanager
+def slot_day(area):
+    """The gate module's clock, for what it computes from "now" without
+    taking it as an argument (the zones' people inside today, the gate
+    API's sync), runs on but does not leave the day of the area's slot.
+
+    A test that stamps its scans on the slot's day reads them back the same
+    whenever it runs, also across local midnight.
+    """
+    from .. import scan as scan_module
+    from .. import sync as sync_module
+    snapshot = sync_module.snapshot
+    last = area_time(area, 23, 58)
+
+    def clock():
+        return min(dt.datetime.now(dt.timezone.utc), last)
+
+    def snapshot_now(company, since_text, database_name, now=None):
+        return snapshot(company, since_text, database_name,
+            now=now or clock())
+
+    def area_today(company):
+        return clock().astimezone(area_timezone(company)).date()
+    with mock.patch.object(scan_module, 'area_today', area_today), \
+            mock.patch.object(sync_module, 'snapshot', snapshot_now):
+        yield
 
 
 def build_area(name=None, instant_max=5600):
@@ -84,7 +125,7 @@ def build_area(name=None, instant_max=5600):
                     'code': 'office', 'kind': 'box_office'}])
         slot = create_slot(company, area_today(), (0, 0), (23, 59),
             capacity=1000)
-    return SimpleNamespace(
+    return SimpleNamespace(day=slot.date,
         company=company.id, zone=zone.id, museum=museum.id,
         adult=adult.id, multi=multi.id, group=group.id, annual=annual.id,
         count=count.id, gate_in=gate_in.id, gate_out=gate_out.id,
@@ -120,10 +161,10 @@ def sell(area, code='ADULT', quantity=1, persons=None):
     return [t.id for t in sorted(Order(order_id).tickets, key=lambda t: t.id)]
 
 
-def refund(ticket_id):
+def refund(ticket_id, now=None):
     Ticket = Pool().get('scenic.ticket')
     ticket = Ticket(ticket_id)
-    reservation.cancel(ticket.order.id, by_back_office=True)
+    reservation.cancel(ticket.order.id, now=now, by_back_office=True)
 
 
 def issue_card(area, type_name='annual', holder=True, remaining=None,

@@ -18,6 +18,7 @@ from trytond.pool import Pool
 from trytond.tests.test_tryton import DB_NAME, RouteTestCase
 from trytond.transaction import Transaction
 
+from ..slot import area_timezone
 from .tools import (
     configure_pii_key, create_area, create_slot, create_ticket_type,
     create_zone)
@@ -94,7 +95,10 @@ class BookingAPITestCase(RouteTestCase):
             Company = pool.get('company.company')
             Zone = pool.get('scenic.zone')
             company, = Company.search([])
-            date = dt.date.today() + dt.timedelta(days=next(_days))
+            # Days from the area's today: the machine's date is another
+            # from 16:00 UTC (Shanghai's midnight) or in another zone.
+            today = dt.datetime.now(area_timezone(company)).date()
+            date = today + dt.timedelta(days=next(_days))
             with Transaction().set_context(company=company.id):
                 slot = create_slot(company, date, (10, 0), (10, 30),
                     capacity=capacity)

@@ -12,7 +12,7 @@ from trytond.transaction import Transaction, check_access
 
 from .tools import (
     configure_pii_key, create_area, create_slot, create_ticket_type,
-    create_zone, savepoint)
+    create_user, create_zone, savepoint)
 
 MONDAY = dt.date(2026, 12, 7)
 
@@ -399,8 +399,8 @@ class ScenicTicketTestCase(CompanyTestMixin, ModuleTestCase):
             visitor, = Visitor.create([{
                         'company': company.id, 'name': "Han Meimei",
                         'id_number': number}])
-            cashier = self._user(company, 'cashier')
-            supervisor = self._user(company, 'supervisor')
+            cashier = create_user(company, 'cashier')
+            supervisor = create_user(company, 'supervisor')
             with Transaction().set_user(cashier.id), check_access():
                 self.assertEqual(
                     Visitor(visitor.id).id_number, visitor.id_masked)
@@ -425,19 +425,6 @@ class ScenicTicketTestCase(CompanyTestMixin, ModuleTestCase):
 
     # --- areas and roles -----------------------------------------------
 
-    def _user(self, company, role, login=None):
-        pool = Pool()
-        User = pool.get('res.user')
-        ModelData = pool.get('ir.model.data')
-        role_id = ModelData.get_id('scenic_ticket', f'role_{role}')
-        user, = User.create([{
-                    'name': role.title(), 'login': login or role,
-                    'companies': [('add', [company.id])],
-                    'company': company.id,
-                    'roles': [('create', [{'role': role_id}])],
-                    }])
-        return user
-
     @with_transaction()
     def test_area_isolation(self):
         "Users of one scenic area do not see another area's records"
@@ -452,7 +439,7 @@ class ScenicTicketTestCase(CompanyTestMixin, ModuleTestCase):
         with set_company(lake):
             create_ticket_type(lake, 'LAKE')
             create_zone(lake, 'MAIN')  # codes are unique per area only
-        user = self._user(lake, 'marketing')
+        user = create_user(lake, 'marketing')
         with Transaction().set_user(user.id), \
                 Transaction().set_context(company=lake.id,
                     companies=[lake.id]), check_access():
@@ -472,9 +459,9 @@ class ScenicTicketTestCase(CompanyTestMixin, ModuleTestCase):
         company = create_area()
         with set_company(company):
             rule = self._rule(company, "Weekend", 10, 'percentage', '10')
-        cashier = self._user(company, 'cashier')
-        marketing = self._user(company, 'marketing')
-        finance = self._user(company, 'finance')
+        cashier = create_user(company, 'cashier')
+        marketing = create_user(company, 'marketing')
+        finance = create_user(company, 'finance')
         context = {'company': company.id, 'companies': [company.id]}
         with Transaction().set_context(context):
             with Transaction().set_user(cashier.id), check_access():

@@ -60,6 +60,23 @@ def create_slot(company, date, start=(9, 0), end=(9, 30), capacity=50,
     return slot
 
 
+def create_user(company, role, login=None):
+    """A user of an area (a company or its id) with one of the roles of
+    scenic_ticket (role_<role>), to test access rights."""
+    pool = Pool()
+    User = pool.get('res.user')
+    ModelData = pool.get('ir.model.data')
+    company = getattr(company, 'id', company)
+    role_id = ModelData.get_id('scenic_ticket', f'role_{role}')
+    user, = User.create([{
+                'name': role.title(), 'login': login or role,
+                'companies': [('add', [company])],
+                'company': company,
+                'roles': [('create', [{'role': role_id}])],
+                }])
+    return user
+
+
 @contextmanager
 def savepoint():
     """Undo what a refused call wrote, as an RPC call's rollback does.
