@@ -123,6 +123,12 @@ class Card(CompanyMixin, ModelSQL, ModelView):
                     },
                 })
 
+    @classmethod
+    def view_attributes(cls):
+        return super().view_attributes() + [
+            ('/tree', 'visual', If(Eval('state') != 'active', 'muted', '')),
+            ]
+
     @staticmethod
     def default_state():
         return 'active'

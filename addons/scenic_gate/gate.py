@@ -13,7 +13,7 @@ from trytond.i18n import gettext
 from trytond.model import (
     DeactivableMixin, Exclude, Index, ModelSQL, ModelView, Unique, fields)
 from trytond.pool import Pool, PoolMeta
-from trytond.pyson import Eval
+from trytond.pyson import Bool, Eval, If
 from trytond.transaction import Transaction
 from trytond.wizard import Button, StateView, Wizard
 
@@ -331,6 +331,12 @@ class Box(CompanyMixin, ModelSQL, ModelView):
     def default_state():
         return 'draft'
 
+    @classmethod
+    def view_attributes(cls):
+        return super().view_attributes() + [
+            ('/tree', 'visual', If(Bool(Eval('alarm')), 'danger', '')),
+            ]
+
     @staticmethod
     def default_heartbeats():
         return 0
@@ -530,6 +536,12 @@ class Device(ModelSQL, ModelView):
             ]
         cls._order.insert(0, ('name', 'ASC'))
 
+
+    @classmethod
+    def view_attributes(cls):
+        return super().view_attributes() + [
+            ('/tree', 'visual', If(Eval('ok', False), '', 'danger')),
+            ]
 
 class EnrolmentTokenShow(ModelView):
     "Enrolment Token"

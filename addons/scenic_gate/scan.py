@@ -9,6 +9,7 @@ from scenic_ticket.slot import area_timezone
 
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool, PoolMeta
+from trytond.pyson import Eval, If
 from trytond.transaction import Transaction
 
 from .gate import DIRECTIONS
@@ -78,6 +79,10 @@ def load_percent(inside, instant_max):
 def area_today(company):
     return dt.datetime.now(area_timezone(company)).date()
 
+# Rows of lists in the colour of their LB/T 068-2017 warning level.
+WARNING_VISUAL = If(Eval('warning_level') == 'red', 'danger',
+    If(Eval('warning_level').in_(['orange', 'yellow']), 'warning', ''))
+
 
 class Scan(CompanyMixin, ModelSQL, ModelView):
     "A scan at a gate, admitted or refused, as its box uploaded it."
@@ -144,6 +149,13 @@ class Scan(CompanyMixin, ModelSQL, ModelView):
     def get_rec_name(self, name):
         return f"{self.gate.code} {self.time}"
 
+
+    @classmethod
+    def view_attributes(cls):
+        return super().view_attributes() + [
+            ('/tree', 'visual', If(Eval('conflict', False), 'danger',
+                    If(Eval('decision') == 'deny', 'muted', ''))),
+            ]
 
 class Usage(CompanyMixin, ModelSQL, ModelView):
     "How a ticket or a card has been used at the gates."
@@ -224,6 +236,12 @@ class Headcount(CompanyMixin, ModelSQL, ModelView):
         cls._order = [('date', 'DESC'), ('zone', 'ASC'), ('id', 'ASC')]
 
     @classmethod
+    def view_attributes(cls):
+        return super().view_attributes() + [
+            ('/tree', 'visual', WARNING_VISUAL),
+            ]
+
+    @classmethod
     def get_load(cls, headcounts, names):
         result = {n: {} for n in names}
         for h in headcounts:
@@ -275,6 +293,14 @@ class Zone(metaclass=PoolMeta):
             "Full", help="The gates refuse entries: the zone is at its "
             "instantaneous maximum."),
         'get_load')
+
+    @classmethod
+    def view_attributes(cls):
+        # Only the load list: the zones' other lists have no level.
+        return super().view_attributes() + [
+            ("/tree[field[@name='warning_level']]", 'visual',
+                WARNING_VISUAL),
+            ]
 
     @classmethod
     def get_load(cls, zones, names):

@@ -3,7 +3,7 @@ import datetime as dt
 from scenic_common import gate as engine
 from scenic_ticket import reservation
 from scenic_ticket.tests.tools import (
-    configure_pii_key, create_user, savepoint)
+    ViewPYSONTestMixin, configure_pii_key, create_user, savepoint)
 
 from trytond.exceptions import UserError
 from trytond.model.exceptions import AccessError, ValidationError
@@ -20,7 +20,8 @@ from .tools import (
     slot_day)
 
 
-class ScenicGateTestCase(CompanyTestMixin, ModuleTestCase):
+class ScenicGateTestCase(
+        ViewPYSONTestMixin, CompanyTestMixin, ModuleTestCase):
     "Test scenic_gate module"
     module = 'scenic_gate'
 

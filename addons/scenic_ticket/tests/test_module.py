@@ -12,12 +12,13 @@ from trytond.transaction import Transaction, check_access
 
 from .tools import (
     configure_pii_key, create_area, create_slot, create_ticket_type,
-    create_user, create_zone, savepoint)
+    ViewPYSONTestMixin, create_user, create_zone, savepoint)
 
 MONDAY = dt.date(2026, 12, 7)
 
 
-class ScenicTicketTestCase(CompanyTestMixin, ModuleTestCase):
+class ScenicTicketTestCase(
+        ViewPYSONTestMixin, CompanyTestMixin, ModuleTestCase):
     "Test scenic_ticket module"
     module = 'scenic_ticket'
 

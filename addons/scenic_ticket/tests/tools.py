@@ -3,10 +3,14 @@ import datetime as dt
 from contextlib import contextmanager
 from decimal import Decimal
 
+from lxml import etree
+
 from trytond import config
 from trytond.modules.company.tests import create_company
 from trytond.modules.currency.tests import create_currency
 from trytond.pool import Pool
+from trytond.pyson import PYSONDecoder
+from trytond.tests.test_tryton import with_transaction
 from trytond.transaction import Transaction
 
 TEST_PII_KEY = 'test-only-pii-key-0123456789abcdef-0123456789'
@@ -94,3 +98,36 @@ def savepoint():
         raise
     finally:
         cursor.execute('RELEASE SAVEPOINT scenic_test')
+
+
+class ViewPYSONTestMixin:
+    """The module's views carry PYSON that the clients can decode.
+
+    sao decodes `visual` and `states` as encoded PYSON: an expression
+    written as text in the XML (trytond encodes it only when it comes from
+    `view_attributes` or a field) leaves the list empty in the browser."""
+
+    @with_transaction()
+    def test_view_pyson_attributes(self):
+        "Every visual and states attribute of the views is encoded PYSON"
+        pool = Pool()
+        View = pool.get('ir.ui.view')
+        decoder = PYSONDecoder()
+        for view in View.search([
+                    ('module', '=', self.module),
+                    ('inherit', '=', None), ('model', '!=', None)]):
+            Model = pool.get(view.model)
+            arch = Model.fields_view_get(view.id)['arch']
+            for element in etree.fromstring(arch).iter():
+                for attribute in ('visual', 'states'):
+                    value = element.get(attribute)
+                    if not value:
+                        continue
+                    with self.subTest(view=view.name, tag=element.tag,
+                            attribute=attribute):
+                        try:
+                            decoder.decode(value)
+                        except ValueError:
+                            self.fail(f"{view.name}: {element.tag} "
+                                f"{attribute}={value!r} is not encoded "
+                                "PYSON (set it in view_attributes)")
