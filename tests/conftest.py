@@ -18,8 +18,13 @@
   instead (e.g. to iterate on a page); SCENIC_BROWSER_TEST_DB is its SQLite
   file, SCENIC_BROWSER_TEST_LOG its log.  Its database must not hold the
   tests' bookings yet.
+
+- ``demo_box`` (session): the demo's gate box as `make demo` runs it
+  (enrolled by scripts/demo.py, `scenic-iotbox run`, simulated turnstile)
+  on a free port, syncing with ``demo_server`` every half second.
 """
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -38,6 +43,7 @@ if str(SCRIPTS) not in sys.path:
 
 import demo  # noqa: E402 (scripts/)
 import pgcluster  # noqa: E402
+from demo_box import DemoBox, until  # noqa: E402 (tests/)
 
 
 @pytest.fixture(scope='session')
@@ -182,3 +188,39 @@ def demo_server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope='session')
+def demo_box(demo_server, tmp_path_factory):
+    if demo_server.var_dir is None:
+        pytest.skip("needs the demo the tests build (not "
+            "SCENIC_BROWSER_TEST_URL)")
+    var_dir = demo_server.var_dir
+    directory = demo.ensure_box(var_dir, var_dir / 'trytond.conf',
+        demo_server.database, quiet=True)
+    listen = f'127.0.0.1:{pgcluster.free_port()}'
+    config = demo.write_box_config(directory, demo_server.url,
+        demo_server.database, listen, sync_interval=0.5)
+    argv, env = demo.box_command(config)
+    box = DemoBox(f'http://{listen}',
+        tmp_path_factory.mktemp('demo-box') / 'box.log')
+    with open(box.log, 'wb') as out:
+        process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
+            stdout=out, stderr=subprocess.STDOUT)
+    try:
+        status = until(lambda: (s := box.get('/status'))
+            and s['online'] and s['counts']['gates'] == 2 and s)
+        if not status:
+            pytest.fail("the demo box did not sync:\n"
+                + log_tail(box.log), pytrace=False)
+        yield box
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code = 'killed after 20 s'
+    if code != 0:
+        pytest.fail(f"the demo box did not stop cleanly ({code}):\n"
+            + log_tail(box.log), pytrace=False)

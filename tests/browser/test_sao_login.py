@@ -16,6 +16,7 @@ import re
 import pytest
 
 import demo
+import sao
 
 LOGIN, PASSWORD = 'marketing', 'marketing-demo'
 MODEL = 'scenic.ticket.type'
@@ -36,21 +37,7 @@ def browser(make_browser):
     return make_browser(lang='en-US', timeout=UI_TIMEOUT)
 
 
-def _rows(driver):
-    "Data rows of the list in the active tab."
-    return driver.execute_script("""
-        const pane = document.querySelector('#tabs .tab-pane.active')
-            || document.querySelector('.tab-pane.active');
-        if (!pane) { return -1; }
-        return pane.querySelectorAll(
-            '.treeview tbody > tr:not(.more-row)').length;
-        """)
-
-
 def test_marketing_sees_ticket_types(demo_server, browser, artifacts_dir):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
     missing = _missing_model()
@@ -60,39 +47,19 @@ def test_marketing_sees_ticket_types(demo_server, browser, artifacts_dir):
     url, database = f'{demo_server.url}/', demo_server.database
     wait = WebDriverWait(browser, UI_TIMEOUT)
     screenshot = artifacts_dir / 'sao_ticket_types.png'
-    step = 'opening sao'
+    step = 'login'
     try:
-        browser.get(f'{url}#{database}')
-        step = 'login dialog'
-        login = wait.until(EC.visibility_of_element_located((By.ID, 'login')))
-        login.send_keys(LOGIN, Keys.ENTER)
-        step = 'password dialog'
-        password = wait.until(EC.visibility_of_element_located(
-                (By.CSS_SELECTOR, 'input[type=password]')))
-        password.send_keys(PASSWORD, Keys.ENTER)
-        step = 'menu after login'
-        wait.until(EC.invisibility_of_element_located(
-                (By.CSS_SELECTOR, 'input[type=password]')))
-        wait.until(lambda d: d.execute_script(
-                "return document.querySelectorAll("
-                "'#menu .treeview tbody > tr').length") > 0)
+        sao.login(browser, wait, url, database, LOGIN, PASSWORD)
         step = f'list of {MODEL}'
         browser.get(f'{url}#{database}/model/{MODEL}')
-        wait.until(lambda d: _rows(d) >= MIN_ROWS)
-        rows = _rows(browser)
+        wait.until(lambda d: sao.rows(d) >= MIN_ROWS)
+        rows = sao.rows(browser)
         browser.save_screenshot(str(screenshot))
     except Exception as e:
         browser.save_screenshot(str(screenshot))
         pytest.fail(f"sao: failed at step '{step}' ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''}); rows seen: "
-            f"{_safe_rows(browser)}; screenshot {screenshot}\n"
+            f"{sao.safe_rows(browser)}; screenshot {screenshot}\n"
             f"--- server log (tail) ---\n{demo_server.log_tail()}",
             pytrace=False)
     assert rows >= MIN_ROWS
-
-
-def _safe_rows(driver):
-    try:
-        return _rows(driver)
-    except Exception:
-        return '?'

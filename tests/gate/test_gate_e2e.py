@@ -10,10 +10,9 @@ import dataclasses
 import datetime as dt
 import json
 
-import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import photo, start_box
+from gate_site import photo, start_box
 from scenic_common import ticketcode
 from scenic_common.idnumber import make_resident_id
 

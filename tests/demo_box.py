@@ -1,0 +1,41 @@
+"""The demo's gate box as the tests talk to it (fixture ``demo_box`` in
+conftest.py), and ``until``, the bounded wait of the cross-module tests."""
+import json
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DemoBox:
+    "The demo's box: url of its local API, its log."
+    url: str
+    log: Path
+
+    def get(self, path):
+        "GET <path> as JSON, None if the box does not answer."
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=5) as answer:
+                return json.loads(answer.read())
+        except (OSError, ValueError):
+            return None
+
+    def scan(self, gate, data, medium='rfid', lane=1, **extra):
+        "POST /scan: the box's answer."
+        request = urllib.request.Request(f'{self.url}/scan', method='POST',
+            data=json.dumps(dict(extra, gate=gate, lane=lane, medium=medium,
+                    data=data)).encode())
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.loads(answer.read())
+
+
+def until(condition, timeout=30, interval=0.2):
+    "condition()'s first truthy value within timeout, else its last value."
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    return condition()
