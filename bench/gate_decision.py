@@ -52,7 +52,6 @@ import json
 import os
 import platform
 import random
-import resource
 import secrets
 import signal
 import socket
@@ -67,22 +66,16 @@ from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV_PYTHON = ROOT / '.venv' / 'bin' / 'python'
+import _measure  # noqa: E402  (bench/_measure.py, standard library only)
 
-try:
-    import numpy as np
-    from scenic_common import gate as gatelib, ticketcode
-    from scenic_iotbox import api as box_api
-    from scenic_iotbox.config import parse as parse_config
-    from scenic_iotbox.service import Service
-    from scenic_iotbox.validator import ScanRequest
-except ImportError:
-    # Run with the project's venv when started with another interpreter.
-    if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != (
-            ROOT / '.venv').resolve():
-        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
-    raise
+ROOT = _measure.ROOT
+_measure.ensure_venv('numpy', 'scenic_common', 'scenic_iotbox')
+import numpy as np  # noqa: E402
+from scenic_common import gate as gatelib, ticketcode  # noqa: E402
+from scenic_iotbox import api as box_api  # noqa: E402
+from scenic_iotbox.config import parse as parse_config  # noqa: E402
+from scenic_iotbox.service import Service  # noqa: E402
+from scenic_iotbox.validator import ScanRequest  # noqa: E402
 
 TARGETS_MS = {'in_process_p99': 2.0, 'http_p99': 10.0,
     'frame_to_open_p99': 25.0}
@@ -106,16 +99,12 @@ def log(message):
     print(f"gate-bench: {message}", file=sys.stderr, flush=True)
 
 
-class BenchError(RuntimeError):
-    "The benchmark could not run (not a finding about the box)."
+BenchError = _measure.BenchError
+_terminate = _measure.terminate
 
 
 class BenchTimeout(BenchError):
     pass
-
-
-def _terminate(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _alarm(signum, frame):
@@ -126,11 +115,7 @@ def _alarm(signum, frame):
 
 def percentile(values, p):
     "Nearest-rank percentile of seconds, in ms; None without values."
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * p // 100))
-    return round(ordered[int(rank) - 1] * 1000, 3)
+    return _measure.percentile(values, p, scale=1000, digits=3)
 
 
 def latency(values, total_s=None):
@@ -147,17 +132,8 @@ def latency(values, total_s=None):
 
 # --- CPU accounting ----------------------------------------------------------
 
-def _system_cpu():
-    "(busy, total) jiffies of all CPUs."
-    with open('/proc/stat') as f:
-        values = [int(v) for v in f.readline().split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    return sum(values) - idle, sum(values)
-
-
-def _children_cpu():
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+_system_cpu = _measure.system_cpu
+_children_cpu = _measure.children_cpu
 
 
 class CPUMeter:

@@ -37,11 +37,9 @@ import contextlib
 import datetime as dt
 import http.client
 import json
-import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,24 +49,18 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV_PYTHON = ROOT / '.venv' / 'bin' / 'python'
+import _measure  # noqa: E402  (bench/_measure.py, standard library only)
+from _measure import BenchError, percentile  # noqa: E402
 
-try:
-    import psycopg
-    from scenic_common import idnumber, ticketcode
-except ImportError:
-    # Run with the project's venv when started with another interpreter.
-    if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != (
-            ROOT / '.venv').resolve():
-        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
-    raise
+ROOT = _measure.ROOT
+_measure.ensure_venv('psycopg', 'scenic_common')
+import psycopg  # noqa: E402
+from scenic_common import idnumber, ticketcode  # noqa: E402
 
 sys.path.insert(0, str(ROOT / 'scripts'))
 from pgcluster import throwaway_cluster  # noqa: E402
 
-BIN = Path(sys.executable).parent  # the venv's bin: trytond-admin, gunicorn
-LOAD_DEMO = ROOT / 'scripts' / 'load_demo.py'
+BIN = _measure.bin_dir()  # the venv's bin: trytond-admin, gunicorn
 DATABASE = 'rush'
 API_KEY = 'demo-web-key'  # scripts/load_demo.py DEMO_WEB_KEY
 PREFIX = f'/{DATABASE}/scenic/v1'
@@ -80,23 +72,14 @@ TARGET = {'clients': 64, 'orders_per_s': 300, 'book_pay_p99_ms': 300}
 
 # Durable commits as in production: an acknowledged booking must survive a
 # crash.  pgcluster's defaults trade durability for speed; not here.
-PG_SETTINGS = {
-    'fsync': 'on',
-    'synchronous_commit': 'on',
-    'full_page_writes': 'on',
-    'shared_buffers': '256MB',
-    'max_connections': '300',
-    }
+PG_SETTINGS = dict(_measure.DURABLE_PG_SETTINGS)
 
 # Timeouts (seconds) of each phase, so that the run always ends by itself.
-TIMEOUT_CONNECT = 10
 TIMEOUT_ADMIN = 300
 TIMEOUT_LOAD_DEMO = 300
-TIMEOUT_SERVER_READY = 90
 TIMEOUT_WARMUP = 40
 TIMEOUT_REQUEST = 30
 TIMEOUT_CHECK = 120
-TIMEOUT_STOP = 15
 
 # Resident ID area codes (GB/T 2260) used to make visitors' IDs.
 AREA_CODES = ['110101', '110105', '310104', '310115', '440305', '440106',
@@ -111,273 +94,44 @@ def log(message):
     print(f"rush: {message}", file=sys.stderr, flush=True)
 
 
-class BenchError(RuntimeError):
-    "The benchmark could not run (not a finding about the server)."
+_terminate = _measure.terminate
 
 
-def _terminate(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
+# --- CPU accounting and the server (bench/_measure.py) ----------------------
+
+_children = _measure.children
 
 
-# --- CPU accounting ----------------------------------------------------------
-
-CLOCK_TICKS = os.sysconf('SC_CLK_TCK')
-
-
-def _proc_cpu(pid):
-    "CPU seconds (user + system) used by a process, 0 when it is gone."
-    try:
-        with open(f'/proc/{pid}/stat') as f:
-            fields = f.read().rsplit(')', 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def _children(ppid):
-    result = []
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f'/proc/{entry}/stat') as f:
-                fields = f.read().rsplit(')', 1)[1].split()
-            if int(fields[1]) == ppid:
-                result.append(int(entry))
-        except (OSError, IndexError, ValueError):
-            continue
-    return result
-
-
-def _system_cpu():
-    "(busy, total) jiffies of all CPUs."
-    with open('/proc/stat') as f:
-        values = [int(v) for v in f.readline().split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    return sum(values) - idle, sum(values)
-
-
-class CPUMeter:
+def CPUMeter(server_pid, postmaster_pid):
     """CPU used during a run by the load generator (this process), the
     gunicorn workers and the PostgreSQL backends, in % of one core."""
-
-    def __init__(self, server_pid, postmaster_pid):
-        self.server_pid = server_pid
-        self.postmaster_pid = postmaster_pid
-
-    def _sample(self):
-        server = [self.server_pid, *_children(self.server_pid)]
-        postgres = ([self.postmaster_pid, *_children(self.postmaster_pid)]
-            if self.postmaster_pid else [])
-        return {
-            'time': time.monotonic(),
-            'loadgen': time.process_time(),
-            'server': {p: _proc_cpu(p) for p in server},
-            'postgres': {p: _proc_cpu(p) for p in postgres},
-            'system': _system_cpu(),
-            }
-
-    def start(self):
-        self.begin = self._sample()
-
-    def stop(self):
-        end = self._sample()
-        begin = self.begin
-        wall = max(end['time'] - begin['time'], 1e-9)
-
-        def group(name):
-            return sum(cpu - begin[name].get(pid, 0.0)
-                for pid, cpu in end[name].items())
-        busy = end['system'][0] - begin['system'][0]
-        total = max(end['system'][1] - begin['system'][1], 1)
-        cores = os.cpu_count() or 1
-        loadgen = end['loadgen'] - begin['loadgen']
-        server, postgres = group('server'), group('postgres')
-        machine = cores * busy / total * wall
-        return {
-            'loadgen_pct': round(100 * loadgen / wall, 1),
-            'server_pct': round(100 * server / wall, 1),
-            'postgres_pct': round(100 * postgres / wall, 1),
-            # CPU of everything else on the machine during the run
-            'others_pct': round(
-                100 * max(0, machine - loadgen - server - postgres) / wall,
-                1),
-            'machine_busy_pct': round(100 * machine / wall, 1),
-            'cores': cores,
-            'seconds': {'loadgen': loadgen, 'server': server,
-                'postgres': postgres},
-            }
-
-
-# --- setting up --------------------------------------------------------------
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def conninfo(uri, dbname):
-    return uri.rstrip('/') + '/' + dbname
+    return _measure.CPUMeter(
+        {'server': server_pid, 'postgres': postmaster_pid}, own='loadgen')
 
 
 def pg_connect(uri, dbname=DATABASE, **kwargs):
-    return psycopg.connect(conninfo(uri, dbname),
-        connect_timeout=TIMEOUT_CONNECT, **kwargs)
+    return _measure.pg_connect(uri, dbname, **kwargs)
 
 
 def write_config(tmpdir, uri):
-    path = Path(tmpdir) / 'trytond.conf'
-    path.write_text(f"""[database]
-uri = {uri}
-list = False
-# Two requests racing on a row: let trytond retry instead of failing.
-retry = 5
-
-[scenic]
-pii_key = {PII_KEY}
-""")
-    return path
-
-
-def _run(cmd, env, what, timeout):
-    log(f"{what}...")
-    start = time.monotonic()
-    try:
-        result = subprocess.run([str(c) for c in cmd], env=env, cwd=ROOT,
-            stdin=subprocess.DEVNULL, capture_output=True, text=True,
-            timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"{what} did not finish within {timeout} s")
-    if result.returncode:
-        raise BenchError(f"{what} failed (exit {result.returncode}):\n"
-            + (result.stdout + result.stderr)[-4000:])
-    log(f"{what}: {time.monotonic() - start:.0f} s")
+    return _measure.write_config(tmpdir, uri, PII_KEY)
 
 
 def initialise(uri, conf, tmpdir):
     "Create and fill database `rush` unless it already holds the demo."
-    with pg_connect(uri, 'postgres', autocommit=True) as conn:
-        exists = conn.execute('SELECT 1 FROM pg_database WHERE datname=%s',
-            (DATABASE,)).fetchone()
-        if not exists:
-            conn.execute(f"CREATE DATABASE {DATABASE} TEMPLATE template0 "
-                "ENCODING 'UTF8'")
-    with pg_connect(uri) as conn:
-        ready = conn.execute(
-            "SELECT to_regclass('scenic_time_slot') IS NOT NULL").fetchone()[0]
-        if ready:
-            ready = conn.execute("SELECT count(*) FROM company_company"
-                ).fetchone()[0] > 0
-    if ready:
-        log(f"database {DATABASE!r} already initialised: reusing it")
-        return
-    passfile = Path(tmpdir) / 'admin-password'
-    passfile.write_text('admin\n')
-    env = dict(os.environ, TRYTONPASSFILE=str(passfile),
-        # Setting up need not wait for each commit to reach the disk; the
-        # server's sessions keep synchronous_commit on.
-        PGOPTIONS='-c synchronous_commit=off')
-    env.pop('TRYTOND_CONFIG', None)
-    # zh_CN: the demo users are Chinese-speaking.
-    _run([BIN / 'trytond-admin', '-c', conf, '-d', DATABASE, '--all',
-            '-l', 'zh_CN', '--email', 'admin@example.com'],
-        env, "trytond-admin --all", TIMEOUT_ADMIN)
-    _run([sys.executable, LOAD_DEMO, '-c', conf, '-d', DATABASE],
-        env, "load_demo.py", TIMEOUT_LOAD_DEMO)
+    _measure.initialise(uri, conf, tmpdir, DATABASE, log,
+        timeout_admin=TIMEOUT_ADMIN, timeout_demo=TIMEOUT_LOAD_DEMO)
 
 
-class Server:
+def Server(conf, tmpdir, workers, threads):
     "gunicorn serving trytond.application:app; stopped with its group."
-
-    def __init__(self, conf, tmpdir, workers, threads):
-        self.conf = conf
-        self.workers = workers
-        self.threads = threads
-        self.port = free_port()
-        self.logfile = Path(tmpdir) / 'gunicorn.log'
-        self.process = None
-
-    @property
-    def settings(self):
-        return {'app': 'trytond.application:app', 'worker_class': 'gthread',
-            'workers': self.workers, 'threads': self.threads,
-            'preload': True}
-
-    def start(self):
-        env = dict(os.environ, TRYTOND_CONFIG=str(self.conf),
-            # Initialise the pool in the master, before forking workers.
-            TRYTOND_DATABASE_NAMES=DATABASE,
-            # Warnings and errors only: request logs cost CPU.
-            TRYTOND_LOGGING_LEVEL='30')
-        env.pop('TRYTOND_LOGGING_CONFIG', None)
-        cmd = [str(BIN / 'gunicorn'), '-k', 'gthread',
-            '-w', str(self.workers), '--threads', str(self.threads),
-            '-b', f'127.0.0.1:{self.port}', '--preload',
-            '--backlog', '2048', '--keep-alive', '10', '--timeout', '60',
-            '--graceful-timeout', '5', '--log-level', 'warning',
-            # The default control socket path is shared by every gunicorn
-            # of the user: do not touch other servers'.
-            '--no-control-socket',
-            'trytond.application:app']
-        log(f"starting gunicorn: {self.workers} gthread workers x "
-            f"{self.threads} threads on 127.0.0.1:{self.port}")
-        self._log = open(self.logfile, 'w')
-        self.process = subprocess.Popen(cmd, env=env, cwd=ROOT,
-            stdin=subprocess.DEVNULL, stdout=self._log,
-            stderr=subprocess.STDOUT, start_new_session=True)
-        self.wait_ready()
-
-    def log_tail(self, size=3000):
-        try:
-            return self.logfile.read_text(errors='replace')[-size:]
-        except OSError:
-            return ''
-
-    def wait_ready(self):
-        deadline = time.monotonic() + TIMEOUT_SERVER_READY
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BenchError("gunicorn exited:\n" + self.log_tail())
-            try:
-                conn = http.client.HTTPConnection('127.0.0.1', self.port,
-                    timeout=5)
-                conn.request('GET', f'{PREFIX}/openapi.json')
-                response = conn.getresponse()
-                response.read()
-                conn.close()
-                if response.status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.3)
-        raise BenchError(f"gunicorn did not answer within "
-            f"{TIMEOUT_SERVER_READY} s:\n" + self.log_tail())
-
-    def stop(self):
-        if not self.process or self.process.poll() is not None:
-            return
-        for sig, wait in [(signal.SIGTERM, TIMEOUT_STOP),
-                (signal.SIGKILL, 5)]:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        self._log.close()
+    return _measure.Server(conf, tmpdir, DATABASE, workers, threads, log,
+        ready_path=f'{PREFIX}/openapi.json')
 
 
 def postmaster_pid(uri):
     "The PostgreSQL server's pid (for CPU accounting), or None."
-    try:
-        with pg_connect(uri) as conn:
-            datadir = conn.execute('SHOW data_directory').fetchone()[0]
-        with open(os.path.join(datadir, 'postmaster.pid')) as f:
-            return int(f.readline())
-    except (OSError, ValueError, psycopg.Error):
-        return None
+    return _measure.postmaster_pid(uri, DATABASE)
 
 
 # --- the sale day ------------------------------------------------------------
@@ -1172,15 +926,6 @@ class Profiler:
 
 
 # --- one run -----------------------------------------------------------------
-
-def percentile(values, p):
-    "Nearest-rank percentile, None without values."
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * p // 100))
-    return round(ordered[int(rank) - 1], 1)
-
 
 def run_clients(port, day, clients, time_cap, driver, seed, ids, meter,
         reuse_ratio=0.02, max_orders=None):

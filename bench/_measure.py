@@ -1,0 +1,394 @@
+"""What the benchmarks share: the venv, CPU accounting, percentiles, and the
+ERP under test (a PostgreSQL database initialised with trytond-admin and
+scripts/load_demo.py, served by gunicorn on a free port of 127.0.0.1).
+
+Standard library only at import time, so that a benchmark started with
+another interpreter can import this module and then re-run itself with the
+project's venv (`ensure_venv`).
+"""
+import contextlib
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_PYTHON = ROOT / '.venv' / 'bin' / 'python'
+LOAD_DEMO = ROOT / 'scripts' / 'load_demo.py'
+
+# Durable commits as in production: an acknowledged write must survive a
+# crash.  pgcluster's defaults trade durability for speed; not here.
+DURABLE_PG_SETTINGS = {
+    'fsync': 'on',
+    'synchronous_commit': 'on',
+    'full_page_writes': 'on',
+    'shared_buffers': '256MB',
+    'max_connections': '300',
+    }
+TIMEOUT_CONNECT = 10
+TIMEOUT_SERVER_READY = 90
+TIMEOUT_STOP = 15
+
+
+class BenchError(RuntimeError):
+    "The benchmark could not run (not a finding about what it measures)."
+
+
+def terminate(signum, frame):
+    "SIGTERM handler: unwind like Ctrl-C, so that cleanups run."
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def ensure_venv(*modules):
+    """Import `modules`; when one is missing and this is not the project's
+    venv, run the script again with `.venv/bin/python`."""
+    try:
+        for name in modules:
+            __import__(name)
+    except ImportError:
+        if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != (
+                ROOT / '.venv').resolve():
+            os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
+        raise
+
+
+def bin_dir():
+    "The venv's bin (trytond-admin, gunicorn, py-spy)."
+    return Path(sys.executable).parent
+
+
+# --- statistics --------------------------------------------------------------
+
+def percentile(values, p, scale=1.0, digits=1):
+    """Nearest-rank percentile of values × scale, rounded; None without
+    values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * p // 100))
+    return round(ordered[int(rank) - 1] * scale, digits)
+
+
+# --- CPU accounting ----------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf('SC_CLK_TCK')
+
+
+def proc_cpu(pid):
+    "CPU seconds (user + system) used by a process, 0 when it is gone."
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def children(ppid):
+    "Pids of the direct children of ppid."
+    result = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f'/proc/{entry}/stat') as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+            if int(fields[1]) == ppid:
+                result.append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    return result
+
+
+def system_cpu():
+    "(busy, total) jiffies of all CPUs."
+    with open('/proc/stat') as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def children_cpu():
+    "CPU seconds of this process's reaped children."
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class CPUMeter:
+    """CPU used between start() and stop(), in % of one core: this process
+    (`own`), each named group of processes (a root pid and its direct
+    children: gunicorn's master and workers, the postmaster and its
+    backends) and everything else on the machine (`others_pct`)."""
+
+    def __init__(self, groups, own='loadgen'):
+        self.groups = {name: pid for name, pid in groups.items()}
+        self.own = own
+
+    def _sample(self):
+        sample = {
+            'time': time.monotonic(),
+            'own': time.process_time(),
+            'system': system_cpu(),
+            }
+        for name, pid in self.groups.items():
+            pids = [pid, *children(pid)] if pid else []
+            sample[name] = {p: proc_cpu(p) for p in pids}
+        return sample
+
+    def start(self):
+        self.begin = self._sample()
+
+    def stop(self):
+        end = self._sample()
+        begin = self.begin
+        wall = max(end['time'] - begin['time'], 1e-9)
+
+        def group(name):
+            return sum(cpu - begin[name].get(pid, 0.0)
+                for pid, cpu in end[name].items())
+        busy = end['system'][0] - begin['system'][0]
+        total = max(end['system'][1] - begin['system'][1], 1)
+        cores = os.cpu_count() or 1
+        seconds = {self.own: end['own'] - begin['own']}
+        for name in self.groups:
+            seconds[name] = group(name)
+        machine = cores * busy / total * wall
+        result = {f'{name}_pct': round(100 * value / wall, 1)
+            for name, value in seconds.items()}
+        result.update({
+            # CPU of everything else on the machine during the run
+            'others_pct': round(
+                100 * max(0, machine - sum(seconds.values())) / wall, 1),
+            'machine_busy_pct': round(100 * machine / wall, 1),
+            'cores': cores,
+            'seconds': seconds,
+            })
+        return result
+
+    @contextlib.contextmanager
+    def measure(self):
+        "with meter.measure() as cpu: ...  — cpu holds stop()'s result."
+        result = {}
+        self.start()
+        try:
+            yield result
+        finally:
+            result.update(self.stop())
+
+
+# --- the ERP under test ------------------------------------------------------
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def conninfo(uri, dbname):
+    return uri.rstrip('/') + '/' + dbname
+
+
+def pg_connect(uri, dbname, **kwargs):
+    import psycopg
+    return psycopg.connect(conninfo(uri, dbname),
+        connect_timeout=TIMEOUT_CONNECT, **kwargs)
+
+
+def postmaster_pid(uri, dbname):
+    "The PostgreSQL server's pid (for CPU accounting), or None."
+    import psycopg
+    try:
+        with pg_connect(uri, dbname) as conn:
+            datadir = conn.execute('SHOW data_directory').fetchone()[0]
+        with open(os.path.join(datadir, 'postmaster.pid')) as f:
+            return int(f.readline())
+    except (OSError, ValueError, psycopg.Error):
+        return None
+
+
+def write_config(tmpdir, uri, pii_key):
+    "A temporary trytond configuration with a bench-only personal-data key."
+    path = Path(tmpdir) / 'trytond.conf'
+    path.write_text(f"""[database]
+uri = {uri}
+list = False
+# Two requests racing on a row: let trytond retry instead of failing.
+retry = 5
+
+[scenic]
+pii_key = {pii_key}
+""")
+    return path
+
+
+def run_step(cmd, env, what, timeout, log):
+    "Run a set-up command; BenchError with its output when it fails."
+    log(f"{what}...")
+    start = time.monotonic()
+    try:
+        result = subprocess.run([str(c) for c in cmd], env=env, cwd=ROOT,
+            stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"{what} did not finish within {timeout} s")
+    if result.returncode:
+        raise BenchError(f"{what} failed (exit {result.returncode}):\n"
+            + (result.stdout + result.stderr)[-4000:])
+    log(f"{what}: {time.monotonic() - start:.0f} s")
+    return result
+
+
+def setup_env(tmpdir):
+    """Environment of the set-up commands: the admin password, and commits
+    that need not wait for the disk (the server's sessions keep
+    synchronous_commit on)."""
+    passfile = Path(tmpdir) / 'admin-password'
+    passfile.write_text('admin\n')
+    env = dict(os.environ, TRYTONPASSFILE=str(passfile),
+        PGOPTIONS='-c synchronous_commit=off')
+    env.pop('TRYTOND_CONFIG', None)
+    return env
+
+
+def initialise(uri, conf, tmpdir, database, log, languages=('zh_CN',),
+        modules=(), timeout_admin=300, timeout_demo=300):
+    """Create and fill `database` (trytond-admin --all, load_demo.py, then
+    `modules` activated) unless it already holds the demo; True when it
+    was made now."""
+    import psycopg
+    with pg_connect(uri, 'postgres', autocommit=True) as conn:
+        exists = conn.execute('SELECT 1 FROM pg_database WHERE datname=%s',
+            (database,)).fetchone()
+        if not exists:
+            conn.execute(f"CREATE DATABASE {database} TEMPLATE template0 "
+                "ENCODING 'UTF8'")
+    with pg_connect(uri, database) as conn:
+        ready = conn.execute(
+            "SELECT to_regclass('scenic_time_slot') IS NOT NULL").fetchone()[0]
+        if ready:
+            ready = conn.execute("SELECT count(*) FROM company_company"
+                ).fetchone()[0] > 0
+        if ready and modules:
+            try:
+                ready = conn.execute("SELECT count(*) FROM ir_module WHERE "
+                    "state = 'activated' AND name = ANY(%s)",
+                    (list(modules),)).fetchone()[0] == len(modules)
+            except psycopg.Error:
+                ready = False
+    if ready:
+        log(f"database {database!r} already initialised: reusing it")
+        return False
+    env = setup_env(tmpdir)
+    admin = bin_dir() / 'trytond-admin'
+    languages = ['-l', *languages] if languages else []
+    run_step([admin, '-c', conf, '-d', database, '--all', *languages,
+            '--email', 'admin@example.com'],
+        env, "trytond-admin --all", timeout_admin, log)
+    run_step([sys.executable, LOAD_DEMO, '-c', conf, '-d', database],
+        env, "load_demo.py", timeout_demo, log)
+    if modules:
+        with pg_connect(uri, database) as conn:
+            active = {name for name, in conn.execute(
+                    "SELECT name FROM ir_module WHERE state = 'activated' "
+                    "AND name = ANY(%s)", (list(modules),))}
+        missing = [m for m in modules if m not in active]
+        if missing:
+            run_step([admin, '-c', conf, '-d', database, '-u', *missing,
+                    '--activate-dependencies'],
+                env, f"trytond-admin -u {' '.join(missing)}", timeout_admin,
+                log)
+    return True
+
+
+class Server:
+    "gunicorn serving trytond.application:app; stopped with its group."
+
+    def __init__(self, conf, tmpdir, database, workers, threads, log,
+            ready_path=None):
+        self.conf = conf
+        self.database = database
+        self.workers = workers
+        self.threads = threads
+        self.log = log
+        self.ready_path = ready_path or f'/{database}/scenic/v1/openapi.json'
+        self.port = free_port()
+        self.logfile = Path(tmpdir) / 'gunicorn.log'
+        self.process = None
+        self._log = None
+
+    @property
+    def settings(self):
+        return {'app': 'trytond.application:app', 'worker_class': 'gthread',
+            'workers': self.workers, 'threads': self.threads,
+            'preload': True}
+
+    def start(self):
+        env = dict(os.environ, TRYTOND_CONFIG=str(self.conf),
+            # Initialise the pool in the master, before forking workers.
+            TRYTOND_DATABASE_NAMES=self.database,
+            # Warnings and errors only: request logs cost CPU.
+            TRYTOND_LOGGING_LEVEL='30')
+        env.pop('TRYTOND_LOGGING_CONFIG', None)
+        env.pop('PGOPTIONS', None)
+        cmd = [str(bin_dir() / 'gunicorn'), '-k', 'gthread',
+            '-w', str(self.workers), '--threads', str(self.threads),
+            '-b', f'127.0.0.1:{self.port}', '--preload',
+            '--backlog', '2048', '--keep-alive', '10', '--timeout', '60',
+            '--graceful-timeout', '5', '--log-level', 'warning',
+            # The default control socket path is shared by every gunicorn
+            # of the user: do not touch other servers'.
+            '--no-control-socket',
+            'trytond.application:app']
+        self.log(f"starting gunicorn: {self.workers} gthread workers x "
+            f"{self.threads} threads on 127.0.0.1:{self.port}")
+        self._log = open(self.logfile, 'w')
+        self.process = subprocess.Popen(cmd, env=env, cwd=ROOT,
+            stdin=subprocess.DEVNULL, stdout=self._log,
+            stderr=subprocess.STDOUT, start_new_session=True)
+        self.wait_ready()
+
+    def log_tail(self, size=3000):
+        try:
+            return self.logfile.read_text(errors='replace')[-size:]
+        except OSError:
+            return ''
+
+    def wait_ready(self):
+        import http.client
+        deadline = time.monotonic() + TIMEOUT_SERVER_READY
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise BenchError("gunicorn exited:\n" + self.log_tail())
+            try:
+                conn = http.client.HTTPConnection('127.0.0.1', self.port,
+                    timeout=5)
+                conn.request('GET', self.ready_path)
+                response = conn.getresponse()
+                response.read()
+                conn.close()
+                if response.status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise BenchError(f"gunicorn did not answer within "
+            f"{TIMEOUT_SERVER_READY} s:\n" + self.log_tail())
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            for sig, wait in [(signal.SIGTERM, TIMEOUT_STOP),
+                    (signal.SIGKILL, 5)]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, sig)
+                try:
+                    self.process.wait(wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        if self._log:
+            self._log.close()
+            self._log = None
