@@ -537,15 +537,21 @@ class Store:
         keys = sorted(set(hashes) | {h[:16] for h in hashes})
         if not keys:
             return []
-        marks = ','.join('?' * len(keys))
         with self.lock:
-            rows = conn.execute(
-                f'SELECT ticket, code FROM tickets WHERE lower(holder_hash) '
-                f'IN ({marks}) AND (valid_until IS NULL OR valid_until > ?) '
-                'AND (valid_from IS NULL OR valid_from < ?) '
-                'ORDER BY valid_from, ticket',
+            rows = conn.execute(self.holder_query(len(keys)),
                 (*keys, ts(start), ts(end))).fetchall()
         return [(r['ticket'], r['code']) for r in rows]
+
+    @staticmethod
+    def holder_query(count):
+        """The look-up of tickets_for_holder for `count` hashes. Hashes are
+        stored lower-case (apply_sync): the column is compared as it is, so
+        that its index serves (a function of it would read every ticket)."""
+        marks = ','.join('?' * count)
+        return (f'SELECT ticket, code FROM tickets WHERE holder_hash '
+            f'IN ({marks}) AND (valid_until IS NULL OR valid_until > ?) '
+            'AND (valid_from IS NULL OR valid_from < ?) '
+            'ORDER BY valid_from, ticket')
 
     # --- usage -----------------------------------------------------------
 

@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from box_fakes import AREA, LOOKUP_KEY, NOW, SHANGHAI, demo_data, full_answer
+from box_fakes import (
+    AREA, LOOKUP_KEY, NOW, SHANGHAI, demo_data, full_answer, iso)
 from scenic_common.gate import Usage
 from scenic_iotbox.store import Store, StoreError, normalize_uid, ts
 
@@ -243,3 +244,21 @@ def test_usage_merge_takes_the_erp_exit(store, clock):
     assert usage.inside is False
     assert usage.last_exit_at == NOW + timedelta(minutes=5)
     assert usage.entries == 1
+
+
+def test_holder_lookup_uses_the_index(store, clock):
+    "An ID card at the gate reads its holder's tickets, not every ticket"
+    data = demo_data()
+    data['tickets'] = [{'ticket': 40 + n, 'holder_hash': f'{n:064X}',
+            'code': f'SC1:{n}', 'valid_from': iso(clock()),
+            'valid_until': iso(clock() + timedelta(hours=8))}
+        for n in range(3)]
+    store.apply_sync(full_answer(data, watermark='w#1'), clock())
+    plan = ' '.join(row[-1] for row in store.conn.execute(
+            'EXPLAIN QUERY PLAN ' + store.holder_query(2),
+            ('ab' * 32, 'ab' * 8, ts(clock()), ts(clock()))))
+    assert 'USING INDEX tickets_holder' in plan, plan
+    # a hash in upper case finds the lower-case one the store keeps
+    found = store.tickets_for_holder([f'{1:064X}'],
+        clock() - timedelta(hours=1), clock() + timedelta(hours=1))
+    assert found == [(41, 'SC1:1')]
