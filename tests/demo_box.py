@@ -6,6 +6,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+ANNUAL_CARD = '04A1B2C3D4E5F6'  # scripts/load_demo.py DEMO_CARDS
+
 
 @dataclass(frozen=True)
 class DemoBox:
@@ -28,6 +30,21 @@ class DemoBox:
                     data=data)).encode())
         with urllib.request.urlopen(request, timeout=30) as answer:
             return json.loads(answer.read())
+
+
+    def tap_annual_card(self, gate):
+        """The demo's annual card at `gate`, lane 1. It binds its holder's
+        face: at a re-entry the staff have compared the photo (whichever
+        test took the card in first)."""
+        return self.scan(gate, ANNUAL_CARD, binding_confirmed=True)
+
+
+def zone_inside(rpc, code='MAIN'):
+    "A function giving the people inside zone `code` as the ERP counts them."
+    zone, = rpc.model('scenic.zone', 'search', [('code', '=', code)],
+        0, None, None)
+    return lambda: rpc.model('scenic.zone', 'read', [zone],
+        ['inside'])[0]['inside']
 
 
 def until(condition, timeout=30, interval=0.2):

@@ -7,11 +7,10 @@ import pytest
 
 import demo
 import sao
-from demo_box import until
+from demo_box import until, zone_inside
 from tryton_rpc import TrytonRPC
 
 LOGIN, PASSWORD = 'gate', 'gate-demo'
-ANNUAL_CARD = '04A1B2C3D4E5F6'  # scripts/load_demo.py DEMO_CARDS
 UI_TIMEOUT = 30
 
 
@@ -20,16 +19,9 @@ def test_gate_staff_see_the_headcount(demo_server, demo_box, make_browser,
     from selenium.webdriver.support.ui import WebDriverWait
 
     rpc = TrytonRPC(demo_server.url, demo_server.database, LOGIN, PASSWORD)
-    main, = rpc.model('scenic.zone', 'search', [('code', '=', 'MAIN')],
-        0, None, None)
-
-    def inside():
-        return rpc.model('scenic.zone', 'read', [main],
-            ['inside'])[0]['inside']
+    inside = zone_inside(rpc)
     before = inside()
-    # The annual card binds its holder's face: at a re-entry the staff
-    # compare the photo (whichever test took it in first).
-    answer = demo_box.scan('MAIN-IN', ANNUAL_CARD, binding_confirmed=True)
+    answer = demo_box.tap_annual_card('MAIN-IN')
     assert answer['decision'] == 'open', answer
     try:
         assert until(lambda: inside() == before + 1), inside()
@@ -69,5 +61,5 @@ def test_gate_staff_see_the_headcount(demo_server, demo_box, make_browser,
         assert table[label['inside']][row] == str(before + 1), table
         assert table[label['warning_level']][row], table
     finally:
-        assert demo_box.scan('MAIN-OUT', ANNUAL_CARD)['decision'] == 'open'
+        assert demo_box.tap_annual_card('MAIN-OUT')['decision'] == 'open'
         assert until(lambda: inside() == before), inside()
