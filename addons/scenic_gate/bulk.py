@@ -3,11 +3,15 @@
 The driver converts every value one by one in Python, and parses every
 placeholder of a statement: a batch of 1000 scans written row by row, or
 read with 1000-long IN lists, costs seconds. On PostgreSQL a batch goes as
-one JSON parameter (`json_to_recordset`) and comes back as one JSON value
+one JSON parameter (an array of row arrays, read as jsonb), an IN list as
+one array literal in a text parameter, and rows come back as one JSON value
 (`json_agg`); on SQLite, whose driver is C, plain statements do.
 """
 import datetime as dt
 import json
+
+from sql import Cast
+from sql.operators import Any
 
 from trytond import backend
 from trytond.model.fields import SQL_OPERATORS
@@ -18,9 +22,30 @@ def _server():
     return backend.name == 'postgresql'
 
 
+_BIGINT = range(-2 ** 63, 2 ** 63)
+
+
+class _Any(Any):
+    "ANY(an array expression): python-sql parenthesises only lists."
+    __slots__ = ()
+
+    def __str__(self):
+        return f'ANY({self._format(self.operand)})'
+
+
 def in_(column, values):
-    "column IN values, as one array parameter on PostgreSQL."
-    return SQL_OPERATORS['in'](column, list(values))
+    """column IN values; on PostgreSQL one text parameter cast to an array:
+    psycopg dumps a list element by element in Python."""
+    values = list(values)
+    if _server() and values:
+        if all(type(v) is int and v in _BIGINT for v in values):
+            return column == _Any(Cast(
+                    '{' + ','.join(map(str, values)) + '}', 'BIGINT[]'))
+        if all(type(v) is str for v in values):
+            return column == _Any(Cast('{' + ','.join(
+                        '"' + v.replace('\\', '\\\\').replace('"', '\\"')
+                        + '"' for v in values) + '}', 'VARCHAR[]'))
+    return SQL_OPERATORS['in'](column, values)
 
 
 def _default(value):
@@ -48,14 +73,18 @@ def rows(query):
     return [dict(zip(names, row)) for row in cursor]
 
 
-def _record_type(Model, names):
+def _record(Model, names):
+    """The columns of names read from the row arrays `r` of _json(): jsonb,
+    as json's `->>` would parse each array from its start."""
     database = Transaction().database
-    columns = []
-    for name in names:
-        field = Model._fields[name]
-        columns.append(
-            f'{_quote(name)} {database.sql_type(field._sql_type).base}')
-    return ', '.join(columns)
+    return ', '.join(
+        f'(r->>{i})::{database.sql_type(Model._fields[n]._sql_type).base} '
+        f'AS {_quote(n)}' for i, n in enumerate(names))
+
+
+def _json(values):
+    "Rows as arrays: objects would spell every column name 1000 times."
+    return json.dumps(values, default=_default)
 
 
 def insert(Model, names, values, conflict=None):
@@ -69,14 +98,12 @@ def insert(Model, names, values, conflict=None):
     if _server():
         columns = ', '.join(_quote(n) for n in names)
         sql = (f'INSERT INTO {_quote(Model._table)} ({columns}) '
-            f'SELECT {columns} FROM json_to_recordset(%s::json) '
-            f'AS r({_record_type(Model, names)})')
+            f'SELECT {_record(Model, names)} '
+            'FROM jsonb_array_elements(%s::jsonb) AS r')
         if conflict:
             sql += (' ON CONFLICT ('
                 + ', '.join(_quote(c) for c in conflict) + ') DO NOTHING')
-        cursor.execute(sql, (json.dumps(
-                    [dict(zip(names, v)) for v in values],
-                    default=_default),))
+        cursor.execute(sql, (_json(values),))
         return
     from sql import Conflict
     on_conflict = None
@@ -100,12 +127,10 @@ def update(Model, names, values):
         assignments = ', '.join(
             f'{_quote(n)} = r.{_quote(n)}' for n in names)
         sql = (f'UPDATE {_quote(Model._table)} AS t SET {assignments} '
-            'FROM json_to_recordset(%s::json) '
-            f'AS r({_record_type(Model, ["id"] + names)}) '
+            f'FROM (SELECT {_record(Model, ["id"] + names)} '
+            'FROM jsonb_array_elements(%s::jsonb) AS r) AS r '
             'WHERE t."id" = r."id"')
-        cursor.execute(sql, (json.dumps(
-                    [dict(zip(['id'] + names, v)) for v in values],
-                    default=_default),))
+        cursor.execute(sql, (_json(values),))
         return
     first = values[0]
     query = table.update([getattr(table, n) for n in names], first[1:],

@@ -325,6 +325,38 @@ class ScenicGateTestCase(
         self.assertEqual(reservation.pay(
                 paid.id, 'simulated', paid.total).state, 'used')
 
+    @with_transaction()
+    def test_upload_odd_nonces_and_ids(self):
+        "Nonces with quotes, backslashes and commas and huge ids round-trip"
+        pool = Pool()
+        Company = pool.get('company.company')
+        Box = pool.get('scenic.gate.box')
+        Scan = pool.get('scenic.gate.scan')
+        area = build_area()
+        company = Company(area.company)
+        box_id, token = new_box(area)
+        Box.enrol(token)
+        noon = area_time(area)
+        ticket, = sell(area)
+        scans = [
+            scan(area.gate_in, ticket, at=noon, nonce='a"b,{c}',
+                binding={'method': 'face', 'ref': 'r\\"1', 'score': 0.5}),
+            scan(area.gate_in, 2 ** 40, at=noon, nonce='d\\e'),
+            scan(area.gate_out, ticket, direction='out', at=noon,
+                nonce='NULL'),
+            ]
+        answer = upload(box_id, company, parse_scans({'scans': scans}))
+        self.assertEqual(answer['accepted'], ['a"b,{c}', 'd\\e', 'NULL'])
+        self.assertEqual(answer['conflicts'],
+            [{'nonce': 'd\\e', 'reason': 'unknown_ticket'}])
+        stored, = Scan.search([('nonce', '=', 'a"b,{c}')])
+        self.assertEqual(
+            (stored.ticket.id, stored.binding_ref, stored.binding_score),
+            (ticket, 'r\\"1', 0.5))
+        again = upload(box_id, company, parse_scans({'scans': scans}))
+        self.assertEqual(again['duplicates'], ['a"b,{c}', 'd\\e', 'NULL'])
+        self.assertEqual(again['accepted'], [])
+
     # --- headcount ---------------------------------------------------------
 
     @with_transaction()
