@@ -458,6 +458,9 @@ class Box(CompanyMixin, ModelSQL, ModelView):
         if cursor.rowcount != 1:
             return None, None
         forget(cls.__name__)
+        # Codes sold after the box's last sync must verify offline: the
+        # area's key exists before the first sale, not made by it.
+        Pool().get('scenic.signing_key').active_signer(box.company)
         return cls(box.id), secret
 
     @classmethod

@@ -123,8 +123,12 @@ class GateAPITestCase(RouteTestCase):
             422, 'invalid_request', 'token')
 
         headers = {'Authorization': f"Box {box_id}:{data['secret']}"}
-        self.assertEqual(self.client().get(self.url('/sync'),
-                headers=headers).status_code, 200)
+        response = self.client().get(self.url('/sync'), headers=headers)
+        self.assertEqual(response.status_code, 200)
+        # The area had sold nothing: enrolment gave it its signing key, so
+        # that the box verifies the first codes sold even while cut off.
+        self.assertEqual(
+            [k['retired'] for k in response.json['keys']], [False])
         for wrong in [f"Box {box_id}:wrong", f"Bearer {data['secret']}",
                 "Box x:y", ""]:
             self.assertError(self.client().get(self.url('/sync'),
