@@ -255,11 +255,10 @@ def setup_env(tmpdir):
 
 
 def initialise(uri, conf, tmpdir, database, log, languages=('zh_CN',),
-        modules=(), timeout_admin=300, timeout_demo=300):
-    """Create and fill `database` (trytond-admin --all, load_demo.py, then
-    `modules` activated) unless it already holds the demo; True when it
-    was made now."""
-    import psycopg
+        timeout_admin=300, timeout_demo=300):
+    """Create and fill `database` (trytond-admin --all, load_demo.py: the
+    scenic modules and the demo, gates included) unless it already holds
+    the demo; True when it was made now."""
     with pg_connect(uri, 'postgres', autocommit=True) as conn:
         exists = conn.execute('SELECT 1 FROM pg_database WHERE datname=%s',
             (database,)).fetchone()
@@ -272,13 +271,6 @@ def initialise(uri, conf, tmpdir, database, log, languages=('zh_CN',),
         if ready:
             ready = conn.execute("SELECT count(*) FROM company_company"
                 ).fetchone()[0] > 0
-        if ready and modules:
-            try:
-                ready = conn.execute("SELECT count(*) FROM ir_module WHERE "
-                    "state = 'activated' AND name = ANY(%s)",
-                    (list(modules),)).fetchone()[0] == len(modules)
-            except psycopg.Error:
-                ready = False
     if ready:
         log(f"database {database!r} already initialised: reusing it")
         return False
@@ -290,17 +282,6 @@ def initialise(uri, conf, tmpdir, database, log, languages=('zh_CN',),
         env, "trytond-admin --all", timeout_admin, log)
     run_step([sys.executable, LOAD_DEMO, '-c', conf, '-d', database],
         env, "load_demo.py", timeout_demo, log)
-    if modules:
-        with pg_connect(uri, database) as conn:
-            active = {name for name, in conn.execute(
-                    "SELECT name FROM ir_module WHERE state = 'activated' "
-                    "AND name = ANY(%s)", (list(modules),))}
-        missing = [m for m in modules if m not in active]
-        if missing:
-            run_step([admin, '-c', conf, '-d', database, '-u', *missing,
-                    '--activate-dependencies'],
-                env, f"trytond-admin -u {' '.join(missing)}", timeout_admin,
-                log)
     return True
 
 
