@@ -159,10 +159,21 @@ def box_dir(var_dir, dbname='demo', uri=None):
     return Path(var_dir).resolve() / f'iotbox.{dbname}.{_db_key(uri)}'
 
 
-def _env(var_dir, uri=None):
-    env = dict(os.environ)
-    env['TRYTONPASSFILE'] = str(Path(var_dir).resolve() / 'admin-password')
-    env.pop('TRYTOND_CONFIG', None)
+def environ(**values):
+    """The environment of the demo's processes: the caller's without any
+    trytond or database setting (the configuration file says it all: a
+    stray DB_NAME or TRYTOND_CONFIG would point them elsewhere), plus
+    `values`."""
+    env = {k: v for k, v in os.environ.items()
+        if not k.startswith(('TRYTOND_', 'DB_')) and k != 'TRYTONPASSFILE'}
+    env.update(values)
+    return env
+
+
+def admin_env(var_dir, uri=None):
+    "The environment of trytond-admin and load_demo.py for var_dir."
+    env = environ(
+        TRYTONPASSFILE=str(Path(var_dir).resolve() / 'admin-password'))
     if uri:
         env['TRYTOND_DATABASE__URI'] = uri
     return env
@@ -189,7 +200,7 @@ def prepare(var_dir, dbname='demo', listen=DEFAULT_LISTEN, uri=None,
         raise DemoError(f"{WEB_ROOT} has no index.html: run `make setup`")
     conf = write_config(var_dir, listen=listen, uri=uri)
     (var_dir / 'admin-password').write_text(ADMIN_PASSWORD + '\n')
-    env = _env(var_dir, uri)
+    env = admin_env(var_dir, uri)
     ensure_database(var_dir, dbname, uri)
 
     stamp = _stamp_path(var_dir, dbname, uri)
@@ -227,7 +238,7 @@ def ensure_box(var_dir, conf, dbname='demo', uri=None, quiet=False):
         shutil.rmtree(directory / 'data', ignore_errors=True)
         _run([sys.executable, LOAD_DEMO, '-c', conf, '-d', dbname,
                 '--enrol-box', credentials],
-            _env(var_dir, uri), 'enrol the demo box', quiet=quiet)
+            admin_env(var_dir, uri), 'enrol the demo box', quiet=quiet)
     return directory
 
 
@@ -267,9 +278,8 @@ passage_delay = 1.0
 
 def box_command(box_config):
     "(argv, env) of the demo box."
-    env = dict(os.environ)
     return [str(BIN / 'scenic-iotbox'), 'run', '--config',
-        str(box_config)], env
+        str(box_config)], environ()
 
 
 def erp_url(listen):
@@ -289,8 +299,7 @@ def server_command(conf, dbname='demo', uri=None, listen=DEFAULT_LISTEN):
     first login on a fresh server fails with KeyError 'res.user'
     (Transaction.start registers an empty pool through Cache.sync, so
     security.login never initialises it)."""
-    env = dict(os.environ, TRYTOND_LOGGING_CONFIG=str(LOGGING_CONF))
-    env.pop('TRYTOND_CONFIG', None)
+    env = environ(TRYTOND_LOGGING_CONFIG=str(LOGGING_CONF))
     if uri:
         env.update(TRYTOND_CONFIG=str(conf), TRYTOND_DATABASE__URI=uri,
             TRYTOND_DATABASE_NAMES=dbname)
@@ -305,8 +314,7 @@ def server_command(conf, dbname='demo', uri=None, listen=DEFAULT_LISTEN):
 def cron_command(conf, dbname='demo', uri=None):
     """(argv, env) of trytond-cron: it runs the scheduled jobs, e.g. the
     release of unpaid booking holds."""
-    env = dict(os.environ, TRYTOND_LOGGING_CONFIG=str(LOGGING_CONF))
-    env.pop('TRYTOND_CONFIG', None)
+    env = environ(TRYTOND_LOGGING_CONFIG=str(LOGGING_CONF))
     if uri:
         env['TRYTOND_DATABASE__URI'] = uri
     argv = [str(BIN / 'trytond-cron'), '-c', str(conf), '-d', dbname,

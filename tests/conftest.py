@@ -100,13 +100,6 @@ class DemoServer:
         return log_tail(self.log, chars)
 
 
-def _scrubbed_environ(monkeypatch):
-    "No stray trytond / database setting of the caller reaches the demo."
-    for name in list(os.environ):
-        if name.startswith(('TRYTOND_', 'DB_')) or name == 'TRYTONPASSFILE':
-            monkeypatch.delenv(name)
-
-
 def _answers(url, check, timeout):
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -154,22 +147,21 @@ def demo_server(tmp_path_factory):
             + "\n  ".join(missing), pytrace=False)
 
     var_dir = tmp_path_factory.mktemp('demo-var')
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        _scrubbed_environ(monkeypatch)
-        start = time.monotonic()
-        try:
-            demo.prepare(var_dir, DATABASE, quiet=True)
-        except demo.DemoError as e:
-            pytest.fail(f"building the demo database failed: {e}",
-                pytrace=False)
-        built = time.monotonic() - start
-        # The port is chosen only now (the build takes a minute): the
-        # configuration is written again with it.
-        listen = f'127.0.0.1:{pgcluster.free_port()}'
-        conf = demo.write_config(var_dir, listen=listen)
-        # `-d demo`: the pool is loaded at start (trytond 8.0.12 fails the
-        # first login on a fresh server otherwise, see demo.server_command).
-        argv, env = demo.server_command(conf, DATABASE, listen=listen)
+    # demo.py's processes get no trytond or database setting of ours.
+    start = time.monotonic()
+    try:
+        demo.prepare(var_dir, DATABASE, quiet=True)
+    except demo.DemoError as e:
+        pytest.fail(f"building the demo database failed: {e}",
+            pytrace=False)
+    built = time.monotonic() - start
+    # The port is chosen only now (the build takes a minute): the
+    # configuration is written again with it.
+    listen = f'127.0.0.1:{pgcluster.free_port()}'
+    conf = demo.write_config(var_dir, listen=listen)
+    # `-d demo`: the pool is loaded at start (trytond 8.0.12 fails the
+    # first login on a fresh server otherwise, see demo.server_command).
+    argv, env = demo.server_command(conf, DATABASE, listen=listen)
     server = DemoServer(f'http://{listen}', DATABASE,
         var_dir / 'server.log', var_dir / 'db' / f'{DATABASE}.sqlite',
         var_dir)

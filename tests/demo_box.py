@@ -39,12 +39,13 @@ class DemoBox:
         return self.scan(gate, ANNUAL_CARD, binding_confirmed=True)
 
 
-def zone_inside(rpc, code='MAIN'):
-    "A function giving the people inside zone `code` as the ERP counts them."
-    zone, = rpc.model('scenic.zone', 'search', [('code', '=', code)],
-        0, None, None)
-    return lambda: rpc.model('scenic.zone', 'read', [zone],
-        ['inside'])[0]['inside']
+def zone_inside(office, code='MAIN'):
+    """A function giving the people inside zone `code` as the back office
+    (a proteus configuration) reads them now."""
+    from proteus import Model
+    Zone = Model.get('scenic.zone', config=office)
+    zone, = Zone.find([('code', '=', code)])
+    return lambda: Zone(zone.id).inside
 
 
 def until(condition, timeout=30, interval=0.2):

@@ -7,8 +7,10 @@ import pytest
 
 import demo
 import sao
+from proteus import Model
+
+from back_office import back_office
 from demo_box import until, zone_inside
-from tryton_rpc import TrytonRPC
 
 LOGIN, PASSWORD = 'gate', 'gate-demo'
 UI_TIMEOUT = 30
@@ -18,23 +20,23 @@ def test_gate_staff_see_the_headcount(demo_server, demo_box, make_browser,
         artifacts_dir):
     from selenium.webdriver.support.ui import WebDriverWait
 
-    rpc = TrytonRPC(demo_server.url, demo_server.database, LOGIN, PASSWORD)
-    inside = zone_inside(rpc)
+    office = back_office(demo_server.url, demo_server.database, LOGIN,
+        PASSWORD)
+    inside = zone_inside(office)
     before = inside()
     answer = demo_box.tap_annual_card('MAIN-IN')
     assert answer['decision'] == 'open', answer
     try:
         assert until(lambda: inside() == before + 1), inside()
-        admin = TrytonRPC(demo_server.url, demo_server.database, 'admin',
-            demo.ADMIN_PASSWORD)
-        view, = admin.model('ir.ui.view', 'search', [
+        admin = back_office(demo_server.url, demo_server.database,
+            'admin', demo.ADMIN_PASSWORD)
+        view, = Model.get('ir.ui.view', config=admin).find([
                 ('module', '=', 'scenic_gate'),
-                ('name', '=', 'zone_load_list')], 0, None, None)
-
+                ('name', '=', 'zone_load_list')])
         # Column titles in the gate user's language (Chinese in the demo).
-        label = {name: field['string'] for name, field in rpc.model(
-                'scenic.zone', 'fields_get',
-                ['code', 'inside', 'warning_level']).items()}
+        fields = Model.get('scenic.zone', config=office)._fields
+        label = {name: fields[name]['string']
+            for name in ['code', 'inside', 'warning_level']}
         browser = make_browser(lang='en-US', timeout=UI_TIMEOUT)
         wait = WebDriverWait(browser, UI_TIMEOUT)
         url, database = f'{demo_server.url}/', demo_server.database
@@ -44,7 +46,7 @@ def test_gate_staff_see_the_headcount(demo_server, demo_box, make_browser,
             sao.login(browser, wait, url, database, LOGIN, PASSWORD)
             step = 'Zone Load list'
             browser.get(f"{url}#{database}/model/scenic.zone"
-                f";views=[{view}]")
+                f";views=[{view.id}]")
             wait.until(lambda d: sao.rows(d) >= 4)
             step = 'MAIN row'
             table = wait.until(lambda d: (t := sao.table(d))

@@ -2,7 +2,6 @@
 conftest.py; see there)."""
 import base64
 import json
-import os
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import pytest
 
 import demo
 import pgcluster
-from tryton_rpc import TrytonRPC
+from back_office import back_office
 
 DATABASE = 'gate_e2e'
 SITE_SCRIPT = Path(__file__).with_name('site.py')
@@ -33,13 +32,6 @@ def _run(argv, env, what, timeout=300):
         pytest.fail(f"{what} failed ({result.returncode}):\n"
             f"{(result.stdout + result.stderr)[-6000:]}", pytrace=False)
     return result
-
-
-def _scrubbed_env(var_dir):
-    env = {k: v for k, v in os.environ.items()
-        if not k.startswith(('TRYTOND_', 'DB_')) and k != 'TRYTONPASSFILE'}
-    env['TRYTONPASSFILE'] = str(var_dir / 'admin-password')
-    return env
 
 
 def _wait_for_local_day():
@@ -67,7 +59,6 @@ class Erp:
     def start(self):
         argv, env = demo.server_command(self.conf, DATABASE,
             listen=self.listen)
-        env = {k: v for k, v in env.items() if not k.startswith('DB_')}
         with open(self.log, 'ab') as log:
             self.process = subprocess.Popen(argv, env=env, cwd=demo.ROOT,
                 stdin=subprocess.DEVNULL, stdout=log,
@@ -106,8 +97,11 @@ class Site:
     data: dict
     var_dir: Path
 
-    def rpc(self, login='admin', password=demo.ADMIN_PASSWORD):
-        return TrytonRPC(self.erp.url, DATABASE, login, password)
+    def model(self, name, login='admin', password=demo.ADMIN_PASSWORD):
+        "A model of the back office, as `login` sees it (proteus)."
+        from proteus import Model
+        return Model.get(name, config=back_office(self.erp.url, DATABASE,
+                login, password))
 
     def ticket(self, kind, index=0):
         return self.data['tickets'][kind][index]
@@ -121,7 +115,7 @@ def build_site(var_dir):
     conf = demo.write_config(var_dir, listen=listen)
     (var_dir / 'admin-password').write_text(demo.ADMIN_PASSWORD + '\n')
     demo.ensure_database(var_dir, DATABASE)
-    env = _scrubbed_env(var_dir)
+    env = demo.admin_env(var_dir)
     _run([demo.BIN / 'trytond-admin', '-c', conf, '-d', DATABASE,
             '-u', 'scenic_gate', '--activate-dependencies',
             '--email', demo.ADMIN_EMAIL], env, 'trytond-admin')

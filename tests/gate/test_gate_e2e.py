@@ -17,17 +17,14 @@ from scenic_common import ticketcode
 from scenic_common.idnumber import make_resident_id
 
 
-def zone_load(rpc, zone_id):
+def zone_load(site, zone_id):
     "(inside, warning level) of a zone, as the back office shows it."
-    zone, = rpc.model('scenic.zone', 'read', [zone_id],
-        ['inside', 'warning_level'])
-    return zone['inside'], zone['warning_level']
+    zone = site.model('scenic.zone')(zone_id)
+    return zone.inside, zone.warning_level
 
 
-def scans_of(rpc, domain):
-    return rpc.model('scenic.gate.scan', 'search_read', domain, 0, None,
-        [('id', 'ASC')], ['decision', 'reason', 'persons', 'direction',
-            'offline', 'nonce', 'conflict', 'conflict_reason', 'box'])
+def scans_of(site, domain):
+    return site.model('scenic.gate.scan').find(domain, order=[('id', 'ASC')])
 
 
 def test_enrolment_sync_and_heartbeat(site, box):
@@ -42,25 +39,21 @@ def test_enrolment_sync_and_heartbeat(site, box):
     assert counts['tickets'] == len(site.data['tickets']['adult'])
     assert counts['cards'] == 3
 
-    rpc = site.rpc()
-    record, = rpc.model('scenic.gate.box', 'read', [site.data['box']],
-        ['state', 'online', 'alarm', 'version', 'hostname'])
-    assert (record['state'], record['online'], record['alarm']) == (
+    record = site.model('scenic.gate.box')(site.data['box'])
+    assert (record.state, record.online, record.alarm) == (
         'enrolled', True, None)
-    assert record['version']
-    devices = rpc.model('scenic.gate.device', 'search_read',
-        [('box', '=', site.data['box'])], 0, None, None,
-        ['kind', 'ok', 'errors'])
-    assert [(d['kind'], d['ok']) for d in devices] == [('turnstile', True)]
+    assert record.version
+    devices = site.model('scenic.gate.device').find(
+        [('box', '=', site.data['box'])])
+    assert [(d.kind, d.ok) for d in devices] == [('turnstile', True)]
 
 
 def test_single_ticket_entry_exit_and_headcount(site, box):
     "A single-entry code opens once, is used in the ERP, counts in and out"
-    rpc = site.rpc()
     main = site.data['zones']['MAIN']
     ticket = site.ticket('adult', 0)
     box.sync()
-    inside, _ = zone_load(rpc, main)
+    inside, _ = zone_load(site, main)
     before = box.entries(1)
 
     answer = box.scan('MAIN-IN', ticket['code'], lane=1)
@@ -77,28 +70,26 @@ def test_single_ticket_entry_exit_and_headcount(site, box):
 
     box.sync()
     assert box.status()['outbox'] == 0
-    assert zone_load(rpc, main)[0] == inside + 1
-    logged = scans_of(rpc, [('ticket', '=', ticket['id'])])
-    assert [(s['decision'], s['reason']) for s in logged] == [
+    assert zone_load(site, main)[0] == inside + 1
+    logged = scans_of(site, [('ticket', '=', ticket['id'])])
+    assert [(s.decision, s.reason) for s in logged] == [
         ('open', 'ok'), ('deny', 'already_used')]
-    assert not any(s['offline'] or s['conflict'] for s in logged)
-    state, = rpc.model('scenic.ticket', 'read', [ticket['id']], ['state'])
-    assert state['state'] == 'used'
+    assert not any(s.offline or s.conflict for s in logged)
+    assert site.model('scenic.ticket')(ticket['id']).state == 'used'
 
     out = box.scan('MAIN-OUT', ticket['code'], lane=1)
     assert (out['decision'], out['direction']) == ('open', 'out')
     assert out['turnstile']['channel'] == 3
     box.sync()
-    assert zone_load(rpc, main)[0] == inside
+    assert zone_load(site, main)[0] == inside
 
 
 def test_group_ticket_opens_for_everyone(site, box):
     "One group code: the turnstile lets five through, five are counted"
-    rpc = site.rpc()
     main = site.data['zones']['MAIN']
     ticket = site.ticket('group')
     box.sync()
-    inside, _ = zone_load(rpc, main)
+    inside, _ = zone_load(site, main)
     before = box.entries(2)
 
     answer = box.scan('MAIN-IN', ticket['code'], lane=2)
@@ -106,9 +97,9 @@ def test_group_ticket_opens_for_everyone(site, box):
     assert answer['turnstile'] == {'ok': True, 'channel': 2, 'passages': 5}
     assert box.wait_passages(2, before + 5) == before + 5
     box.sync()
-    assert zone_load(rpc, main)[0] == inside + 5
-    logged, = scans_of(rpc, [('ticket', '=', ticket['id'])])
-    assert logged['persons'] == 5
+    assert zone_load(site, main)[0] == inside + 5
+    logged, = scans_of(site, [('ticket', '=', ticket['id'])])
+    assert logged.persons == 5
 
 
 def test_reentry_with_photo_binding_and_anti_passback(site, box):
@@ -138,12 +129,10 @@ def test_reentry_with_photo_binding_and_anti_passback(site, box):
     assert confirmed['ticket']['entries_used'] == 2
 
     box.sync()
-    rpc = site.rpc()
-    usage, = rpc.model('scenic.ticket.usage', 'search_read',
-        [('ticket', '=', ticket['id'])], 0, None, None,
-        ['entries', 'inside', 'binding_ref'])
-    assert (usage['entries'], usage['inside']) == (2, True)
-    assert usage['binding_ref']
+    usage, = site.model('scenic.ticket.usage').find(
+        [('ticket', '=', ticket['id'])])
+    assert (usage.entries, usage.inside) == (2, True)
+    assert usage.binding_ref
 
 
 def test_cards(site, box):
@@ -173,9 +162,7 @@ def test_cards(site, box):
         'deny', 'unknown_card')
 
     box.sync()
-    record, = site.rpc().model('scenic.card', 'read',
-        [cards['count']['id']], ['remaining'])
-    assert record['remaining'] == 0
+    assert site.model('scenic.card')(cards['count']['id']).remaining == 0
 
 
 def test_id_card_as_ticket(site, box):
@@ -192,15 +179,16 @@ def test_id_card_as_ticket(site, box):
     assert (answer['decision'], answer['reason']) == (
         'deny', 'no_ticket_today')
     box.sync()
-    logged, = scans_of(site.rpc(), [('ticket', '=', ticket['id']),
+    logged, = scans_of(site, [('ticket', '=', ticket['id']),
             ('decision', '=', 'open')])
-    assert logged['reason'] == 'ok'
+    assert logged.reason == 'ok'
 
 
 def test_revoked_in_back_office(site, box):
     "An order cancelled in the back office: its code is refused after sync"
     ticket = site.ticket('adult', 2)
-    site.rpc().model('scenic.order', 'cancel', [ticket['order']])
+    # the button of the order's form in the back office
+    site.model('scenic.order')(ticket['order']).click('cancel')
     box.sync()
     assert box.status()['counts']['revoked'] >= 1
     answer = box.scan('MAIN-IN', ticket['code'])
@@ -210,7 +198,6 @@ def test_revoked_in_back_office(site, box):
 def test_capacity_full(site, box):
     "At the zone's instantaneous maximum the gate refuses entries, with "
     "the back office at the red level"
-    rpc = site.rpc()
     museum = site.data['zones']['MUSEUM']
     first, second, third = site.data['tickets']['museum']
     for ticket in (first, second):
@@ -218,13 +205,13 @@ def test_capacity_full(site, box):
     full = box.scan('MUSEUM', third['code'])
     assert (full['decision'], full['reason']) == ('deny', 'capacity_full')
     box.sync()
-    assert zone_load(rpc, museum) == (2, 'red')
+    assert zone_load(site, museum) == (2, 'red')
 
     leaving = box.scan('MUSEUM', first['code'], direction='out')
     assert (leaving['decision'], leaving['direction']) == ('open', 'out')
     assert box.scan('MUSEUM', third['code'])['decision'] == 'open'
     box.sync()
-    assert zone_load(rpc, museum) == (2, 'red')
+    assert zone_load(site, museum) == (2, 'red')
 
 
 def test_bad_input_never_opens(site, box):
@@ -309,15 +296,14 @@ def test_outage_every_scan_uploaded_once(site, box, tmp_path):
             assert gate_box.status()['outbox'] == 0
             assert gate_box.status()['online']
 
-        rpc = site.rpc()
-        stored = scans_of(rpc, [('nonce', 'in', nonces)])
-        assert sorted(s['nonce'] for s in stored) == sorted(nonces)
-        assert all(s['offline'] for s in stored)
-        admitted = [s for s in stored if s['nonce'] in nonces[:2]]
-        assert [s['decision'] for s in admitted] == ['open', 'open']
-        conflicts = [s for s in admitted if s['conflict']]
+            stored = scans_of(site, [('nonce', 'in', nonces)])
+        assert sorted(s.nonce for s in stored) == sorted(nonces)
+        assert all(s.offline for s in stored)
+        admitted = [s for s in stored if s.nonce in nonces[:2]]
+        assert [s.decision for s in admitted] == ['open', 'open']
+        conflicts = [s for s in admitted if s.conflict]
         assert len(conflicts) == 1
-        assert conflicts[0]['conflict_reason'] == 'already_used'
+        assert conflicts[0].conflict_reason == 'already_used'
         assert other.status()['conflicts'] + box.status()['conflicts'] == 1
     finally:
         if site.erp.process is None:
