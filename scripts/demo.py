@@ -36,7 +36,6 @@ LOAD_DEMO = ROOT / 'scripts' / 'load_demo.py'
 BIN = Path(sys.executable).parent  # the venv's bin: trytond, gunicorn...
 DEFAULT_LISTEN = '127.0.0.1:8000'
 DEFAULT_BOX_LISTEN = '127.0.0.1:8100'
-BOX_GATES = [('MAIN-IN', [1, 2]), ('MAIN-OUT', [3, 4])]  # turnstile lanes
 DEMO_PII_KEY = 'demo-only-pii-key-change-me-0123456789abcdef'
 ADMIN_PASSWORD = 'admin'
 ADMIN_EMAIL = 'admin@example.com'
@@ -74,20 +73,36 @@ def write_config(var_dir, listen=DEFAULT_LISTEN, uri=None):
     return path
 
 
-def demo_users():
-    """[(login, password)] of the demo, read from load_demo.DEMO_USERS
-    without importing it (it needs a configured trytond)."""
-    logins = None
+def load_demo_constant(name):
+    """A constant of scripts/load_demo.py (a literal), read without
+    importing it (it needs a configured trytond); None if absent."""
     if LOAD_DEMO.exists():
         for node in ast.parse(LOAD_DEMO.read_text()).body:
             if (isinstance(node, ast.Assign)
-                    and any(getattr(t, 'id', None) == 'DEMO_USERS'
+                    and any(getattr(t, 'id', None) == name
                         for t in node.targets)):
-                logins = [u[0] if isinstance(u, (tuple, list)) else u
-                    for u in ast.literal_eval(node.value)]
+                return ast.literal_eval(node.value)
+    return None
+
+
+def demo_users():
+    "[(login, password)] of the demo (load_demo.DEMO_USERS)."
+    logins = [u[0] if isinstance(u, (tuple, list)) else u
+        for u in load_demo_constant('DEMO_USERS') or []]
     users = [('admin', ADMIN_PASSWORD)]
     users += [(l, f'{l}-demo') for l in (logins or FALLBACK_LOGINS)]
     return users
+
+
+def box_gates():
+    """[(gate code, turnstile channels)] of the demo box: the gates of
+    load_demo.GATES, their lanes on consecutive channels of one
+    controller (MAIN-IN 1-2, MAIN-OUT 3-4)."""
+    gates, channel = [], 1
+    for code, _, _, _, lanes in load_demo_constant('GATES') or []:
+        gates.append((code, list(range(channel, channel + lanes))))
+        channel += lanes
+    return gates
 
 
 # -- database --------------------------------------------------------------
@@ -247,8 +262,10 @@ def write_box_config(directory, erp_url, dbname='demo',
     """box.toml of the demo box: MAIN-IN on turnstile lanes 1-2, MAIN-OUT
     on 3-4 of a simulated controller on a pty (the real serial driver
     talks to it); frequent rounds so that the back office follows."""
+    gates = box_gates()
+    channels = sum(len(lanes) for _, lanes in gates)
     gates = ''.join(f'\n[[gates]]\ncode = "{code}"\n'
-        f'turnstile_lanes = {lanes}\n' for code, lanes in BOX_GATES)
+        f'turnstile_lanes = {lanes}\n' for code, lanes in gates)
     path = Path(directory) / 'box.toml'
     path.write_text(f"""# Written by scripts/demo.py: the demo's main gate box.
 [erp]
@@ -270,7 +287,7 @@ listen = "{listen}"
 {gates}
 [drivers.turnstile]
 driver = "sim"
-lanes = 4
+lanes = {channels}
 passage_delay = 1.0
 """)
     return path
