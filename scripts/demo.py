@@ -361,7 +361,11 @@ def supervise(commands):
     try:
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
-        code = next(p.returncode for p in procs if p.returncode is not None)
+        ended = next(p for p in procs if p.returncode is not None)
+        code = ended.returncode
+        log(f"{Path(ended.args[0]).name} exited with {code}: stopping the "
+            "others (another address: SCENIC_DEMO_LISTEN, "
+            "SCENIC_DEMO_BOX_LISTEN)")
     except KeyboardInterrupt:
         pass
     finally:

@@ -25,6 +25,10 @@ from .service import DeviceError
 logger = logging.getLogger('scenic_iotbox')
 
 
+class ListenError(RuntimeError):
+    """The local API's address cannot be bound."""
+
+
 def _config(args):
     return load(args.config)
 
@@ -42,7 +46,13 @@ def cmd_run(args):
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
     try:
-        service.start()
+        try:
+            service.start()
+        except OSError as error:
+            host, port = config.listen
+            raise ListenError(f'cannot listen on {host}:{port} '
+                f'({error.strerror or error}): another program holds it? '
+                'Set api.listen.') from None
         print(f'scenic-iotbox {__version__}: serving gates '
             f'{", ".join(g.code for g in config.gates)} on '
             f'http://{config.listen[0]}:{service.server.server_address[1]}',
@@ -211,6 +221,9 @@ def main(argv=None):
         return 2
     except DeviceError as error:
         print(f'Device error: {error}', file=sys.stderr)
+        return 1
+    except ListenError as error:
+        print(f'Local API: {error}', file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

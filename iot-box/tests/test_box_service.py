@@ -171,6 +171,20 @@ def test_cli_config_error(tmp_path, capsys):
     assert 'erp.database' in capsys.readouterr().err
 
 
+def test_run_on_a_busy_address(tmp_path, fake_erp, capsys):
+    "Another program on the API's port: a one-line error, exit 1"
+    import socket
+    with socket.socket() as holder:
+        holder.bind(('127.0.0.1', 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        path = write_config(tmp_path, fake_erp, listen=f'127.0.0.1:{port}')
+        assert cli.main(['run', '--config', str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f'cannot listen on 127.0.0.1:{port}' in err
+    assert 'Traceback' not in err
+
+
 def test_run_and_sigterm(tmp_path, fake_erp):
     path = write_config(tmp_path, fake_erp)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
