@@ -145,6 +145,18 @@ def claim_allotment(partner, contract, slot_id, persons):
     return None
 
 
+def undo_allotment(allotment_id, slot_id, persons):
+    "Give back a claim of claim_allotment made in this transaction."
+    pool = Pool()
+    table = pool.get('scenic.group.allotment').__table__()
+    slot = pool.get('scenic.time_slot').__table__()
+    cursor = Transaction().connection.cursor()
+    cursor.execute(*table.update([table.sold], [table.sold - persons],
+            where=table.id == allotment_id))
+    cursor.execute(*slot.update([slot.booked], [slot.booked + persons],
+            where=slot.id == slot_id))
+
+
 def book(partner, request, partner_order_id, leader=None, now=None):
     """Book a partner's order; return (order id, replayed)."""
     pool = Pool()
@@ -174,6 +186,12 @@ def book(partner, request, partner_order_id, leader=None, now=None):
         allotment_id = claim_allotment(partner, contract, slot.id, persons)
     order_id, replayed = reservation.book(
         partner.channel, request, partner_order_id, now=now)
+    if replayed:
+        # Another request with this id committed while this one waited on
+        # the allotment's lock: its claim is not this order's.
+        if allotment_id:
+            undo_allotment(allotment_id, slot.id, persons)
+        return order_id, True
     apply_contract(order_id, partner, contract, planned, allotment_id,
         persons if allotment_id else 0, leader, partner_order_id)
     return order_id, replayed

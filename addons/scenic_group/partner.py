@@ -575,6 +575,8 @@ class Cron(metaclass=PoolMeta):
                 ('scenic.group.nonce|purge', "Purge Partner API Nonces"),
                 ('scenic.group.notice|deliver_cron',
                     "Deliver Partner Notices"),
+                ('scenic.order|settle_arrivals_cron',
+                    "Credit Partners for No-Shows"),
                 ])
 
 
