@@ -299,6 +299,17 @@ def box_command(box_config):
         str(box_config)], environ()
 
 
+DEFAULT_PARTNER_LISTEN = '127.0.0.1:8200'
+
+
+def partner_command(listen):
+    """(argv, env) of the simulated OTA partner that receives the demo's
+    notices (scripts/demo_group.py gives the `demo-ota` partner its URL)."""
+    return [sys.executable, '-m', 'scenic_common.simpartner', '--listen',
+        listen, '--key', 'demo-ota', '--notice-secret',
+        'demo-ota-notice-secret'], environ()
+
+
 def erp_url(listen):
     "The URL the box calls for a server listening on `listen`."
     host, _, port = listen.rpartition(':')
@@ -414,6 +425,8 @@ def main(argv=None):
     box_config = write_box_config(directory, erp_url(args.listen),
         args.database, args.box_listen)
     argv, env = server_command(conf, args.database, uri, args.listen)
+    partner_listen = os.environ.get('SCENIC_DEMO_PARTNER_LISTEN',
+        DEFAULT_PARTNER_LISTEN)
     print(f"""
 Scenic demo ({'PostgreSQL' if uri else 'SQLite'}, database {args.database!r})
   open  http://{args.listen}/   (database: {args.database})
@@ -425,10 +438,13 @@ Scenic demo ({'PostgreSQL' if uri else 'SQLite'}, database {args.database!r})
                 (channel key: demo-web-key)
   gate box      http://{args.box_listen}/status  (MAIN-IN, MAIN-OUT;
                 simulated turnstile; scan: POST /scan, see README.md)
+  partner API   http://{args.listen}/{args.database}/scenic/partner/v1/openapi.json
+                (key id demo-ota, secret demo-ota-secret; signing: README.md)
+  sim. partner  http://{partner_listen}/notices  (notices it received)
   stop with Ctrl-C
 """, flush=True)
     return supervise([(argv, env), cron_command(conf, args.database, uri),
-            box_command(box_config)])
+            box_command(box_config), partner_command(partner_listen)])
 
 
 if __name__ == '__main__':

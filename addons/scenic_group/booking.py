@@ -35,6 +35,7 @@ from trytond.pool import Pool
 from trytond.transaction import Transaction
 
 PARTNER_PROVIDER = 'partner_account'
+CENT = Decimal('0.01')
 
 
 class PartnerError(BookingError):
@@ -209,7 +210,7 @@ def apply_contract(order_id, partner, contract, planned, allotment_id,
             where=line.order == order_id, order_by=[line.id]))
     total = Decimal(0)
     for line_id, ttype_id, quantity in cursor.fetchall():
-        price = prices[ttype_id]
+        price = prices[ttype_id].quantize(CENT)
         total += price * quantity
         cursor.execute(*line.update(
                 [line.unit_price, line.amount, line.price_explanation],
@@ -246,7 +247,9 @@ def pay(partner, order, amount, codes=None, now=None, override=False):
     from .money import check_confirmation
     now = now or now_utc()
     contract = order.group_contract
-    lock_partner(partner)
+    if contract and contract.payment_term != 'monthly':
+        # Only balance checks need one partner's confirmations in a row.
+        lock_partner(partner)
     if order.state == 'reserved':
         check_confirmation(partner, contract, order, amount,
             override=override)

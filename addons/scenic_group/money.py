@@ -20,6 +20,7 @@ from trytond.model import Index, ModelSQL, ModelView, fields
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
+CENT = Decimal('0.01')
 ENTRY_KINDS = [
     ('charge', "Order"),
     ('refund', "Refund"),
@@ -64,7 +65,7 @@ class Entry(CompanyMixin, ModelSQL, ModelView):
             where &= table.date <= until
         cursor.execute(*table.select(
                 Coalesce(Sum(table.amount), 0), where=where))
-        return Decimal(str(cursor.fetchone()[0] or 0))
+        return Decimal(str(cursor.fetchone()[0] or 0)).quantize(CENT)
 
     @classmethod
     def record(cls, partner, kind, amount, order=None, date=None,

@@ -9,7 +9,7 @@ the notice id in `X-Scenic-Notice-Id` so the partner can de-duplicate.
 A failure is retried with exponential backoff; after MAX_ATTEMPTS the
 notice is `failed` and staff may resend it. Notices of one order are
 delivered in order: one waits while an earlier notice of its order is not
-delivered. Gates and bookings only insert rows: a slow or dead partner
+delivered (with one deliverer per database, as trytond-cron runs it). Gates and bookings only insert rows: a slow or dead partner
 never slows them.
 """
 import datetime as dt
@@ -204,10 +204,14 @@ def deliver_pending(limit=200, now=None, send=post):
     earlier = Notice.__table__()
     cursor = Transaction().connection.cursor()
     now = now or utcnow()
+    # An earlier notice of the same order that is not delivered and not
+    # due now holds the later ones back; due ones go first in this batch.
     blocked = Exists(earlier.select(earlier.id,
             where=(earlier.order == table.order)
             & (earlier.id < table.id)
-            & (earlier.state != 'delivered')))
+            & (earlier.state != 'delivered')
+            & ((earlier.state != 'pending')
+                | (earlier.next_attempt_at > now))))
     query = table.select(table.id,
         where=(table.state == 'pending')
         & (table.next_attempt_at <= now)
@@ -218,7 +222,10 @@ def deliver_pending(limit=200, now=None, send=post):
     cursor.execute(*query)
     ids = [r[0] for r in cursor.fetchall()]
     delivered = failed = 0
+    stalled = set()  # orders whose earlier notice failed in this batch
     for notice in Notice.browse(ids):
+        if notice.order and notice.order.id in stalled:
+            continue
         partner = notice.partner
         body = notice.payload.encode()
         error = None
@@ -248,6 +255,8 @@ def deliver_pending(limit=200, now=None, send=post):
                         now + dt.timedelta(seconds=backoff(attempts))],
                     where=table.id == notice.id))
             failed += 1
+            if notice.order:
+                stalled.add(notice.order.id)
             logger.info("notice %s to partner %s: %s (attempt %s)",
                 notice.notice_id, partner.id, error, attempts)
     Transaction().counter += 1

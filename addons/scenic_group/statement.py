@@ -41,6 +41,7 @@ def statement(partner, year, month):
         if t.state in ('valid', 'used'))
     admitted = sum(t.persons for o in orders for t in o.tickets
         if t.state == 'used')
+    totals = {k: v.quantize(Decimal('0.01')) for k, v in totals.items()}
     closing = opening + sum(totals.values(), Decimal(0))
     return {
         'partner': partner, 'year': year, 'month': month,

@@ -15,7 +15,7 @@ from scenic_ticket.tests.tools import (
 
 from trytond.modules.company.tests import set_company
 from trytond.pool import Pool
-from trytond.tests.test_tryton import ModuleTestCase, with_transaction
+from trytond.tests.test_tryton import activate_module, with_transaction
 
 from .. import visitors
 from ..exceptions import GroupOrderError, ImportError_
@@ -77,14 +77,13 @@ class VisitorFileTestCase(unittest.TestCase):
                 visitors.parse(name, data)
 
 
-class GroupOrderTestCase(ModuleTestCase):
+class GroupOrderTestCase(unittest.TestCase):
     "Test group orders"
-    module = 'scenic_group'
 
     @classmethod
     def setUpClass(cls):
         configure_pii_key()
-        super().setUpClass()
+        activate_module('scenic_group')
 
     def setup_area(self, term='deposit', bill_admitted=True):
         company = create_area()
@@ -199,5 +198,3 @@ class GroupOrderTestCase(ModuleTestCase):
         with self.assertRaises(GroupOrderError):
             wizard.transition_book()
 
-
-del ModuleTestCase
