@@ -15,9 +15,12 @@ from scenic_common import partnersign
 
 from scenic_ticket import reservation
 from scenic_ticket.api import (
-    RETRIES, _body, _pool, error_response, json_response, money,
-    order_json, parse_amount, parse_booking, parse_date, _text, PHONE_RE)
-from scenic_ticket.reservation import BookingError
+    PHONE_RE, _text, money, order_json, parse_amount, parse_booking,
+    parse_date)
+from scenic_ticket.dbtools import naive, now_utc, use_read_committed
+from scenic_ticket.errors import ApiError
+from scenic_ticket.web import (
+    RETRIES, database_pool, error_response, json_body, json_response)
 
 from trytond import backend
 from trytond.model.modelsql import SQLConstraintError
@@ -58,7 +61,7 @@ def authenticate(pool, request, now=None):
     path, query = _request_target(request)
     body = request.get_data()
     with Transaction().start(pool.database_name, 0) as transaction:
-        reservation.use_read_committed()
+        use_read_committed()
         Partner = pool.get('scenic.group.partner')
         partner = Partner.from_key_id(key_id)
         if not partner or not partnersign.verify(
@@ -72,9 +75,8 @@ def authenticate(pool, request, now=None):
         cursor.execute(*table.insert(
                 [table.partner, table.nonce, table.seen_at,
                     table.create_uid, table.create_date],
-                [[partner.id, nonce, reservation._naive(
-                            reservation.now_utc()), 0,
-                        reservation._naive(reservation.now_utc())]],
+                [[partner.id, nonce, naive(now_utc()), 0,
+                        naive(now_utc())]],
                 on_conflict=Conflict(table, indexed_columns=[
                         table.partner, table.nonce])))
         if cursor.rowcount != 1:
@@ -95,7 +97,7 @@ def endpoint(path, methods, readonly=False, signed=True):
         @functools.wraps(func)
         def wrapper(request, database_name, **kwargs):
             try:
-                pool = _pool(database_name)
+                pool = database_pool(database_name)
                 if pool is None:
                     raise PartnerError('not_found', "No such database.")
                 partner_id = company = None
@@ -110,7 +112,7 @@ def endpoint(path, methods, readonly=False, signed=True):
                             SQLConstraintError):
                         if attempt == RETRIES:
                             raise
-            except BookingError as error:
+            except ApiError as error:
                 # Codes and fields only: messages never hold ID numbers
                 # but the log should not depend on it.
                 logger.info("partner API %s %s refused: %s %s",
@@ -132,7 +134,7 @@ def endpoint(path, methods, readonly=False, signed=True):
 def _call(pool, func, request, readonly, partner_id, company, kwargs):
     with Transaction().start(pool.database_name, 0, readonly=readonly):
         if not readonly:
-            reservation.use_read_committed()
+            use_read_committed()
         context = {}
         if company:
             context = {'company': company, 'companies': [company]}
@@ -273,7 +275,7 @@ def parse_leader(data):
 
 @endpoint('/orders', ['POST'])
 def post_order(request, partner):
-    data = _body(request)
+    data = json_body(request)
     partner_order_id = _partner_order_id(data.get('partner_order_id'))
     request_ = parse_booking(data)
     leader = parse_leader(data)
@@ -294,7 +296,7 @@ def get_order(request, partner, partner_order_id):
 
 @endpoint('/orders/<partner_order_id>/pay', ['POST'])
 def post_pay(request, partner, partner_order_id):
-    data = _body(request)
+    data = json_body(request)
     if 'amount' not in data:
         raise PartnerError('invalid_request', "'amount' is required.",
             'amount')
@@ -324,7 +326,7 @@ def post_cancel(request, partner, partner_order_id):
 @endpoint('/orders/<partner_order_id>/refund', ['POST'])
 def post_refund(request, partner, partner_order_id):
     "Refund some tickets (by id) or, without 'tickets', all of them."
-    data = _body(request)
+    data = json_body(request)
     order = booking.get_order(partner, partner_order_id)
     tickets = data.get('tickets')
     if tickets is None:

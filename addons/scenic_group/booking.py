@@ -1,7 +1,7 @@
 """Partner orders on the booking path.
 
 A partner's order is a booking of scenic_ticket (same real-name, per-ID,
-slot and daily rules, through `reservation.book` on the partner's own
+slot and daily rules, through `reservation.plan_booking` and `write_booking` on the partner's own
 channel) with three things more, all in the booking's transaction:
 
 - the contract: the partner must have an active contract on the visit date
@@ -19,34 +19,48 @@ counters). General bookings never lock an allotment, so the only new
 wait is between a partner order and a general booking for the same ID on
 the same day, which PostgreSQL resolves and the API retries.
 """
-import datetime as dt
 from collections import defaultdict
 from decimal import Decimal
 
-from sql import For
-
 from scenic_ticket import reservation
 from scenic_ticket.catalogue import Catalogue
-from scenic_ticket.payment import PROVIDERS, PaymentProvider
-from scenic_ticket.reservation import BookingError, now_utc
+from scenic_ticket.dbtools import forget, insert, lock, naive, now_utc
+from scenic_ticket.errors import CODES, ApiError
+from scenic_ticket.providers import PROVIDERS, PaymentProvider, register
+from scenic_ticket.workflow import sql_transition
 
-from trytond import backend
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
-PARTNER_PROVIDER = 'partner_account'
+# Finance (scenic_finance) posts payments of this provider to the
+# partner's receivable (1122 with the party).
+PARTNER_PROVIDER = 'partner_credit'
 CENT = Decimal('0.01')
 
 
-class PartnerError(BookingError):
+# The partner API's own codes, beside the booking API's (errors.CODES):
+# clients branch on them, so add codes, never rename them.
+PARTNER_CODES = {
+    'bad_signature': 401, 'stale_request': 401, 'replayed_nonce': 401,
+    'no_contract': 403, 'allotment_exhausted': 409, 'credit_limit': 409,
+    'deposit_insufficient': 409, 'not_refundable': 409,
+    }
+
+
+class PartnerError(ApiError):
     "A refusal of the partner API, in the booking API's error shape."
-    STATUS = {
-        **BookingError.STATUS,
-        'stale_request': 401, 'replayed_nonce': 401, 'bad_signature': 401,
-        'no_contract': 403, 'allotment_exhausted': 409,
-        'credit_limit': 409, 'deposit_insufficient': 409,
-        'not_refundable': 409, 'not_amendable': 409,
-        }
+
+    def __init__(self, code, message, field=None):
+        if code not in PARTNER_CODES and code not in CODES:
+            raise ValueError(f"Unknown partner API error code {code!r}")
+        Exception.__init__(self, message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+    @property
+    def status(self):
+        return PARTNER_CODES.get(self.code) or CODES[self.code]
 
 
 class PartnerAccountProvider(PaymentProvider):
@@ -61,19 +75,8 @@ class PartnerAccountProvider(PaymentProvider):
         return f'{payment_reference}-REFUND'
 
 
-PROVIDERS.setdefault(PARTNER_PROVIDER, PartnerAccountProvider())
-
-
-def _naive(value):
-    return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-
-
-def _forget(*model_names):
-    transaction = Transaction()
-    transaction.counter += 1
-    for cache in transaction.cache.values():
-        for name in model_names:
-            cache.pop(name, None)
+if PARTNER_PROVIDER not in PROVIDERS:
+    register(PartnerAccountProvider())
 
 
 def find_order(partner, partner_order_id):
@@ -130,7 +133,7 @@ def claim_allotment(partner, contract, slot_id, persons):
     if cursor.rowcount == 1:
         cursor.execute(*table.select(table.id, where=where))
         allotment_id, = cursor.fetchone()
-        # The held places become this booking's: reservation.book claims
+        # The held places become this booking's: write_booking claims
         # them again under the same slot lock.
         cursor.execute(*slot.update(
                 [slot.booked], [slot.booked - persons],
@@ -146,21 +149,14 @@ def claim_allotment(partner, contract, slot_id, persons):
     return None
 
 
-def undo_allotment(allotment_id, slot_id, persons):
-    "Give back a claim of claim_allotment made in this transaction."
-    pool = Pool()
-    table = pool.get('scenic.group.allotment').__table__()
-    slot = pool.get('scenic.time_slot').__table__()
-    cursor = Transaction().connection.cursor()
-    cursor.execute(*table.update([table.sold], [table.sold - persons],
-            where=table.id == allotment_id))
-    cursor.execute(*slot.update([slot.booked], [slot.booked + persons],
-            where=slot.id == slot_id))
-
-
 def book(partner, request, partner_order_id, leader=None, now=None):
-    """Book a partner's order; return (order id, replayed)."""
-    pool = Pool()
+    """Book a partner's order; return (order id, replayed).
+
+    The booking's plan step (reservation.plan_booking: real-name, per-ID
+    and channel rules) priced at the contract's net prices, the allotment
+    claimed, then the booking's write step (its claims) on the partner's
+    channel, keyed by partner_order_id.
+    """
     now = now or now_utc()
     digest = request.digest()
     order_id, request_hash = find_order(partner, partner_order_id)
@@ -170,8 +166,7 @@ def book(partner, request, partner_order_id, leader=None, now=None):
                 "This partner_order_id was used with another request.",
                 'partner_order_id')
         return order_id, True
-    company = partner.company.id
-    catalogue = Catalogue(company)
+    catalogue = Catalogue(partner.company.id)
     slot = catalogue.slot(request.slot)
     if slot is None:
         raise PartnerError('invalid_request', "This time slot does not "
@@ -181,63 +176,51 @@ def book(partner, request, partner_order_id, leader=None, now=None):
         raise PartnerError('no_contract',
             "You have no active contract for that date.", 'slot')
     planned = plan_prices(partner, contract, catalogue, request, slot.date)
-    persons = sum(p for _, _, p in planned)
-    allotment_id = None
-    if persons:
-        allotment_id = claim_allotment(partner, contract, slot.id, persons)
-    order_id, replayed = reservation.book(
-        partner.channel, request, partner_order_id, now=now)
-    if replayed:
-        # Another request with this id committed while this one waited on
-        # the allotment's lock: its claim is not this order's.
-        if allotment_id:
-            undo_allotment(allotment_id, slot.id, persons)
-        return order_id, True
-    apply_contract(order_id, partner, contract, planned, allotment_id,
-        persons if allotment_id else 0, leader, partner_order_id)
-    return order_id, replayed
+    plan = reservation.plan_booking(partner.channel, request, now=now,
+        catalogue=catalogue)
+    price_plan(plan, contract, planned)
+    allotment_id = claim_allotment(partner, contract, slot.id, plan.persons)
+    order_id = reservation.write_booking(plan, partner_order_id, now=now)
+    link_order(order_id, partner, contract, allotment_id,
+        plan.persons if allotment_id else 0, leader, partner_order_id)
+    return order_id, False
 
 
-def apply_contract(order_id, partner, contract, planned, allotment_id,
-        allotted, leader, partner_order_id):
-    "Price the booked lines at the contract's net prices; link the order."
-    pool = Pool()
-    line = pool.get('scenic.order.line').__table__()
-    order = pool.get('scenic.order').__table__()
+def price_plan(plan, contract, planned):
+    "Price a booking plan's lines at the contract's net prices."
+    prices = {ttype.id: price.quantize(CENT) for ttype, price, _ in planned}
+    plan.total = Decimal(0)
+    for line in plan.lines:
+        price = prices[line['ticket_type']]
+        line['unit_price'] = price
+        line['amount'] = price * line['quantity']
+        line['price_explanation'] = (
+            f"Net price of contract {contract.number}")
+        plan.total += line['amount']
+
+
+def link_order(order_id, partner, contract, allotment_id, allotted,
+        leader, partner_order_id):
+    "Link a written order to its partner, contract and allotment."
+    table = Pool().get('scenic.order').__table__()
     cursor = Transaction().connection.cursor()
-    prices = {ttype.id: price for ttype, price, _ in planned}
-    cursor.execute(*line.select(line.id, line.ticket_type, line.quantity,
-            where=line.order == order_id, order_by=[line.id]))
-    total = Decimal(0)
-    for line_id, ttype_id, quantity in cursor.fetchall():
-        price = prices[ttype_id].quantize(CENT)
-        total += price * quantity
-        cursor.execute(*line.update(
-                [line.unit_price, line.amount, line.price_explanation],
-                [price, price * quantity,
-                    f"Net price of contract {contract.number}"],
-                where=line.id == line_id))
     leader = leader or {}
-    cursor.execute(*order.update(
-            [order.total, order.group_partner, order.group_contract,
-                order.partner_order_id, order.allotment,
-                order.allotted_persons, order.leader_name,
-                order.leader_phone],
-            [total, partner.id, contract.id,
-                partner_order_id, allotment_id, allotted,
-                leader.get('name'), leader.get('phone')],
-            where=order.id == order_id))
-    _forget('scenic.order', 'scenic.order.line')
+    cursor.execute(*table.update(
+            [table.group_partner, table.group_contract,
+                table.partner_order_id, table.allotment,
+                table.allotted_persons, table.leader_name,
+                table.leader_phone],
+            [partner.id, contract.id, partner_order_id, allotment_id,
+                allotted, leader.get('name'), leader.get('phone')],
+            where=table.id == order_id))
+    forget('scenic.order')
 
 
 def lock_partner(partner):
     "Serialize the money checks of one partner's orders."
     table = Pool().get('scenic.group.partner').__table__()
-    cursor = Transaction().connection.cursor()
-    query = table.select(table.id, where=table.id == partner.id)
-    if backend.name == 'postgresql':
-        query.for_ = For('UPDATE')
-    cursor.execute(*query)
+    Transaction().connection.cursor().execute(*lock(
+            table.select(table.id, where=table.id == partner.id)))
 
 
 def pay(partner, order, amount, codes=None, now=None, override=False):
@@ -278,18 +261,15 @@ def set_partner_codes(order, contract, codes):
         cursor.execute(*table.update(
                 [table.code, table.key_id, table.partner_code],
                 [None, None, code], where=table.id == ticket.id))
-    _forget('scenic.ticket', 'scenic.order')
+    forget('scenic.ticket', 'scenic.order')
 
 
 def lock_allotment(order):
     if not order.allotment:
         return
     table = Pool().get('scenic.group.allotment').__table__()
-    cursor = Transaction().connection.cursor()
-    query = table.select(table.id, where=table.id == order.allotment.id)
-    if backend.name == 'postgresql':
-        query.for_ = For('UPDATE')
-    cursor.execute(*query)
+    Transaction().connection.cursor().execute(*lock(
+            table.select(table.id, where=table.id == order.allotment.id)))
 
 
 def give_back_allotment(order, persons):
@@ -310,7 +290,7 @@ def give_back_allotment(order, persons):
         cursor.execute(*slot.update(
                 [slot.booked], [slot.booked + persons],
                 where=slot.id == order.slot.id))
-    _forget('scenic.group.allotment', 'scenic.time_slot')
+    forget('scenic.group.allotment', 'scenic.time_slot')
 
 
 def cancel(partner, order, by_back_office=False, now=None):
@@ -379,16 +359,15 @@ def partial_refund(partner, order, ticket_ids, now=None):
     payment_table = pool.get('scenic.payment').__table__()
     order_table = pool.get('scenic.order').__table__()
     cursor = Transaction().connection.cursor()
-    cursor.execute(*ticket_table.update(
-            [ticket_table.state, ticket_table.revoked_at],
-            ['revoked', _naive(now)],
-            where=ticket_table.id.in_([t.id for t in chosen])))
-    reservation._insert(payment_table, [{
+    sql_transition(pool.get('scenic.ticket'), ticket_table, 'revoked',
+        ticket_table.id.in_([t.id for t in chosen]),
+        [ticket_table.revoked_at], [naive(now)])
+    insert(payment_table, [{
                 'company': order.company.id, 'order': order.id,
                 'kind': 'refund', 'provider': PARTNER_PROVIDER,
                 'provider_reference': f'ACCOUNT-{order.reference}-REFUND',
                 'amount': amount, 'currency': order.currency.id,
-                'date': _naive(now),
+                'date': naive(now),
                 }])
     allotted = min(order.allotted_persons or 0, persons)
     if allotted:
@@ -396,6 +375,6 @@ def partial_refund(partner, order, ticket_ids, now=None):
                 [order_table.allotted_persons],
                 [order_table.allotted_persons - allotted],
                 where=order_table.id == order.id))
-    _forget('scenic.order', 'scenic.ticket')
+    forget('scenic.order', 'scenic.ticket')
     give_back_allotment(order, allotted)
     return Order(order.id), chosen

@@ -70,7 +70,7 @@ class Entry(CompanyMixin, ModelSQL, ModelView):
     @classmethod
     def record(cls, partner, kind, amount, order=None, date=None,
             description=None):
-        from scenic_ticket.reservation import _insert
+        from scenic_ticket.dbtools import insert as _insert
         table = cls.__table__()
         _insert(table, [{
                     'company': partner.company.id, 'partner': partner.id,

@@ -20,14 +20,14 @@ import urllib.parse
 import urllib.request
 import uuid
 
-from sql import For, Null
+from sql import Null
 from sql.operators import Exists
 
 from scenic_common import partnersign
 
 from scenic_ticket.area import CompanyMixin
+from scenic_ticket.dbtools import forget, lock
 
-from trytond import backend
 from trytond.model import Index, ModelSQL, ModelView, Workflow, fields
 from trytond.pool import Pool, PoolMeta
 from trytond.pyson import Eval
@@ -128,7 +128,7 @@ class Notice(CompanyMixin, Workflow, ModelSQL, ModelView):
 
 def enqueue(partner, order, kind, data, now=None):
     "Write a notice in the current transaction; return its notice id."
-    from scenic_ticket.reservation import _insert
+    from scenic_ticket.dbtools import insert as _insert
     now = now or utcnow()
     notice_id = str(uuid.uuid4())
     payload = {
@@ -217,9 +217,7 @@ def deliver_pending(limit=200, now=None, send=post):
         & (table.next_attempt_at <= now)
         & ((table.order == Null) | ~blocked),
         order_by=[table.id.asc], limit=limit)
-    if backend.name == 'postgresql':
-        query.for_ = For('UPDATE', skip_locked=True)
-    cursor.execute(*query)
+    cursor.execute(*lock(query, skip_locked=True))
     ids = [r[0] for r in cursor.fetchall()]
     delivered = failed = 0
     stalled = set()  # orders whose earlier notice failed in this batch
@@ -259,7 +257,7 @@ def deliver_pending(limit=200, now=None, send=post):
                 stalled.add(notice.order.id)
             logger.info("notice %s to partner %s: %s (attempt %s)",
                 notice.notice_id, partner.id, error, attempts)
-    Transaction().counter += 1
+    forget(Notice.__name__)
     return delivered, failed
 
 
@@ -269,9 +267,7 @@ class Ticket(metaclass=PoolMeta):
     @classmethod
     def on_state_change(cls, to_state, ids):
         "Tell partners when their tickets are used (hook of scenic_ticket)."
-        parent = getattr(super(), 'on_state_change', None)
-        if parent:
-            parent(to_state, ids)
+        super().on_state_change(to_state, ids)
         if to_state == 'used' and ids:
             enqueue_used(ids)
 

@@ -49,7 +49,8 @@ class Order(metaclass=PoolMeta):
                 ])
         for order in orders:
             prices = {l.id: l.unit_price for l in order.lines}
-            unused = [t for t in order.tickets if t.state == 'valid']
+            unused = [t for t in order.tickets
+                if t.state in ('valid', 'expired')]
             amount = sum((prices[t.line.id] for t in unused), 0)
             if amount:
                 Entry.record(order.group_partner, 'no_show', -amount,

@@ -5,6 +5,7 @@ import secrets as _secrets
 from functools import lru_cache
 
 from scenic_ticket.area import CompanyMixin
+from scenic_ticket.dbtools import forget
 
 from trytond.cache import Cache
 from trytond.i18n import gettext
@@ -42,12 +43,12 @@ def utcnow():
 def _decrypt(token):
     # Secrets are decrypted on every signed request: keep the clear text of
     # the few live tokens in this process rather than pay AES each time.
-    from scenic_ticket.visitor import pii_vault
+    from scenic_ticket.vault import pii_vault
     return pii_vault().decrypt(token)
 
 
 def _encrypt(secret):
-    from scenic_ticket.visitor import pii_vault
+    from scenic_ticket.vault import pii_vault
     return pii_vault().encrypt(secret)
 
 
@@ -479,7 +480,7 @@ class Allotment(CompanyMixin, ModelSQL, ModelView):
             raise AllotmentError(gettext(
                     'scenic_group.msg_allotment_capacity',
                     slot=slot.rec_name, quota=quota))
-        _forget('scenic.time_slot')
+        forget('scenic.time_slot')
         allotment, = cls.create([{
                     'company': slot.company.id, 'partner': partner.id,
                     'slot': slot.id, 'date': slot.date, 'quota': quota,
@@ -522,16 +523,16 @@ class Allotment(CompanyMixin, ModelSQL, ModelView):
                 cursor.execute(*slot.update(
                         [slot.booked], [slot.booked - unsold],
                         where=slot.id == slot_id))
-        _forget('scenic.time_slot')
-        _forget(cls.__name__)
+        forget('scenic.time_slot')
+        forget(cls.__name__)
         return len(rows)
 
     @classmethod
     def release_cron(cls):
         "Cron: release allotments past their release time."
-        from scenic_ticket import reservation
+        from scenic_ticket.dbtools import use_read_committed
         with Transaction().new_transaction() as transaction:
-            reservation.use_read_committed()
+            use_read_committed()
             cls.release_due()
             transaction.commit()
 
@@ -583,12 +584,4 @@ class Cron(metaclass=PoolMeta):
 def _tz(company):
     from scenic_ticket.slot import area_timezone
     return area_timezone(company)
-
-
-def _forget(model_name):
-    "After a write in SQL: records read before read again."
-    transaction = Transaction()
-    transaction.counter += 1
-    for cache in transaction.cache.values():
-        cache.pop(model_name, None)
 

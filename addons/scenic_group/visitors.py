@@ -163,7 +163,7 @@ def check_booked(company, date, ticket_type, rows):
     """Errors for IDs that already hold the most tickets allowed that day."""
     from trytond.pool import Pool
     from trytond.transaction import Transaction
-    from scenic_ticket.visitor import pii_vault
+    from scenic_ticket.vault import pii_vault
     if not ticket_type.id_limit or not rows:
         return []
     vault = pii_vault()
