@@ -60,8 +60,8 @@ def log(message):
 def clone_partners(uri, count):
     """`count` partners like demo-ota (own party, channel, key, monthly
     contract with its prices, free sale); return [(key id, secret)]."""
-    sys.path.insert(0, str(ROOT / 'addons'))
-    from scenic_ticket.visitor import pii_vault  # noqa: F401
+    # scenic_common only: importing trytond's modules here would fix its
+    # backend before notice_phase loads the configuration.
     from scenic_common.pii import PIIVault
     vault = PIIVault(PII_KEY)
     keys = []
