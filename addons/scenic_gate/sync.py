@@ -25,6 +25,7 @@ from sql.conditionals import Case
 from sql.functions import AtTimeZone, Substring
 from sql.operators import Concat
 
+from scenic_common import protocol
 from scenic_ticket.dbtools import naive
 from scenic_ticket.slot import area_timezone
 
@@ -247,13 +248,13 @@ def snapshot(company, since_text, database_name, now=None):
                     ).select(type_zone.ticket_type, type_zone.zone,
                     where=where)):
             type_zones.setdefault(type_id, []).append(zone)
-    entries = {'single': 1, 'unlimited': 0}
     ticket_types = [{
             'id': id_, 'code': code, 'zones': sorted(type_zones.get(id_, [])),
             'persons': persons,
-            'entries': entries.get(mode, allowed or 0),
+            'entries': protocol.entries_for(mode, allowed),
             'binding': binding or 'none',
-            'rule': rule_id or default_rule,
+            # The box still applies the gate's rule first.
+            'rule': protocol.rule_id_for(None, rule_id, default_rule),
             } for id_, code, persons, mode, allowed, binding, rule_id
         in type_rows]
 

@@ -1,6 +1,8 @@
 """Ticket types: what a visitor buys, built on a Tryton product."""
 from decimal import Decimal
 
+from scenic_common import protocol
+
 from trytond.i18n import gettext
 from trytond.model import DeactivableMixin, ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool
@@ -172,8 +174,7 @@ class TicketType(CompanyMixin, DeactivableMixin, ModelSQL, ModelView):
     @property
     def entries(self):
         "Entries a ticket gives: 0 means unlimited within validity."
-        return {'single': 1, 'unlimited': 0}.get(
-            self.entry_mode, self.entries_allowed or 0)
+        return protocol.entries_for(self.entry_mode, self.entries_allowed)
 
     @property
     def is_card(self):
