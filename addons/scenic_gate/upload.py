@@ -26,7 +26,7 @@ from scenic_common import gate as rules_engine
 from scenic_common import protocol
 from scenic_common import ticketcode
 from scenic_ticket import reservation
-from scenic_ticket.dbtools import aware, lock, naive
+from scenic_ticket.dbtools import aware, lock, naive, now_utc
 from scenic_ticket.errors import ApiError
 from scenic_ticket.slot import area_timezone
 from scenic_ticket.workflow import sql_transition
@@ -232,7 +232,7 @@ def upload(box_id, company, scans, now=None):
     pool = Pool()
     Scan = pool.get('scenic.gate.scan')
     transaction = Transaction()
-    now = now or dt.datetime.now(UTC)
+    now = now or now_utc()
     user = transaction.user
     stamp = naive(now)
     cid = company.id
