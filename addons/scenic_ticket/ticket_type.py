@@ -5,6 +5,7 @@ from scenic_common import protocol
 
 from trytond.i18n import gettext
 from trytond.model import DeactivableMixin, ModelSQL, ModelView, Unique, fields
+from trytond.modules.currency.fields import Monetary
 from trytond.pool import Pool
 from trytond.pyson import Eval
 from trytond.transaction import without_check_access
@@ -114,8 +115,8 @@ class TicketType(CompanyMixin, DeactivableMixin, ModelSQL, ModelView):
             ('never', "Not Refundable"),
             ], "Refunds", required=True,
         help="Until when visitors can cancel and get their money back.")
-    base_price = fields.Numeric(
-        "Base Price", digits=(16, 2), required=True,
+    base_price = Monetary(
+        "Base Price", currency='currency', digits='currency', required=True,
         help="Price before the price rules apply, in the area's currency.")
     currency = fields.Function(
         fields.Many2One('currency.currency', "Currency"),
@@ -179,9 +180,6 @@ class TicketType(CompanyMixin, DeactivableMixin, ModelSQL, ModelView):
     @property
     def is_card(self):
         return self.category in CARD_CATEGORIES
-
-    def sold_on(self, channel):
-        return not self.channels or channel in self.channels
 
     @classmethod
     def validate_fields(cls, types, field_names):
