@@ -146,7 +146,9 @@ def enqueue(partner, order, kind, data, now=None):
                 'payload': json.dumps(payload, ensure_ascii=False,
                     separators=(',', ':'), sort_keys=True),
                 'state': 'pending', 'attempts': 0,
-                'next_attempt_at': now,
+                # DateTime columns keep whole seconds (PostgreSQL rounds):
+                # never store a due time later than now.
+                'next_attempt_at': now.replace(microsecond=0),
                 }])
     return notice_id
 
