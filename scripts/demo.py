@@ -443,8 +443,26 @@ Scenic demo ({'PostgreSQL' if uri else 'SQLite'}, database {args.database!r})
   sim. partner  http://{partner_listen}/notices  (notices it received)
   stop with Ctrl-C
 """, flush=True)
-    return supervise([(argv, env), cron_command(conf, args.database, uri),
-            box_command(box_config), partner_command(partner_listen)])
+    commands = [(argv, env), cron_command(conf, args.database, uri),
+        box_command(box_config)]
+    if _port_free(partner_listen):
+        commands.append(partner_command(partner_listen))
+    else:
+        # Optional: the demo runs without it (notices then wait, retried).
+        log(f"simulated partner not started: {partner_listen} is in use "
+            "(another address: SCENIC_DEMO_PARTNER_LISTEN)")
+    return supervise(commands)
+
+
+def _port_free(listen):
+    import socket
+    host, _, port = listen.rpartition(':')
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, int(port)))
+        except OSError:
+            return False
+    return True
 
 
 if __name__ == '__main__':
