@@ -257,6 +257,11 @@ def ensure_box(var_dir, conf, dbname='demo', uri=None, quiet=False):
     return directory
 
 
+# The staff screen's token on the demo box (binding_confirmed needs it):
+# published, as the box listens on loopback only.
+DEMO_BOX_STAFF_TOKEN = 'demo-box-staff'
+
+
 def write_box_config(directory, erp_url, dbname='demo',
         listen=DEFAULT_BOX_LISTEN, sync_interval=2):
     """box.toml of the demo box: MAIN-IN on turnstile lanes 1-2, MAIN-OUT
@@ -284,6 +289,7 @@ max_backoff = 5
 
 [api]
 listen = "{listen}"
+staff_token = "{DEMO_BOX_STAFF_TOKEN}"   # demo only: the staff screen's token
 {gates}
 [drivers.turnstile]
 driver = "sim"

@@ -17,6 +17,7 @@ Deleted things reach boxes as states: revoked tickets in `revoked`, cards
 with their state, inactive gates with `active: false`; gates and cards
 cannot be deleted once boxes may hold them.
 """
+import base64
 import datetime as dt
 import json
 
@@ -196,12 +197,17 @@ def snapshot(company, since_text, database_name, now=None):
     where = key.company == cid
     if cutoff:
         where &= _changed(key, cutoff)
-    keys = [{
-            'key_id': key_id, 'public_key': public, 'retired':
-            state == 'retired'}
-        for key_id, public, state in fetch(key.select(
-                key.key_id, key.public_key, key.state, where=where,
-                order_by=[key.key_id]))]
+    keys = []
+    for key_id, public, state, private in fetch(key.select(
+                key.key_id, key.public_key, key.state,
+                key.private_key_encrypted, where=where,
+                order_by=[key.key_id])):
+        keys.append({'key_id': key_id, 'public_key': public,
+                'retired': state == 'retired'})
+        if state == 'retired':
+            # boxes keep keys append-only and retire one only on its own
+            # signature (PROTOCOL.md)
+            keys[-1]['revocation'] = _revocation(key_id, private)
 
     # revocations
     ticket = pool.get('scenic.ticket').__table__()
@@ -382,3 +388,12 @@ def snapshot(company, since_text, database_name, now=None):
         'tickets': tickets,
         'usage': usages,
         }
+
+
+def _revocation(key_id, private_encrypted):
+    "A retired key's own signed revocation (ticketcode.revocation_message)."
+    from scenic_common import ticketcode
+    from scenic_ticket.visitor import pii_vault
+    signer = ticketcode.SigningKey.from_private_bytes(key_id,
+        base64.b64decode(pii_vault().decrypt(private_encrypted)))
+    return base64.b64encode(signer.revocation()).decode()

@@ -21,6 +21,7 @@ import json
 import logging
 import random
 import socket
+import ssl
 import threading
 import time
 import urllib.error
@@ -80,13 +81,35 @@ class NotEnrolled(ErpError):
     """No credentials yet: enrol first."""
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    "A redirect could leave the pinned TLS line: refuse it."
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise urllib.error.HTTPError(req.full_url, code,
+            f'redirect to {newurl} refused', headers, fp)
+
+
+def erp_opener(ca_file=None):
+    """urllib opener for the ERP: with ``ca_file`` only that CA is trusted
+    (pinned; the system's CAs are not loaded), host names are checked,
+    TLS 1.2 at least; redirects are refused."""
+    handlers = [_NoRedirect()]
+    if ca_file is not None:
+        context = ssl.create_default_context(cafile=str(ca_file))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    return urllib.request.build_opener(*handlers)
+
+
 class ErpClient:
 
-    def __init__(self, base_url, database, timeout=10.0, credentials=None):
+    def __init__(self, base_url, database, timeout=10.0, credentials=None,
+            ca_file=None):
         self.base = f'{base_url.rstrip("/")}/{quote(database)}{API_PATH}'
         self.origin = base_url.rstrip('/')
         self.timeout = timeout
         self.credentials = credentials or (lambda: None)
+        self.opener = erp_opener(ca_file)
 
     def _auth(self):
         creds = self.credentials()
@@ -109,7 +132,7 @@ class ErpClient:
         request = urllib.request.Request(url, data=data, headers=headers,
             method=method)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) \
+            with self.opener.open(request, timeout=self.timeout) \
                     as response:
                 status = response.status
                 content = response.read(MAX_ANSWER + 1)

@@ -534,6 +534,31 @@ class GateAPITestCase(RouteTestCase):
 
     # --- codes -------------------------------------------------------------
 
+    def test_retired_key_carries_its_revocation(self):
+        "A retired key reaches boxes with its own signed revocation"
+        area = self.committed(build_area)
+        headers = self.enrolled_box(area)
+
+        def rotate_and_retire():
+            pool = Pool()
+            SigningKey = pool.get('scenic.signing_key')
+            Company = pool.get('company.company')
+            SigningKey.rotate([Company(area.company)])
+            SigningKey.retire(SigningKey.search([('state', '=', 'verify')]))
+        self.committed(rotate_and_retire)
+        keys = {k['key_id']: k for k in self.sync(headers)['keys']}
+        self.assertEqual(len(keys), 2)
+        keyring = ticketcode.Keyring()
+        for key in keys.values():
+            keyring.add(key['key_id'], base64.b64decode(key['public_key']))
+        retired, = [k for k in keys.values() if k['retired']]
+        active, = [k for k in keys.values() if not k['retired']]
+        self.assertNotIn('revocation', active)
+        self.assertTrue(keyring.revocation_ok(retired['key_id'],
+                base64.b64decode(retired['revocation'])))
+        self.assertFalse(keyring.revocation_ok(active['key_id'],
+                base64.b64decode(retired['revocation'])))
+
     def test_synced_codes_verify(self):
         "The synced keys verify the synced codes, and revocations tell"
         area = self.committed(build_area)
