@@ -66,6 +66,7 @@ def write_config(var_dir, listen=DEFAULT_LISTEN, uri=None):
             'LISTEN': listen,
             'DATABASE_URI': uri or '',
             'PII_KEY': DEMO_PII_KEY,
+            'DEMO': 'True',
             }.items():
         text = text.replace(f'@{key}@', value)
     path = var_dir / name

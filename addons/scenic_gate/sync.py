@@ -395,5 +395,6 @@ def _revocation(key_id, private_encrypted):
     from scenic_common import ticketcode
     from scenic_ticket.visitor import pii_vault
     signer = ticketcode.SigningKey.from_private_bytes(key_id,
-        base64.b64decode(pii_vault().decrypt(private_encrypted)))
+        base64.b64decode(pii_vault().decrypt(private_encrypted,
+                purpose='signing')))
     return base64.b64encode(signer.revocation()).decode()

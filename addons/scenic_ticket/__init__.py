@@ -1,3 +1,9 @@
+from .visitor import check_pii_configuration
+
+# A server with the demo's published key refuses to start unless its
+# configuration says it is a demo.
+check_pii_configuration()
+
 # Importing the routes registers them with trytond's WSGI application.
 from . import api  # noqa: F401
 from . import booking_page  # noqa: F401
