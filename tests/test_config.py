@@ -90,3 +90,31 @@ def test_demo_key_refused_outside_a_demo(tmp_path):
     with open(path, 'w') as file:
         parser.write(file)
     assert _load_scenic_ticket(path).returncode == 0
+
+
+def test_server_scrubs_its_logs(tmp_path):
+    """trytond's RPC argument log (even at ERROR, with a traceback) and the
+    request lines lose ID numbers and phones once the modules load."""
+    import subprocess
+    import sys
+    path = demo.write_config(tmp_path / 'var')
+    script = '''
+import logging, sys
+from trytond import config
+config.update_etc(sys.argv[1])
+from trytond.pool import Pool
+Pool.start()
+logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+log = logging.getLogger('trytond.protocols.dispatcher')
+log.info('%s.%s%s', 'model.scenic.visitor', 'create',
+    ([{'id_number': '11010519491231002'}],))
+log.error('call %r', ('13800138000',))
+logging.getLogger('werkzeug').info(
+    '"GET /demo/scenic/v1/orders?id_number=11010519491231002X HTTP/1.1" 405')
+'''
+    result = subprocess.run([sys.executable, '-c', script, str(path)],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert 'model.scenic.visitor' in out and '405' in out
+    assert '1101051949' not in out and '13800138000' not in out, out

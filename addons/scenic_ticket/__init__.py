@@ -1,4 +1,10 @@
+from scenic_common import logscrub
+
 from .visitor import check_pii_configuration
+
+# No ID number or phone in trytond's RPC argument log, request lines or
+# gunicorn's access log, whatever the logging configuration says.
+logscrub.install()
 
 # A server with the demo's published key refuses to start unless its
 # configuration says it is a demo.
