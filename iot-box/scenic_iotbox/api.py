@@ -312,7 +312,9 @@ class BoxApp:
             'outbox': counts['outbox_pending'],
             'conflicts': counts['conflicts'],
             'counts': counts, 'devices': devices, 'gates': gates,
-            'turnstile_errors': self.turnstile_errors}
+            'turnstile_errors': self.turnstile_errors,
+            'clock_skew_s': sync.get('clock_skew_s'),
+            'alarms': sync.get('alarms', [])}
 
     def photo(self, ref):
         """(bytes, content type) or None."""

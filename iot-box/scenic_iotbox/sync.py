@@ -203,6 +203,9 @@ class ErpClient:
         return self.request('GET', url, raw=True, absolute=True)
 
 
+MAX_CLOCK_SKEW = 30.0           # seconds off the ERP before the alarm
+
+
 class SyncEngine:
     """Upload, sync, heartbeat: once (``run_once``) or in a thread."""
 
@@ -227,6 +230,8 @@ class SyncEngine:
         self.last_contact = None
         self.last_heartbeat = None
         self.uploaded = 0
+        self.clock_skew = None          # s the box is ahead of the ERP
+        self.clock_alarm = False
         self._stop = threading.Event()
         self._kick = threading.Event()
         self._thread = None
@@ -334,10 +339,33 @@ class SyncEngine:
             'outbox': self.store.outbox_size(),
             'sync_lag_s': self.sync_lag(now),
             'devices': heartbeat_devices(devices)}
+        sent = time.monotonic()
         answer = self.client.heartbeat(body)
         self._mark_contact()
         self.last_heartbeat = now
+        self._check_clock(now, time.monotonic() - sent, answer)
         return answer
+
+    def _check_clock(self, now, round_trip, answer):
+        """The box decides ticket windows, intervals and expiry with its
+        own clock: compare it with the ERP's ``server_time`` (allowing for
+        the round trip) and raise the ``clock_skew`` alarm beyond
+        MAX_CLOCK_SKEW (GET /status, the log)."""
+        try:
+            server = datetime.fromisoformat(answer['server_time'])
+        except (KeyError, TypeError, ValueError):
+            return
+        if server.tzinfo is None:
+            return
+        skew = (now - server).total_seconds()
+        if abs(skew) <= round_trip + 1:     # within what we can measure
+            skew = 0.0
+        self.clock_skew = round(skew, 1)
+        alarm = abs(skew) > MAX_CLOCK_SKEW + round_trip
+        if alarm and not self.clock_alarm:
+            logger.warning('Box clock is %+.0f s off the ERP\'s: ticket '
+                'windows are decided on a wrong time; fix NTP.', skew)
+        self.clock_alarm = alarm
 
     def run_once(self):
         """One round; raises ErpError subclasses when the ERP fails."""
@@ -461,7 +489,9 @@ class SyncEngine:
             if self.last_contact else None,
             'last_sync': self.store.get_meta('last_sync_at'),
             'sync_lag_s': self.sync_lag(),
-            'uploaded': self.uploaded}
+            'uploaded': self.uploaded,
+            'clock_skew_s': self.clock_skew,
+            'alarms': ['clock_skew'] if self.clock_alarm else []}
 
 
 def heartbeat_devices(devices):

@@ -506,6 +506,14 @@ class GateAPITestCase(RouteTestCase):
         self.assertError(self.client().post(self.url('/heartbeat'),
                 json={'sync_lag_s': -0.5}, headers=headers),
             422, 'invalid_request', 'sync_lag_s')
+        # bounded before it becomes an integer (issue 15)
+        for raw, field in [(b'{"outbox": 1e999999999}', 'outbox'),
+                (b'{"sync_lag_s": 4294967296}', 'sync_lag_s'),
+                (b'{"devices": [{"kind": "turnstile", "name": "t", '
+                    b'"errors": 99999999999}]}', 'devices[0].errors')]:
+            self.assertError(self.client().post(self.url('/heartbeat'),
+                    data=raw, content_type='application/json',
+                    headers=headers), 422, 'invalid_request', field)
 
     # --- photos ------------------------------------------------------------
 
@@ -531,6 +539,10 @@ class GateAPITestCase(RouteTestCase):
         self.assertError(self.client().get(url), 401, 'unauthorized')
         self.assertError(self.client().get(url[:-3] + 'zzz',
                 headers=headers), 404, 'not_found')
+        # the whole token, not a prefix of it (issue 15)
+        for cut in (1, 8, 15):
+            self.assertError(self.client().get(url[:-16 + cut],
+                    headers=headers), 404, 'not_found')
 
     # --- codes -------------------------------------------------------------
 
