@@ -554,6 +554,13 @@ def _check(scan, area, tickets, cards, usages, card_remaining):
             rule=area.rule(scan.gate, card['type']), usage=usages[key],
             zone=None, direction='in', now=scan.at, binding_ok=True)
     if decision.opened:
+        if (scan.ticket is not None and ticket['state'] == 'revoked'
+                and ticket['revoked_at'] is not None):
+            # admitted offline before the refund, uploaded after it: the
+            # refund went through without knowing; flag it for review
+            return ('refunded_after_entry', f"Ticket {scan.ticket} was "
+                f"refunded at {ticket['revoked_at']}, after an offline box "
+                f"admitted it at {scan.at}: review the refund.", key)
         return None, None, key
     return decision.reason, decision.message, key
 

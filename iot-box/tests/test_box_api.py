@@ -360,3 +360,27 @@ def test_open_only_on_loopback(app):
     app.api_token = 'handheld-token-0123'
     server = ApiServer(('0.0.0.0', 0), app)
     server.server_close()
+
+
+@settings(max_examples=120, deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow])
+@given(body=scan_like, headers=st.fixed_dictionaries({}, optional={
+    'Origin': st.sampled_from(['http://evil.example', 'null', '']),
+    'Content-Type': st.sampled_from(['text/plain', 'application/json',
+        'application/json; charset=utf-8', 'multipart/form-data', '']),
+    'Authorization': st.sampled_from(['Bearer handheld-token-0123',
+        'Bearer staff-token-0123456', 'Bearer nope', 'Basic x', '']),
+    'Host': st.sampled_from(['evil.example', 'localhost', '127.0.0.1']),
+}))
+def test_random_requests_never_open_never_5xx(app, client, turnstile, body,
+        headers):
+    "Whatever the headers, a request opens only on a valid ticket"
+    app.api_token, app.staff_token = 'handheld-token-0123', \
+        'staff-token-0123456'
+    status, answer = client.request('POST', '/scan',
+        raw=json.dumps(body).encode(), headers=headers)
+    assert status in (200, 401, 403, 415, 422), (status, answer)
+    if status == 200:
+        assert answer['decision'] == 'deny'
+    assert turnstile.opened == []

@@ -425,6 +425,18 @@ class GateAPITestCase(RouteTestCase):
             self.assertEqual(Zone(area.zone).inside, 4)
         self.read(check)
 
+        # Admitted offline before its refund, uploaded after it: the refund
+        # is flagged for review (issue 15 item 10).
+        entered, = self.committed(sell, area)
+        offline_entry = scan(area.gate_in, entered,
+            at=now - dt.timedelta(minutes=2), offline=True)
+        self.committed(refund, entered, now=now - dt.timedelta(minutes=1))
+        answer = self.upload(box_b, [offline_entry])
+        self.assertEqual(answer['accepted'], [offline_entry['nonce']])
+        self.assertEqual(answer['conflicts'], [{
+                    'nonce': offline_entry['nonce'],
+                    'reason': 'refunded_after_entry'}])
+
     def test_scan_refusals(self):
         "Bad batches are refused whole, naming the field"
         area = self.committed(build_area)

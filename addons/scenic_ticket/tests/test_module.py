@@ -536,4 +536,48 @@ class ScenicTicketTestCase(
         self.assertEqual(PriceRule(rule.id).value, Decimal(15))
 
 
+    @with_transaction()
+    def test_codes_and_personal_data_by_role(self):
+        "Each role reads the codes and personal data it needs, and no more"
+        pool = Pool()
+        company = create_area()
+        # (model, field): the roles that may read it
+        readers = {
+            ('scenic.ticket', 'code'): {'supervisor', 'cashier'},
+            ('scenic.ticket', 'holder_hash'): {'supervisor'},
+            ('scenic.ticket', 'holder_masked'): {
+                'supervisor', 'cashier', 'finance', 'gate'},
+            ('scenic.visitor', 'id_masked'): {'supervisor', 'cashier', 'gate'},
+            ('scenic.visitor', 'id_encrypted'): {'supervisor'},
+            ('scenic.visitor', 'id_hash'): {'supervisor'},
+            ('scenic.order', 'contact_phone'): {
+                'supervisor', 'cashier', 'finance', 'marketing', 'gate'},
+            ('scenic.channel', 'api_key_encrypted'): set(),
+            ('scenic.signing_key', 'private_key_encrypted'): set(),
+            }
+        roles = ['supervisor', 'cashier', 'finance', 'marketing', 'gate']
+        users = {r: create_user(company, r) for r in roles}
+        context = {'company': company.id, 'companies': [company.id]}
+        seen = {}
+        with Transaction().set_context(context):
+            for (model, field), allowed in readers.items():
+                Model = pool.get(model)
+                if field not in Model._fields:
+                    continue
+                for role in roles:
+                    with Transaction().set_user(users[role].id), \
+                            check_access():
+                        try:
+                            Model.read([], [field])
+                            Model.search([], limit=1)
+                            seen[model, field, role] = True
+                        except AccessError:
+                            seen[model, field, role] = False
+        wrong = {key: value for key, value in seen.items()
+            if value != (key[2] in readers[key[:2]])}
+        self.maxDiff = None
+        self.assertEqual(wrong, {})
+        self.assertEqual(seen['scenic.ticket', 'code', 'finance'], False)
+        self.assertEqual(seen['scenic.ticket', 'code', 'gate'], False)
+
 del ModuleTestCase
