@@ -26,7 +26,7 @@ def main(argv=None):
     pool = Pool(args.database)
     pool.init()
     with Transaction().start(args.database, 0) as transaction:
-        from trytond.modules.scenic_ticket.visitor import reencrypt_all
+        from trytond.modules.scenic_ticket.vault import reencrypt_all
         counts = reencrypt_all()
         transaction.commit()
     for model, count in counts.items():

@@ -1,6 +1,6 @@
 from scenic_common import logscrub
 
-from .visitor import check_pii_configuration
+from .vault import check_pii_configuration
 
 # No ID number or phone in trytond's RPC argument log, request lines or
 # gunicorn's access log, whatever the logging configuration says.

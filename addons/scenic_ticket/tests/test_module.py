@@ -429,7 +429,7 @@ class ScenicTicketTestCase(
         "After a rotation, reencrypt_all puts every secret under the new key"
         from scenic_common.pii import DEMO_PII_KEY
         from trytond import config
-        from ..visitor import (
+        from ..vault import (
             ENCRYPTED_COLUMNS, check_pii_configuration, reencrypt_all)
         from .tools import TEST_PII_KEY
         pool = Pool()
