@@ -221,6 +221,11 @@ retry = 5
 
 [scenic]
 pii_key = {pii_key}
+# the bench pays with the simulated provider: a demo-like configuration
+demo = True
+
+[scenic_payment]
+default = simulated
 """)
     return path
 

@@ -67,6 +67,7 @@ def write_config(var_dir, listen=DEFAULT_LISTEN, uri=None):
             'DATABASE_URI': uri or '',
             'PII_KEY': DEMO_PII_KEY,
             'DEMO': 'True',
+            'PAYMENT_PROVIDERS': 'simulated',
             }.items():
         text = text.replace(f'@{key}@', value)
     path = var_dir / name

@@ -24,6 +24,9 @@ CODES = {
     'not_found': 404,
     'method_not_allowed': 405,
     'internal_error': 500,
+    # issue 15: look-ups over their rate limit (Retry-After), big bodies
+    'too_many_requests': 429,
+    'payload_too_large': 413,
     # The gate protocol: a revoked box's requests.
     'revoked': 409,
     }

@@ -26,6 +26,9 @@ STATUS_TEXT = {
     404: "No such order or database",
     409: "Refused by a rule",
     422: "Invalid request (`invalid_request` names the `field`)",
+    405: "Not this method",
+    413: "Body too large",
+    429: "Too many look-ups: wait for `Retry-After` seconds",
     }
 
 
@@ -38,6 +41,20 @@ def _errors(*statuses):
 
 
 SCHEMAS = {
+    'LookupIn': {
+        'type': 'object', 'required': ['id_number', 'phone', 'reference'],
+        'properties': {
+            'id_number': {'type': 'string', 'minLength': 1, 'maxLength': 40,
+                'pattern': r'\S',
+                'description': "The ID number of one of the visitors."},
+            'phone': {'type': 'string', 'minLength': 5, 'maxLength': 20,
+                'pattern': r'^\+?[0-9][0-9 -]{4,19}$',
+                'description': "The order's contact phone."},
+            'reference': {'type': 'string', 'minLength': 1,
+                'maxLength': 40, 'pattern': r'\S',
+                'description': "The order reference (the second factor: "
+                "the visitor has it from the booking)."},
+            }},
     'Error': {
         'type': 'object', 'required': ['error'],
         'properties': {'error': {
@@ -226,20 +243,37 @@ def openapi_document():
                         **_errors(401, 409, 422)},
                     },
                 'get': {
+                    'operationId': 'findOrdersByQuery',
+                    'deprecated': True,
+                    'summary': "Gone: ID numbers and phones never go in a "
+                    "URL; use POST /orders/lookup",
+                    'responses': {**_errors(401, 405)},
+                    },
+                },
+            '/orders/lookup': {
+                'post': {
                     'operationId': 'findOrdersForPickup',
-                    'summary': "On-site pickup: orders by ID number and "
-                    "phone (both must match)",
-                    'parameters': [
-                        {'name': 'id_number', 'in': 'query',
-                            'required': True, 'schema': {'type': 'string'}},
-                        {'name': 'phone', 'in': 'query', 'required': True,
-                            'schema': {'type': 'string'}}],
+                    'summary': "On-site pickup: the order of this reference "
+                    "if one of its visitors has this ID number and its "
+                    "contact this phone (all three must match). At most "
+                    "30 look-ups a minute per client address and 10 "
+                    "failed ones an hour per phone (429 with Retry-After).",
+                    'requestBody': {'required': True, 'content': {
+                            'application/json': {
+                                'schema': _ref('LookupIn')}}},
                     'responses': {
-                        '200': _json({'type': 'object', 'properties': {
+                        '200': _json({'type': 'object',
+                                'required': ['orders'], 'properties': {
                                     'orders': {'type': 'array',
                                         'items': _ref('Order')}}},
-                            "Matching orders."),
-                        **_errors(401, 422)},
+                            "Matching orders (none: nothing matched)."),
+                        '429': {'description': STATUS_TEXT[429] + '.',
+                            'headers': {'Retry-After': {
+                                    'schema': {'type': 'integer'},
+                                    'description': "Seconds to wait."}},
+                            'content': {'application/json': {
+                                    'schema': _ref('Error')}}},
+                        **_errors(401, 413, 422)},
                     },
                 },
             '/orders/{order}': {'get': {

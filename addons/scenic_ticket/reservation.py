@@ -473,7 +473,7 @@ def pay(order_id, provider_name, amount, now=None):
         raise BookingError('amount_mismatch',
             f"The amount must be the order's total, {order.total}.",
             'amount')
-    provider = get_provider(provider_name)
+    provider = get_provider(provider_name, order.channel.code)
     reference = provider.charge(order.reference, amount, order.currency.code)
 
     table = pool.get('scenic.payment').__table__()
@@ -581,7 +581,7 @@ def cancel(order_id, now=None, by_back_office=False):
         for payment in order.payments:
             if payment.kind != 'payment':
                 continue
-            provider = get_provider(payment.provider)
+            provider = get_provider(payment.provider, refund=True)
             reference = provider.refund(
                 payment.provider_reference, payment.amount,
                 payment.currency.code)
@@ -669,8 +669,10 @@ def availability(channel, date):
     return catalogue, result
 
 
-def find_for_pickup(company, id_number, phone):
-    "Orders whose contact phone matches and one ticket holds this ID."
+def find_for_pickup(company, id_number, phone, reference):
+    """The order `reference` if its contact phone matches and one of its
+    tickets holds this ID (all three factors, so that neither an ID and a
+    phone nor a reference alone lists tickets)."""
     from .visitor import id_hashes
     pool = Pool()
     Order = pool.get('scenic.order')
@@ -679,6 +681,7 @@ def find_for_pickup(company, id_number, phone):
         return []
     return Order.search([
             ('company', '=', company),
+            ('reference', '=', reference),
             ('contact_phone', '=', phone),
             ('tickets.holder_hash', 'in', hashes),
             ('state', 'in', ['reserved', 'paid', 'partly_used', 'used']),

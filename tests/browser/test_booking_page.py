@@ -404,7 +404,8 @@ def test_wrong_checksum_is_refused(server, browser, artifacts_dir):
 
 
 def test_pickup(server, browser, artifacts_dir):
-    "ID + phone of the first booking find it; a wrong phone finds nothing."
+    """ID + phone + order reference of the first booking find it (sent in
+    a POST body, never in a URL); a wrong phone finds nothing."""
     with diagnostics(browser, server, artifacts_dir, 'pickup'):
         browser.get(f'{server.url}/{server.database}/scenic/pickup')
         _visible(browser, '#pickup-form')
@@ -412,6 +413,7 @@ def test_pickup(server, browser, artifacts_dir):
         assert text(browser, '#pickup-heading') == '取票 / 查询订单'
         fill(browser, '#pk-id', booked['id'])
         fill(browser, '#pk-phone', booked['phone'])
+        fill(browser, '#pk-ref', booked['order'])
         click(browser, '#search-button')
         order = _visible(browser,
             f'article.order[data-order="{booked["order"]}"]')

@@ -472,10 +472,9 @@ class ScenicTicketTestCase(
                 config.set('scenic', 'demo', 'True')
                 check_pii_configuration()
             finally:
-                configure_pii_key()
                 config.set('scenic', 'pii_key_previous', '')
                 config.set('scenic', 'pii_lookup_key', '')
-                config.set('scenic', 'demo', 'False')
+                configure_pii_key()
         self.assertEqual(len(ENCRYPTED_COLUMNS), 3)
 
     # --- areas and roles -----------------------------------------------

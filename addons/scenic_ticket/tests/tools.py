@@ -17,9 +17,16 @@ TEST_PII_KEY = 'test-only-pii-key-0123456789abcdef-0123456789'
 
 
 def configure_pii_key(key=TEST_PII_KEY):
-    if not config.has_section('scenic'):
-        config.add_section('scenic')
+    """The tests' key, in a demo-like configuration: the simulated payment
+    provider is allowed for every channel."""
+    if config.has_section('scenic_payment'):     # whatever a test set
+        config.remove_section('scenic_payment')
+    for section in ('scenic', 'scenic_payment'):
+        if not config.has_section(section):
+            config.add_section(section)
     config.set('scenic', 'pii_key', key)
+    config.set('scenic', 'demo', 'True')
+    config.set('scenic_payment', 'default', 'simulated')
 
 
 def create_area(name="Cloud Mountain Scenic Area"):
