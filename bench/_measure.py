@@ -226,6 +226,11 @@ demo = True
 
 [scenic_payment]
 default = simulated
+
+[scenic_booking]
+# the bench's clients share an address and hold many places at once
+max_holds_client = 1000000
+max_unpaid_percent = 100
 """)
     return path
 

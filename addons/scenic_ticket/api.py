@@ -59,10 +59,15 @@ def _text(data, name, where, required=True, max_length=100):
     return value.strip()
 
 
+MAX_INT = 2 ** 31 - 1     # ids and counts are INTEGER columns
+
+
 def _positive_int(value, where, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if (isinstance(value, bool) or not isinstance(value, int)
+            or not 1 <= value <= MAX_INT):
         raise BookingError('invalid_request',
-            f"'{name}' must be a positive integer.", where)
+            f"'{name}' must be a positive integer (at most {MAX_INT}).",
+            where)
     return value
 
 
@@ -256,7 +261,8 @@ def post_order(request, channel):
             "that a retried request does not book twice.",
             'Idempotency-Key')
     booking = parse_booking(json_body(request))
-    order_id, replayed = reservation.book(channel, booking, key)
+    order_id, replayed = reservation.book(channel, booking, key,
+        client=request.remote_addr or 'unknown')
     release_claims()
     order = Pool().get('scenic.order')(order_id)
     headers = {'Idempotent-Replayed': 'true'} if replayed else None
@@ -345,6 +351,8 @@ def post_cancel(request, channel, reference):
     readonly=True, auth=False)
 def get_ticket_qr(request, channel, reference, ticket):
     "The order's reference is the capability: no channel key needed."
+    if ticket > MAX_INT:           # beyond the column: no such ticket
+        raise BookingError('not_found', "No such valid ticket.")
     Ticket = Pool().get('scenic.ticket')
     tickets = Ticket.search([
             ('id', '=', ticket),

@@ -16,6 +16,7 @@ CODES = {
     'idempotency_conflict': 409,
     'not_payable': 409,
     'not_cancellable': 409,
+    'hold_limit': 409,
     'invalid_id_number': 422,
     'invalid_request': 422,
     'amount_mismatch': 422,

@@ -40,6 +40,18 @@ def _errors(*statuses):
     return {str(s): _json(_ref('Error'), text(s)) for s in statuses}
 
 
+MAX_INT = 2 ** 31 - 1
+
+
+def TEXT(max_length):
+    "A string the API strips and refuses empty (api._text)."
+    return {'type': 'string', 'minLength': 1, 'maxLength': max_length,
+        'pattern': r'\S'}
+
+
+PHONE = {'type': 'string', 'minLength': 5, 'maxLength': 20,
+    'pattern': r'^\+?[0-9][0-9 -]{4,19}$'}
+
 SCHEMAS = {
     'LookupIn': {
         'type': 'object', 'required': ['id_number', 'phone', 'reference'],
@@ -102,20 +114,22 @@ SCHEMAS = {
     'VisitorIn': {
         'type': 'object', 'required': ['name', 'id_number'],
         'properties': {
-            'name': {'type': 'string', 'maxLength': 100},
+            'name': TEXT(100),
             'id_type': {'type': 'string', 'default': 'resident_id',
                 'enum': ['resident_id', 'passport', 'hk_macau_permit',
                     'taiwan_permit']},
-            'id_number': {'type': 'string', 'maxLength': 40},
+            'id_number': TEXT(40),
             },
         },
     'ItemIn': {
         'type': 'object', 'required': ['ticket_type'],
         'properties': {
-            'ticket_type': {'type': 'string'},
+            'ticket_type': TEXT(100),
             'visitors': {'type': 'array', 'items': _ref('VisitorIn'),
+                'maxItems': 50,
                 'description': "Real-name types: one visitor per person."},
             'persons': {'type': 'integer', 'minimum': 1,
+                'maximum': MAX_INT,
                 'description': "Types that are not real-name, e.g. "
                 "groups: how many persons."},
             },
@@ -123,14 +137,14 @@ SCHEMAS = {
     'OrderIn': {
         'type': 'object', 'required': ['slot', 'items', 'contact'],
         'properties': {
-            'slot': {'type': 'integer'},
+            'slot': {'type': 'integer', 'minimum': 1, 'maximum': MAX_INT},
             'items': {'type': 'array', 'minItems': 1, 'maxItems': 20,
                 'items': _ref('ItemIn')},
             'contact': {
                 'type': 'object', 'required': ['name', 'phone'],
                 'properties': {
-                    'name': {'type': 'string'},
-                    'phone': {'type': 'string'},
+                    'name': TEXT(100),
+                    'phone': PHONE,
                     }},
             },
         },
@@ -310,7 +324,7 @@ def openapi_document():
                     "is the credential",
                     'parameters': [REFERENCE, {'name': 'ticket',
                             'in': 'path', 'required': True,
-                            'schema': {'type': 'integer'}}],
+                            'schema': {'type': 'integer', 'minimum': 0}}],
                     'responses': {
                         '200': {'description': "SVG image", 'content': {
                                 'image/svg+xml': {}}},

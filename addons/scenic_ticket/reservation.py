@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from sql import Conflict
+from sql.aggregate import Count, Sum
 from sql.operators import Exists, Not
 
 from scenic_common import idnumber, ticketcode
@@ -333,6 +334,21 @@ def plan_booking(channel, request, now=None, catalogue=None):
                     f"{ttype.persons} persons per ticket.",
                     f'{item.field}.persons')
             quantity = persons // ttype.persons
+        # bounded before any ticket row is built (a huge `persons` would
+        # otherwise build that many rows before the capacity check)
+        maximum = limit(channel.code, 'max_persons_item')
+        if persons > maximum:
+            raise BookingError('invalid_request', f"An item takes at most "
+                f"{maximum} persons on this channel.",
+                f'{item.field}.persons')
+        ordered = plan.persons + persons
+        maximum = limit(channel.code, 'max_persons_order')
+        if ordered > maximum:
+            raise BookingError('invalid_request', f"An order takes at most "
+                f"{maximum} persons on this channel.", 'items')
+        if ordered > slot.capacity - slot.booked:
+            raise BookingError('sold_out', "Not enough places are left in "
+                "this time slot.", 'slot')
         quote = catalogue.quote(ttype, slot, channel.id)
         amount = quote.price * quantity
         plan.total += amount
@@ -424,17 +440,79 @@ def write_booking(plan, idempotency_key=None, now=None):
     return order_id
 
 
-def book(channel, request, idempotency_key, now=None):
+def book(channel, request, idempotency_key, now=None, client=None):
     """Hold seats for a booking request; return (order id, replayed).
 
     A request replayed with its Idempotency-Key answers the first order;
-    otherwise plan_booking then write_booking.
+    otherwise plan_booking, the unpaid-hold limits (`check_holds`, with
+    the client's address when the caller knows it), then write_booking.
     """
     replay = _find_replay(channel.id, idempotency_key, request.digest())
     if replay:
         return replay, True
     plan = plan_booking(channel, request, now=now)
+    check_holds(channel, plan, client=client, now=now)
     return write_booking(plan, idempotency_key, now=now), False
+
+
+# --- bounds and unpaid-hold limits (issue 15) ----------------------------------
+# [scenic_booking] in the server configuration; an option prefixed with a
+# channel code ("web.max_persons_order = 20") overrides it for that channel.
+LIMITS = {
+    'max_persons_item': 100,     # persons of one item (a group ticket line)
+    'max_persons_order': 200,    # persons of one order
+    'max_holds_phone': 3,        # unpaid orders of one phone on one slot
+    'max_unpaid_percent': 50,    # a channel's unpaid persons on a slot, %
+    'max_holds_client': 20,      # orders held from one address an hour
+    }
+
+
+def limit(channel_code, name):
+    "The booking limit `name` of a channel (LIMITS, overridden by config)."
+    from trytond import config
+    for option in (f'{(channel_code or "").lower()}.{name}', name):
+        value = config.get('scenic_booking', option, default=None)
+        if value not in (None, ''):
+            return int(value)
+    return LIMITS[name]
+
+
+def check_holds(channel, plan, client=None, now=None):
+    """Unpaid holds cost nothing, so they are limited: per phone and slot
+    (409 hold_limit), per channel and slot as a share of the capacity (409
+    hold_limit: a public booking page cannot hold a whole slot), and per
+    client address an hour (429, counted in scenic.rate_limit)."""
+    from . import ratelimit
+    pool = Pool()
+    order = pool.get('scenic.order').__table__()
+    line = pool.get('scenic.order.line').__table__()
+    now = now or now_utc()
+    cursor = Transaction().connection.cursor()
+    held = ((order.slot == plan.slot.id) & (order.state == 'reserved')
+        & (order.hold_expires_at > naive(now)))
+    phone = plan.request.contact_phone
+    cursor.execute(*order.select(Count(order.id),
+            where=held & (order.contact_phone == phone)))
+    maximum = limit(channel.code, 'max_holds_phone')
+    if cursor.fetchone()[0] >= maximum:
+        raise BookingError('hold_limit', f"This phone already holds "
+            f"{maximum} unpaid orders for this time slot: pay or cancel "
+            "one first.", 'contact.phone')
+    cursor.execute(*order.join(line, condition=line.order == order.id
+            ).select(Sum(line.persons),
+            where=held & (order.channel == channel.id)))
+    unpaid = cursor.fetchone()[0] or 0
+    share = limit(channel.code, 'max_unpaid_percent')
+    if (unpaid + plan.persons) * 100 > plan.slot.capacity * share:
+        raise BookingError('hold_limit', "Too many places of this time "
+            "slot are held unpaid on this channel: try again in a few "
+            "minutes.", 'slot')
+    if client:
+        ratelimit.check('hold-client', client,
+            limit(channel.code, 'max_holds_client'), 3600,
+            "Too many bookings from this address: pay the ones held, or "
+            "try again later.")
+        ratelimit.add('hold-client', client, 3600)
 
 
 # --- payment, cancellation, expiry ---------------------------------------------

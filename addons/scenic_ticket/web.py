@@ -47,7 +47,7 @@ def database_pool(database_name):
     return Pool(database_name)
 
 
-MAX_BODY = 256 * 1024     # the largest booking (MAX items × visitors) fits
+MAX_BODY = 1024 * 1024    # a booking, a 1000-scan gate batch fit
 
 
 def json_body(request):

@@ -137,6 +137,7 @@
       err_amount_mismatch: '支付金额与订单金额不符，请刷新后重试。',
       err_not_payable: '该订单已无法支付（可能已超时）。',
       err_not_cancellable: '该订单已无法取消或退款。',
+      err_hold_limit: '未支付的预订过多，请先支付或取消已有订单，或稍后再试。',
       err_unauthorized: '预约服务暂不可用（渠道密钥无效），请联系景区。',
       err_not_found: '没有找到该订单。',
       err_idempotency_conflict: '这次提交与之前的不一致，请重新提交。',
@@ -285,6 +286,8 @@
         'may be over).',
       err_not_cancellable: 'This order can no longer be cancelled or ' +
         'refunded.',
+      err_hold_limit: 'Too many unpaid bookings: pay or cancel one first, ' +
+        'or try again later.',
       err_unauthorized: 'Booking is unavailable (the channel key was ' +
         'refused); please contact the scenic area.',
       err_not_found: 'No such order.',

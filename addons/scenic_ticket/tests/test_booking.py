@@ -448,6 +448,49 @@ class BookingAPITestCase(RouteTestCase):
             headers=self.headers(idempotency=False)).json
         self.assertEqual(got['state'], 'expired')
 
+    def test_bounds_and_hold_limits(self):
+        "Persons are bounded; unpaid holds per phone, channel and address"
+        from trytond import config
+        slot = self.day_slot(capacity=20)
+        try:
+            config.set('scenic_booking', 'max_persons_item', '8')
+            # a huge group is refused before any ticket row is built
+            for persons in (10, 10 ** 9):
+                self.assertError(self.book(self.body(slot, ticket_type=
+                            'GROUP5', persons=persons)),
+                    422, 'invalid_request', 'items[0].persons')
+            config.set('scenic_booking', 'max_persons_item', '100')
+            self.assertError(self.book(self.body(slot, ticket_type=
+                        'GROUP5', persons=25)), 409, 'sold_out')
+            # per phone: 2 unpaid orders on the slot, the third is refused
+            config.set('scenic_booking', 'max_holds_phone', '2')
+            for _ in range(2):
+                self.assertEqual(self.book(self.body(slot, [new_id()],
+                            phone='13500000001')).status_code, 201)
+            self.assertError(self.book(self.body(slot, [new_id()],
+                        phone='13500000001')), 409, 'hold_limit',
+                'contact.phone')
+            # per channel: at most half the slot held unpaid
+            config.set('scenic_booking', 'max_unpaid_percent', '50')
+            self.assertError(self.book(self.body(slot, ticket_type='GROUP5',
+                        persons=10)), 409, 'hold_limit', 'slot')
+            config.set('scenic_booking', 'web.max_unpaid_percent', '100')
+            self.assertEqual(self.book(self.body(slot, ticket_type='GROUP5',
+                        persons=10)).status_code, 201)
+            # per client address and hour
+            config.set('scenic_booking', 'max_holds_client', '1')
+            other = self.day_slot(capacity=20)
+            answers = [self.client().post(self.url('/orders'),
+                    json=self.body(other, [new_id()], phone=f'1350000010{i}'),
+                    headers=self.headers(),
+                    environ_base={'REMOTE_ADDR': '10.9.0.1'})
+                for i in range(2)]
+            self.assertEqual(answers[0].status_code, 201)
+            self.assertError(answers[1], 429, 'too_many_requests')
+            self.assertTrue(answers[1].headers['Retry-After'])
+        finally:
+            configure_pii_key()
+
     def lookup(self, body, address='10.1.0.1'):
         return self.client().post(self.url('/orders/lookup'), json=body,
             headers=self.headers(idempotency=False),
@@ -516,7 +559,7 @@ class BookingAPITestCase(RouteTestCase):
 
     def test_bodies_too_big_or_too_deep(self):
         "An oversized body is 413, a deeply nested one 422, never 500"
-        big = b'{"slot": 1, "items": [' + b'{"x": 1},' * 40000 + b'{}]}'
+        big = b'{"slot": 1, "items": [' + b'{"x": 1},' * 150000 + b'{}]}'
         response = self.client().post(self.url('/orders'), data=big,
             content_type='application/json', headers=self.headers())
         self.assertError(response, 413, 'payload_too_large', 'body')
