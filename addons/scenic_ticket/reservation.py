@@ -572,7 +572,7 @@ def pay(order_id, provider_name, amount, now=None):
             valid_until=ticket.valid_until.replace(tzinfo=dt.timezone.utc),
             persons=ticket.persons, entries=ticket.entries_allowed,
             key_id=signer.key_id,
-            holder_hash=(bytes.fromhex(ticket.holder_hash)[:8]
+            holder_hash=(pii_vault().code_holder_hash(ticket.holder_hash)
                 if ticket.holder_hash else b''))
         cursor.execute(*ticket_table.update(
                 [ticket_table.code, ticket_table.key_id],

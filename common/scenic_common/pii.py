@@ -99,7 +99,7 @@ class PIIVault:
     still decrypt, with any purpose, until re-encrypted.
     """
 
-    __slots__ = ('_masters', '_lookup_key')
+    __slots__ = ('_masters', '_lookup_key', '_code_key')
 
     def __init__(self, master_key, previous=(), lookup_master=None):
         masters = [_master_bytes(master_key)]
@@ -108,6 +108,8 @@ class PIIVault:
         lookup = _master_bytes(lookup_master) if lookup_master \
             else masters[0]
         self._lookup_key = _derive(lookup, b'scenic-pii lookup-hash v1')
+        # never leaves the ERP (boxes get only the look-up key)
+        self._code_key = _derive(lookup, b'scenic-pii code-holder v1')
 
     def __repr__(self):
         return '<PIIVault (keys hidden)>'
@@ -204,6 +206,15 @@ class PIIVault:
     def lookup_hash(self, id_type, number):
         """Same document, same hash: usable in a UNIQUE constraint."""
         return self._mac(id_type, number).hex()
+
+    def code_holder_hash(self, lookup_hash_hex, size=8):
+        """The holder hash a ticket code carries: a MAC of the look-up
+        hash under a key only the ERP holds, so that a photographed code
+        plus a gate box's look-up key cannot test candidate ID numbers
+        (iot-box/PROTOCOL.md, threat model). Boxes only read whether it
+        is there (a real-name ticket)."""
+        return hmac.new(self._code_key, bytes.fromhex(lookup_hash_hex),
+            hashlib.sha256).digest()[:size]
 
     def short_hash(self, id_type, number, size=8):
         """Truncated look-up hash, small enough to fit in a ticket code."""

@@ -168,3 +168,17 @@ def test_rotation_keeps_old_values_readable_and_lookups_stable():
         RESIDENT_ID, NUMBER)
     assert alone.lookup_hash(RESIDENT_ID, NUMBER) != old.lookup_hash(
         RESIDENT_ID, NUMBER)
+
+
+def test_code_holder_hash_is_useless_with_the_box_key(vault):
+    "A box's look-up key cannot test ID numbers against a code's holder hash"
+    from scenic_common.pii import keyed_mac
+    id_hash = vault.lookup_hash(RESIDENT_ID, NUMBER)
+    in_code = vault.code_holder_hash(id_hash)
+    assert len(in_code) == 8
+    assert in_code == PIIVault(KEY).code_holder_hash(id_hash)     # stable
+    # what a thief with the box's key computes for the right number
+    box_key = vault.lookup_key()
+    guess = keyed_mac(box_key, RESIDENT_ID, NUMBER)
+    assert in_code != guess[:8]
+    assert in_code != vault.short_hash(RESIDENT_ID, NUMBER)
