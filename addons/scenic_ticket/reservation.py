@@ -204,7 +204,10 @@ def _visitor_ids(company, visitors):
     cursor = Transaction().connection.cursor()
     vault = pii_vault()
     result = {}
-    for visitor, normalized, id_hash in visitors:
+    # one order for every transaction (by hash): two bookings naming the
+    # same visitors in opposite orders cannot wait on each other's rows
+    for visitor, normalized, id_hash in sorted(visitors,
+            key=lambda v: v[2]):
         if id_hash in result:
             continue
         cursor.execute(*table.insert(

@@ -467,6 +467,7 @@ class ScenicTicketTestCase(
                 # the demo's key is refused where the configuration does not
                 # say demo
                 config.set('scenic', 'pii_key', DEMO_PII_KEY)
+                config.set('scenic', 'demo', 'False')
                 with self.assertRaisesRegex(RuntimeError, 'published'):
                     check_pii_configuration()
                 config.set('scenic', 'demo', 'True')
