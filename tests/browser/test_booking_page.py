@@ -429,7 +429,7 @@ def test_pickup(server, browser, artifacts_dir):
         fill(browser, '#pk-phone', '13911112222')
         click(browser, '#search-button')
         assert text(browser, '#results-heading.empty') == \
-            '没有找到订单。请核对证件号码和手机号。'
+            '没有找到订单。请核对证件号码、手机号和订单号。'
         assert not _all_css(browser, 'article.order')
         shot(browser, artifacts_dir, 'pickup_none.png')
 
@@ -556,8 +556,9 @@ def test_retry_after_network_error_keeps_the_key(server, browser,
         keys = browser.execute_script("return window.__keys")
         assert len(keys) == 2 and keys[0] == keys[1], keys
         assert len(keys[0]) == 36, keys  # a UUID
-        status, data = api(server, 'GET',
-            f'/orders?id_number={id_number}&phone={phone}')
+        status, data = api(server, 'POST', '/orders/lookup', {
+                'id_number': id_number, 'phone': phone,
+                'reference': reference})
         assert status == 200, data
         assert [o['order'] for o in data['orders']] == [reference]
         # A new submission (here: the next booking) gets a fresh key.
