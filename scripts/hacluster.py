@@ -231,7 +231,7 @@ class HACluster:
             parameters=None, host='127.0.0.1'):
         self.host = host
         self.temporary = directory is None
-        self.dir = Path(directory) if directory else None
+        self.dir = Path(directory).resolve() if directory else None
         self.node_count = nodes
         self.base_port = port
         self.fast = fast
@@ -260,7 +260,7 @@ class HACluster:
 
     @classmethod
     def load(cls, directory):
-        directory = Path(directory)
+        directory = Path(directory).resolve()
         try:
             state = json.loads((directory / 'state.json').read_text())
         except OSError:
@@ -595,6 +595,27 @@ class HACluster:
             raise HAError(f"pg_basebackup failed: {result.stderr}")
         return target
 
+    def switch_wal(self, timeout=60):
+        """Close the leader's current WAL segment and wait until it is in
+        the archive (so that a restore can reach the present); returns the
+        segment's name."""
+        leader = self.nodes[self.wait_leader(60)]
+
+        def sql(query):
+            result = self._run_pg('psql', '-X', '-At', '-h', str(leader.dir),
+                '-p', str(leader.pg_port), '-U', 'postgres', '-d', 'postgres',
+                '-c', query, capture_output=True, text=True)
+            if result.returncode:
+                raise HAError(f"psql failed: {result.stderr}")
+            return result.stdout.strip()
+        wal = sql('SELECT pg_walfile_name(pg_switch_wal())')
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (self.archive_dir / wal).exists():
+                return wal
+            time.sleep(0.2)
+        raise HAError(f"{wal} was not archived within {timeout} s")
+
     def restore(self, backup, target, target_time=None, port=None):
         """Restore `backup` into directory `target` and replay the WAL
         archive up to `target_time` (a timestamp with time zone; None: to
@@ -632,6 +653,25 @@ class HACluster:
                 if (target / 'server.log').exists() else ''
             raise HAError(f"restored server did not start: {result.stderr}"
                 f"\n{log_text[-3000:]}")
+        # Wait for the end of recovery: PostgreSQL stops with an error when
+        # the archive does not reach the target time.
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if not (data / 'postmaster.pid').exists():
+                log_text = (target / 'server.log').read_text(
+                    errors='replace')
+                raise HAError("the restored server stopped (is the WAL up "
+                    "to the target time archived yet? a segment goes to "
+                    "the archive when full or after archive_timeout, 60 s):"
+                    f"\n{log_text[-2000:]}")
+            result = self._run_pg('psql', '-X', '-At', '-h', str(target),
+                '-p', str(port), '-U', 'postgres', '-d', 'postgres', '-c',
+                'SELECT pg_is_in_recovery()', capture_output=True, text=True)
+            if result.stdout.strip() == 'f':
+                break
+            time.sleep(0.3)
+        else:
+            raise HAError("the restored server is still recovering")
         return f'postgresql://postgres@{self.host}:{port}/'
 
     def stop_restored(self, target):
@@ -663,7 +703,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--dir', default=str(ROOT / 'var' / 'ha'),
         help="the cluster's directory (default var/ha)")
+    # --dir also after the command
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument('--dir', default=argparse.SUPPRESS,
+        help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest='command', required=True)
+    add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **k: add_parser(*a, parents=[common], **k)
     up = sub.add_parser('up', help="start etcd and the Patroni nodes")
     up.add_argument('--nodes', type=int, default=3)
     up.add_argument('--port', type=int, default=21200,
@@ -681,6 +727,8 @@ def main(argv=None):
         p.add_argument('node')
     sub.add_parser('backup', help="base backup of the leader "
         "(into DIR/backups/)")
+    sub.add_parser('switch-wal', help="archive the leader's current WAL "
+        "segment now (before restoring up to the present)")
     restore = sub.add_parser('restore', help="restore a base backup + the "
         "WAL archive to a point in time, as a stand-alone server")
     restore.add_argument('backup', help="a directory made by `backup`")
@@ -731,6 +779,8 @@ def main(argv=None):
             print('\n'.join(cluster.status_lines()))
         elif args.command == 'backup':
             print(cluster.backup())
+        elif args.command == 'switch-wal':
+            print(f"archived {cluster.switch_wal()}")
         elif args.command == 'restore':
             uri = cluster.restore(args.backup, args.target, args.time,
                 args.port)
