@@ -20,6 +20,9 @@ Command line (the README's runbook, section "High availability")::
     python scripts/hacluster.py stop node1        # orderly stop of one node
     python scripts/hacluster.py start node1       # (re)start; rewinds/clones
     python scripts/hacluster.py replace node3     # wipe node3, clone it anew
+    python scripts/hacluster.py backup            # pg_basebackup of the leader
+    python scripts/hacluster.py switch-wal        # archive the current WAL now
+    python scripts/hacluster.py restore BACKUP DIR --time '...+00'  # PITR copy
     python scripts/hacluster.py down [--purge]    # stop everything
 
 Library use (tests, benchmarks)::
