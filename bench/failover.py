@@ -94,6 +94,13 @@ class ERP:
             leader_uri(self.cluster), rush.PII_KEY)
         _measure.initialise(leader_uri(self.cluster), setup_conf,
             self.tmpdir, DATABASE, log)
+        # Start from a checkpoint: the crash recovery of a postmaster crash
+        # replays the WAL written since the last one, and the set-up just
+        # wrote hundreds of MB of it (in production checkpoint_timeout
+        # bounds this).
+        with psycopg.connect(leader_uri(self.cluster), dbname='postgres',
+                autocommit=True) as conn:
+            conn.execute('CHECKPOINT')
         server_dir = Path(self.tmpdir) / 'server'
         server_dir.mkdir()
         conf = _measure.write_config(server_dir, self.cluster.uri(),
