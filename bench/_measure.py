@@ -231,6 +231,7 @@ default = simulated
 # the bench's clients share an address and hold many places at once
 max_holds_client = 1000000
 max_unpaid_percent = 100
+max_holds_phone = 1000000
 """)
     return path
 
