@@ -31,7 +31,7 @@ from trytond import backend
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
-from . import bulk
+from . import bulk, rollup
 from .errors import GateError
 
 
@@ -348,6 +348,7 @@ def upload(box_id, company, scans, now=None):
     _mark_tickets_used(used_tickets, tickets, stamp, user)
     _write_cards(card_remaining, stamp, user)
     _write_headcounts(cid, headcounts, stamp, user)
+    rollup.add_scans(cid, new, area.gates, stamp)
 
     reported = [{'nonce': s.nonce, 'reason': conflicts[s.nonce][0]}
         for s in new if s.nonce in conflicts]
