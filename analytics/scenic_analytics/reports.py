@@ -156,7 +156,8 @@ def slots_of_day(db, company, day, now=None):
         {'sold': 0, 'arrived': 0, 'not_entered': 0})
     frame['start'] = [_at(day, t, tz) for t in frame['start_time']]
     frame['end'] = [_at(day, t, tz) for t in frame['end_time']]
-    ended = frame['end'] <= pd.Timestamp(now)
+    now = pd.Timestamp(now)
+    ended = np.array([e <= now for e in frame['end']], dtype=bool)
     frame['no_show'] = np.where(ended, frame['not_entered'], 0)
     for column in ['sold', 'arrived', 'no_show']:
         frame[column] = frame[column].astype(int)

@@ -207,3 +207,62 @@ class RollupTestCase(unittest.TestCase):
         SlotSales.refresh_cron()
         self.assertEqual(len(SlotSales.search(
                     [('slot', '=', area.slot)])), 2)
+
+
+class ReportRoleTestCase(unittest.TestCase):
+    "The reporting layer's PostgreSQL role"
+
+    @classmethod
+    def setUpClass(cls):
+        configure_pii_key()
+        activate_module('scenic_gate')
+
+    def test_report_role_cannot_read_personal_data(self):
+        "The read-only role reads the rollups, not ID numbers or phones"
+        from trytond import backend
+        if backend.name != 'postgresql':
+            self.skipTest("roles are PostgreSQL's")
+        import os
+
+        import psycopg
+        from scenic_analytics import connect, reports
+        from scenic_analytics.roles import create_role
+        from trytond import config
+        from trytond.tests.test_tryton import DB_NAME
+        server = config.get('database', 'uri').rstrip('/')
+        admin = f'{server}/{DB_NAME}'
+        role = f'scenic_report_test_{os.getpid()}'
+        self.assertGreater(create_role(admin, role, password='r-pass'), 10)
+        parts = server.split('://', 1)[1].split('@')[-1]
+        url = f'postgresql://{role}:r-pass@{parts}/{DB_NAME}'
+        try:
+            with psycopg.connect(url, autocommit=True) as con:
+                for column, table in [
+                        ('contact_phone', 'scenic_order'),
+                        ('id_encrypted', 'scenic_visitor'),
+                        ('id_hash', 'scenic_visitor'),
+                        ('id_masked', 'scenic_visitor'),
+                        ('holder_hash', 'scenic_ticket'),
+                        ('code', 'scenic_ticket'),
+                        ('binding_ref', 'scenic_gate_scan'),
+                        ('id_hash', 'scenic_id_day_usage'),
+                        ('login', 'res_user'),
+                        ('value', 'party_contact_mechanism'),
+                        ]:
+                    with self.subTest(column=column, table=table), \
+                            self.assertRaises(
+                                psycopg.errors.InsufficientPrivilege):
+                        con.execute(f'SELECT "{column}" FROM "{table}"')
+                con.execute('SELECT id, state, slot FROM scenic_order')
+                with self.assertRaises(psycopg.errors.ReadOnlySqlTransaction):
+                    con.execute('UPDATE scenic_zone SET instant_max = 1')
+            with connect(url) as db:
+                frame = reports.zone_headcount(db, 1)
+                self.assertIn('inside', frame.columns)
+                reports.slots_of_day(db, 1, dt.date.today())
+                reports.revenue(db, 1, dt.date.today(), dt.date.today())
+                reports.no_shows(db, 1, dt.date.today(), dt.date.today())
+        finally:
+            with psycopg.connect(admin, autocommit=True) as con:
+                con.execute(f'DROP OWNED BY "{role}"')
+                con.execute(f'DROP ROLE "{role}"')
