@@ -57,12 +57,12 @@ def zone_headcount(db, company, day=None):
     """People inside each zone now (today's admitted entries minus exits,
     as the ERP counts them), against its instantaneous maximum.
 
-    Columns: zone, code, name, instant_max, entries, exits, inside,
-    load (%), level (none/yellow/orange/red)."""
+    Columns: zone, code, name, parent, instant_max, entries, exits,
+    inside, load (%), level (none/yellow/orange/red)."""
     tz = area_timezone(db, company)
     day = day or _today(tz)
     frame = db.frame(
-        'SELECT z.id AS zone, z.code, z.name, z.instant_max, '
+        'SELECT z.id AS zone, z.code, z.name, z.parent, z.instant_max, '
         'COALESCE(h.entries, 0) AS entries, COALESCE(h.exits, 0) AS exits '
         'FROM scenic_zone AS z LEFT JOIN scenic_zone_headcount AS h '
         'ON h.zone = z.id AND h.date = %s '
