@@ -148,7 +148,11 @@ def _zone_bars(data):
 def _flow_curves(data):
     arrivals = hv.Curve(data, 'time', 'entries', label="入园 Arrivals")
     exits = hv.Curve(data, 'time', 'exits', label="出园 Exits")
-    return (arrivals * exits).opts(
+    # Points too: the first quarter of a day is a single point.
+    marks = (hv.Scatter(data, 'time', 'entries', label="入园 Arrivals")
+        * hv.Scatter(data, 'time', 'exits', label="出园 Exits"))
+    return (arrivals * exits * marks).opts(
+        hv.opts.Scatter(size=7, tools=['hover']),
         hv.opts.Curve(responsive=True, height=280, tools=['hover'],
             xlabel="时间 Time", ylabel="人次 / 15 分钟 per 15 min"),
         hv.opts.Overlay(title="每15分钟出入园 Arrivals and exits per 15 min",
@@ -166,12 +170,8 @@ class LivePage:
             default_color='#222', font_size='48pt', title_size='14pt',
             colors=[(80, COLOURS['none']), (90, COLOURS['yellow']),
                 (95, COLOURS['orange']), (10 ** 9, COLOURS['red'])])
-        # Bokeh-drawn (the ECharts Gauge would need a CDN).
-        self.gauge = pn.indicators.LinearGauge(
-            label="负荷 Load", value=0, bounds=(0, 100), format='{value} %',
-            colors=[(0.8, COLOURS['none']), (0.9, COLOURS['yellow']),
-                (0.95, COLOURS['orange']), (1, COLOURS['red'])],
-            horizontal=True, width=420, height=110, show_boundaries=True)
+        # A gauge drawn in HTML: Panel's Gauge needs ECharts from a CDN.
+        self.gauge = pn.pane.HTML('', width=460)
         self.zone_pipe = hv.streams.Pipe(data=self._zone_data(None))
         self.flow_pipe = hv.streams.Pipe(data=self._flow_data(None))
         self.zone_table = pn.pane.HTML('', sizing_mode='stretch_width')
@@ -219,7 +219,7 @@ class LivePage:
         self.total.value = snapshot.inside
         self.total.label = (
             f"全园在园 Area inside (max {snapshot.instant_max:,})")
-        self.gauge.value = min(load, 100)
+        self.gauge.object = self._gauge_html(load)
         self.headline.object = (
             f'<div class="scenic-headline">全园在园 Area inside '
             f'<b>{snapshot.inside}</b> / {snapshot.instant_max} '
@@ -237,6 +237,23 @@ class LivePage:
             f'<small>更新于 Updated {read_at:%H:%M:%S} ({age:.0f} s)'
             f'{error}</small>')
         return True
+
+    @staticmethod
+    def _gauge_html(load):
+        level = next((name for threshold, name in
+                reports.THRESHOLDS if load >= threshold), 'none')
+        marks = ''.join(
+            f'<div style="position:absolute;left:{t}%;top:0;bottom:0;'
+            f'border-left:2px dashed {COLOURS[n]}"></div>'
+            for t, n in reports.THRESHOLDS)
+        return (f'<div style="font-size:14pt">全园负荷 Area load '
+            f'<b style="color:{COLOURS[level]}">{load} %</b> — '
+            f'{LEVEL_LABELS[level]}</div>'
+            '<div style="position:relative;height:28px;width:440px;'
+            'background:#eee;border-radius:4px">'
+            f'<div style="height:100%;width:{min(load, 100)}%;'
+            f'background:{COLOURS[level]};border-radius:4px"></div>'
+            f'{marks}</div>')
 
     @staticmethod
     def _zone_html(snapshot):
