@@ -67,7 +67,12 @@ class Database:
         try:
             cursor.execute(sql, [self.param(p) for p in params])
             names = [d[0] for d in cursor.description]
-            return names, cursor.fetchall()
+            rows = cursor.fetchall()
+            if self.kind == 'sqlite':
+                # Tryton stores Decimals in SQLite as text blobs.
+                rows = [tuple(v.decode() if type(v) is bytes else v
+                        for v in row) for row in rows]
+            return names, rows
         finally:
             cursor.close()
 
