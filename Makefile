@@ -2,10 +2,11 @@
 #   make setup   venv + Python packages, sao (npm), web root build/web
 #   make demo    build the demo database if needed and serve it on :8000
 #   make test    every test suite (needs root or Chromium already installed)
+#   make notebooks  JupyterLab on 127.0.0.1:8888 on the demo database
 SHELL := /bin/bash
 PYTHON := .venv/bin/python
 
-.PHONY: all setup demo test browser-deps clean distclean
+.PHONY: all setup demo test browser-deps clean distclean notebooks
 all: setup
 
 setup:
@@ -13,6 +14,14 @@ setup:
 
 demo: setup
 	@$(PYTHON) scripts/demo.py
+
+# The analysts' notebooks (notebooks/) on the demo database and its
+# simulated history (built like `make demo` does, if missing).
+notebooks: setup
+	@[ -f var/db/demo.sqlite ] || $(PYTHON) scripts/demo.py --no-serve
+	@SCENIC_ANALYTICS_DB="$${SCENIC_ANALYTICS_DB:-sqlite:///$(CURDIR)/var/db/demo.sqlite}" \
+		.venv/bin/jupyter lab --ip 127.0.0.1 --port 8888 --no-browser \
+		--notebook-dir notebooks
 
 browser-deps:
 	@bash scripts/ensure_chromium.sh

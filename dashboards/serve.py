@@ -67,3 +67,22 @@ def main(argv=None):
 
 if __name__ == '__main__':
     sys.exit(main())
+
+
+DEMO_LISTEN = '127.0.0.1:5006'
+DEMO_USERS = {'supervisor': 'supervisor-demo'}  # the demo's supervisor
+
+
+def demo_command(var_dir, dbname='demo', uri=None, listen=None):
+    """(argv, env, login lines) of the dashboards as `make demo` runs them
+    (SCENIC_DEMO_DASHBOARDS_LISTEN moves them)."""
+    listen = listen or os.environ.get('SCENIC_DEMO_DASHBOARDS_LISTEN',
+        DEMO_LISTEN)
+    var_dir = Path(var_dir).resolve()
+    users = write_users(var_dir / 'dashboards' / 'users.json', DEMO_USERS)
+    if uri:
+        db = uri.rstrip('/') + '/' + dbname
+    else:
+        db = f'sqlite:///{var_dir / "db" / f"{dbname}.sqlite"}'
+    argv, env = command(db, listen, users)
+    return argv, env, listen

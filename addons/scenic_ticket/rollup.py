@@ -8,7 +8,7 @@ based, in one transaction. The booking path is left alone: it is being
 split into plan and write steps, and a minute-old sales figure is what the
 duty managers need (the slot's own `booked` counter is exact at once).
 
-Sold tickets are the paid ones still valid or used; the tickets of a
+Sold tickets are the paid ones valid, used or expired unused; the tickets of a
 refunded order (revoked by the refund) are refunds.
 """
 import datetime as dt
@@ -26,7 +26,8 @@ from .area import CompanyMixin
 UTC = dt.timezone.utc
 # Transactions that started before the last refresh may commit after it.
 MARGIN = dt.timedelta(minutes=10)
-SOLD = ('valid', 'used')
+# Paid tickets, unused ones expired after their day included: they were sold.
+SOLD = ('valid', 'used', 'expired')
 
 
 class SlotSales(CompanyMixin, ModelSQL):

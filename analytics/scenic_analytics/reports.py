@@ -21,7 +21,6 @@ import pandas as pd
 THRESHOLDS = [(95, 'red'), (90, 'orange'), (80, 'yellow')]
 # A box is offline after 3 missed 60 s heartbeats (scenic_gate.gate).
 OFFLINE_AFTER = dt.timedelta(seconds=180)
-SOLD = ('valid', 'used')
 
 
 def warning_level(inside, instant_max):
@@ -150,7 +149,7 @@ def slots_of_day(db, company, day, now=None):
         'SUM(CASE WHEN u.entries > 0 THEN 0 ELSE 1 END) AS not_entered '
         'FROM scenic_ticket AS t LEFT JOIN scenic_ticket_usage AS u '
         'ON u.ticket = t.id WHERE t.company = %s AND t.visit_date = %s '
-        "AND t.state IN ('valid', 'used') GROUP BY t.slot",
+        "AND t.state IN ('valid', 'used', 'expired') GROUP BY t.slot",
         (company, day))
     frame = slots.merge(tickets, on='slot', how='left').fillna(
         {'sold': 0, 'arrived': 0, 'not_entered': 0})
@@ -459,3 +458,26 @@ def forecast_arrivals(db, company, day, history_days=28):
     sold['show_rate'] = [float(rates.get(c, overall)) for c in sold['channel']]
     sold['expected'] = sold['sold_persons'] * sold['show_rate']
     return sold
+
+
+# --- for the notebooks -----------------------------------------------------
+
+def first_company(db):
+    "The id of the database's first area (company)."
+    return db.scalar('SELECT MIN(id) FROM company_company')
+
+
+def history_period(db, company, days, end=None, now=None):
+    """(start, end) dates of the last `days` days with ended visits: `end`
+    defaults to the last visit date before today that has sales."""
+    tz = area_timezone(db, company)
+    today = _today(tz, now)
+    if end is None:
+        last = db.scalar('SELECT MAX(date) FROM scenic_slot_sales '
+            'WHERE company = %s AND date < %s', (company, today))
+        if last is None:
+            raise LookupError("no sales before today: load a history first "
+                "(scripts/simulate_history.py)")
+        end = last if isinstance(last, dt.date) else \
+            dt.date.fromisoformat(str(last))
+    return end - dt.timedelta(days=days - 1), end
