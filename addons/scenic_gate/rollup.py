@@ -13,8 +13,6 @@ or a repair); the tests check that both ways agree.
 """
 import datetime as dt
 
-from sql import Conflict
-
 from trytond.model import Index, ModelSQL, Unique, fields
 from trytond.pool import Pool
 from trytond.transaction import Transaction
@@ -99,21 +97,33 @@ def _counts(scans, gate_zones):
     return zones, gates
 
 
-def _upsert(table, key_columns, rows, counters, company_id, user, stamp):
-    """Add `rows` [(key values..., counts...)] to the rollup, one statement
-    per row (a batch touches a few dozen buckets) in key order, so that
+def _upsert(Model, keys, counters, rows, company_id, user, stamp):
+    """Add `rows` [(key values..., counts...)] to the rollup in one
+    statement (a batch touches a few dozen buckets), in key order, so that
     concurrent uploads lock the same rows in the same order."""
+    if not rows:
+        return
+    from . import bulk
     cursor = Transaction().connection.cursor()
-    for row in sorted(rows):
-        keys, counts = row[:len(key_columns)], row[len(key_columns):]
-        cursor.execute(*table.insert(
-                [table.company, *key_columns, *counters,
-                    table.create_uid, table.create_date],
-                [[company_id, *keys, *counts, user, stamp]],
-                on_conflict=Conflict(table, indexed_columns=key_columns,
-                    columns=[*counters, table.write_date, table.write_uid],
-                    values=[*(c + n for c, n in zip(counters, counts)),
-                        stamp, user])))
+    q = bulk._quote
+    names = ['company', *keys, *counters, 'create_uid', 'create_date']
+    update = ', '.join(
+        [f'{q(c)} = {q(Model._table)}.{q(c)} + excluded.{q(c)}'
+            for c in counters]
+        + [f'{q("write_date")} = excluded.{q("create_date")}',
+            f'{q("write_uid")} = excluded.{q("create_uid")}'])
+    head = (f'INSERT INTO {q(Model._table)} '
+        f'({", ".join(q(n) for n in names)}) ')
+    tail = (f' ON CONFLICT ({", ".join(q(k) for k in keys)}) '
+        f'DO UPDATE SET {update}')
+    values = [[company_id, *row, user, stamp] for row in sorted(rows)]
+    if bulk._server():
+        cursor.execute(head + f'SELECT {bulk._record(Model, names)} '
+            'FROM jsonb_array_elements(%s::jsonb) AS r' + tail,
+            (bulk._json(values),))
+    else:
+        marks = ', '.join('?' * len(names))
+        cursor.executemany(head + f'VALUES ({marks})' + tail, values)
 
 
 def add_scans(company_id, scans, gates, stamp=None):
@@ -130,14 +140,13 @@ def add_scans(company_id, scans, gates, stamp=None):
     user = Transaction().user
     stamp = stamp or dt.datetime.now(UTC).replace(tzinfo=None)
     zones, gates = _counts(scans, gate_zones)
-    minute = pool.get('scenic.zone.minute').__table__()
-    quarter = pool.get('scenic.gate.quarter').__table__()
-    _upsert(minute, [minute.zone, minute.minute],
+    _upsert(pool.get('scenic.zone.minute'), ['zone', 'minute'],
+        ['entries', 'exits'],
         [(z, m, i, o) for (z, m), (i, o) in zones.items() if i or o],
-        [minute.entries, minute.exits], company_id, user, stamp)
-    _upsert(quarter, [quarter.gate, quarter.quarter],
+        company_id, user, stamp)
+    _upsert(pool.get('scenic.gate.quarter'), ['gate', 'quarter'],
+        ['entries', 'exits', 'refused'],
         [(g, q, *c) for (g, q), c in gates.items()],
-        [quarter.entries, quarter.exits, quarter.refused],
         company_id, user, stamp)
 
 

@@ -148,7 +148,8 @@ def slots_of_day(db, company, day, now=None):
         'SUM(CASE WHEN u.entries > 0 THEN t.persons ELSE 0 END) AS arrived, '
         'SUM(CASE WHEN u.entries > 0 THEN 0 ELSE 1 END) AS not_entered '
         'FROM scenic_ticket AS t LEFT JOIN scenic_ticket_usage AS u '
-        'ON u.ticket = t.id WHERE t.company = %s AND t.visit_date = %s '
+        'ON u.ticket = t.id WHERE t.slot IN (SELECT id FROM scenic_time_slot '
+        'WHERE company = %s AND date = %s) '
         "AND t.state IN ('valid', 'used', 'expired') GROUP BY t.slot",
         (company, day))
     frame = slots.merge(tickets, on='slot', how='left').fillna(
@@ -345,8 +346,9 @@ def no_shows(db, company, start, end):
     columns = ['channel', 'lead', 'tickets', 'no_shows', 'rate']
     if frame.empty:
         return pd.DataFrame(columns=columns)
-    frame['lead_days'] = [(v - b.date()).days
-        for v, b in zip(frame['visit'], frame['booked_at'])]
+    booked_day = frame['booked_at'].dt.tz_localize(None).dt.normalize()
+    frame['lead_days'] = (pd.to_datetime(frame['visit']) - booked_day
+        ).dt.days
     frame['lead'] = pd.cut(frame['lead_days'], LEAD_BINS,
         labels=LEAD_LABELS).astype(str)
     result = frame.groupby(['channel', 'lead'], as_index=False).agg(
