@@ -4,7 +4,6 @@ upload, heartbeat and binding photos, under /<db>/scenic/gate/v1.
 Boxes authenticate with `Authorization: Box <box id>:<secret>`. Errors,
 transactions and retries are scenic_ticket.web's, as the booking API's.
 """
-import datetime as dt
 import functools
 import gzip
 import logging
@@ -12,6 +11,7 @@ import re
 from decimal import Decimal
 
 from scenic_ticket import web
+from scenic_ticket.dbtools import now_utc
 from scenic_ticket.errors import ApiError
 from scenic_ticket.slot import area_timezone
 from scenic_ticket.vault import lookup_key_b64
@@ -189,8 +189,7 @@ def post_heartbeat(request, box):
     Box = Pool().get('scenic.gate.box')
     data = _parse_heartbeat(json_body(request))
     Box.heartbeat(box.id, data)
-    now = dt.datetime.now(dt.timezone.utc)
-    return json_response({'server_time': now.astimezone(
+    return json_response({'server_time': now_utc().astimezone(
                 area_timezone(_company(box))).isoformat()})
 
 

@@ -41,7 +41,7 @@ from .dbtools import forget, insert, lock, naive, now_utc
 from .errors import BookingError
 from .providers import get_provider
 from .vault import pii_vault
-from .workflow import sql_transition
+from .workflow import entered, sql_transition
 
 HOLD_MINUTES = 15
 # Paid orders, before and after their tickets are admitted at the gates.
@@ -486,6 +486,7 @@ def pay(order_id, provider_name, amount, now=None):
     signer = SigningKey.active_signer(order.company)
     ticket_table = Ticket.__table__()
     cursor = Transaction().connection.cursor()
+    signed = []
     for ticket in order.tickets:
         payload = ticketcode.TicketPayload(
             ticket_id=ticket.id, area_id=order.company.id,
@@ -496,12 +497,19 @@ def pay(order_id, provider_name, amount, now=None):
             key_id=signer.key_id,
             holder_hash=(bytes.fromhex(ticket.holder_hash)[:8]
                 if ticket.holder_hash else b''))
+        # One statement a ticket, as each has its own code; the allowed
+        # states are the declared table's.
         cursor.execute(*ticket_table.update(
-                [ticket_table.code, ticket_table.key_id],
-                [ticketcode.encode(payload, signer), signer.key_id],
-                where=ticket_table.id == ticket.id))
-    sql_transition(Ticket, ticket_table, 'valid',
-        ticket_table.order == order.id)
+                [ticket_table.state, ticket_table.code,
+                    ticket_table.key_id, ticket_table.write_date,
+                    ticket_table.write_uid],
+                ['valid', ticketcode.encode(payload, signer),
+                    signer.key_id, naive(now), Transaction().user],
+                where=(ticket_table.id == ticket.id)
+                & ticket_table.state.in_(Ticket.sources('valid'))))
+        if cursor.rowcount:
+            signed.append(ticket.id)
+    entered(Ticket, 'valid', signed)
     order_table = Order.__table__()
     sql_transition(Order, order_table, 'paid', order_table.id == order.id,
         [order_table.paid_at], [naive(now)])
