@@ -239,6 +239,10 @@ def prepare(var_dir, dbname='demo', listen=DEFAULT_LISTEN, uri=None,
     if LOAD_DEMO.exists():
         _run([sys.executable, LOAD_DEMO, '-c', conf, '-d', dbname],
             env, 'load demo data', quiet=quiet)
+        # a month of history for the dashboards and notebooks (~10 s)
+        _run([sys.executable, ROOT / 'scripts' / 'simulate_history.py',
+                '-c', conf, '-d', dbname, '--days', '30', '--visitors', '300'],
+            env, 'simulate history', quiet=quiet)
     else:
         log(f"WARNING: {LOAD_DEMO.relative_to(ROOT)} is missing: "
             "the database has no demo data")
@@ -451,6 +455,10 @@ def main(argv=None):
     box_config = write_box_config(directory, erp_url(args.listen),
         args.database, args.box_listen)
     argv, env = server_command(conf, args.database, uri, args.listen)
+    sys.path.insert(0, str(ROOT / 'dashboards'))
+    import serve as dashboards
+    dash_argv, dash_env, dash_listen = dashboards.demo_command(
+        args.var_dir, args.database, uri)
     print(f"""
 Scenic demo ({'PostgreSQL' if uri else 'SQLite'}, database {args.database!r})
   open  http://{args.listen}/   (database: {args.database})
@@ -462,10 +470,12 @@ Scenic demo ({'PostgreSQL' if uri else 'SQLite'}, database {args.database!r})
                 (channel key: demo-web-key)
   gate box      http://{args.box_listen}/status  (MAIN-IN, MAIN-OUT;
                 simulated turnstile; scan: POST /scan, see README.md)
+  dashboards    http://{dash_listen}/live  (login supervisor /
+                supervisor-demo; SCENIC_DEMO_DASHBOARDS_LISTEN moves them)
   stop with Ctrl-C
 """, flush=True)
     return supervise([(argv, env), cron_command(conf, args.database, uri),
-            box_command(box_config)])
+            box_command(box_config), (dash_argv, dash_env)])
 
 
 if __name__ == '__main__':
