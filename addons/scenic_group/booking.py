@@ -68,6 +68,16 @@ class PartnerAccountProvider(PaymentProvider):
     is settled on the partner's statement (credit, deposit or monthly)."""
     name = PARTNER_PROVIDER
 
+    def accepts_channel(self, channel_code):
+        "Only the channels of partners pay on account (providers.allowed)."
+        from trytond.transaction import Transaction
+        Partner = Pool().get('scenic.group.partner')
+        company = Transaction().context.get('company')
+        return bool(channel_code) and bool(Partner.search([
+                    ('channel.code', '=', channel_code),
+                    ('company', '=', company),
+                    ], limit=1))
+
     def charge(self, order_reference, amount, currency):
         return f'ACCOUNT-{order_reference}'
 
