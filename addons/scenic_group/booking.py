@@ -71,7 +71,10 @@ class PartnerAccountProvider(PaymentProvider):
     def accepts_channel(self, channel_code):
         "Only the channels of partners pay on account (providers.allowed)."
         from trytond.transaction import Transaction
-        Partner = Pool().get('scenic.group.partner')
+        try:
+            Partner = Pool().get('scenic.group.partner')
+        except KeyError:  # a database without scenic_group
+            return False
         company = Transaction().context.get('company')
         return bool(channel_code) and bool(Partner.search([
                     ('channel.code', '=', channel_code),
