@@ -567,3 +567,29 @@ class PartnerAPITestCase(RouteTestCase):
                 self.partner('test-agency'))
         self.assertLessEqual(after, Decimal('1000'))
         self.assertEqual(after, balance + 90 * paid)
+
+    def test_booking_api_cannot_pay_on_account(self):
+        "A public channel cannot pay with the partners' account provider"
+        with Transaction().start(DB_NAME, 0) as transaction:
+            pool = Pool()
+            Channel = pool.get('scenic.channel')
+            Company = pool.get('company.company')
+            company, = Company.search([])
+            if not Channel.search([('code', '=', 'web')]):
+                web, = Channel.create([{'company': company.id,
+                            'name': "Web", 'code': 'web', 'kind': 'online'}])
+                web.set_api_key('test-web-key-for-partners-0123')
+            transaction.commit()
+        slot = self.day_slot(capacity=10)
+        headers = {'Authorization': 'Bearer test-web-key-for-partners-0123'}
+        booked = self.client().post(f'/{self.db_name}/scenic/v1/orders',
+            json={'slot': slot, 'items': [{'ticket_type': 'ADULT',
+                        'visitors': [{'name': "A", 'id_number': new_id()}]}],
+                'contact': {'name': "A", 'phone': '13800138000'}},
+            headers=dict(headers, **{'Idempotency-Key': str(uuid.uuid4())}))
+        self.assertEqual(booked.status_code, 201, booked.get_data())
+        paid = self.client().post(
+            f"/{self.db_name}/scenic/v1/orders/{booked.json['order']}/pay",
+            json={'provider': 'partner_credit',
+                'amount': booked.json['total']}, headers=headers)
+        self.assertError(paid, 422, 'invalid_request', 'provider')
