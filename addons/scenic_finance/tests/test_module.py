@@ -211,6 +211,30 @@ class ScenicFinanceTestCase(CompanyTestMixin, ModuleTestCase):
                     for l in batch.move.lines))
             self.assertEqual(balances(f.company, ['2203'])['2203'], D(0))
 
+    @with_transaction()
+    def test_expiry_cron(self):
+        "The cron expires unused tickets past validity and closes orders"
+        pool = Pool()
+        Ticket = pool.get('scenic.ticket')
+        Order = pool.get('scenic.order')
+        f = finance_area()
+        h = f.history
+        with set_company(f.company):
+            o1, (a, b) = h.sell(f.types['adult'], '100', at(3, 1), count=2,
+                valid_until=at(3, 2, 0))
+            o2, (c,) = h.sell(f.types['adult'], '100', at(3, 1),
+                valid_until=at(3, 2, 0))
+            o3, (d,) = h.sell(f.types['adult'], '100', at(3, 1),
+                valid_until=at(3, 9, 0))
+            h.enter([a], at(3, 1, 12))
+            expired = Ticket.expire_tickets(now=at(3, 2, 1))
+            self.assertEqual(sorted(expired), sorted([b, c]))
+            self.assertEqual([Ticket(i).state for i in [a, b, c, d]],
+                ['used', 'expired', 'expired', 'valid'])
+            self.assertEqual([Order(i).state for i in [o1, o2, o3]],
+                ['done', 'expired', 'paid'])
+            self.assertEqual(Ticket.expire_tickets(now=at(3, 2, 1)), [])
+
     # --- settlement ----------------------------------------------------------
 
     @with_transaction()
