@@ -25,7 +25,7 @@ from .rule import METHODS
 
 METHOD_ACCOUNTS = {
     'cash': '1001', 'wechat': '101201', 'alipay': '101202',
-    'unionpay': '101203', 'simulated': '1002', 'partner_credit': '1122',
+    'unionpay': '101203', 'simulated': '1012', 'partner_credit': '1122',
     }
 
 
@@ -68,6 +68,7 @@ def setup_area(company, years=None, vat='vat_6', language=None):
                     ('template', '=', ModelData.get_id(
                             'scenic_account_cn', f'tax_template_cn_{vat}')),
                     ], limit=1)
+        statement_journals = create_statement_journals(company, accounts)
         rule, = Rule.create([{
                     'company': company.id,
                     'journal': Journal(ModelData.get_id(
@@ -81,10 +82,29 @@ def setup_area(company, years=None, vat='vat_6', language=None):
                     'difference_account': accounts['5051'].id,
                     'methods': [('create', [{
                                     'method': m,
-                                    'account': accounts[METHOD_ACCOUNTS[m]].id}
+                                    'account': accounts[METHOD_ACCOUNTS[m]].id,
+                                    'statement_journal': statement_journals.get(m)}
                                 for m, _ in METHODS])],
                     }])
         return rule
+
+
+def create_statement_journals(company, accounts):
+    "A statement journal per wallet, paying out to 1002 银行存款."
+    pool = Pool()
+    StatementJournal = pool.get('account.statement.journal')
+    Journal = pool.get('account.journal')
+    ModelData = pool.get('ir.model.data')
+    from .wallet import WALLETS
+    journal = Journal(ModelData.get_id('account_statement', 'journal_statement'))
+    result = {}
+    for method, name in WALLETS:
+        record, = StatementJournal.create([{
+                    'name': name, 'journal': journal.id,
+                    'currency': company.currency.id, 'company': company.id,
+                    'validation': 'amount', 'account': accounts['1002'].id}])
+        result[method] = record.id
+    return result
 
 
 def create_fiscalyear(company, year):

@@ -116,6 +116,14 @@ class PostingRule(CompanyMixin, ModelSQL, ModelView):
                 'scenic_finance.msg_rule_method_missing', method=method,
                 company=self.company.rec_name))
 
+    def statement_journal(self, method):
+        for line in self.methods:
+            if line.method == method and line.statement_journal:
+                return line.statement_journal
+        raise PostingRuleError(gettext(
+                'scenic_finance.msg_rule_statement_journal_missing',
+                method=method, company=self.company.rec_name))
+
     def revenue_account_for(self, category):
         if category in (self.other_categories or ()):
             return self.other_revenue_account
@@ -137,6 +145,10 @@ class PostingRuleMethod(ModelSQL, ModelView):
         domain=[('type', '!=', None), ('closed', '!=', True)],
         help="Debited when money comes in by this method: 1001 cash, "
         "101201 WeChat Pay …, 1122 for partner credit.")
+    statement_journal = fields.Many2One(
+        'account.statement.journal', "Statement Journal",
+        domain=[('company', '=', Eval('_parent_rule', {}).get('company', -1))],
+        help="Where the wallet's daily settlement files are imported.")
 
     @classmethod
     def __setup__(cls):

@@ -283,6 +283,121 @@ class ScenicFinanceTestCase(CompanyTestMixin, ModuleTestCase):
             with self.assertRaisesRegex(SettlementError, '99'):
                 Day.settle([settlement])
 
+    # --- wallet reconciliation ---------------------------------------------
+
+    @with_transaction()
+    def test_wallet_import_matches_and_refuses_bad_files(self):
+        "A settlement file becomes a statement matched by trade number"
+        from ..wallet import import_wallet_file, settlement_file
+        from ..exceptions import ImportError_
+        pool = Pool()
+        Statement = pool.get('account.statement')
+        f = finance_area()
+        h = f.history
+        with set_company(f.company):
+            o, (a,) = h.sell(f.types['adult'], '100', at(3, 1),
+                provider='wechat')
+            h.sell(f.types['adult'], '50', at(3, 1, 11), provider='wechat')
+            h.refund(o, [a], at(3, 1, 12))
+            text = settlement_file(f.company, day(3, 1), 'wechat')
+            lines = text.splitlines()
+            self.assertEqual(lines[0], 'trade_no,time,amount,fee,refund')
+            self.assertEqual(len(lines), 4)
+            # The provider says 49.00 for the 50.00 trade: a mismatch.
+            lines[2] = lines[2].replace(',50.00,', ',49.00,')
+            lines.append('UNKNOWN1,2025-03-01T13:00:00+08:00,10.00,0.06,0.00')
+            text = '\n'.join(lines) + '\n'
+            for bad, where in [
+                    (text.replace('fee', 'fees'), 'Line 1'),
+                    (text.replace(',49.00,', ',4x.00,'), 'Line 3'),
+                    (text.replace(',49.00,', ',49.001,'), 'Line 3'),
+                    (text.replace('2025-03-01T13', '2025-03-02T13'),
+                        'Line 5'),
+                    ]:
+                with self.assertRaisesRegex(ImportError_, where), \
+                        savepoint():
+                    import_wallet_file(f.company, 'wechat', bad)
+            self.assertFalse(Statement.search([]))
+            statement = import_wallet_file(f.company, 'wechat', text)
+            matches = [l.scenic_match for l in statement.lines
+                if l.number]
+            self.assertEqual(matches,
+                ['matched', 'mismatch', 'matched', 'unmatched'])
+            fee, = [l for l in statement.lines if not l.number]
+            self.assertEqual(fee.account.code, '5603')
+            self.assertEqual(fee.amount, -(D('0.60') + D('0.30') + D('0.06')))
+            with self.assertRaisesRegex(ImportError_, 'imported already'), \
+                    savepoint():
+                import_wallet_file(f.company, 'wechat', text)
+            Statement.validate_statement([statement])
+            Statement.post([Statement(statement.id)])
+            self.assertEqual(Statement(statement.id).state, 'posted')
+            self.assertMovesBalance(f.company)
+
+    # --- close ---------------------------------------------------------------
+
+    @with_transaction()
+    def test_month_and_year_close(self):
+        "A month closes once settled; a closed month refuses moves"
+        from ..close import (
+            close_month, close_year, month_blockers, revenue_by_channel,
+            rollforward)
+        from ..exceptions import CloseError
+        pool = Pool()
+        Period = pool.get('account.period')
+        Day = pool.get('scenic.finance.day')
+        FiscalYear = pool.get('account.fiscalyear')
+        f = finance_area()
+        h = f.history
+        with set_company(f.company):
+            order, (a, b) = h.sell(f.types['adult'], '106', at(2, 27),
+                count=2, valid_until=at(3, 20, 0))
+            h.enter([a], at(2, 28))
+            february, = Period.search([('company', '=', f.company.id),
+                    ('start_date', '=', day(2, 1))])
+            self.assertIn('not posted', ' '.join(month_blockers(february)))
+            post(f.company, day(2, 28))
+            blockers = month_blockers(february)
+            self.assertEqual(len(blockers), 1, blockers)
+            self.assertIn('settled', blockers[0])
+            with self.assertRaisesRegex(CloseError, 'settled'), savepoint():
+                close_month(february)
+            Day.settle(Day.search([]))
+            close_month(Period(february.id))
+            self.assertEqual(Period(february.id).state, 'closed')
+
+            rows = rollforward(f.company, day(2, 1), day(3, 31))
+            self.assertEqual(rows[0]['received'], D('200'))
+            self.assertEqual(rows[0]['earned'], D('100'))
+            self.assertEqual(rows[0]['closing'], D('100'))
+            self.assertEqual(rows[1]['opening'], D('100'))
+            revenue = revenue_by_channel(f.company, day(2, 1), day(2, 28))
+            self.assertEqual([r['revenue'] for r in revenue], [D('100')])
+
+            # Year close: every month closed, income to 3103.
+            post(f.company, day(12, 31))
+            Day.settle(Day.search([('state', '=', 'posted')]))
+            for period in Period.search([('company', '=', f.company.id),
+                        ('type', '=', 'standard'), ('state', '=', 'open'),
+                        ('end_date', '<=', day(12, 31))]):
+                close_month(Period(period.id))
+            year, = FiscalYear.search([('company', '=', f.company.id),
+                    ('start_date', '=', day(1, 1))])
+            close_year(year)
+            self.assertEqual(FiscalYear(year.id).state, 'closed')
+            b = balances(f.company, ['3103', '5001'])
+            self.assertEqual(b['3103'], D('200'))
+            self.assertTrue(FiscalYear.search([
+                        ('company', '=', f.company.id),
+                        ('start_date', '=', dt.date(YEAR + 1, 1, 1)),
+                        ('state', '=', 'open')]))
+            # The closed months refuse new moves; posting goes on in the
+            # open year.
+            order, (c,) = h.sell(f.types['adult'], '106', at(12, 31, 20))
+            post(f.company, dt.date(YEAR + 1, 1, 1))
+            self.assertTrue(Day.search([
+                        ('date', '=', dt.date(YEAR + 1, 1, 1))]))
+
     # --- roles -------------------------------------------------------------
 
     @with_transaction()
