@@ -26,7 +26,8 @@ from trytond.i18n import gettext
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool, PoolMeta
 from trytond.pyson import Eval
-from trytond.transaction import Transaction
+from trytond.transaction import Transaction, TransactionError
+from trytond.wizard import StateTransition, Wizard
 
 from scenic_ticket.area import CompanyMixin
 
@@ -305,8 +306,10 @@ class Poster:
                     'state': 'posted'}])
         self.batches = {}
         self.receipts()
-        self.refunds()
+        # Entries before a refund are earned first: a refund after
+        # partial use gives back only what is left.
         self.recognition()
+        self.refunds()
         self.day.compute_lines()
         return self.day
 
@@ -468,11 +471,17 @@ class Poster:
                 & ticket.order.in_(orders)))
         lines = _Lines()
         money, late = self._money_lines(lines, batch, payment, -1)
+        # The VAT of the part given back is reversed; that of what was
+        # used stays due.
         self.cursor.execute(*ticket.select(
-                Sum(ticket.finance_net - ticket.finance_earned),
-                Sum(ticket.finance_vat),
+                ticket.finance_net, ticket.finance_earned, ticket.finance_vat,
                 where=ticket.finance_refund == batch.id))
-        left, vat = (_money(v) for v in self.cursor.fetchone())
+        left = vat = Decimal(0)
+        for net, earned, ticket_vat in self.cursor.fetchall():
+            net, earned, ticket_vat = map(_money, (net, earned, ticket_vat))
+            left += net - earned
+            vat += (ticket_vat * (net - earned) / net).quantize(
+                CENT, ROUND_HALF_UP) if net else ticket_vat
         self._deferral_lines(lines, left, vat)
         # Kept (a refund fee) or given back beyond the deferral.
         lines.add(self.rule.other_revenue_account, money - left - vat)
@@ -498,6 +507,7 @@ class Poster:
                 ticket.id, ticket.ticket_type, ttype.category,
                 ticket.entries_allowed, ticket.valid_from,
                 ticket.valid_until, ticket.state, ticket.write_date,
+                ticket.revoked_at,
                 ticket.finance_net, ticket.finance_earned,
                 entries.as_('entries'), first.as_('first_entry'),
                 where=(ticket.company == self.company.id)
@@ -514,12 +524,12 @@ class Poster:
         by_type = defaultdict(Decimal)
         categories = {}
         for (id_, type_id, category, allowed, valid_from, valid_until,
-                state, write_date, net, earned, n_entries, first_entry
-                ) in self.cursor.fetchall():
+                state, write_date, revoked_at, net, earned, n_entries,
+                first_entry) in self.cursor.fetchall():
             net, earned = _money(net), _money(earned)
             target, kind = self.earned_by_end(category, allowed,
                 _dt(valid_from), _dt(valid_until), state, _dt(write_date),
-                n_entries or 0, _dt(first_entry), net)
+                n_entries or 0, _dt(first_entry), net, _dt(revoked_at))
             delta = target - earned
             if delta <= 0:
                 continue
@@ -563,20 +573,26 @@ class Poster:
         self.make_move(batch, lines)
 
     def earned_by_end(self, category, allowed, valid_from, valid_until,
-            state, write_date, n_entries, first_entry, net):
+            state, write_date, n_entries, first_entry, net,
+            revoked_at=None):
         """How much of a ticket's net is earned by the end of the day, and
         why: all of it at first entry or expiry; per entry for
         multi-entry tickets; day by day over an annual or season card's
-        validity."""
+        validity. A revoked ticket earns nothing after its revocation
+        (its refund takes the rest)."""
         end = self.end
-        if valid_until and valid_until <= end:
+        revoked = state in {'revoked', 'cancelled'}
+        if revoked and revoked_at:
+            end = min(end, revoked_at)
+        if valid_until and valid_until <= end and not revoked:
             return net, 'expiry'
         if category in DAY_CARDS and valid_from and valid_until:
             tz = area_tz(self.company)
             first = _local(valid_from, tz)
             last = _local(valid_until - dt.timedelta(microseconds=1), tz)
+            today = _local(end - dt.timedelta(microseconds=1), tz)
             total = (last - first).days + 1
-            elapsed = min(max((self.date - first).days + 1, 0), total)
+            elapsed = min(max((today - first).days + 1, 0), total)
             return ((net * elapsed / total).quantize(CENT, ROUND_HALF_UP),
                 'day')
         if allowed and allowed > 1:
@@ -633,17 +649,31 @@ def post_days(company, until=None, commit=False):
     date = first
     while date <= until:
         if commit:
-            transaction = Transaction()
-            with transaction.new_transaction() as new:
-                company_ = pool.get('company.company')(company.id)
-                day = Poster(company_, date).post()
-                new.commit()
+            day = _in_own_transaction(
+                lambda: Poster(pool.get('company.company')(company.id),
+                    date).post())
         else:
             day = Poster(company, date).post()
         if day:
             posted.append(date)
         date += dt.timedelta(1)
     return posted
+
+
+def _in_own_transaction(function, attempts=5):
+    """Run function in a transaction of its own and commit; retried with
+    the tables it asks to lock (as trytond's dispatcher does)."""
+    extras = {}
+    for attempt in range(attempts):
+        try:
+            with Transaction().new_transaction(**extras) as transaction:
+                result = function()
+                transaction.commit()
+                return result
+        except TransactionError as error:
+            if attempt == attempts - 1:
+                raise
+            error.fix(extras)
 
 
 class Company(metaclass=PoolMeta):
@@ -656,3 +686,15 @@ class Company(metaclass=PoolMeta):
         for rule in Rule.search([]):
             with Transaction().set_context(company=rule.company.id):
                 post_days(rule.company, commit=True)
+
+
+class PostDays(Wizard):
+    "Post the ended days now (what the cron does every hour)."
+    __name__ = 'scenic.finance.post_days'
+    start = StateTransition()
+
+    def transition_start(self):
+        Company = Pool().get('company.company')
+        company = Company(Transaction().context['company'])
+        post_days(company)
+        return 'end'

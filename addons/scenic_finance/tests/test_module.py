@@ -85,10 +85,10 @@ class ScenicFinanceTestCase(CompanyTestMixin, ModuleTestCase):
             h.refund(o2, [t3], at(3, 2, 15))
             self.assertEqual(post(f.company, day(3, 2)),
                 [day(3, 1), day(3, 2)])
-            b = balances(f.company, ['1002', '101201', '2203', '22210101',
+            b = balances(f.company, ['1012', '101201', '2203', '22210101',
                     '5001'])
             # 106 = 100 net + 6 VAT at 6 %.
-            self.assertEqual(b['1002'], D('-212'))
+            self.assertEqual(b['1012'], D('-212'))
             self.assertEqual(b['101201'], D('0'))
             self.assertEqual(b['22210101'], D('12'))
             self.assertEqual(b['5001'], D('200'))
@@ -133,8 +133,8 @@ class ScenicFinanceTestCase(CompanyTestMixin, ModuleTestCase):
             # 100 left unearned; the area refunds 90 and keeps 10.
             h.refund(order, [multi], at(3, 2), amount=D('90'))
             post(f.company, day(3, 2))
-            b = balances(f.company, ['1002', '2203', '5001', '5051'])
-            self.assertEqual(b, {'1002': D('-60'), '2203': D(0),
+            b = balances(f.company, ['1012', '2203', '5001', '5051'])
+            self.assertEqual(b, {'1012': D('-60'), '2203': D(0),
                     '5001': D('50'), '5051': D('10')})
             self.assertMovesBalance(f.company)
 
