@@ -365,16 +365,20 @@ class Poster:
     def _money_lines(self, lines, batch, payment, sign):
         "The methods' side: one line per method and party (late apart)."
         late = 0
-        self.cursor.execute(*payment.select(
-                payment.provider, payment.finance_party,
-                payment.date < self.start, Sum(payment.amount),
-                Count(Literal(1)),
-                where=payment.finance_batch == batch.id,
-                group_by=[payment.provider, payment.finance_party,
-                    payment.date < self.start]))
+        rows = []
+        # Late ones apart (two queries: PostgreSQL does not match a
+        # parametrized expression of the GROUP BY with the SELECT's).
+        for is_late, where in [(False, payment.date >= self.start),
+                (True, payment.date < self.start)]:
+            self.cursor.execute(*payment.select(
+                    payment.provider, payment.finance_party,
+                    Sum(payment.amount), Count(Literal(1)),
+                    where=(payment.finance_batch == batch.id) & where,
+                    group_by=[payment.provider, payment.finance_party]))
+            rows += [(p, party, is_late, a, c)
+                for p, party, a, c in self.cursor.fetchall()]
         total = Decimal(0)
-        for provider, party, is_late, amount, count in \
-                self.cursor.fetchall():
+        for provider, party, is_late, amount, count in rows:
             amount = _money(amount)
             account = self.rule.method_account(provider)
             description = None
