@@ -10,10 +10,7 @@ from decimal import Decimal
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
-try:  # #8 phase 1 moves the insert helper to dbtools
-    from scenic_ticket.dbtools import insert as _insert
-except ImportError:
-    from scenic_ticket.reservation import _insert
+from scenic_ticket.dbtools import insert as _insert
 from scenic_ticket.reservation import mark_orders_used
 
 

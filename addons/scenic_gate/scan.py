@@ -4,6 +4,7 @@ import datetime as dt
 
 from sql import Null
 
+from scenic_common import protocol
 from scenic_ticket.area import CompanyMixin
 from scenic_ticket.slot import area_timezone
 
@@ -42,11 +43,9 @@ REASONS = [
     ('unknown_card', "Unknown Card"),
     ('no_ticket_today', "No Ticket Today"),
     ]
-MEDIA = [
-    ('qr', "QR Code"),
-    ('id_card', "ID Card"),
-    ('rfid', "RFID Card"),
-    ]
+MEDIUM_LABELS = {'qr': "QR Code", 'id_card': "ID Card", 'rfid': "RFID Card"}
+# The protocol's media (scenic_common.protocol), labelled.
+MEDIA = [(m, MEDIUM_LABELS[m]) for m in protocol.MEDIA]
 SCAN_DIRECTIONS = [d for d in DIRECTIONS if d[0] != 'both']
 
 # LB/T 068-2017: warning levels by share of the instantaneous maximum.

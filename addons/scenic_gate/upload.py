@@ -20,23 +20,23 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sql import Conflict, For
+from sql import Conflict
 
 from scenic_common import gate as rules_engine
+from scenic_common import protocol
 from scenic_common import ticketcode
 from scenic_ticket import reservation
+from scenic_ticket.dbtools import aware, lock, naive, now_utc
+from scenic_ticket.errors import ApiError
 from scenic_ticket.slot import area_timezone
+from scenic_ticket.workflow import sql_transition
 
-from trytond import backend
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
 from . import bulk
-from .errors import GateError
 
 
-MAX_SCANS = 1000
-MEDIA = {'qr', 'id_card', 'rfid'}
 DECISIONS = {'open', 'deny'}
 UTC = dt.timezone.utc
 
@@ -64,7 +64,7 @@ class ScanIn:
 # --- parsing -----------------------------------------------------------------
 
 def _invalid(message, field):
-    return GateError('invalid_request', message, field)
+    return ApiError('invalid_request', message, field)
 
 
 def _int(raw, name, where, required=True, low=1):
@@ -94,8 +94,8 @@ def parse_scans(data):
     scans = data.get('scans')
     if not isinstance(scans, list):
         raise _invalid("'scans' must be a list.", 'scans')
-    if len(scans) > MAX_SCANS:
-        raise _invalid(f"A batch takes at most {MAX_SCANS} scans.", 'scans')
+    if len(scans) > protocol.BATCH_SIZE:
+        raise _invalid(f"A batch takes at most {protocol.BATCH_SIZE} scans.", 'scans')
     parsed = []
     for i, raw in enumerate(scans):
         where = f'scans[{i}]'
@@ -129,7 +129,7 @@ def parse_scans(data):
             at=at,
             gate=_int(raw, 'gate', where),
             lane=_int(raw, 'lane', where, required=False),
-            medium=_str(raw, 'medium', where, MEDIA),
+            medium=_str(raw, 'medium', where, protocol.MEDIA),
             ticket=_int(raw, 'ticket', where, required=False),
             card=_int(raw, 'card', where, required=False),
             decision=_str(raw, 'decision', where, DECISIONS),
@@ -148,24 +148,6 @@ def parse_scans(data):
 
 
 # --- what the ERP knows ------------------------------------------------------
-
-def _naive(value):
-    return value.astimezone(UTC).replace(tzinfo=None)
-
-
-def _aware(value):
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC)
-
-
-def _lock(query):
-    if backend.name == 'postgresql':
-        query.for_ = For('UPDATE')
-    return query
-
 
 class AreaData:
     "Gates, ticket types and rules of an area, as the decision needs them."
@@ -203,14 +185,13 @@ class AreaData:
                 ttype.id, ttype.code, ttype.persons, ttype.entry_mode,
                 ttype.entries_allowed, ttype.reentry_binding, ttype.gate_rule,
                 ttype.category, where=ttype.company == company_id))
-        entries = {'single': 1, 'unlimited': 0}
         self.types = {}
         self.type_rules = {}
         for (id_, code, persons, mode, allowed, binding, rule_id,
                 category) in cursor:
             self.types[id_] = rules_engine.TicketTypeInfo(
                 id=id_, zones=zones.get(id_, ()), persons=persons or 1,
-                entries=entries.get(mode, allowed or 0),
+                entries=protocol.entries_for(mode, allowed),
                 binding=binding or 'none', rule=rule_id, code=code)
             self.type_rules[id_] = rule_id
 
@@ -237,9 +218,11 @@ class AreaData:
 
     def rule(self, gate_id, type_id):
         "The gate's rule, else the ticket type's, else the area's default."
-        rule_id = (self.gate_rules.get(gate_id)
-            or self.type_rules.get(type_id))
-        return self.rules.get(rule_id) or self.default_rule
+        rule_id = protocol.rule_id_for(self.gate_rules.get(gate_id),
+            self.type_rules.get(type_id),
+            self.default_rule.id if self.default_rule else None,
+            known=self.rules.__contains__)
+        return self.rules.get(rule_id)
 
 
 # --- the upload --------------------------------------------------------------
@@ -249,9 +232,9 @@ def upload(box_id, company, scans, now=None):
     pool = Pool()
     Scan = pool.get('scenic.gate.scan')
     transaction = Transaction()
-    now = now or dt.datetime.now(UTC)
+    now = now or now_utc()
     user = transaction.user
-    stamp = _naive(now)
+    stamp = naive(now)
     cid = company.id
 
     # 1. duplicates: in the batch, then already stored
@@ -274,7 +257,7 @@ def upload(box_id, company, scans, now=None):
     area = AreaData(cid)
     for scan in new:
         if scan.gate not in area.gates:
-            raise GateError('invalid_request',
+            raise ApiError('invalid_request',
                 f"Gate {scan.gate} is not a gate of this area.",
                 f'scans[{scan.index}].gate')
 
@@ -305,7 +288,8 @@ def upload(box_id, company, scans, now=None):
             rules_engine.OPEN, rules_engine.OK, scan.persons,
             direction=scan.direction)
         before = usages[key]
-        usages[key] = _usage_after(before, decision, scan)
+        usages[key] = protocol.record_use(before, decision.direction, scan.at,
+            scan.binding_ref)
         if usages[key].binding_ref and not before.binding_ref:
             usages.rows.setdefault(key, [None, 0, None])[2] = (
                 scan.binding_method)
@@ -336,7 +320,7 @@ def upload(box_id, company, scans, now=None):
             'offline', 'box', 'nonce', 'binding_method', 'binding_ref',
             'binding_score', 'conflict', 'conflict_reason',
             'conflict_note', 'create_uid', 'create_date'],
-        [[cid, _naive(s.at), s.gate, s.lane, s.medium,
+        [[cid, naive(s.at), s.gate, s.lane, s.medium,
                 s.ticket if s.ticket in tickets else None,
                 s.card if s.card in cards else None,
                 s.decision, s.reason, s.persons, s.direction, s.offline,
@@ -368,9 +352,9 @@ def _tickets(company_id, ids):
     return {r['id']: {
             'type': r['type'], 'persons': r['persons'],
             'entries': r['entries'],
-            'valid_from': _aware(r['valid_from']),
-            'valid_until': _aware(r['valid_until']),
-            'state': r['state'], 'revoked_at': _aware(r['revoked_at']),
+            'valid_from': aware(r['valid_from']),
+            'valid_until': aware(r['valid_until']),
+            'state': r['state'], 'revoked_at': aware(r['revoked_at']),
             'key_id': r['key_id'] or 0, 'holder_hash': r['holder_hash'],
             'order': r['order'],
             } for r in bulk.rows(table.select(
@@ -393,11 +377,11 @@ def _cards(company_id, ids):
     table = Pool().get('scenic.card').__table__()
     return {r['id']: {
             'number': r['number'], 'type': r['type'], 'state': r['state'],
-            'state_changed_at': _aware(r['state_changed_at']),
-            'valid_from': _aware(r['valid_from']),
-            'valid_until': _aware(r['valid_until']),
+            'state_changed_at': aware(r['state_changed_at']),
+            'valid_from': aware(r['valid_from']),
+            'valid_until': aware(r['valid_until']),
             'remaining': r['remaining'], 'holder_hash': r['holder_hash'],
-            } for r in bulk.rows(_lock(table.select(
+            } for r in bulk.rows(lock(table.select(
                     table.id.as_('id'), table.number.as_('number'),
                     table.ticket_type.as_('type'), table.state.as_('state'),
                     table.state_changed_at.as_('state_changed_at'),
@@ -445,7 +429,7 @@ def _lock_usages(company_id, admitted, tickets, cards):
         for id_ in ids:
             result[(kind, id_)] = rules_engine.NO_USAGE
         column = getattr(table, kind)
-        for r in bulk.rows(_lock(table.select(
+        for r in bulk.rows(lock(table.select(
                         table.id.as_('id'), column.as_('owner'),
                         table.entries.as_('entries'),
                         table.exits.as_('exits'),
@@ -459,8 +443,8 @@ def _lock_usages(company_id, admitted, tickets, cards):
             key = (kind, r['owner'])
             result[key] = rules_engine.Usage(
                 entries=r['entries'] or 0,
-                last_entry_at=_aware(r['last_entry']),
-                last_exit_at=_aware(r['last_exit']),
+                last_entry_at=aware(r['last_entry']),
+                last_exit_at=aware(r['last_exit']),
                 inside=bool(r['inside']), binding_ref=r['binding_ref'])
             result.rows[key] = [r['id'], r['exits'] or 0,
                 r['binding_method']]
@@ -558,24 +542,6 @@ def _check(scan, area, tickets, cards, usages, card_remaining):
     return decision.reason, decision.message, key
 
 
-def _usage_after(usage, decision, scan):
-    """The usage after an admitted scan, as gate.usage_after counts it; but
-    scans may come out of order, so the latest entry and the latest exit
-    say whether the holder is inside."""
-    last_entry, last_exit = usage.last_entry_at, usage.last_exit_at
-    entries, binding_ref = usage.entries, usage.binding_ref
-    if decision.direction == rules_engine.IN:
-        entries += 1
-        last_entry = max(last_entry, scan.at) if last_entry else scan.at
-        binding_ref = binding_ref or scan.binding_ref
-    else:
-        last_exit = max(last_exit, scan.at) if last_exit else scan.at
-    return rules_engine.Usage(entries=entries, last_entry_at=last_entry,
-        last_exit_at=last_exit,
-        inside=bool(last_entry and (not last_exit or last_entry > last_exit)),
-        binding_ref=binding_ref)
-
-
 def _write_usages(company_id, usages, stamp, user):
     "The usages after the batch: new rows inserted, locked rows updated."
     Usage = Pool().get('scenic.ticket.usage')
@@ -588,8 +554,8 @@ def _write_usages(company_id, usages, stamp, user):
         if usage.last_exit_at != before.last_exit_at:
             exits += 1
         values = [usage.entries, exits,
-            _naive(usage.last_entry_at) if usage.last_entry_at else None,
-            _naive(usage.last_exit_at) if usage.last_exit_at else None,
+            naive(usage.last_entry_at) if usage.last_entry_at else None,
+            naive(usage.last_exit_at) if usage.last_exit_at else None,
             usage.inside, method, usage.binding_ref, user, stamp]
         if row_id is None:
             kind, owner = key
@@ -616,13 +582,11 @@ def _mark_tickets_used(ticket_ids, tickets, stamp, user):
     table = pool.get('scenic.ticket').__table__()
     order_ids = sorted({tickets[i]['order'] for i in ids})
     # Lock the orders as the booking path does before a refund.
-    cursor.execute(*_lock(order.select(order.id,
+    cursor.execute(*lock(order.select(order.id,
                 where=bulk.in_(order.id, order_ids), order_by=[order.id])))
-    cursor.execute(*table.update(
-            [table.state, table.write_date, table.write_uid],
-            ['used', stamp, user],
-            where=bulk.in_(table.id, ids) & (table.state == 'valid')))
-    reservation.mark_orders_used(order_ids, now=_aware(stamp))
+    sql_transition(pool.get('scenic.ticket'), table, 'used',
+        bulk.in_(table.id, ids))
+    reservation.mark_orders_used(order_ids, now=aware(stamp))
 
 
 def _write_cards(remaining, stamp, user):

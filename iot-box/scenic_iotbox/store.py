@@ -46,6 +46,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from scenic_common import gate as gatelib
+from scenic_common import protocol
 
 __all__ = ['Store', 'StoreError', 'ts', 'parse_ts', 'normalize_uid']
 
@@ -471,15 +472,15 @@ class Store:
         """The rule that applies (as the ERP's upload check does): the
         gate's, else the ticket type's, else the area's default."""
         conn = conn or self.conn
-        row = conn.execute('SELECT rule FROM gates WHERE id = ?',
+        gate = conn.execute('SELECT rule FROM gates WHERE id = ?',
             (gate_id,)).fetchone()
-        for rule_id in (row[0] if row else None, type_rule):
-            rule = self.rule(rule_id, conn)
-            if rule is not None:
-                return rule
-        row = conn.execute('SELECT id FROM rules WHERE is_default = 1 '
+        default = conn.execute('SELECT id FROM rules WHERE is_default = 1 '
             'ORDER BY id LIMIT 1').fetchone()
-        return self.rule(row[0], conn) if row else None
+        return self.rule(protocol.rule_id_for(
+                gate[0] if gate else None, type_rule,
+                default[0] if default else None,
+                known=lambda rule_id: self.rule(rule_id, conn) is not None),
+            conn)
 
     @_locked
     def pending(self, kind, ref, conn=None):
@@ -716,9 +717,9 @@ class Store:
             len(v) for _, v in rows['upserts'].values())}
 
     def _merge_usage(self, conn, erp, now):
-        """The ERP's view of a ticket's/card's use, merged with ours:
-        entries = max(ours, ERP's + our scans it has not seen yet); the
-        inside flag from whichever saw the latest event."""
+        """The ERP's view of a ticket's/card's use, merged with ours as
+        scenic_common.protocol.merge_usage does, counting our scans the
+        ERP has not seen yet."""
         kind, ref = erp['kind'], erp['ref']
         local, row = self.usage(kind, ref, conn)
         column = 'ticket' if kind == 'ticket' else 'card'
@@ -727,18 +728,11 @@ class Store:
         unseen = conn.execute(
             f'SELECT COUNT(*) FROM outbox WHERE reflected = 0 AND '
             f'{column} = ? AND entry_use = 1', (ref,)).fetchone()[0]
-        entries = max(local.entries, erp['entries'] + unseen)
-        last_entry = _latest(local.last_entry_at, erp['last_entry'])
-        last_exit = _latest(local.last_exit_at, erp['last_exit'])
-        local_last = _latest(local.last_entry_at, local.last_exit_at)
-        erp_last = _latest(erp['last_entry'], erp['last_exit'])
-        inside = local.inside
-        if row is None or (erp_last is not None and (
-                local_last is None or erp_last > local_last)):
-            inside = erp['inside']
-        binding = local.binding_ref or erp['binding']
-        merged = gatelib.Usage(entries=entries, last_entry_at=last_entry,
-            last_exit_at=last_exit, inside=inside, binding_ref=binding)
+        theirs = gatelib.Usage(entries=erp['entries'],
+            last_entry_at=erp['last_entry'], last_exit_at=erp['last_exit'],
+            inside=erp['inside'], binding_ref=erp['binding'])
+        merged = protocol.merge_usage(local, theirs, unseen,
+            local_known=row is not None)
         extra = {}
         if erp['binding'] and not local.binding_ref:
             extra['binding_method'] = 'erp'
@@ -787,14 +781,6 @@ class Store:
                 "SELECT COUNT(*) FROM outbox WHERE result LIKE 'conflict%'"
                 ).fetchone()[0]
         return result
-
-
-def _latest(a, b):
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return max(a, b)
 
 
 def _time_text(value):

@@ -28,6 +28,8 @@ import urllib.request
 from datetime import datetime, timezone
 from urllib.parse import quote, urlencode
 
+from scenic_common import protocol
+
 from . import __version__
 from .store import StoreError, ts
 
@@ -37,7 +39,7 @@ __all__ = ['ErpClient', 'SyncEngine', 'ErpError', 'ErpUnavailable',
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 1000
+BATCH_SIZE = protocol.BATCH_SIZE
 API_PATH = '/scenic/gate/v1'
 # Device kinds as the ERP records them (scenic_gate DEVICE_KINDS), from the
 # drivers' kinds.

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from scenic_common import gate as gatelib, ticketcode
+from scenic_common import gate as gatelib, protocol, ticketcode
 
 from . import idhash
 from .store import normalize_uid
@@ -51,7 +51,7 @@ __all__ = ['Validator', 'ScanRequest', 'ScanResult', 'MEDIA']
 
 logger = logging.getLogger(__name__)
 
-MEDIA = ('qr', 'id_card', 'rfid')
+MEDIA = protocol.MEDIA
 IMAGE_METHODS = ('face', 'fingerprint', 'photo')
 
 

@@ -17,7 +17,7 @@ import pgcluster
 from back_office import back_office
 
 DATABASE = 'gate_e2e'
-SITE_SCRIPT = Path(__file__).with_name('site.py')
+SITE_SCRIPT = Path(__file__).with_name('build_e2e_area.py')
 START_TIMEOUT = 90
 # Local time at which building the site would risk the slot's day ending
 # under the tests (the slot is "today" in Asia/Shanghai).
@@ -108,7 +108,7 @@ class Site:
 
 
 def build_site(var_dir):
-    """A fresh database with the site (site.py) in var_dir, served: the
+    """A fresh database with the site (build_e2e_area.py) in var_dir, served: the
     Site (stop its erp when done)."""
     _wait_for_local_day()
     listen = f'127.0.0.1:{pgcluster.free_port()}'
