@@ -188,14 +188,12 @@ def create_area(currency):
 
 
 def create_accounting(company, today):
-    from trytond.modules.account.tests.tools import (
-        create_chart, create_fiscalyear)
-    create_chart(company)
-    for year in sorted({today.year, (today + dt.timedelta(SLOT_DAYS)).year}):
-        fiscalyear = create_fiscalyear(
-            company, (dt.date(year, 1, 1), dt.date(year, 12, 31)))
-        fiscalyear.save()
-        fiscalyear.click('create_period')
+    "The Chinese chart, fiscal years and posting rule (scenic_finance)."
+    from proteus.config import get_config
+    from scenic_finance import demo
+    demo.accounting(get_config().database_name, company.id,
+        {(today - dt.timedelta(40)).year, today.year,
+            (today + dt.timedelta(SLOT_DAYS)).year})
 
 
 def set_channel_key(channel_id, key):
@@ -395,7 +393,7 @@ def load(database, config_file):
 
     config.set_trytond(database=database, config_file=config_file)
     activate_modules(['scenic_ticket', 'scenic_gate', 'account', 'user_role',
-            'scenic_group'])
+            'scenic_group', 'scenic_finance'])
 
     Company = Model.get('company.company')
     User = Model.get('res.user')
@@ -421,6 +419,7 @@ def load(database, config_file):
     translate_names()
     create_visitors(company)
     create_gates(company)
+    __import__('scenic_finance.demo').demo.history(database, company.id)
     create_users(company)
     load_group_demo(database)
     print(f"Demo data loaded in database {database!r}: {AREA_NAME}.")
