@@ -380,6 +380,13 @@ def enrol_box(database, config_file, path):
     print(f"Demo box {box.id} enrolled: credentials in {path}.")
 
 
+def finance_history(database, company_id):
+    "A month of posted, settled and reconciled history (scenic_finance)."
+    # Imported once proteus has configured trytond, like the other parts.
+    from scenic_finance import demo as finance_demo
+    finance_demo.history(database, company_id)
+
+
 def load_group_demo(database):
     "Partners, contracts, allotments and group history (demo_group.py)."
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -419,7 +426,7 @@ def load(database, config_file):
     translate_names()
     create_visitors(company)
     create_gates(company)
-    __import__('scenic_finance.demo').demo.history(database, company.id)
+    finance_history(database, company.id)
     create_users(company)
     load_group_demo(database)
     print(f"Demo data loaded in database {database!r}: {AREA_NAME}.")
