@@ -239,6 +239,10 @@ def prepare(var_dir, dbname='demo', listen=DEFAULT_LISTEN, uri=None,
     if LOAD_DEMO.exists():
         _run([sys.executable, LOAD_DEMO, '-c', conf, '-d', dbname],
             env, 'load demo data', quiet=quiet)
+        # a month of history for the dashboards and notebooks (~10 s)
+        _run([sys.executable, ROOT / 'scripts' / 'simulate_history.py',
+                '-c', conf, '-d', dbname, '--days', '30', '--visitors', '300'],
+            env, 'simulate history', quiet=quiet)
     else:
         log(f"WARNING: {LOAD_DEMO.relative_to(ROOT)} is missing: "
             "the database has no demo data")
@@ -305,6 +309,17 @@ def box_command(box_config):
     "(argv, env) of the demo box."
     return [str(BIN / 'scenic-iotbox'), 'run', '--config',
         str(box_config)], environ()
+
+
+DEFAULT_PARTNER_LISTEN = '127.0.0.1:8200'
+
+
+def partner_command(listen):
+    """(argv, env) of the simulated OTA partner that receives the demo's
+    notices (scripts/demo_group.py gives the `demo-ota` partner its URL)."""
+    return [sys.executable, '-m', 'scenic_common.simpartner', '--listen',
+        listen, '--key', 'demo-ota', '--notice-secret',
+        'demo-ota-notice-secret'], environ()
 
 
 def erp_url(listen):
@@ -451,6 +466,12 @@ def main(argv=None):
     box_config = write_box_config(directory, erp_url(args.listen),
         args.database, args.box_listen)
     argv, env = server_command(conf, args.database, uri, args.listen)
+    partner_listen = os.environ.get('SCENIC_DEMO_PARTNER_LISTEN',
+        DEFAULT_PARTNER_LISTEN)
+    sys.path.insert(0, str(ROOT / 'dashboards'))
+    import serve as dashboards
+    dash_argv, dash_env, dash_listen = dashboards.demo_command(
+        args.var_dir, args.database, uri)
     print(f"""
 Scenic demo ({'PostgreSQL' if uri else 'SQLite'}, database {args.database!r})
   open  http://{args.listen}/   (database: {args.database})
@@ -462,10 +483,33 @@ Scenic demo ({'PostgreSQL' if uri else 'SQLite'}, database {args.database!r})
                 (channel key: demo-web-key)
   gate box      http://{args.box_listen}/status  (MAIN-IN, MAIN-OUT;
                 simulated turnstile; scan: POST /scan, see README.md)
+  partner API   http://{args.listen}/{args.database}/scenic/partner/v1/openapi.json
+                (key id demo-ota, secret demo-ota-secret; signing: README.md)
+  sim. partner  http://{partner_listen}/notices  (notices it received)
+  dashboards    http://{dash_listen}/live  (login supervisor /
+                supervisor-demo; SCENIC_DEMO_DASHBOARDS_LISTEN moves them)
   stop with Ctrl-C
 """, flush=True)
-    return supervise([(argv, env), cron_command(conf, args.database, uri),
-            box_command(box_config)])
+    commands = [(argv, env), cron_command(conf, args.database, uri),
+        box_command(box_config), (dash_argv, dash_env)]
+    if _port_free(partner_listen):
+        commands.append(partner_command(partner_listen))
+    else:
+        # Optional: the demo runs without it (notices then wait, retried).
+        log(f"simulated partner not started: {partner_listen} is in use "
+            "(another address: SCENIC_DEMO_PARTNER_LISTEN)")
+    return supervise(commands)
+
+
+def _port_free(listen):
+    import socket
+    host, _, port = listen.rpartition(':')
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, int(port)))
+        except OSError:
+            return False
+    return True
 
 
 if __name__ == '__main__':

@@ -382,11 +382,20 @@ def enrol_box(database, config_file, path):
     print(f"Demo box {box.id} enrolled: credentials in {path}.")
 
 
+def load_group_demo(database):
+    "Partners, contracts, allotments and group history (demo_group.py)."
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from demo_group import load_group_demo
+    if load_group_demo(database):
+        print(f"Demo partners and group history loaded in {database!r}.")
+
+
 def load(database, config_file):
     from proteus import Model, config
 
     config.set_trytond(database=database, config_file=config_file)
-    activate_modules(['scenic_ticket', 'scenic_gate', 'account', 'user_role'])
+    activate_modules(['scenic_ticket', 'scenic_gate', 'account', 'user_role',
+            'scenic_group'])
 
     Company = Model.get('company.company')
     User = Model.get('res.user')
@@ -402,6 +411,7 @@ def load(database, config_file):
         company, = Company.find([('party.name', '=', AREA_NAME)])
         if create_gates(company):
             print(f"Demo gates added to database {database!r}.")
+        load_group_demo(database)
         print(f"Demo data already loaded in database {database!r}.")
         return False
     today = dt.date.today()
@@ -412,6 +422,7 @@ def load(database, config_file):
     create_visitors(company)
     create_gates(company)
     create_users(company)
+    load_group_demo(database)
     print(f"Demo data loaded in database {database!r}: {AREA_NAME}.")
     return True
 

@@ -34,7 +34,7 @@ from scenic_ticket.workflow import sql_transition
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
-from . import bulk
+from . import bulk, rollup
 
 
 DECISIONS = {'open', 'deny'}
@@ -332,6 +332,7 @@ def upload(box_id, company, scans, now=None):
     _mark_tickets_used(used_tickets, tickets, stamp, user)
     _write_cards(card_remaining, stamp, user)
     _write_headcounts(cid, headcounts, stamp, user)
+    rollup.add_scans(cid, new, area.gates, stamp)
 
     reported = [{'nonce': s.nonce, 'reason': conflicts[s.nonce][0]}
         for s in new if s.nonce in conflicts]

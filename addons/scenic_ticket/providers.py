@@ -79,6 +79,11 @@ def allowed(channel_code):
     if text is None:
         text = config.get('scenic_payment', 'default', default='')
     names = [n for n in re.split(r'[\s,]+', text or '') if n]
+    # A provider may accept channels itself (e.g. payment on a partner's
+    # account, for the partners' own channels only).
+    names += [n for n, p in PROVIDERS.items() if n not in names
+        and getattr(p, 'accepts_channel', None)
+        and p.accepts_channel(channel_code)]
     return [n for n in names if n in PROVIDERS
         and (is_demo() or not getattr(PROVIDERS[n], 'demo_only', False))]
 
