@@ -1,0 +1,1 @@
+# Box office and self-service kiosks on Tryton's sale_point.
