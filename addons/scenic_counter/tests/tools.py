@@ -105,3 +105,13 @@ def build_windows(capacity=50, tolerance='2'):
         cash=methods[0], wechat=methods[1], unionpay=methods[2],
         simulated=methods[3], cashier=cashier, cashier2=cashier2,
         supervisor=supervisor, today=today)
+
+
+class AnyTable(set):
+    """For a doctest's hand-started transaction: trytond asks a transaction
+    that locks a table late to restart with the lock (with_transaction
+    retries for the unit tests); a doctest has no retry loop and runs
+    alone, so it may take the locks where it stands."""
+
+    def __contains__(self, table):
+        return True

@@ -1,0 +1,110 @@
+"""Counter sales and online bookings racing for the last places.
+
+Both go through scenic_ticket's claims; on PostgreSQL, concurrent
+transactions never sell more than the slot holds.
+"""
+import unittest
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+from scenic_ticket import reservation
+from scenic_ticket.reservation import BookingError
+from scenic_ticket.tests.tools import configure_pii_key
+
+from trytond import backend
+from trytond.pool import Pool
+from trytond.tests.test_tryton import DB_NAME, RouteTestCase
+from trytond.transaction import Transaction
+
+from .tools import build_windows, person
+
+PLACES = 10
+
+
+@unittest.skipIf(backend.name != 'postgresql',
+    "concurrency is proven on PostgreSQL")
+class CounterRaceTestCase(RouteTestCase):
+    "Counter and online sales race for the last places"
+    module = 'scenic_counter'
+
+    @classmethod
+    def setUpClass(cls):
+        configure_pii_key()
+        super().setUpClass()
+
+    @classmethod
+    def setUpDatabase(cls):
+        pool = Pool()
+        Session = pool.get('sale.point.cash.session')
+        Channel = pool.get('scenic.channel')
+        w = build_windows(capacity=PLACES)
+        with Transaction().set_context(company=w.company.id):
+            Channel.create([{'company': w.company.id, 'name': "Web",
+                        'code': 'web', 'kind': 'online'}])
+            for point, user in zip(w.points, [w.cashier, w.cashier2]):
+                with Transaction().set_user(user.id):
+                    Session.open_shift(point, Decimal(0))
+
+    def _counter(self, n):
+        from .. import window
+        with Transaction().start(DB_NAME, 0) as transaction:
+            reservation.use_read_committed()
+            pool = Pool()
+            Session = pool.get('sale.point.cash.session')
+            Method = pool.get('sale.point.payment.method')
+            session, = Session.search([('point.name', '=',
+                        f"Window {1 + n % 2}")])
+            cash, = Method.search([('scenic_provider', '=', 'cash')])
+            slot, = pool.get('scenic.time_slot').search([])
+            try:
+                with Transaction().set_context(
+                        company=session.point.company.id), \
+                        Transaction().set_user(session.cashier.id):
+                    window.sell(session, slot.id, [{'ticket_type': 'ADULT',
+                                'visitors': [person(100 + n)]}], cash)
+            except BookingError as error:
+                transaction.rollback()
+                return error.code
+            transaction.commit()
+            return 'sold'
+
+    def _online(self, n):
+        with Transaction().start(DB_NAME, 0) as transaction:
+            reservation.use_read_committed()
+            pool = Pool()
+            Channel = pool.get('scenic.channel')
+            web, = Channel.search([('code', '=', 'web')])
+            slot, = pool.get('scenic.time_slot').search([])
+            from .. import window
+            request = window._request(slot.id, [{'ticket_type': 'ADULT',
+                        'visitors': [person(500 + n)]}], '13800138000')
+            try:
+                with Transaction().set_context(company=web.company.id):
+                    order_id, _ = reservation.book(web, request, f'web-{n}')
+                    reservation.pay(order_id, 'simulated', Decimal(100))
+            except BookingError as error:
+                transaction.rollback()
+                return error.code
+            transaction.commit()
+            return 'sold'
+
+    def test_race_for_last_places(self):
+        "30 counter sales and 30 online bookings at 10 places sell 10"
+        work = [(self._counter, n) for n in range(30)] + [
+            (self._online, n) for n in range(30)]
+        work = work[::2] + work[1::2]   # interleave the two kinds
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            results = list(pool.map(lambda w: w[0](w[1]), work))
+        self.assertEqual(results.count('sold'), PLACES, results)
+        self.assertEqual(set(results) - {'sold'}, {'sold_out'})
+        with Transaction().start(DB_NAME, 0, readonly=True):
+            pool = Pool()
+            slot, = pool.get('scenic.time_slot').search([])
+            self.assertEqual(slot.booked, PLACES)
+            Ticket = pool.get('scenic.ticket')
+            self.assertEqual(Ticket.search(
+                    [('state', '=', 'valid')], count=True), PLACES)
+            Payment = pool.get('sale.point.payment')
+            counter_sold = sum(1 for (kind, _), result in zip(work, results)
+                if kind == self._counter and result == 'sold')
+            self.assertEqual(Payment.search([], count=True), counter_sold)
