@@ -120,7 +120,7 @@ def sell(session, slot_id, items, method, tendered=None, trade_number=None,
     if replay:
         payments = Payment.search([('scenic_order', '=', order_id)])
         if payments:
-            return summary(payments[0])
+            return dict(summary(payments[0]), replay=True)
     order = Order(order_id)
     total = order.total
     change = None
@@ -198,6 +198,7 @@ def summary(payment):
         'tendered': payment.tendered, 'change': payment.change,
         'trade_number': payment.trade_number,
         'tickets': [t.id for t in order.tickets],
+        'replay': False,
         }
 
 
