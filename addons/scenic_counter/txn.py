@@ -7,12 +7,17 @@ and the work is started again holding it. Writes run READ COMMITTED like
 every booking (reservation.use_read_committed), which ends the first
 database transaction: the locks are taken again after it.
 """
+import random
+import time
+
 from scenic_ticket import reservation
 
 from trytond import backend
 from trytond.transaction import Transaction, TransactionError
 
-RETRIES = 5
+# A window's receipt sequence is locked NOWAIT by sale_point: a sale that
+# finds it taken waits a little and starts again.
+RETRIES = 30
 
 
 def _relock(transaction, extras):
@@ -42,8 +47,8 @@ def run(database_name, user, func, readonly=False, context=None):
                 raise
             error.fix(extras)
         except backend.DatabaseOperationalError:
-            # A serialization failure or deadlock: start again; nothing
-            # was committed. Provider calls are not made in here twice:
-            # counter methods collect before the call (see window.py).
+            # A lock not available, a serialization failure or deadlock:
+            # start again; nothing was committed.
             if attempt == RETRIES:
                 raise
+            time.sleep(random.uniform(0.005, 0.02) * (1 + attempt))
