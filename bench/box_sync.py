@@ -210,7 +210,7 @@ def erp_setup(conf, params):
 def _fill(pool, transaction, company, params, rng, timings):
     from scenic_ticket.reservation import new_reference
     from scenic_ticket.slot import area_timezone
-    from scenic_ticket.visitor import pii_vault
+    from scenic_ticket.vault import pii_vault
     SigningKey = pool.get('scenic.signing_key')
     TicketType = pool.get('scenic.ticket.type')
     Gate = pool.get('scenic.gate')

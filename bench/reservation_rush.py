@@ -760,8 +760,11 @@ PY_CATEGORIES = [
     ("book: TimeSlot.search",
         lambda f: _has(f, 'book', 'reservation.py')
         and _has(f, 'search', 'modelsql.py')),
-    ("book: raw SQL inserts + claims (reservation.book rest)",
-        lambda f: _has(f, 'book', 'reservation.py')),
+    ("book: validation + pricing (reservation.plan_booking rest)",
+        lambda f: _has(f, 'plan_booking', 'reservation.py')),
+    ("book: raw SQL inserts + claims (reservation.write_booking)",
+        lambda f: _has(f, 'write_booking', 'reservation.py')
+        or _has(f, 'book', 'reservation.py')),
     ("response: order_json (ORM reads of order/lines/tickets)",
         lambda f: _has(f, 'order_json', 'api.py')),
     ("pay: SigningKey.active_signer",
@@ -776,12 +779,12 @@ PY_CATEGORIES = [
         lambda f: _has(f, 'authenticate', 'api.py')),
     ("Transaction start/commit/rollback + READ COMMITTED",
         lambda f: any(f_.endswith('transaction.py') for _, f_ in f)
-        or _has(f, 'use_read_committed', 'reservation.py')),
+        or _has(f, 'use_read_committed', 'dbtools.py')),
     ("handlers: JSON parsing, validation, response",
         lambda f: _has(f, 'post_order', 'api.py')
         or _has(f, 'post_pay', 'api.py')),
-    ("api._call: channel.company, context",
-        lambda f: _has(f, '_call', 'api.py')),
+    ("web._call: channel.company, context",
+        lambda f: _has(f, '_call', 'web.py')),
     ("trytond wsgi + werkzeug (routing, request, response)",
         lambda f: _has_file(f, 'trytond/') or _has_file(f, 'werkzeug/')),
     ("gunicorn (HTTP, sockets, threads)",

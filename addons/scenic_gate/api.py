@@ -2,7 +2,7 @@
 upload, heartbeat and binding photos, under /<db>/scenic/gate/v1.
 
 Boxes authenticate with `Authorization: Box <box id>:<secret>`. Errors,
-transactions and retries are the booking API's (scenic_ticket.api).
+transactions and retries are scenic_ticket.web's, as the booking API's.
 """
 import datetime as dt
 import functools
@@ -11,16 +11,17 @@ import logging
 import re
 from decimal import Decimal
 
-from scenic_ticket.api import _body, endpoint, json_response
+from scenic_ticket import web
+from scenic_ticket.errors import ApiError
 from scenic_ticket.slot import area_timezone
+from scenic_ticket.vault import lookup_key_b64
+from scenic_ticket.web import json_body, json_response
 
 from trytond.pool import Pool
 from trytond.protocols.wrappers import Response
 
 from . import sync, upload
-from .errors import GateError
 from .gate import DEVICE_KINDS
-from .keys import lookup_key_b64
 
 
 logger = logging.getLogger(__name__)
@@ -49,21 +50,21 @@ def authenticate_box(request):
     if scheme.lower() == 'box' and box_id.isdigit() and secret:
         row = Box.authenticate(int(box_id), secret)
     if not row:
-        raise GateError('unauthorized',
+        raise ApiError('unauthorized',
             "Box credentials are required: "
             "'Authorization: Box <box id>:<secret>'.")
     id_, _, state, company = row
     if state == 'revoked':
-        raise GateError('revoked',
+        raise ApiError('revoked',
             "This box has been revoked: stop admitting on synced data.")
     if state != 'enrolled':
-        raise GateError('unauthorized', "This box is not enrolled.")
+        raise ApiError('unauthorized', "This box is not enrolled.")
     return BoxAuth(id_, company), company
 
 
 # Routes as the booking API's, authenticated by box credentials.
 gate_endpoint = functools.partial(
-    endpoint, prefix=PREFIX, authenticate=authenticate_box)
+    web.endpoint, prefix=PREFIX, authenticate=authenticate_box)
 
 
 def _json(request, data, status=200):
@@ -87,23 +88,23 @@ def _company(box):
 @gate_endpoint('/enrol', ['POST'], auth=False)
 def post_enrol(request, box):
     Box = Pool().get('scenic.gate.box')
-    data = _body(request)
+    data = json_body(request)
     token = data.get('token')
     if not isinstance(token, str) or not token.strip() or len(token) > 200:
-        raise GateError('invalid_request',
+        raise ApiError('invalid_request',
             "'token' must be the enrolment token shown in the back office.",
             'token')
     hostname = data.get('hostname')
     if hostname is not None and not isinstance(hostname, str):
-        raise GateError('invalid_request', "'hostname' must be a string.",
+        raise ApiError('invalid_request', "'hostname' must be a string.",
             'hostname')
     record, secret = Box.enrol(token.strip(), hostname)
     if record is None:
-        raise GateError('unauthorized',
+        raise ApiError('unauthorized',
             "This enrolment token is not valid: it is wrong, expired or "
             "spent. Make a new one in the back office.", 'token')
     if secret is None:
-        raise GateError('revoked', "This box has been revoked.")
+        raise ApiError('revoked', "This box has been revoked.")
     return json_response({
             'box': record.id,
             'secret': secret,
@@ -122,7 +123,7 @@ def get_sync(request, box):
 
 @gate_endpoint('/scans', ['POST'])
 def post_scans(request, box):
-    scans = upload.parse_scans(_body(request))
+    scans = upload.parse_scans(json_body(request))
     return json_response(upload.upload(box.id, _company(box), scans))
 
 
@@ -131,24 +132,24 @@ def _parse_heartbeat(data):
         value = data.get(name)
         if value is None:
             return None
-        # Request bodies parse fractions as Decimal (scenic_ticket.api).
+        # Request bodies parse fractions as Decimal (scenic_ticket.web).
         if (isinstance(value, bool)
                 or not isinstance(value, (int, Decimal))
                 or (isinstance(value, Decimal) and not value.is_finite())
                 or value < 0):
-            raise GateError('invalid_request',
+            raise ApiError('invalid_request',
                 f"'{name}' must be a number of at least 0.", name)
         return int(value)
 
     version = data.get('version')
     if version is not None and (
             not isinstance(version, str) or len(version) > 64):
-        raise GateError('invalid_request',
+        raise ApiError('invalid_request',
             "'version' must be a string of at most 64 characters.",
             'version')
     devices = data.get('devices') or []
     if not isinstance(devices, list) or len(devices) > MAX_DEVICES:
-        raise GateError('invalid_request',
+        raise ApiError('invalid_request',
             f"'devices' must be a list of at most {MAX_DEVICES} devices.",
             'devices')
     kinds = dict(DEVICE_KINDS)
@@ -156,21 +157,21 @@ def _parse_heartbeat(data):
     for i, device in enumerate(devices):
         where = f'devices[{i}]'
         if not isinstance(device, dict):
-            raise GateError('invalid_request',
+            raise ApiError('invalid_request',
                 "Each device must be an object.", where)
         if device.get('kind') not in kinds:
-            raise GateError('invalid_request',
+            raise ApiError('invalid_request',
                 f"'kind' must be one of {', '.join(kinds)}.",
                 f'{where}.kind')
         name = device.get('name')
         if not isinstance(name, str) or not name or len(name) > 100:
-            raise GateError('invalid_request',
+            raise ApiError('invalid_request',
                 "'name' must be a string of 1 to 100 characters.",
                 f'{where}.name')
         errors = device.get('errors', 0) or 0
         if isinstance(errors, bool) or not isinstance(errors, int) \
                 or errors < 0:
-            raise GateError('invalid_request',
+            raise ApiError('invalid_request',
                 "'errors' must be an integer of at least 0.",
                 f'{where}.errors')
         parsed.append({'kind': device['kind'], 'name': name,
@@ -186,7 +187,7 @@ def _parse_heartbeat(data):
 @gate_endpoint('/heartbeat', ['POST'])
 def post_heartbeat(request, box):
     Box = Pool().get('scenic.gate.box')
-    data = _parse_heartbeat(_body(request))
+    data = _parse_heartbeat(json_body(request))
     Box.heartbeat(box.id, data)
     now = dt.datetime.now(dt.timezone.utc)
     return json_response({'server_time': now.astimezone(
@@ -215,10 +216,10 @@ def get_photo(request, box, token):
                 ], limit=1)
     if (not cards or not cards[0].binding_photo_id
             or not cards[0].binding_photo_id.startswith(match.group(2))):
-        raise GateError('not_found', "No such photo.")
+        raise ApiError('not_found', "No such photo.")
     data = cards[0].binding_photo
     if not data:
-        raise GateError('not_found', "No such photo.")
+        raise ApiError('not_found', "No such photo.")
     data = bytes(data)
     return Response(data, content_type=_image_type(data),
         headers={'Cache-Control': 'private, max-age=86400'})

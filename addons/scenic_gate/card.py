@@ -6,7 +6,9 @@ from sql import Literal
 from sql.operators import Equal
 
 from scenic_ticket.area import CompanyMixin
+from scenic_ticket.dbtools import utcnow
 from scenic_ticket.ticket_type import BINDINGS, CARD_CATEGORIES
+from scenic_ticket.workflow import StateMachine, transition
 
 from trytond.i18n import gettext
 from trytond.model import Exclude, Index, ModelSQL, ModelView, fields
@@ -15,7 +17,7 @@ from trytond.pyson import Eval, If
 from trytond.wizard import Button, StateTransition, StateView, Wizard
 
 from .exceptions import CardStateError, CardValidationError, DeletionError
-from .gate import enrolled_boxes_exist, utcnow
+from .gate import enrolled_boxes_exist
 
 
 CARD_STATES = [
@@ -24,6 +26,17 @@ CARD_STATES = [
     ('lost', "Lost"),
     ('replaced', "Replaced"),
     ]
+CARD_TRANSITIONS = {
+    ('active', 'suspended'),
+    ('suspended', 'active'),
+    ('lost', 'active'),  # found again
+    ('active', 'lost'),
+    ('suspended', 'lost'),
+    # A new card takes over (Card.replace_with).
+    ('active', 'replaced'),
+    ('suspended', 'replaced'),
+    ('lost', 'replaced'),
+    }
 UID_RE = re.compile(r'^(?:[0-9A-F]{2}){4,10}$')
 
 
@@ -34,7 +47,7 @@ def normalize_uid(value):
     return re.sub(r'[\s:\-]', '', value).upper()
 
 
-class Card(CompanyMixin, ModelSQL, ModelView):
+class Card(CompanyMixin, StateMachine, ModelSQL, ModelView):
     "A card that admits its holder for a period or a number of entries."
     __name__ = 'scenic.card'
     _rec_name = 'number'
@@ -104,21 +117,24 @@ class Card(CompanyMixin, ModelSQL, ModelView):
                 Index(t, (t.number, Index.Equality())),
                 })
         cls._order = [('number', 'ASC'), ('id', 'DESC')]
+        cls._transitions |= CARD_TRANSITIONS
         cls._buttons.update({
                 'suspend': {
-                    'invisible': Eval('state') != 'active',
+                    'invisible': ~Eval('state').in_(
+                        cls.sources('suspended')),
                     'depends': ['state'],
                     },
                 'reactivate': {
-                    'invisible': ~Eval('state').in_(['suspended', 'lost']),
+                    'invisible': ~Eval('state').in_(cls.sources('active')),
                     'depends': ['state'],
                     },
                 'report_lost': {
-                    'invisible': ~Eval('state').in_(['active', 'suspended']),
+                    'invisible': ~Eval('state').in_(cls.sources('lost')),
                     'depends': ['state'],
                     },
                 'replace': {
-                    'invisible': Eval('state') == 'replaced',
+                    'invisible': ~Eval('state').in_(
+                        cls.sources('replaced')),
                     'depends': ['state'],
                     },
                 })
@@ -242,29 +258,28 @@ class Card(CompanyMixin, ModelSQL, ModelView):
                             card=card.rec_name))
 
     @classmethod
-    def _change_state(cls, cards, state, allowed):
-        for card in cards:
-            if card.state not in allowed:
-                raise CardStateError(gettext(
-                        'scenic_gate.msg_card_state',
-                        card=card.rec_name,
-                        state=dict(CARD_STATES)[card.state]))
-        cls.write(cards, {'state': state, 'state_changed_at': utcnow()})
+    def transition_error(cls, card, to_state):
+        return CardStateError(gettext(
+                'scenic_gate.msg_card_state', card=card.rec_name,
+                state=dict(CARD_STATES)[card.state]))
 
     @classmethod
     @ModelView.button
+    @transition('suspended')
     def suspend(cls, cards):
-        cls._change_state(cards, 'suspended', {'active'})
+        cls.write(cards, {'state_changed_at': utcnow()})
 
     @classmethod
     @ModelView.button
+    @transition('active')
     def reactivate(cls, cards):
-        cls._change_state(cards, 'active', {'suspended', 'lost'})
+        cls.write(cards, {'state_changed_at': utcnow()})
 
     @classmethod
     @ModelView.button
+    @transition('lost')
     def report_lost(cls, cards):
-        cls._change_state(cards, 'lost', {'active', 'suspended'})
+        cls.write(cards, {'state_changed_at': utcnow()})
 
     @classmethod
     @ModelView.button_action('scenic_gate.wizard_card_replace')
@@ -280,14 +295,13 @@ class Card(CompanyMixin, ModelSQL, ModelView):
         """
         pool = Pool()
         Usage = pool.get('scenic.ticket.usage')
-        if self.state == 'replaced':
-            raise CardStateError(gettext(
-                    'scenic_gate.msg_card_state', card=self.rec_name,
-                    state=dict(CARD_STATES)[self.state]))
+        state = 'lost' if reason == 'lost' else 'replaced'
+        # A lost card replaced because it is lost stays lost.
+        if self.state != state or not self.may_enter(self.state, 'replaced'):
+            self.check_transition([self], state)
         number = normalize_uid(number)
         if number == self.number:
             raise self._error('scenic_gate.msg_card_same_number', 'number')
-        state = 'lost' if reason == 'lost' else 'replaced'
         # The old card leaves 'active' first: the UID constraint counts
         # active cards only.
         self.__class__.write([self], {

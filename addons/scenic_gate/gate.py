@@ -8,6 +8,8 @@ from sql import Literal
 from sql.operators import Equal
 
 from scenic_ticket.area import CompanyMixin
+from scenic_ticket.dbtools import utcnow
+from scenic_ticket.workflow import StateMachine, sql_transition, transition
 
 from trytond.i18n import gettext
 from trytond.model import (
@@ -41,21 +43,8 @@ BACKLOG_SCANS = 500
 BACKLOG_LAG_SECONDS = 600
 
 
-def utcnow():
-    "Naive UTC, as Tryton stores timestamps."
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-
-
 def digest(value):
     return hashlib.sha256(value.encode()).hexdigest()
-
-
-def forget(model_name):
-    "After a write in SQL: records read before read again."
-    transaction = Transaction()
-    transaction.counter += 1
-    for cache in transaction.cache.values():
-        cache.pop(model_name, None)
 
 
 def enrolled_boxes_exist(company_id):
@@ -265,7 +254,15 @@ class GateTicketType(ModelSQL):
         ondelete='CASCADE')
 
 
-class Box(CompanyMixin, ModelSQL, ModelView):
+BOX_TRANSITIONS = {
+    ('draft', 'enrolled'),  # its enrolment token was spent
+    ('enrolled', 'enrolled'),  # re-enrolled with a new token (new disk…)
+    ('draft', 'revoked'),
+    ('enrolled', 'revoked'),
+    }
+
+
+class Box(CompanyMixin, StateMachine, ModelSQL, ModelView):
     "An IoT box: decides offline at its gates and syncs with the ERP."
     __name__ = 'scenic.gate.box'
     name = fields.Char("Name", required=True)
@@ -316,13 +313,14 @@ class Box(CompanyMixin, ModelSQL, ModelView):
         t = cls.__table__()
         cls._sql_indexes.add(Index(t, (t.token_hash, Index.Equality())))
         cls._order.insert(0, ('name', 'ASC'))
+        cls._transitions |= BOX_TRANSITIONS
         cls._buttons.update({
                 'enrolment_token': {
-                    'invisible': Eval('state') == 'revoked',
+                    'invisible': ~Eval('state').in_(cls.sources('enrolled')),
                     'depends': ['state'],
                     },
                 'revoke': {
-                    'invisible': Eval('state') == 'revoked',
+                    'invisible': ~Eval('state').in_(cls.sources('revoked')),
                     'depends': ['state'],
                     },
                 })
@@ -406,16 +404,14 @@ class Box(CompanyMixin, ModelSQL, ModelView):
 
     @classmethod
     @ModelView.button
+    @transition('revoked')
     def revoke(cls, boxes):
         # The token hash stays: enrolling with it answers `revoked`.
-        cls.write(boxes, {
-                'state': 'revoked',
-                'revoked_at': utcnow(),
-                })
+        cls.write(boxes, {'revoked_at': utcnow()})
 
     def new_enrolment_token(self, now=None):
         "Make the box's one-time enrolment token and return it."
-        if self.state == 'revoked':
+        if not self.may_enter(self.state, 'enrolled'):
             raise BoxStateError(gettext(
                     'scenic_gate.msg_box_revoked_token', box=self.rec_name))
         token = secrets.token_urlsafe(24)
@@ -444,20 +440,14 @@ class Box(CompanyMixin, ModelSQL, ModelView):
             return None, None
         secret = secrets.token_urlsafe(32)
         table = cls.__table__()
-        cursor = Transaction().connection.cursor()
         # Spent by whoever clears it first: the token works once.
-        cursor.execute(*table.update(
+        if not sql_transition(cls, table, 'enrolled',
+                (table.id == box.id) & (table.token_hash == token_hash),
                 [table.token_hash, table.token_expires, table.secret_hash,
-                    table.state, table.enrolled_at, table.hostname,
-                    table.write_date, table.write_uid],
-                [None, None, digest(secret), 'enrolled', now,
-                    (hostname or '')[:255] or None, now,
-                    Transaction().user],
-                where=(table.id == box.id)
-                & (table.token_hash == token_hash)))
-        if cursor.rowcount != 1:
+                    table.enrolled_at, table.hostname],
+                [None, None, digest(secret), now,
+                    (hostname or '')[:255] or None]):
             return None, None
-        forget(cls.__name__)
         # Codes sold after the box's last sync must verify offline: the
         # area's key exists before the first sale, not made by it.
         Pool().get('scenic.signing_key').active_signer(box.company)

@@ -25,6 +25,7 @@ from sql.conditionals import Case
 from sql.functions import AtTimeZone, Substring
 from sql.operators import Concat
 
+from scenic_ticket.dbtools import naive
 from scenic_ticket.slot import area_timezone
 
 from trytond import backend, config
@@ -69,10 +70,6 @@ def parse_watermark(text, now):
     if moment > now + dt.timedelta(minutes=5) or moment < now - max_age():
         return None
     return moment
-
-
-def _naive(value):
-    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def _datetime(value):
@@ -166,7 +163,7 @@ def _changed(table, since):
 
 def _day_start(day, tz):
     "Naive UTC of midnight of `day` in the area."
-    return _naive(dt.datetime.combine(day, dt.time(), tz))
+    return naive(dt.datetime.combine(day, dt.time(), tz))
 
 
 def snapshot(company, since_text, database_name, now=None):
@@ -178,11 +175,11 @@ def snapshot(company, since_text, database_name, now=None):
     since = parse_watermark(since_text, now)
     full = since is None
     # Rows stamped after `cutoff` are sent (None: all of them).
-    cutoff = None if full else _naive(since - overlap())
+    cutoff = None if full else naive(since - overlap())
     cid = company.id
     cursor = Transaction().connection.cursor()
     today = now.astimezone(tz).date()
-    now_naive = _naive(now)
+    now_naive = naive(now)
 
     def fetch(query):
         cursor.execute(*query)
@@ -307,7 +304,7 @@ def snapshot(company, since_text, database_name, now=None):
     if cutoff:
         where &= _changed(card, cutoff)
     else:
-        where &= card.valid_until > _naive(now - dt.timedelta(days=30))
+        where &= card.valid_until > naive(now - dt.timedelta(days=30))
     photo_url = Case((card.binding_photo_id != Null, Concat(Concat(Concat(
                     Literal(f'/{database_name}/scenic/gate/v1/photos/'),
                     Cast(card.id, 'VARCHAR')), Literal('-')),

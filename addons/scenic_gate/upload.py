@@ -20,19 +20,20 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sql import Conflict, For
+from sql import Conflict
 
 from scenic_common import gate as rules_engine
 from scenic_common import ticketcode
 from scenic_ticket import reservation
+from scenic_ticket.dbtools import aware, lock, naive
+from scenic_ticket.errors import ApiError
 from scenic_ticket.slot import area_timezone
+from scenic_ticket.workflow import sql_transition
 
-from trytond import backend
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
 from . import bulk
-from .errors import GateError
 
 
 MAX_SCANS = 1000
@@ -64,7 +65,7 @@ class ScanIn:
 # --- parsing -----------------------------------------------------------------
 
 def _invalid(message, field):
-    return GateError('invalid_request', message, field)
+    return ApiError('invalid_request', message, field)
 
 
 def _int(raw, name, where, required=True, low=1):
@@ -148,24 +149,6 @@ def parse_scans(data):
 
 
 # --- what the ERP knows ------------------------------------------------------
-
-def _naive(value):
-    return value.astimezone(UTC).replace(tzinfo=None)
-
-
-def _aware(value):
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC)
-
-
-def _lock(query):
-    if backend.name == 'postgresql':
-        query.for_ = For('UPDATE')
-    return query
-
 
 class AreaData:
     "Gates, ticket types and rules of an area, as the decision needs them."
@@ -251,7 +234,7 @@ def upload(box_id, company, scans, now=None):
     transaction = Transaction()
     now = now or dt.datetime.now(UTC)
     user = transaction.user
-    stamp = _naive(now)
+    stamp = naive(now)
     cid = company.id
 
     # 1. duplicates: in the batch, then already stored
@@ -274,7 +257,7 @@ def upload(box_id, company, scans, now=None):
     area = AreaData(cid)
     for scan in new:
         if scan.gate not in area.gates:
-            raise GateError('invalid_request',
+            raise ApiError('invalid_request',
                 f"Gate {scan.gate} is not a gate of this area.",
                 f'scans[{scan.index}].gate')
 
@@ -336,7 +319,7 @@ def upload(box_id, company, scans, now=None):
             'offline', 'box', 'nonce', 'binding_method', 'binding_ref',
             'binding_score', 'conflict', 'conflict_reason',
             'conflict_note', 'create_uid', 'create_date'],
-        [[cid, _naive(s.at), s.gate, s.lane, s.medium,
+        [[cid, naive(s.at), s.gate, s.lane, s.medium,
                 s.ticket if s.ticket in tickets else None,
                 s.card if s.card in cards else None,
                 s.decision, s.reason, s.persons, s.direction, s.offline,
@@ -368,9 +351,9 @@ def _tickets(company_id, ids):
     return {r['id']: {
             'type': r['type'], 'persons': r['persons'],
             'entries': r['entries'],
-            'valid_from': _aware(r['valid_from']),
-            'valid_until': _aware(r['valid_until']),
-            'state': r['state'], 'revoked_at': _aware(r['revoked_at']),
+            'valid_from': aware(r['valid_from']),
+            'valid_until': aware(r['valid_until']),
+            'state': r['state'], 'revoked_at': aware(r['revoked_at']),
             'key_id': r['key_id'] or 0, 'holder_hash': r['holder_hash'],
             'order': r['order'],
             } for r in bulk.rows(table.select(
@@ -393,11 +376,11 @@ def _cards(company_id, ids):
     table = Pool().get('scenic.card').__table__()
     return {r['id']: {
             'number': r['number'], 'type': r['type'], 'state': r['state'],
-            'state_changed_at': _aware(r['state_changed_at']),
-            'valid_from': _aware(r['valid_from']),
-            'valid_until': _aware(r['valid_until']),
+            'state_changed_at': aware(r['state_changed_at']),
+            'valid_from': aware(r['valid_from']),
+            'valid_until': aware(r['valid_until']),
             'remaining': r['remaining'], 'holder_hash': r['holder_hash'],
-            } for r in bulk.rows(_lock(table.select(
+            } for r in bulk.rows(lock(table.select(
                     table.id.as_('id'), table.number.as_('number'),
                     table.ticket_type.as_('type'), table.state.as_('state'),
                     table.state_changed_at.as_('state_changed_at'),
@@ -445,7 +428,7 @@ def _lock_usages(company_id, admitted, tickets, cards):
         for id_ in ids:
             result[(kind, id_)] = rules_engine.NO_USAGE
         column = getattr(table, kind)
-        for r in bulk.rows(_lock(table.select(
+        for r in bulk.rows(lock(table.select(
                         table.id.as_('id'), column.as_('owner'),
                         table.entries.as_('entries'),
                         table.exits.as_('exits'),
@@ -459,8 +442,8 @@ def _lock_usages(company_id, admitted, tickets, cards):
             key = (kind, r['owner'])
             result[key] = rules_engine.Usage(
                 entries=r['entries'] or 0,
-                last_entry_at=_aware(r['last_entry']),
-                last_exit_at=_aware(r['last_exit']),
+                last_entry_at=aware(r['last_entry']),
+                last_exit_at=aware(r['last_exit']),
                 inside=bool(r['inside']), binding_ref=r['binding_ref'])
             result.rows[key] = [r['id'], r['exits'] or 0,
                 r['binding_method']]
@@ -588,8 +571,8 @@ def _write_usages(company_id, usages, stamp, user):
         if usage.last_exit_at != before.last_exit_at:
             exits += 1
         values = [usage.entries, exits,
-            _naive(usage.last_entry_at) if usage.last_entry_at else None,
-            _naive(usage.last_exit_at) if usage.last_exit_at else None,
+            naive(usage.last_entry_at) if usage.last_entry_at else None,
+            naive(usage.last_exit_at) if usage.last_exit_at else None,
             usage.inside, method, usage.binding_ref, user, stamp]
         if row_id is None:
             kind, owner = key
@@ -616,13 +599,11 @@ def _mark_tickets_used(ticket_ids, tickets, stamp, user):
     table = pool.get('scenic.ticket').__table__()
     order_ids = sorted({tickets[i]['order'] for i in ids})
     # Lock the orders as the booking path does before a refund.
-    cursor.execute(*_lock(order.select(order.id,
+    cursor.execute(*lock(order.select(order.id,
                 where=bulk.in_(order.id, order_ids), order_by=[order.id])))
-    cursor.execute(*table.update(
-            [table.state, table.write_date, table.write_uid],
-            ['used', stamp, user],
-            where=bulk.in_(table.id, ids) & (table.state == 'valid')))
-    reservation.mark_orders_used(order_ids, now=_aware(stamp))
+    sql_transition(pool.get('scenic.ticket'), table, 'used',
+        bulk.in_(table.id, ids))
+    reservation.mark_orders_used(order_ids, now=aware(stamp))
 
 
 def _write_cards(remaining, stamp, user):

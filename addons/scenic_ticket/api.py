@@ -4,55 +4,24 @@ openapi.py): external clients code against them.
 """
 import datetime as dt
 import functools
-import json
-import logging
 import re
 from decimal import Decimal
 
 from scenic_common import idnumber, ticketcode
 
-from trytond import backend
-from trytond.model.modelsql import SQLConstraintError
 from trytond.pool import Pool
 from trytond.protocols.wrappers import Response
-from trytond.transaction import Transaction
-from trytond.wsgi import app
 
-from . import reservation
+from . import reservation, web
+from .errors import BookingError
 from .openapi import openapi_document
-from .reservation import BookingError, BookingRequest, Item, Visitor
-
-logger = logging.getLogger(__name__)
+from .reservation import BookingRequest, Item, Visitor
+from .web import json_body, json_response, release_claims
 
 PREFIX = '/<database_name>/scenic/v1'
 MAX_ITEMS = 20
 MAX_VISITORS = 50
-RETRIES = 3
 PHONE_RE = re.compile(r'^\+?[0-9][0-9 -]{4,19}$')
-
-
-def json_response(data, status=200, headers=None):
-    return Response(
-        json.dumps(data, ensure_ascii=False, separators=(',', ':')),
-        status=status, headers=headers, content_type='application/json')
-
-
-def error_response(error):
-    body = {'code': error.code, 'message': error.message}
-    if error.field:
-        body['field'] = error.field
-    return json_response({'error': body}, status=error.status)
-
-
-def _pool(database_name):
-    "The database's pool, or None when there is no such database."
-    if database_name not in Pool.database_list():
-        with Transaction().start(None, 0, readonly=True) as transaction:
-            if database_name not in transaction.database.list():
-                return None
-        with Transaction().start(database_name, 0, readonly=True):
-            Pool(database_name).init()
-    return Pool(database_name)
 
 
 def authenticate(request):
@@ -70,83 +39,12 @@ def authenticate(request):
     return channel, channel.company.id
 
 
-def endpoint(path, methods, readonly=False, auth=True, prefix=PREFIX,
-        authenticate=authenticate):
-    """Route a handler(request, caller, **kwargs) -> Response.
-
-    `authenticate(request)` returns the caller (a channel, a gate box…) and
-    its area, or raises. Each call is one transaction; writes run READ
-    COMMITTED (see reservation.use_read_committed) and are retried when two
-    requests raced on a unique key or the database asked for a retry.
-    """
-    def decorator(func):
-        @app.route(prefix + path, methods=methods)
-        @functools.wraps(func)
-        def wrapper(request, database_name, **kwargs):
-            try:
-                pool = _pool(database_name)
-                if pool is None:
-                    raise BookingError('not_found', "No such database.")
-                for attempt in range(RETRIES + 1):
-                    try:
-                        return _call(pool, func, request, readonly,
-                            authenticate if auth else None, kwargs)
-                    except (backend.DatabaseIntegrityError,
-                            backend.DatabaseOperationalError,
-                            SQLConstraintError):
-                        # Two requests raced on a unique key (e.g. one
-                        # Idempotency-Key, an area's first signing key):
-                        # again, the loser finds what the winner made.
-                        if attempt == RETRIES:
-                            raise
-            except BookingError as error:
-                return error_response(error)
-            except Exception:
-                logger.exception("%s%s failed", prefix, path)
-                return error_response(BookingError('internal_error',
-                        "The server could not handle this request; "
-                        "nothing was changed."))
-        return wrapper
-    return decorator
-
-
-def _call(pool, func, request, readonly, authenticate, kwargs):
-    with Transaction().start(pool.database_name, 0, readonly=readonly):
-        if not readonly:
-            reservation.use_read_committed()
-        caller, company = authenticate(request) if authenticate else (
-            None, None)
-        context = {}
-        if company:
-            context = {'company': company, 'companies': [company]}
-        with Transaction().set_context(context):
-            return func(request, caller, **kwargs)
-
-
-def release_claims():
-    """Commit as soon as the writes are done.
-
-    The claims lock the day's counter rows, which every booking of that day
-    needs: rendering the answer must not keep them waiting. If rendering
-    then fails, a retry with the same Idempotency-Key finds the order.
-    """
-    Transaction().commit()
+# Routes of the booking API, authenticated by channel key.
+endpoint = functools.partial(
+    web.endpoint, prefix=PREFIX, authenticate=authenticate)
 
 
 # --- parsing ---------------------------------------------------------------------
-
-def _body(request):
-    try:
-        data = json.loads(request.get_data() or b'null',
-            parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError):
-        raise BookingError('invalid_request', "The body is not valid JSON.",
-            'body')
-    if not isinstance(data, dict):
-        raise BookingError('invalid_request',
-            "The body must be a JSON object.", 'body')
-    return data
-
 
 def _text(data, name, where, required=True, max_length=100):
     value = data.get(name)
@@ -357,7 +255,7 @@ def post_order(request, channel):
             "Send an Idempotency-Key header (at most 200 characters) so "
             "that a retried request does not book twice.",
             'Idempotency-Key')
-    booking = parse_booking(_body(request))
+    booking = parse_booking(json_body(request))
     order_id, replayed = reservation.book(channel, booking, key)
     release_claims()
     order = Pool().get('scenic.order')(order_id)
@@ -393,7 +291,7 @@ def get_order(request, channel, reference):
 
 @endpoint('/orders/<reference>/pay', ['POST'])
 def post_pay(request, channel, reference):
-    data = _body(request)
+    data = json_body(request)
     provider = data.get('provider')
     if not isinstance(provider, str):
         raise BookingError('invalid_request',

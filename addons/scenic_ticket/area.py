@@ -13,6 +13,7 @@ from trytond.wizard import Button, StateView, Wizard
 
 from . import catalogue
 from .exceptions import ChannelKeyError, ZoneValidationError
+from .vault import pii_vault
 
 
 def default_company():
@@ -170,7 +171,6 @@ class Channel(CompanyMixin, DeactivableMixin, ModelSQL, ModelView):
         is needed to authenticate; the encrypted copy lets the public
         booking page embed its channel's key.
         """
-        from .visitor import pii_vault
         key = key or secrets.token_urlsafe(32)
         self.__class__.write([self], {
                 'api_key_hint': key[:6] + '…',
@@ -198,7 +198,6 @@ class Channel(CompanyMixin, DeactivableMixin, ModelSQL, ModelView):
         cls._key_cache.clear()
 
     def get_api_key(self):
-        from .visitor import pii_vault
         if self.api_key_encrypted:
             return pii_vault().decrypt(self.api_key_encrypted)
 

@@ -25,7 +25,7 @@ from trytond.protocols.wrappers import Response
 from trytond.transaction import Transaction
 from trytond.wsgi import app
 
-from .api import _pool
+from .web import database_pool
 
 logger = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ padding:0 1rem;color:#1b1f1d}}h1{{font-size:1.4rem}}</style>
 
 def _page(database_name, mode):
     try:
-        pool = _pool(database_name)
+        pool = database_pool(database_name)
         if pool is None:
             return not_found_page("没有这个数据库。",
                 "There is no such database.")

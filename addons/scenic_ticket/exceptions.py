@@ -36,3 +36,7 @@ class SigningKeyError(UserError):
 
 class ChannelKeyError(UserError):
     pass
+
+
+class StateError(UserError):
+    pass

@@ -2,12 +2,10 @@
 /<db>/scenic/v1/openapi.json and checked by the tests against the routes.
 """
 
-ERROR_CODES = [
-    'sold_out', 'id_limit', 'daily_limit', 'idempotency_conflict',
-    'not_payable', 'not_cancellable', 'invalid_id_number', 'invalid_request',
-    'amount_mismatch', 'payment_failed', 'unauthorized', 'not_found',
-    'method_not_allowed', 'internal_error',
-    ]
+from .errors import CODES, GATE_ONLY_CODES
+
+# Generated from the one code table: what the booking API may answer.
+ERROR_CODES = [c for c in CODES if c not in GATE_ONLY_CODES]
 
 MONEY = {'type': 'string', 'pattern': r'^[0-9]+\.[0-9]{2}$',
     'examples': ['120.00']}
@@ -23,16 +21,20 @@ def _json(schema, description):
         'content': {'application/json': {'schema': schema}}}
 
 
+STATUS_TEXT = {
+    401: "No or unknown channel key",
+    404: "No such order or database",
+    409: "Refused by a rule",
+    422: "Invalid request (`invalid_request` names the `field`)",
+    }
+
+
 def _errors(*statuses):
-    text = {
-        401: "No or unknown channel key (`unauthorized`).",
-        404: "No such order or database (`not_found`).",
-        409: "Refused by a rule: `sold_out`, `id_limit`, `daily_limit`, "
-        "`idempotency_conflict`, `not_payable`, `not_cancellable`.",
-        422: "Invalid request: `invalid_request` (with `field`), "
-        "`invalid_id_number`, `amount_mismatch`.",
-        }
-    return {str(s): _json(_ref('Error'), text[s]) for s in statuses}
+    def text(status):
+        codes = ', '.join(
+            f'`{c}`' for c in ERROR_CODES if CODES[c] == status)
+        return f"{STATUS_TEXT[status]}: {codes}."
+    return {str(s): _json(_ref('Error'), text(s)) for s in statuses}
 
 
 SCHEMAS = {

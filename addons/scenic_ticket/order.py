@@ -1,14 +1,29 @@
-"""Orders, tickets and payments of timed reservations, and the counters that
-keep capacity and per-ID rules true under concurrency.
+"""Orders and tickets of timed reservations, and the counters that keep
+capacity and per-ID rules true under concurrency.
 
 Bookings go through the lean path in reservation.py; these models are what
-the back office shows and acts on.
+the back office shows and acts on. Orders and tickets are declared state
+machines (ORDER_TRANSITIONS, TICKET_TRANSITIONS): the lean path's set-based
+UPDATEs take their allowed states from these tables (workflow.py), and
+every state change calls `on_state_change(to_state, ids)`, the hook later
+modules extend (finance posts on paid, refunded, used, expired):
+
+    class Order(metaclass=PoolMeta):
+        __name__ = 'scenic.order'
+
+        @classmethod
+        def on_state_change(cls, to_state, ids):
+            super().on_state_change(to_state, ids)
+            ...
 """
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
+from trytond.pool import Pool
 from trytond.pyson import Eval
 from trytond.transaction import Transaction
 
+from . import dbtools
 from .area import CompanyMixin
+from .workflow import StateMachine, transition
 
 ORDER_STATES = [
     ('reserved', "Reserved"),
@@ -20,6 +35,25 @@ ORDER_STATES = [
     ('refunded', "Refunded"),
     ('expired', "Expired"),
     ]
+ORDER_TRANSITIONS = {
+    # A hold is paid, cancelled by the visitor, or expires unpaid.
+    ('reserved', 'paid'),
+    ('reserved', 'cancelled'),
+    ('reserved', 'expired'),
+    # A paid order is refunded while no ticket is used.
+    ('paid', 'refunded'),
+    # The gates admit its tickets.
+    ('paid', 'partly_used'),
+    ('paid', 'used'),
+    ('partly_used', 'used'),
+    # After the tickets' validity: expired when tickets were left unused,
+    # done when closed (the finance cron chooses).
+    ('paid', 'expired'),
+    ('partly_used', 'expired'),
+    ('paid', 'done'),
+    ('partly_used', 'done'),
+    ('used', 'done'),
+    }
 TICKET_STATES = [
     ('reserved', "Reserved"),
     ('valid', "Valid"),
@@ -28,9 +62,16 @@ TICKET_STATES = [
     ('revoked', "Revoked"),
     ('expired', "Expired"),
     ]
+TICKET_TRANSITIONS = {
+    ('reserved', 'valid'),  # its order is paid: the code is signed
+    ('reserved', 'cancelled'),  # its hold is cancelled or expires
+    ('valid', 'used'),  # a gate admitted it
+    ('valid', 'revoked'),  # its order is refunded
+    ('valid', 'expired'),  # its validity ended unused
+    }
 
 
-class Order(CompanyMixin, ModelSQL, ModelView):
+class Order(CompanyMixin, StateMachine, ModelSQL, ModelView):
     "A timed reservation for named visitors or a group."
     __name__ = 'scenic.order'
     _rec_name = 'reference'
@@ -80,12 +121,19 @@ class Order(CompanyMixin, ModelSQL, ModelView):
                 Index(t, (t.contact_phone, Index.Equality())),
                 })
         cls._order = [('create_date', 'DESC'), ('id', 'DESC')]
+        cls._transitions |= ORDER_TRANSITIONS
         cls._buttons.update({
                 'cancel': {
-                    'invisible': ~Eval('state').in_(['reserved', 'paid']),
+                    'invisible': ~Eval('state').in_(sorted(
+                            set(cls.sources('cancelled'))
+                            | set(cls.sources('refunded')))),
                     'depends': ['state'],
                     },
                 })
+
+    @staticmethod
+    def default_state():
+        return 'reserved'
 
     @classmethod
     @ModelView.button
@@ -102,9 +150,31 @@ class Order(CompanyMixin, ModelSQL, ModelView):
         # Own transaction: the release must run READ COMMITTED, which has
         # to be chosen before the cron's transaction has read anything.
         with Transaction().new_transaction() as transaction:
-            reservation.use_read_committed()
+            dbtools.use_read_committed()
             reservation.expire_holds()
             transaction.commit()
+
+    @classmethod
+    @transition('expired')
+    def expire(cls, orders):
+        """Orders past their time: a hold gives its claims back (as
+        reservation.expire_holds does); a paid order's unused tickets
+        expire with it."""
+        from . import reservation
+        Ticket = Pool().get('scenic.ticket')
+        now = dbtools.now_utc()
+        for order in orders:
+            if order.state == 'reserved':
+                reservation.release_order(order, 'cancelled', now)
+        Ticket.expire([t for o in orders if o.state != 'reserved'
+                for t in o.tickets if t.state == 'valid'])
+        cls.write(orders, {'closed_at': dbtools.naive(now)})
+
+    @classmethod
+    @transition('done')
+    def close(cls, orders):
+        "Paid orders that are over."
+        cls.write(orders, {'closed_at': dbtools.utcnow()})
 
 
 class OrderLine(ModelSQL, ModelView):
@@ -127,7 +197,7 @@ class OrderLine(ModelSQL, ModelView):
         cls.__access__.add('order')
 
 
-class Ticket(CompanyMixin, ModelSQL, ModelView):
+class Ticket(CompanyMixin, StateMachine, ModelSQL, ModelView):
     "A ticket: one visitor, or one group of persons, on one signed code."
     __name__ = 'scenic.ticket'
     order = fields.Many2One(
@@ -168,33 +238,19 @@ class Ticket(CompanyMixin, ModelSQL, ModelView):
                     (t.revoked_at, Index.Range())),
                 })
         cls._order = [('id', 'DESC')]
+        cls._transitions |= TICKET_TRANSITIONS
+
+    @staticmethod
+    def default_state():
+        return 'reserved'
+
+    @classmethod
+    @transition('expired')
+    def expire(cls, tickets):
+        "Valid tickets whose validity ended unused."
 
     def get_rec_name(self, name):
         return f"#{self.id} {self.ticket_type.rec_name} {self.visit_date}"
-
-
-class Payment(CompanyMixin, ModelSQL, ModelView):
-    "A payment or refund of an order, for finance to post."
-    __name__ = 'scenic.payment'
-    order = fields.Many2One(
-        'scenic.order', "Order", required=True, readonly=True,
-        ondelete='RESTRICT')
-    kind = fields.Selection([
-            ('payment', "Payment"),
-            ('refund', "Refund"),
-            ], "Kind", required=True, readonly=True)
-    provider = fields.Char("Provider", required=True, readonly=True)
-    provider_reference = fields.Char("Provider Reference", readonly=True)
-    amount = fields.Numeric(
-        "Amount", digits=(16, 2), required=True, readonly=True)
-    currency = fields.Many2One(
-        'currency.currency', "Currency", required=True, readonly=True)
-    date = fields.DateTime("Date", required=True, readonly=True)
-
-    @classmethod
-    def __setup__(cls):
-        super().__setup__()
-        cls._order = [('date', 'DESC'), ('id', 'DESC')]
 
 
 class DailyLoad(CompanyMixin, ModelSQL, ModelView):

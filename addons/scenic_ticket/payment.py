@@ -1,46 +1,32 @@
-"""Payment providers behind one small interface.
+"""Payments and refunds of orders, as finance posts them.
 
-The demo and the tests use the simulated provider; a real one (WeChat Pay,
-Alipay, UnionPay) implements the same two calls against its gateway.
+The lean booking path (reservation.py) writes these rows; the providers
+that take the money are in providers.py.
 """
-import secrets
+from trytond.model import ModelSQL, ModelView, fields
+
+from .area import CompanyMixin
 
 
-class PaymentDeclined(Exception):
-    pass
+class Payment(CompanyMixin, ModelSQL, ModelView):
+    "A payment or refund of an order, for finance to post."
+    __name__ = 'scenic.payment'
+    order = fields.Many2One(
+        'scenic.order', "Order", required=True, readonly=True,
+        ondelete='RESTRICT')
+    kind = fields.Selection([
+            ('payment', "Payment"),
+            ('refund', "Refund"),
+            ], "Kind", required=True, readonly=True)
+    provider = fields.Char("Provider", required=True, readonly=True)
+    provider_reference = fields.Char("Provider Reference", readonly=True)
+    amount = fields.Numeric(
+        "Amount", digits=(16, 2), required=True, readonly=True)
+    currency = fields.Many2One(
+        'currency.currency', "Currency", required=True, readonly=True)
+    date = fields.DateTime("Date", required=True, readonly=True)
 
-
-class PaymentProvider:
-    name = None
-
-    def charge(self, order_reference, amount, currency):
-        "Take the amount; return the provider's reference of the payment."
-        raise NotImplementedError
-
-    def refund(self, payment_reference, amount, currency):
-        "Give the amount back; return the provider's reference."
-        raise NotImplementedError
-
-
-class SimulatedProvider(PaymentProvider):
-    "Approves every payment and refund at once, as a sandbox would."
-    name = 'simulated'
-
-    def charge(self, order_reference, amount, currency):
-        return f'SIM-PAY-{secrets.token_hex(8)}'
-
-    def refund(self, payment_reference, amount, currency):
-        return f'SIM-REFUND-{secrets.token_hex(8)}'
-
-
-PROVIDERS = {p.name: p for p in [SimulatedProvider()]}
-
-
-def get_provider(name):
-    from .reservation import BookingError
-    try:
-        return PROVIDERS[name]
-    except KeyError:
-        raise BookingError('invalid_request',
-            f"Unknown payment provider {name!r}; use one of: "
-            f"{', '.join(sorted(PROVIDERS))}.", 'provider')
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._order = [('date', 'DESC'), ('id', 'DESC')]

@@ -11,6 +11,13 @@ Every claim and release takes its row locks in one order (ID usages by hash,
 then the slot, then daily counters by scope) so concurrent bookings never
 deadlock; the hottest rows (the day's counters) come last so their locks
 are held for the shortest time before commit.
+
+A booking is two public steps that every sales path calls (the booking API,
+the box office counter, partner orders against allotments, remote sites):
+`plan_booking` validates and prices a request into a BookingPlan, reading
+only; `write_booking` inserts the plan and makes its claims. `book` is the
+API's: an idempotent replay check, then both. Order and ticket states move
+by `workflow.sql_transition`, within their declared transitions.
 """
 import datetime as dt
 import hashlib
@@ -20,19 +27,21 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sql import Conflict, For
-from sql.conditionals import Case
-from sql.operators import Exists
+from sql import Conflict
+from sql.operators import Exists, Not
 
 from scenic_common import idnumber, ticketcode
 
-from trytond import backend
 from trytond.model.fields import SQL_OPERATORS
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
 from .catalogue import Catalogue
-from .payment import get_provider
+from .dbtools import forget, insert, lock, naive, now_utc
+from .errors import BookingError
+from .providers import get_provider
+from .vault import pii_vault
+from .workflow import sql_transition
 
 HOLD_MINUTES = 15
 # Paid orders, before and after their tickets are admitted at the gates.
@@ -40,28 +49,6 @@ PAID_STATES = ('paid', 'partly_used', 'used')
 REFERENCE_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789'
 REFERENCE_LENGTH = 16  # ~80 bits: the reference is also a capability
 BOOKABLE_VALIDITIES = {'time_slot', 'fixed_date', 'days_from_first_use'}
-
-
-class BookingError(Exception):
-    "A refusal the API reports as {'error': {code, message, field}}."
-    STATUS = {
-        'sold_out': 409, 'id_limit': 409, 'daily_limit': 409,
-        'idempotency_conflict': 409, 'not_payable': 409,
-        'not_cancellable': 409,
-        'invalid_id_number': 422, 'invalid_request': 422,
-        'amount_mismatch': 422, 'payment_failed': 402,
-        'unauthorized': 401, 'not_found': 404, 'internal_error': 500,
-        }
-
-    def __init__(self, code, message, field=None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
-
-    @property
-    def status(self):
-        return self.STATUS.get(self.code, 400)
 
 
 @dataclass
@@ -101,64 +88,9 @@ class BookingRequest:
             json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def now_utc():
-    return dt.datetime.now(dt.timezone.utc)
-
-
-def _naive(value):
-    "Tryton stores timestamps as naive UTC."
-    return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-
-
 def new_reference():
     return ''.join(
         secrets.choice(REFERENCE_ALPHABET) for _ in range(REFERENCE_LENGTH))
-
-
-def use_read_committed():
-    """Let conditional writes see the latest committed row.
-
-    Tryton opens PostgreSQL transactions REPEATABLE READ, where two bookings
-    updating the same counter make one fail with a serialization error;
-    under READ COMMITTED the second re-checks its WHERE against the first's
-    result instead. Only cache syncing has run in the transaction so far,
-    so ending it here loses nothing.
-    """
-    if backend.name != 'postgresql':
-        return
-    from psycopg import IsolationLevel
-    connection = Transaction().connection
-    connection.rollback()
-    connection.isolation_level = IsolationLevel.READ_COMMITTED
-
-
-def _audit(values=None):
-    "Columns every Tryton row carries."
-    user = Transaction().user
-    values = dict(values or {})
-    values.update(create_uid=user, create_date=_naive(now_utc()))
-    return values
-
-
-def _insert(table, rows):
-    "Insert dict rows sharing keys; return their ids in order."
-    if not rows:
-        return []
-    rows = [_audit(r) for r in rows]
-    names = list(rows[0])
-    cursor = Transaction().connection.cursor()
-    columns = [getattr(table, n) for n in names]
-    values = [[r[n] for n in names] for r in rows]
-    if backend.name == 'postgresql':
-        cursor.execute(*table.insert(
-                columns, values, returning=[table.id]))
-        return [r[0] for r in cursor.fetchall()]
-    # SQLite refuses RETURNING on the aliased table python-sql writes.
-    ids = []
-    for row in values:
-        cursor.execute(*table.insert(columns, [row]))
-        ids.append(cursor.lastrowid)
-    return ids
 
 
 # --- claims ------------------------------------------------------------------
@@ -172,7 +104,7 @@ def _claim_id(company, date, id_hash, limit):
             [table.company, table.date, table.id_hash, table.count,
                 table.create_uid, table.create_date],
             [[company, date, id_hash, 1, Transaction().user,
-                    _naive(now_utc())]],
+                    naive(now_utc())]],
             on_conflict=Conflict(
                 table, indexed_columns=[
                     table.company, table.date, table.id_hash],
@@ -216,7 +148,7 @@ def _claim_daily(company, date, scope, zone, persons, maximum):
                 table.booked, table.maximum, table.create_uid,
                 table.create_date],
             [[company, date, scope, zone, 0, maximum, Transaction().user,
-                    _naive(now_utc())]],
+                    naive(now_utc())]],
             on_conflict=Conflict(
                 table, indexed_columns=[
                     table.company, table.date, table.scope])))
@@ -266,7 +198,6 @@ def _find_replay(channel_id, key, digest):
 
 def _visitor_ids(company, visitors):
     "Find or create the visitor records; return {id_hash: visitor id}."
-    from .visitor import pii_vault
     pool = Pool()
     table = pool.get('scenic.visitor').__table__()
     cursor = Transaction().connection.cursor()
@@ -282,7 +213,7 @@ def _visitor_ids(company, visitors):
                 [[company, visitor.name, visitor.id_type,
                         vault.encrypt(normalized),
                         idnumber.mask(normalized), id_hash,
-                        Transaction().user, _naive(now_utc())]],
+                        Transaction().user, naive(now_utc())]],
                 on_conflict=Conflict(
                     table, indexed_columns=[table.company, table.id_hash])))
         cursor.execute(*table.select(table.id,
@@ -292,21 +223,60 @@ def _visitor_ids(company, visitors):
     return result
 
 
-def book(channel, request, idempotency_key, now=None):
-    """Hold seats for a booking request; return the order id.
+@dataclass
+class PlannedTicket:
+    line: int  # index in BookingPlan.lines
+    ticket_type: object  # catalogue.TypeInfo
+    holder_hash: str | None
+    holder_masked: str | None
+    valid_from: dt.datetime
+    valid_until: dt.datetime
 
-    `channel` is the scenic.channel record the request came through.
+
+@dataclass
+class BookingPlan:
+    """A booking request validated and priced: what `write_booking` writes.
+
+    `lines` are the order lines' values; `tickets` one PlannedTicket each;
+    `visitors` (visitor, normalized ID, ID hash) the visitor records to
+    find or create; `id_claims` (ID hash, limit, request field) the per-ID
+    limits to claim; `scope_persons` the persons per daily-load scope and
+    `scope_info` its (zone, maximum).
     """
-    from .visitor import pii_vault
-    pool = Pool()
+    company: int
+    channel: int
+    slot: object  # catalogue.SlotInfo
+    request: BookingRequest
+    digest: str
+    currency: int
+    hold_minutes: int
+    lines: list = field(default_factory=list)
+    tickets: list = field(default_factory=list)
+    visitors: list = field(default_factory=list)
+    id_claims: list = field(default_factory=list)
+    scope_persons: dict = field(default_factory=lambda: defaultdict(int))
+    scope_info: dict = field(default_factory=dict)
+    total: Decimal = Decimal(0)
+
+    @property
+    def persons(self):
+        return sum(l['persons'] for l in self.lines)
+
+
+def plan_booking(channel, request, now=None, catalogue=None):
+    """Validate and price a booking request; return its BookingPlan.
+
+    The plan step: the slot must exist and not have ended; each ticket type
+    must be sold on the channel and admit to the slot's zone; real-name
+    types take one valid ID per person; persons are whole tickets; prices
+    come from the channel's price rules. It reads only (the catalogue, the
+    key vault) and raises BookingError naming the request field at fault.
+    `channel` is the scenic.channel record the request came through (the
+    box office and partners have theirs).
+    """
     now = now or now_utc()
     company = channel.company.id
-    digest = request.digest()
-    replay = _find_replay(channel.id, idempotency_key, digest)
-    if replay:
-        return replay, True
-
-    catalogue = Catalogue(company)
+    catalogue = catalogue or Catalogue(company)
     slot = catalogue.slot(request.slot)
     if slot is None:
         raise BookingError('invalid_request', "This time slot does not "
@@ -314,13 +284,11 @@ def book(channel, request, idempotency_key, now=None):
     if slot.aware(slot.end_time) <= now:
         raise BookingError('invalid_request',
             "This time slot has already ended.", 'slot')
-    vault = pii_vault()
-
-    lines, tickets, id_claims = [], [], []
-    visitors = []
-    scope_persons = defaultdict(int)
-    scope_info = {}
-    total = Decimal(0)
+    plan = BookingPlan(
+        company=company, channel=channel.id, slot=slot, request=request,
+        digest=request.digest(), currency=catalogue.snapshot.currency,
+        hold_minutes=channel.hold_minutes or HOLD_MINUTES)
+    vault = None
     for item in request.items:
         ttype = catalogue.types.get(item.ticket_type)
         if (not ttype or not ttype.active or ttype.is_card
@@ -343,6 +311,7 @@ def book(channel, request, idempotency_key, now=None):
                 raise BookingError('invalid_request',
                     "Real-name tickets take one visitor per person.",
                     f'{item.field}.persons')
+            vault = vault or pii_vault()
             for visitor in item.visitors:
                 try:
                     normalized = idnumber.validate(
@@ -351,7 +320,7 @@ def book(channel, request, idempotency_key, now=None):
                     raise BookingError('invalid_id_number', exc.message,
                         f'{visitor.field}.id_number')
                 id_hash = vault.lookup_hash(visitor.id_type, normalized)
-                visitors.append((visitor, normalized, id_hash))
+                plan.visitors.append((visitor, normalized, id_hash))
                 holders.append(
                     (id_hash, idnumber.mask(normalized), visitor.field))
             quantity = len(item.visitors)
@@ -366,80 +335,106 @@ def book(channel, request, idempotency_key, now=None):
             quantity = persons // ttype.persons
         quote = catalogue.quote(ttype, slot, channel.id)
         amount = quote.price * quantity
-        total += amount
+        plan.total += amount
         valid_from, valid_until = catalogue.validity(ttype, slot)
         for scope, zone, maximum in catalogue.load_scopes(ttype):
-            scope_persons[scope] += persons
-            scope_info[scope] = (zone, maximum)
-        line = {
-            'ticket_type': ttype.id, 'quantity': quantity,
-            'persons': persons, 'unit_price': quote.price,
-            'amount': amount, 'price_explanation': quote.explanation(),
-            }
-        lines.append(line)
+            plan.scope_persons[scope] += persons
+            plan.scope_info[scope] = (zone, maximum)
+        plan.lines.append({
+                'ticket_type': ttype.id, 'quantity': quantity,
+                'persons': persons, 'unit_price': quote.price,
+                'amount': amount, 'price_explanation': quote.explanation(),
+                })
         for n in range(quantity):
             holder = holders[n] if holders else (None, None, None)
-            tickets.append((line, ttype, holder, valid_from, valid_until))
+            plan.tickets.append(PlannedTicket(
+                    line=len(plan.lines) - 1, ticket_type=ttype,
+                    holder_hash=holder[0], holder_masked=holder[1],
+                    valid_from=valid_from, valid_until=valid_until))
             if holder[0]:
-                id_claims.append((holder[0], ttype.id_limit, holder[2]))
-
-    persons_total = sum(l['persons'] for l in lines)
-    if not lines or not persons_total:
+                plan.id_claims.append((holder[0], ttype.id_limit, holder[2]))
+    if not plan.lines or not plan.persons:
         raise BookingError('invalid_request', "The order has no tickets.",
             'items')
+    return plan
 
+
+def write_booking(plan, idempotency_key=None, now=None):
+    """Write a BookingPlan as a held order; return the order id.
+
+    The write step: inserts the order, its lines, visitors and tickets
+    (state `reserved`, held for the channel's hold minutes), then claims the
+    per-ID limits, the slot's places and the daily maxima, each a
+    conditional write; a claim that fails raises BookingError (`id_limit`,
+    `sold_out`, `daily_limit`) and the caller's transaction must roll back.
+    Run it under READ COMMITTED (dbtools.use_read_committed) on PostgreSQL.
+    """
+    pool = Pool()
+    now = now or now_utc()
+    company, slot = plan.company, plan.slot
     # Rows no one else writes first; contended claims last.
     order_table = pool.get('scenic.order').__table__()
     line_table = pool.get('scenic.order.line').__table__()
     ticket_table = pool.get('scenic.ticket').__table__()
-    hold_minutes = channel.hold_minutes or HOLD_MINUTES
-    order_id, = _insert(order_table, [{
+    order_id, = insert(order_table, [{
                 'company': company, 'reference': new_reference(),
-                'channel': channel.id, 'slot': slot.id,
+                'channel': plan.channel, 'slot': slot.id,
                 'visit_date': slot.date, 'state': 'reserved',
-                'contact_name': request.contact_name,
-                'contact_phone': request.contact_phone,
-                'hold_expires_at': _naive(
-                    now + dt.timedelta(minutes=hold_minutes)),
-                'total': total, 'currency': catalogue.snapshot.currency,
+                'contact_name': plan.request.contact_name,
+                'contact_phone': plan.request.contact_phone,
+                'hold_expires_at': naive(
+                    now + dt.timedelta(minutes=plan.hold_minutes)),
+                'total': plan.total, 'currency': plan.currency,
                 'idempotency_key': idempotency_key,
-                'request_hash': digest,
+                'request_hash': plan.digest,
                 }])
-    for line in lines:
-        line['order'] = order_id
-    line_ids = _insert(line_table, lines)
-    for line, line_id in zip(lines, line_ids):
-        line['id'] = line_id
-    visitor_ids = _visitor_ids(company, visitors)
-    _insert(ticket_table, [{
-                'company': company, 'order': order_id, 'line': line['id'],
-                'ticket_type': ttype.id, 'slot': slot.id,
+    line_ids = insert(line_table,
+        [dict(line, order=order_id) for line in plan.lines])
+    visitor_ids = _visitor_ids(company, plan.visitors)
+    insert(ticket_table, [{
+                'company': company, 'order': order_id,
+                'line': line_ids[t.line],
+                'ticket_type': t.ticket_type.id, 'slot': slot.id,
                 'visit_date': slot.date,
-                'visitor': visitor_ids.get(holder[0]),
-                'holder_hash': holder[0], 'holder_masked': holder[1],
-                'persons': ttype.persons, 'entries_allowed': ttype.entries,
-                'valid_from': _naive(valid_from),
-                'valid_until': _naive(valid_until),
+                'visitor': visitor_ids.get(t.holder_hash),
+                'holder_hash': t.holder_hash,
+                'holder_masked': t.holder_masked,
+                'persons': t.ticket_type.persons,
+                'entries_allowed': t.ticket_type.entries,
+                'valid_from': naive(t.valid_from),
+                'valid_until': naive(t.valid_until),
                 'state': 'reserved',
-                } for line, ttype, holder, valid_from, valid_until
-            in tickets])
+                } for t in plan.tickets])
 
-    for id_hash, limit, field_ in sorted(id_claims):
+    for id_hash, limit, field_ in sorted(plan.id_claims):
         if not _claim_id(company, slot.date, id_hash, limit):
             raise BookingError('id_limit',
                 "This ID already holds the most tickets allowed for that "
                 "day.", f'{field_}.id_number')
-    if not _claim_slot(slot.id, persons_total):
+    if not _claim_slot(slot.id, plan.persons):
         raise BookingError('sold_out',
             "Not enough places are left in this time slot.", 'slot')
-    for scope in sorted(scope_persons):
-        zone, maximum = scope_info[scope]
+    for scope in sorted(plan.scope_persons):
+        zone, maximum = plan.scope_info[scope]
         if not _claim_daily(company, slot.date, scope, zone,
-                scope_persons[scope], maximum):
+                plan.scope_persons[scope], maximum):
             raise BookingError('daily_limit',
                 "The daily maximum of visitors for that day is reached.",
                 'slot')
-    return order_id, False
+    return order_id
+
+
+def book(channel, request, idempotency_key, now=None):
+    """Hold seats for a booking request; return (order id, replayed).
+
+    A request replayed with its Idempotency-Key answers the first order;
+    otherwise plan_booking then write_booking.
+    """
+    replay = _find_replay(channel.id, idempotency_key, request.digest())
+    if replay:
+        return replay, True
+    plan = plan_booking(channel, request, now=now)
+    return write_booking(plan, idempotency_key, now=now), False
 
 
 # --- payment, cancellation, expiry ---------------------------------------------
@@ -449,13 +444,10 @@ def _lock_order(order_id):
     Order = Pool().get('scenic.order')
     table = Order.__table__()
     cursor = Transaction().connection.cursor()
-    query = table.select(table.id, where=table.id == order_id)
-    if backend.name == 'postgresql':
-        query.for_ = For('UPDATE')
-    cursor.execute(*query)
+    cursor.execute(*lock(table.select(table.id, where=table.id == order_id)))
     if not cursor.fetchone():
         raise BookingError('not_found', "No such order.")
-    Transaction().cache.clear()
+    forget()
     return Order(order_id)
 
 
@@ -463,13 +455,15 @@ def pay(order_id, provider_name, amount, now=None):
     "Charge a held order and sign its tickets."
     pool = Pool()
     SigningKey = pool.get('scenic.signing_key')
+    Order = pool.get('scenic.order')
+    Ticket = pool.get('scenic.ticket')
     now = now or now_utc()
     order = _lock_order(order_id)
     if order.state in PAID_STATES:
         paid = sum(p.amount for p in order.payments if p.kind == 'payment')
         if paid == amount:
             return order  # a retried payment: the same answer again
-    if order.state != 'reserved':
+    if not Order.may_enter(order.state, 'paid'):
         raise BookingError('not_payable',
             f"This order is {order.state} and cannot be paid.")
     if order.hold_expires_at.replace(tzinfo=dt.timezone.utc) <= now:
@@ -483,14 +477,14 @@ def pay(order_id, provider_name, amount, now=None):
     reference = provider.charge(order.reference, amount, order.currency.code)
 
     table = pool.get('scenic.payment').__table__()
-    _insert(table, [{
+    insert(table, [{
                 'company': order.company.id, 'order': order.id,
                 'kind': 'payment', 'provider': provider_name,
                 'provider_reference': reference, 'amount': amount,
-                'currency': order.currency.id, 'date': _naive(now),
+                'currency': order.currency.id, 'date': naive(now),
                 }])
     signer = SigningKey.active_signer(order.company)
-    ticket_table = pool.get('scenic.ticket').__table__()
+    ticket_table = Ticket.__table__()
     cursor = Transaction().connection.cursor()
     for ticket in order.tickets:
         payload = ticketcode.TicketPayload(
@@ -503,18 +497,16 @@ def pay(order_id, provider_name, amount, now=None):
             holder_hash=(bytes.fromhex(ticket.holder_hash)[:8]
                 if ticket.holder_hash else b''))
         cursor.execute(*ticket_table.update(
-                [ticket_table.state, ticket_table.code,
-                    ticket_table.key_id, ticket_table.write_date,
-                    ticket_table.write_uid],
-                ['valid', ticketcode.encode(payload, signer),
-                    signer.key_id, _naive(now), Transaction().user],
+                [ticket_table.code, ticket_table.key_id],
+                [ticketcode.encode(payload, signer), signer.key_id],
                 where=ticket_table.id == ticket.id))
-    order_table = pool.get('scenic.order').__table__()
-    cursor.execute(*order_table.update(
-            [order_table.state, order_table.paid_at],
-            ['paid', _naive(now)], where=order_table.id == order.id))
-    Transaction().cache.clear()
-    return pool.get('scenic.order')(order.id)
+    sql_transition(Ticket, ticket_table, 'valid',
+        ticket_table.order == order.id)
+    order_table = Order.__table__()
+    sql_transition(Order, order_table, 'paid', order_table.id == order.id,
+        [order_table.paid_at], [naive(now)])
+    forget()
+    return Order(order.id)
 
 
 def refundable(ticket_type, slot, now):
@@ -527,10 +519,11 @@ def refundable(ticket_type, slot, now):
     return now < start
 
 
-def _release_order(order, ticket_state, now):
+def release_order(order, ticket_state, now):
+    "Give back the order's claims and move its tickets to ticket_state."
     pool = Pool()
-    ticket_table = pool.get('scenic.ticket').__table__()
-    order_table = pool.get('scenic.order').__table__()
+    Ticket = pool.get('scenic.ticket')
+    ticket_table = Ticket.__table__()
     id_hashes = defaultdict(int)
     for ticket in order.tickets:
         if ticket.holder_hash:
@@ -545,14 +538,18 @@ def _release_order(order, ticket_state, now):
     persons = sum(l.persons for l in order.lines)
     _release(company.id, order.visit_date, order.slot.id, id_hashes,
         scope_persons, persons)
-    cursor = Transaction().connection.cursor()
-    cursor.execute(*ticket_table.update(
-            [ticket_table.state, ticket_table.revoked_at,
-                ticket_table.write_date, ticket_table.write_uid],
-            [ticket_state, _naive(now) if ticket_state == 'revoked'
-                else None, _naive(now), Transaction().user],
-            where=(ticket_table.order == order.id)))
-    return order_table, cursor
+    columns, values = [], []
+    if ticket_state == 'revoked':
+        columns, values = [ticket_table.revoked_at], [naive(now)]
+    sql_transition(Ticket, ticket_table, ticket_state,
+        ticket_table.order == order.id, columns, values)
+
+
+def _close_order(order_id, state, now):
+    Order = Pool().get('scenic.order')
+    table = Order.__table__()
+    sql_transition(Order, table, state, table.id == order_id,
+        [table.closed_at], [naive(now)])
 
 
 def cancel(order_id, now=None, by_back_office=False):
@@ -560,14 +557,18 @@ def cancel(order_id, now=None, by_back_office=False):
 
     Seats and per-ID counts come back; paid tickets' codes are revoked.
     """
+    pool = Pool()
+    Order = pool.get('scenic.order')
+    Ticket = pool.get('scenic.ticket')
     now = now or now_utc()
     order = _lock_order(order_id)
-    if order.state == 'reserved':
-        order_table, cursor = _release_order(order, 'cancelled', now)
-        new_state = 'cancelled'
+    if Order.may_enter(order.state, 'cancelled'):
+        release_order(order, 'cancelled', now)
+        _close_order(order.id, 'cancelled', now)
     elif order.state in PAID_STATES:
-        if (order.state != 'paid'
-                or any(t.state != 'valid' for t in order.tickets)):
+        if (not Order.may_enter(order.state, 'refunded')
+                or not all(Ticket.may_enter(t.state, 'revoked')
+                    for t in order.tickets)):
             raise BookingError('not_cancellable',
                 "Tickets of this order have been used: it cannot be "
                 "refunded.")
@@ -576,7 +577,7 @@ def cancel(order_id, now=None, by_back_office=False):
                 for l in order.lines):
             raise BookingError('not_cancellable',
                 "The refund period of these tickets is over.")
-        payment_table = Pool().get('scenic.payment').__table__()
+        payment_table = pool.get('scenic.payment').__table__()
         for payment in order.payments:
             if payment.kind != 'payment':
                 continue
@@ -584,74 +585,66 @@ def cancel(order_id, now=None, by_back_office=False):
             reference = provider.refund(
                 payment.provider_reference, payment.amount,
                 payment.currency.code)
-            _insert(payment_table, [{
+            insert(payment_table, [{
                         'company': order.company.id, 'order': order.id,
                         'kind': 'refund', 'provider': payment.provider,
                         'provider_reference': reference,
                         'amount': payment.amount,
                         'currency': payment.currency.id,
-                        'date': _naive(now),
+                        'date': naive(now),
                         }])
-        order_table, cursor = _release_order(order, 'revoked', now)
-        new_state = 'refunded'
+        release_order(order, 'revoked', now)
+        _close_order(order.id, 'refunded', now)
     else:
         raise BookingError('not_cancellable',
             f"This order is {order.state} and cannot be cancelled.")
-    cursor.execute(*order_table.update(
-            [order_table.state, order_table.closed_at],
-            [new_state, _naive(now)], where=order_table.id == order.id))
-    Transaction().cache.clear()
-    return Pool().get('scenic.order')(order.id)
+    forget()
+    return Order(order.id)
 
 
 def expire_holds(now=None, limit=500):
     "Release the seats of holds that passed their expiry; return how many."
     pool = Pool()
-    table = pool.get('scenic.order').__table__()
+    Order = pool.get('scenic.order')
+    table = Order.__table__()
     now = now or now_utc()
     cursor = Transaction().connection.cursor()
-    query = table.select(table.id,
-        where=(table.state == 'reserved')
-        & (table.hold_expires_at <= _naive(now)),
-        order_by=[table.hold_expires_at.asc], limit=limit)
-    if backend.name == 'postgresql':
-        query.for_ = For('UPDATE', skip_locked=True)
-    cursor.execute(*query)
+    cursor.execute(*lock(table.select(table.id,
+                where=(table.state == 'reserved')
+                & (table.hold_expires_at <= naive(now)),
+                order_by=[table.hold_expires_at.asc], limit=limit),
+            skip_locked=True))
     ids = [r[0] for r in cursor.fetchall()]
+    expired = 0
     for order_id in ids:
         order = _lock_order(order_id)
-        order_table, cursor = _release_order(order, 'cancelled', now)
-        cursor.execute(*order_table.update(
-                [order_table.state, order_table.closed_at],
-                ['expired', _naive(now)], where=order_table.id == order_id))
-    Transaction().cache.clear()
-    return len(ids)
+        if order.state != 'reserved':
+            continue  # paid meanwhile (SQLite does not skip locked rows)
+        release_order(order, 'cancelled', now)
+        _close_order(order_id, 'expired', now)
+        expired += 1
+    forget()
+    return expired
 
 
 def mark_orders_used(order_ids, now=None):
     """Move paid orders along as their tickets are admitted: `partly_used`
     while a ticket of the order is not used yet, `used` once all are.
 
-    One statement for any number of orders, for the gates' uploads; the
-    caller has set the tickets' states and holds the orders' locks (as
+    Set-based for any number of orders, for the gates' uploads; the caller
+    has set the tickets' states and holds the orders' locks (as
     `_lock_order` takes them), so a refund cannot slip in between.
     """
     if not order_ids:
         return
-    pool = Pool()
-    order = pool.get('scenic.order').__table__()
-    ticket = pool.get('scenic.ticket').__table__()
-    now = now or now_utc()
-    unused = ticket.select(ticket.id,
-        where=(ticket.order == order.id) & (ticket.state != 'used'))
-    cursor = Transaction().connection.cursor()
-    cursor.execute(*order.update(
-            [order.state, order.write_date, order.write_uid],
-            [Case((Exists(unused), 'partly_used'), else_='used'),
-                _naive(now), Transaction().user],
-            where=SQL_OPERATORS['in'](order.id, sorted(set(order_ids)))
-            & order.state.in_(['paid', 'partly_used'])))
-    Transaction().cache.clear()
+    Order = Pool().get('scenic.order')
+    order = Order.__table__()
+    ticket = Pool().get('scenic.ticket').__table__()
+    unused = Exists(ticket.select(ticket.id,
+        where=(ticket.order == order.id) & (ticket.state != 'used')))
+    these = SQL_OPERATORS['in'](order.id, sorted(set(order_ids)))
+    sql_transition(Order, order, 'used', these & Not(unused))
+    sql_transition(Order, order, 'partly_used', these & unused)
 
 
 # --- reading -----------------------------------------------------------------

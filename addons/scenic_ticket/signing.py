@@ -17,6 +17,7 @@ from trytond.wizard import StateAction, StateTransition, Wizard
 
 from .area import CompanyMixin
 from .exceptions import SigningKeyError
+from .vault import pii_vault
 
 _signers = {}
 
@@ -57,7 +58,6 @@ class SigningKey(CompanyMixin, ModelSQL, ModelView):
     @classmethod
     def generate(cls, company):
         "Make a new signing key; the previous one only verifies from now."
-        from .visitor import pii_vault
         current = cls.search([
                 ('company', '=', company.id), ('state', '=', 'active')])
         if current:
@@ -93,7 +93,6 @@ class SigningKey(CompanyMixin, ModelSQL, ModelView):
     @classmethod
     def active_signer(cls, company):
         "The signing key of an area, made on first use."
-        from .visitor import pii_vault
         keys = cls.search([
                 ('company', '=', company.id), ('state', '=', 'active')])
         key = keys[0] if keys else cls.generate(company)

@@ -4,12 +4,8 @@ The ID number is validated, stored encrypted with a key from the
 configuration, shown masked, and looked up through a keyed hash, so that
 per-ID rules work without the number in clear anywhere in the database.
 """
-from functools import lru_cache
-
 from scenic_common import idnumber
-from scenic_common.pii import PIIVault
 
-from trytond import config
 from trytond.i18n import gettext
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool
@@ -17,7 +13,8 @@ from trytond.pyson import Bool, Eval
 from trytond.transaction import Transaction
 
 from .area import CompanyMixin
-from .exceptions import IDNumberError, PIIConfigurationError
+from .exceptions import IDNumberError
+from .vault import pii_vault
 
 ID_TYPES = [
     (idnumber.RESIDENT_ID, "Resident ID Card"),
@@ -25,24 +22,6 @@ ID_TYPES = [
     (idnumber.HK_MACAU_PERMIT, "Hong Kong/Macau Permit"),
     (idnumber.TAIWAN_PERMIT, "Taiwan Permit"),
     ]
-
-
-@lru_cache(maxsize=4)
-def _vault(key):
-    return PIIVault(key)
-
-
-def pii_vault():
-    "The vault for ID numbers, keyed by [scenic] pii_key."
-    key = config.get('scenic', 'pii_key', default=None)
-    if not key:
-        raise PIIConfigurationError(gettext(
-                'scenic_ticket.msg_pii_key_missing'))
-    try:
-        return _vault(key)
-    except ValueError:
-        raise PIIConfigurationError(gettext(
-                'scenic_ticket.msg_pii_key_invalid'))
 
 
 def protect_id(id_type, number, field_label="ID Number"):

@@ -101,7 +101,7 @@ class GateAPITestCase(RouteTestCase):
         def check_key():
             # The key gives the ERP's own look-up hashes: an ID card read
             # at the gate matches its real-name tickets.
-            from scenic_ticket.visitor import pii_vault
+            from scenic_ticket.vault import pii_vault
             number = new_id()
             expected = pii_vault().lookup_hash(RESIDENT_ID, number)
             got = hmac.new(key, f'{RESIDENT_ID}:{number}'.encode(),

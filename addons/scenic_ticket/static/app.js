@@ -140,6 +140,7 @@
       err_idempotency_conflict: '这次提交与之前的不一致，请重新提交。',
       err_payment_failed: '支付失败，请重试。',
       err_internal_error: '服务器出错，订单未作任何更改。请稍后再试。',
+      err_method_not_allowed: '页面与服务器版本不符，请刷新页面后重试。',
       err_network: '网络连接失败，请检查网络后重试。',
       err_unknown: '出错了：{message}',
     },
@@ -285,6 +286,8 @@
       err_payment_failed: 'The payment failed; please try again.',
       err_internal_error: 'The server failed; nothing was changed. Please ' +
         'try again later.',
+      err_method_not_allowed: 'This page does not match the server; ' +
+        'reload it and try again.',
       err_network: 'Network error: check your connection and try again.',
       err_unknown: 'Something went wrong: {message}',
     },

@@ -1,0 +1,58 @@
+"""The errors of Scenic's HTTP APIs: one code table, one exception.
+
+Every refusal an API answers is `{'error': {code, message, field}}` with the
+HTTP status the code maps to in CODES. The booking API's OpenAPI error enum
+is generated from CODES (openapi.py), the gate API uses the same table, and
+a test checks that the booking page's JavaScript knows each code a booking
+can meet. The codes are a contract: clients branch on them, so add codes,
+never rename them.
+"""
+
+# code -> HTTP status. Order: as documented in the OpenAPI description.
+CODES = {
+    'sold_out': 409,
+    'id_limit': 409,
+    'daily_limit': 409,
+    'idempotency_conflict': 409,
+    'not_payable': 409,
+    'not_cancellable': 409,
+    'invalid_id_number': 422,
+    'invalid_request': 422,
+    'amount_mismatch': 422,
+    'payment_failed': 402,
+    'unauthorized': 401,
+    'not_found': 404,
+    'method_not_allowed': 405,
+    'internal_error': 500,
+    # The gate protocol: a revoked box's requests.
+    'revoked': 409,
+    }
+
+# What only the gate API (boxes, not browsers) answers.
+GATE_ONLY_CODES = frozenset({'revoked'})
+
+
+class ApiError(Exception):
+    "A refusal an API reports as {'error': {code, message, field}}."
+
+    def __init__(self, code, message, field=None):
+        if code not in CODES:
+            raise ValueError(f"Unknown API error code {code!r}")
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+    @property
+    def status(self):
+        return CODES[self.code]
+
+    def as_json(self):
+        body = {'code': self.code, 'message': self.message}
+        if self.field:
+            body['field'] = self.field
+        return {'error': body}
+
+
+# The name the booking code and its callers have used since the start.
+BookingError = ApiError

@@ -1,0 +1,121 @@
+"""HTTP plumbing of Scenic's JSON APIs (booking, gate, and what later
+modules add): routes as Tryton WSGI routes, one transaction per call,
+retries on races, JSON bodies and answers, errors as errors.ApiError.
+"""
+import functools
+import json
+import logging
+from decimal import Decimal
+
+from trytond import backend
+from trytond.model.modelsql import SQLConstraintError
+from trytond.pool import Pool
+from trytond.protocols.wrappers import Response
+from trytond.transaction import Transaction
+from trytond.wsgi import app
+
+from .dbtools import use_read_committed
+from .errors import ApiError
+
+logger = logging.getLogger(__name__)
+
+RETRIES = 3
+
+
+def json_response(data, status=200, headers=None):
+    return Response(
+        json.dumps(data, ensure_ascii=False, separators=(',', ':')),
+        status=status, headers=headers, content_type='application/json')
+
+
+def error_response(error):
+    return json_response(error.as_json(), status=error.status)
+
+
+def database_pool(database_name):
+    "The database's pool, or None when there is no such database."
+    if database_name not in Pool.database_list():
+        with Transaction().start(None, 0, readonly=True) as transaction:
+            if database_name not in transaction.database.list():
+                return None
+        with Transaction().start(database_name, 0, readonly=True):
+            Pool(database_name).init()
+    return Pool(database_name)
+
+
+def json_body(request):
+    "The request's JSON object; numbers with a fraction as Decimal."
+    try:
+        data = json.loads(request.get_data() or b'null',
+            parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError('invalid_request', "The body is not valid JSON.",
+            'body')
+    if not isinstance(data, dict):
+        raise ApiError('invalid_request',
+            "The body must be a JSON object.", 'body')
+    return data
+
+
+def endpoint(path, methods, prefix, authenticate=None, readonly=False,
+        auth=True):
+    """Route a handler(request, caller, **kwargs) -> Response.
+
+    `authenticate(request)` returns the caller (a channel, a gate box…) and
+    its area, or raises ApiError; with `auth=False` (or no authenticate)
+    the handler gets None. Each call is one transaction; writes run READ
+    COMMITTED (see dbtools.use_read_committed) and are retried when two
+    requests raced on a unique key or the database asked for a retry.
+    """
+    def decorator(func):
+        @app.route(prefix + path, methods=methods)
+        @functools.wraps(func)
+        def wrapper(request, database_name, **kwargs):
+            try:
+                pool = database_pool(database_name)
+                if pool is None:
+                    raise ApiError('not_found', "No such database.")
+                for attempt in range(RETRIES + 1):
+                    try:
+                        return _call(pool, func, request, readonly,
+                            authenticate if auth else None, kwargs)
+                    except (backend.DatabaseIntegrityError,
+                            backend.DatabaseOperationalError,
+                            SQLConstraintError):
+                        # Two requests raced on a unique key (e.g. one
+                        # Idempotency-Key, an area's first signing key):
+                        # again, the loser finds what the winner made.
+                        if attempt == RETRIES:
+                            raise
+            except ApiError as error:
+                return error_response(error)
+            except Exception:
+                logger.exception("%s%s failed", prefix, path)
+                return error_response(ApiError('internal_error',
+                        "The server could not handle this request; "
+                        "nothing was changed."))
+        return wrapper
+    return decorator
+
+
+def _call(pool, func, request, readonly, authenticate, kwargs):
+    with Transaction().start(pool.database_name, 0, readonly=readonly):
+        if not readonly:
+            use_read_committed()
+        caller, company = authenticate(request) if authenticate else (
+            None, None)
+        context = {}
+        if company:
+            context = {'company': company, 'companies': [company]}
+        with Transaction().set_context(context):
+            return func(request, caller, **kwargs)
+
+
+def release_claims():
+    """Commit as soon as the writes are done.
+
+    The claims lock the day's counter rows, which every booking of that day
+    needs: rendering the answer must not keep them waiting. If rendering
+    then fails, a retry with the same Idempotency-Key finds the order.
+    """
+    Transaction().commit()
