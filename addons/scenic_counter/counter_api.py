@@ -26,10 +26,10 @@ import logging
 from decimal import Decimal, InvalidOperation
 
 from scenic_ticket import reservation
-from scenic_ticket.api import (
-    _body, _pool, error_response, json_response, money)
-from scenic_ticket.reservation import BookingError
+from scenic_ticket.api import money
+from scenic_ticket.errors import CODES, ApiError
 from scenic_ticket.slot import area_timezone
+from scenic_ticket.web import database_pool, json_body, json_response
 
 from trytond.exceptions import UserError
 from trytond.model.exceptions import AccessError
@@ -42,6 +42,46 @@ from .exceptions import CounterError
 
 PREFIX = '/<database_name>/scenic/counter/v1'
 logger = logging.getLogger(__name__)
+
+
+# The window's own refusals beside the booking API's codes (errors.CODES):
+# code -> HTTP status.
+COUNTER_CODES = {
+    'no_shift': 409,
+    'shift_open': 409,
+    'shift_not_open': 409,
+    'shift_not_pending': 409,
+    'amount_short': 422,
+    'forbidden': 403,
+    }
+
+
+class CounterHTTPError(Exception):
+    "A refusal of the counter API: {'error': {code, message, field}}."
+
+    def __init__(self, code, message, field=None):
+        super().__init__(message)
+        self.code, self.message, self.field = code, message, field
+
+    @property
+    def status(self):
+        return COUNTER_CODES.get(self.code) or 422
+
+    def as_json(self):
+        body = {'code': self.code, 'message': self.message}
+        if self.field:
+            body['field'] = self.field
+        return {'error': body}
+
+
+def error_response(error):
+    return json_response(error.as_json(), status=error.status)
+
+
+def refuse(code, message, field=None):
+    if code in COUNTER_CODES:
+        return CounterHTTPError(code, message, field)
+    return ApiError(code, message, field)
 
 
 class Cashier:
@@ -60,7 +100,7 @@ def authenticate(request):
     session = request.session
     if not session or not session.token or not session.userid or \
             not Session.check(session.userid, session.token):
-        raise BookingError('unauthorized', "Log in as a cashier: "
+        raise refuse('unauthorized', "Log in as a cashier: "
             "'Authorization: Session <base64 login:user_id:token>'.")
     user = User(session.userid)
     with Transaction().set_user(user.id):
@@ -68,7 +108,7 @@ def authenticate(request):
     allowed = {ModelData.get_id('scenic_ticket', g) for g in (
             'group_scenic_cashier', 'group_scenic_supervisor')}
     if not (set(groups) & allowed) or not user.company:
-        raise BookingError('unauthorized',
+        raise refuse('unauthorized',
             "This user is not a cashier of a scenic area.")
     return Cashier(user), user.company.id
 
@@ -82,9 +122,9 @@ def counter_endpoint(path, methods, readonly=False):
         @functools.wraps(func)
         def wrapper(request, database_name, **kwargs):
             try:
-                pool = _pool(database_name)
+                pool = database_pool(database_name)
                 if pool is None:
-                    raise BookingError('not_found', "No such database.")
+                    raise refuse('not_found', "No such database.")
 
                 def work():
                     cashier, company = authenticate(request)
@@ -95,27 +135,22 @@ def counter_endpoint(path, methods, readonly=False):
                 try:
                     return txn.run(database_name, 0, work, readonly)
                 except CounterError as error:
-                    raise BookingError(error.code, error.message)
+                    raise refuse(error.code if error.code in COUNTER_CODES
+                        or error.code in CODES else 'invalid_request',
+                        error.message)
                 except AccessError as error:
-                    raise BookingError('forbidden', error.message)
+                    raise refuse('forbidden', error.message)
                 except UserError as error:
-                    raise BookingError('invalid_request', error.message)
-            except BookingError as error:
+                    raise refuse('invalid_request', error.message)
+            except (ApiError, CounterHTTPError) as error:
                 return error_response(error)
             except Exception:
                 logger.exception("counter %s failed", path)
-                return error_response(BookingError('internal_error',
+                return error_response(ApiError('internal_error',
                         "The server could not handle this request; "
                         "nothing was changed."))
         return wrapper
     return decorator
-
-
-BookingError.STATUS.setdefault('forbidden', 403)
-BookingError.STATUS.setdefault('no_shift', 409)
-BookingError.STATUS.setdefault('shift_open', 409)
-BookingError.STATUS.setdefault('shift_not_open', 409)
-BookingError.STATUS.setdefault('amount_short', 422)
 
 
 def _shift_json(session):
@@ -141,7 +176,7 @@ def _my_shift(user):
 def _require_shift(user):
     session = _my_shift(user)
     if not session:
-        raise BookingError('no_shift',
+        raise refuse('no_shift',
             "You have no open shift: open one with the counted float.")
     return session
 
@@ -150,10 +185,10 @@ def _decimal(value, field):
     try:
         result = Decimal(str(value))
     except (InvalidOperation, ValueError):
-        raise BookingError('invalid_request', f"{field} must be an amount.",
+        raise refuse('invalid_request', f"{field} must be an amount.",
             field)
     if not result.is_finite() or result < 0:
-        raise BookingError('invalid_request', f"{field} must be an amount.",
+        raise refuse('invalid_request', f"{field} must be an amount.",
             field)
     return result
 
@@ -205,11 +240,11 @@ def get_state(request, user):
 def post_shift(request, user):
     Session = Pool().get('sale.point.cash.session')
     Point = Pool().get('sale.point')
-    data = _body(request)
+    data = json_body(request)
     points = Point.search([('id', '=', data.get('point')),
             ('company', '=', user.company.id)])
     if not points:
-        raise BookingError('invalid_request', "No such window.", 'point')
+        raise refuse('invalid_request', "No such window.", 'point')
     session = Session.open_shift(points[0],
         _decimal(data.get('float', '0'), 'float'))
     return json_response({'shift': _shift_json(session)}, status=201)
@@ -218,17 +253,17 @@ def post_shift(request, user):
 def _items(data):
     items = data.get('items')
     if not isinstance(items, list) or not items:
-        raise BookingError('invalid_request', "items must be a list.",
+        raise refuse('invalid_request', "items must be a list.",
             'items')
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(
                 item.get('ticket_type'), str):
-            raise BookingError('invalid_request',
+            raise refuse('invalid_request',
                 "Each item needs a ticket_type.", f'items[{i}]')
         visitors = item.get('visitors') or []
         if not isinstance(visitors, list) or not all(
                 isinstance(v, dict) for v in visitors):
-            raise BookingError('invalid_request',
+            raise refuse('invalid_request',
                 "visitors must be a list of {name, id_number}.",
                 f'items[{i}].visitors')
     return items
@@ -239,16 +274,16 @@ def post_sell(request, user):
     pool = Pool()
     Method = pool.get('sale.point.payment.method')
     Order = pool.get('scenic.order')
-    data = _body(request)
+    data = json_body(request)
     session = _require_shift(user)
     methods = Method.search([('id', '=', data.get('method')),
             ('company', '=', user.company.id)])
     if not methods:
-        raise BookingError('invalid_request', "No such payment method.",
+        raise refuse('invalid_request', "No such payment method.",
             'method')
     key = data.get('key')
     if not isinstance(key, str) or not 8 <= len(key) <= 64:
-        raise BookingError('invalid_request',
+        raise refuse('invalid_request',
             "key: one random string per sale (8 to 64 characters).", 'key')
     tendered = data.get('tendered')
     if tendered not in (None, ''):
@@ -257,7 +292,7 @@ def post_sell(request, user):
         tendered = None
     slot = data.get('slot')
     if not isinstance(slot, int) or isinstance(slot, bool):
-        raise BookingError('invalid_request', "slot must be a slot id.",
+        raise refuse('invalid_request', "slot must be a slot id.",
             'slot')
     result = window.sell(session, slot, _items(data),
         methods[0], tendered=tendered,
@@ -282,16 +317,16 @@ def post_sell(request, user):
 
 @counter_endpoint('/close', ['POST'])
 def post_close(request, user):
-    data = _body(request)
+    data = json_body(request)
     session = _require_shift(user)
     counts = data.get('counts')
     if not isinstance(counts, dict):
-        raise BookingError('invalid_request',
+        raise refuse('invalid_request',
             "counts: {denomination: quantity}.", 'counts')
     try:
         counts = {Decimal(k): int(v) for k, v in counts.items()}
     except (InvalidOperation, ValueError, TypeError):
-        raise BookingError('invalid_request',
+        raise refuse('invalid_request',
             "counts: {denomination: quantity}.", 'counts')
     closed = session.close_shift(counts)
     return json_response({'state': closed.state,
@@ -316,23 +351,23 @@ def post_drawer(request, user):
 @counter_endpoint('/reprint', ['POST'])
 def post_reprint(request, user):
     Order = Pool().get('scenic.order')
-    data = _body(request)
+    data = json_body(request)
     session = _require_shift(user)
     orders = Order.search([('reference', '=', data.get('order')),
             ('company', '=', user.company.id)])
     if not orders:
-        raise BookingError('not_found', "No such order.", 'order')
+        raise refuse('not_found', "No such order.", 'order')
     return json_response({'jobs': window.print_order(
                 session, orders[0], reprint=True)})
 
 
 @counter_endpoint('/pickup', ['POST'])
 def post_pickup(request, user):
-    data = _body(request)
+    data = json_body(request)
     session = _require_shift(user)
     number = data.get('id_number')
     if not isinstance(number, str) or not number.strip():
-        raise BookingError('invalid_request', "Read the visitor's ID card.",
+        raise refuse('invalid_request', "Read the visitor's ID card.",
             'id_number')
     today = dt.datetime.now(area_timezone(user.company)).date()
     orders = window.find_by_id(user.company.id, number.strip(), today)

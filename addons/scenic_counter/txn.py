@@ -4,13 +4,13 @@ Tryton 8 asks for table and record locks to be taken when a transaction
 starts: a lock asked later (sale_point's strict receipt sequence, the
 shift table when a shift opens) raises a TransactionError that says which,
 and the work is started again holding it. Writes run READ COMMITTED like
-every booking (reservation.use_read_committed), which ends the first
+every booking (dbtools.use_read_committed), which ends the first
 database transaction: the locks are taken again after it.
 """
 import random
 import time
 
-from scenic_ticket import reservation
+from scenic_ticket.dbtools import use_read_committed
 
 from trytond import backend
 from trytond.transaction import Transaction, TransactionError
@@ -36,7 +36,7 @@ def run(database_name, user, func, readonly=False, context=None):
                     readonly=readonly, context=context, **extras) \
                     as transaction:
                 if not readonly:
-                    reservation.use_read_committed()
+                    use_read_committed()
                     _relock(transaction, extras)
                 result = func()
                 if not readonly:

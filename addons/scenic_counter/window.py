@@ -12,9 +12,9 @@ import threading
 from decimal import Decimal
 
 from scenic_ticket import reservation
-from scenic_ticket.payment import PROVIDERS, PaymentProvider
-from scenic_ticket.reservation import BookingError, BookingRequest, Item, \
-    Visitor
+from scenic_ticket.errors import BookingError
+from scenic_ticket.providers import PROVIDERS, PaymentProvider, register
+from scenic_ticket.reservation import BookingRequest, Item, Visitor
 
 from scenic_common import idnumber
 
@@ -49,7 +49,8 @@ class CollectedAtWindow(PaymentProvider):
 
 
 for _name in ('cash', 'unionpay'):
-    PROVIDERS.setdefault(_name, CollectedAtWindow(_name))
+    if _name not in PROVIDERS:
+        register(CollectedAtWindow(_name))
 
 
 def _collected(reference):

@@ -3,7 +3,7 @@ from decimal import Decimal
 
 from scenic_common import gate as gate_rules
 from scenic_common import ticketcode
-from scenic_ticket.reservation import BookingError
+from scenic_ticket.errors import BookingError
 from scenic_ticket.tests.tools import (
     configure_pii_key, create_slot, savepoint)
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 from scenic_ticket import reservation
-from scenic_ticket.reservation import BookingError
+from scenic_ticket.errors import BookingError
 from scenic_ticket.tests.tools import configure_pii_key
 
 from trytond import backend
