@@ -23,6 +23,8 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+from load_demo_counter import load_counter
+
 AREA_NAME = "Cloud Mountain Scenic Area"
 
 # login, name, role, language; the password is the login + '-demo'
@@ -402,6 +404,7 @@ def load(database, config_file):
         company, = Company.find([('party.name', '=', AREA_NAME)])
         if create_gates(company):
             print(f"Demo gates added to database {database!r}.")
+        load_counter(database, company.id)  # scenic_counter's box office
         print(f"Demo data already loaded in database {database!r}.")
         return False
     today = dt.date.today()
@@ -412,6 +415,7 @@ def load(database, config_file):
     create_visitors(company)
     create_gates(company)
     create_users(company)
+    load_counter(database, company.id)  # scenic_counter's box office
     print(f"Demo data loaded in database {database!r}: {AREA_NAME}.")
     return True
 

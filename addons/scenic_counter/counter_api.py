@@ -216,13 +216,17 @@ def get_state(request, user):
     if session:
         channel = session.point.scenic_channel
         today = dt.datetime.now(area_timezone(company)).date()
-        catalogue, slots = reservation.availability(channel, today)
+        # Today's slots still to come, then tomorrow's (evening sales).
+        slots = []
+        for day in (today, today + dt.timedelta(days=1)):
+            slots.extend(reservation.availability(channel, day)[1])
         now = dt.datetime.now(dt.timezone.utc)
         types = {}
         for slot, prices in slots:
             if slot.aware(slot.end_time) <= now:
                 continue
             result['slots'].append({'id': slot.id,
+                    'date': slot.date.isoformat(),
                     'start': slot.start_time.strftime('%H:%M'),
                     'end': slot.end_time.strftime('%H:%M'),
                     'left': slot.capacity - slot.booked})
@@ -310,6 +314,7 @@ def post_sell(request, user):
         'change': money(result['change'])
         if result['change'] is not None else None,
         'tickets': len(result['tickets']), 'jobs': jobs,
+        'printed': window.simulated_print(jobs),
         'shift': _shift_json(session),
         }
     return json_response(body, status=201)
@@ -357,8 +362,9 @@ def post_reprint(request, user):
             ('company', '=', user.company.id)])
     if not orders:
         raise refuse('not_found', "No such order.", 'order')
-    return json_response({'jobs': window.print_order(
-                session, orders[0], reprint=True)})
+    jobs = window.print_order(session, orders[0], reprint=True)
+    return json_response({'jobs': jobs,
+            'printed': window.simulated_print(jobs)})
 
 
 @counter_endpoint('/pickup', ['POST'])
@@ -375,4 +381,4 @@ def post_pickup(request, user):
     for order in orders:
         jobs.extend(window.print_order(session, order))
     return json_response({'orders': [o.reference for o in orders],
-            'jobs': jobs})
+            'jobs': jobs, 'printed': window.simulated_print(jobs)})

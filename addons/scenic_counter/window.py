@@ -24,6 +24,7 @@ from trytond.transaction import Transaction
 
 from .counter import now_utc
 from .exceptions import CounterError
+from .intent import INTENT_KEY, RecordedProvider
 
 _window = threading.local()
 
@@ -111,7 +112,8 @@ def sell(session, slot_id, items, method, tendered=None, trade_number=None,
     point = session.point
     channel = _point_channel(point)
     provider = method.scenic_provider
-    if provider not in ('cash', 'unionpay', 'simulated'):
+    recorded = isinstance(PROVIDERS.get(provider), RecordedProvider)
+    if provider not in ('cash', 'unionpay', 'simulated') and not recorded:
         raise CounterError('invalid_request', gettext(
                 'scenic_counter.msg_method_not_at_window',
                 method=method.rec_name))
@@ -139,7 +141,12 @@ def sell(session, slot_id, items, method, tendered=None, trade_number=None,
                     'scenic_counter.msg_trade_number_required',
                     method=method.rec_name))
         reference = trade_number
-    if provider == 'simulated':
+    if recorded:
+        # A wallet: the call is recorded first under the sale's key, so a
+        # retried transaction never charges twice (intent.py).
+        with Transaction().set_context({INTENT_KEY: key}):
+            order = reservation.pay(order_id, provider, total, now=now)
+    elif provider == 'simulated':
         order = reservation.pay(order_id, 'simulated', total, now=now)
     else:
         with _collected(reference):
@@ -294,6 +301,22 @@ def print_order(session_or_point, order, receipt=None, reprint=False,
     if not reprint and jobs:
         Event.record('print', session, point=point, order=order, now=now)
     return jobs
+
+
+def simulated_print(jobs):
+    """The demo's window printer: with `[scenic] window_print_dir` set,
+    render the jobs with the IoT box's printer driver as PNG files there
+    (what a counter PC's box does with a real printer). Returns how many
+    were printed, 0 when no simulated printer is configured."""
+    from trytond.config import config
+    directory = config.get('scenic', 'window_print_dir', default=None)
+    if not directory or not jobs:
+        return 0
+    from scenic_iotbox.drivers import create
+    printer = create('printer', 'memory', {'png_dir': directory})
+    for job in jobs:
+        printer.print_job(job)
+    return len(jobs)
 
 
 def open_drawer(session, note=None, now=None):

@@ -119,7 +119,9 @@
       const sale = await call('/sell', {slot: state.slots[slotIndex].id,
         items: items, method: method.id, tendered: tendered || null,
         trade_number: trade || null, key: saleKey});
-      sale.printed = await print(sale.jobs);
+      // Printed by the window's printer (the demo's simulated one) or
+      // sent to the counter PC's box.
+      if (!sale.printed) sale.printed = await print(sale.jobs);
       last = sale; cart = []; mode = 'sell'; saleKey = newKey(); message = '';
       state = await call('/state');
     } catch (e) { message = e.message; }
@@ -154,7 +156,7 @@
   function renderSell() {
     const shift = state.shift;
     const slots = el('ol', {id: 'slots'}, ...state.slots.map((s, i) => el('li',
-      {class: i === slotIndex ? 'chosen' : ''}, `${s.start}–${s.end} ${t('left')} ${s.left}`)));
+      {class: i === slotIndex ? "chosen" : ""}, `${s.date.slice(5)} ${s.start}–${s.end} ${t("left")} ${s.left}`)));
     const types = el('ol', {id: 'types'}, ...state.types.map((ty, i) => el('li', {},
       el('kbd', {}, String(i + 1)), ` ${ty.name} ${money(ty.price)}`)));
     const lines = el('ul', {id: 'cart'}, ...cart.map((line) => el('li', {},

@@ -107,3 +107,95 @@ class CounterRaceTestCase(RouteTestCase):
             counter_sold = sum(1 for (kind, _), result in zip(work, results)
                 if kind == self._counter and result == 'sold')
             self.assertEqual(Payment.search([], count=True), counter_sold)
+
+
+class CountingWallet:
+    "A wallet gateway that counts its calls (the recorded answers' stand-in)."
+    name = 'wechat'
+
+    def __init__(self):
+        self.charges = []
+
+    def charge(self, order_reference, amount, currency):
+        self.charges.append(order_reference)
+        return f'WX{len(self.charges):08d}'
+
+    def query(self, order_reference):
+        return None
+
+    def refund(self, payment_reference, amount, currency):
+        raise AssertionError("not refunded here")
+
+    query_refund = query
+
+
+@unittest.skipIf(backend.name != 'postgresql',
+    "retries of serialization failures are PostgreSQL's")
+class ProviderIntentTestCase(RouteTestCase):
+    "A retried sale never calls the wallet twice"
+    module = 'scenic_counter'
+
+    @classmethod
+    def setUpClass(cls):
+        configure_pii_key()
+        super().setUpClass()
+
+    @classmethod
+    def setUpDatabase(cls):
+        Session = Pool().get('sale.point.cash.session')
+        Transaction()._locked_tables = AnyTable()  # no retry loop here
+        w = build_windows(capacity=PLACES)
+        with Transaction().set_context(company=w.company.id), \
+                Transaction().set_user(w.cashier.id):
+            Session.open_shift(w.points[0], Decimal(0))
+
+    def test_serialization_failures_call_the_wallet_once(self):
+        "Three forced serialization failures after the charge: one call"
+        from psycopg.errors import SerializationFailure
+        from scenic_ticket.providers import PROVIDERS, register
+
+        from .. import txn, window
+        from ..intent import RecordedProvider
+        wallet = CountingWallet()
+        previous = PROVIDERS.get('wechat')
+        register(RecordedProvider(wallet))
+        failures = []
+
+        def work():
+            pool = Pool()
+            Session = pool.get('sale.point.cash.session')
+            Method = pool.get('sale.point.payment.method')
+            session, = Session.search([('state', '=', 'open')])
+            method, = Method.search([('scenic_provider', '=', 'wechat')])
+            slot, = pool.get('scenic.time_slot').search([])
+            with Transaction().set_context(
+                    company=session.point.company.id), \
+                    Transaction().set_user(session.cashier.id):
+                result = window.sell(session, slot.id, [{
+                            'ticket_type': 'ADULT',
+                            'visitors': [person(900)]}], method,
+                    idempotency_key='sale-wx-1')
+            if len(failures) < 3:
+                failures.append(result['order'])
+                raise SerializationFailure("forced by the test")
+            return result
+        try:
+            result = txn.run(DB_NAME, 0, work)
+        finally:
+            if previous is not None:
+                register(previous)
+            else:
+                PROVIDERS.pop('wechat', None)
+        self.assertEqual(len(failures), 3)
+        self.assertEqual(len(wallet.charges), 1)
+        self.assertEqual(result['trade_number'], 'WX00000001')
+        with Transaction().start(DB_NAME, 0, readonly=True):
+            pool = Pool()
+            Intent = pool.get('scenic.counter.provider_intent')
+            intent, = Intent.search([])
+            self.assertEqual((intent.state, intent.result, intent.key),
+                ('done', 'WX00000001', 'sale-wx-1'))
+            payment, = pool.get('sale.point.payment').search([])
+            self.assertEqual(payment.trade_number, 'WX00000001')
+            self.assertEqual(pool.get('scenic.time_slot').search(
+                    [])[0].booked, 1)

@@ -16,7 +16,7 @@ SHANGHAI = ZoneInfo('Asia/Shanghai')
 
 def person(n):
     return {'name': f"游客{n}", 'id_number': make_resident_id(
-            '110105', dt.date(1960, 1, 1) + dt.timedelta(days=97 * n),
+            '110105', dt.date(1960, 1, 1) + dt.timedelta(days=97 * n % 18000),
             n % 999 + 1)}
 
 

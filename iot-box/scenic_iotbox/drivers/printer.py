@@ -22,6 +22,7 @@ Personal information: jobs carry the masked holder only, never the number.
 import io
 import logging
 import os
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -226,7 +227,8 @@ class TicketPrinter(Device):
         data = self.escpos_bytes(image)
         with self._lock:
             self._seq += 1
-            number = f'{int(time.time())}-{os.getpid()}-{self._seq}'
+            number = (f'{int(time.time())}-{os.getpid()}-{self._seq}-'
+                f'{secrets.token_hex(3)}')
             png = None
             if self.device == 'file':
                 with open(self.path, 'ab') as stream:
