@@ -362,7 +362,7 @@ def enrol_box(database, config_file, path):
     path for `scenic-iotbox run` (box.credentials)."""
     from proteus import config
     config.set_trytond(database=database, config_file=config_file)
-    from scenic_gate.keys import lookup_key_b64
+    from scenic_ticket.vault import lookup_key_b64
     from trytond.pool import Pool
     from trytond.transaction import Transaction
     with Transaction().start(database, 0) as transaction:

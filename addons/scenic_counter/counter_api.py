@@ -42,6 +42,7 @@ from .exceptions import CounterError
 
 PREFIX = '/<database_name>/scenic/counter/v1'
 logger = logging.getLogger(__name__)
+WINDOW_METHODS = ['cash', 'unionpay', 'simulated']
 
 
 # The window's own refusals beside the booking API's codes (errors.CODES):
@@ -133,7 +134,9 @@ def counter_endpoint(path, methods, readonly=False):
                             Transaction().set_user(cashier.user.id):
                         return func(request, cashier.user, **kwargs)
                 try:
-                    return txn.run(database_name, 0, work, readonly)
+                    # The request's address: sessions are bound to it.
+                    return txn.run(database_name, 0, work, readonly,
+                        context={'_request': request.context})
                 except CounterError as error:
                     raise refuse(error.code if error.code in COUNTER_CODES
                         or error.code in CODES else 'invalid_request',
@@ -206,11 +209,12 @@ def get_state(request, user):
     result = {
         'user': user.name, 'shift': _shift_json(session),
         'points': [{'id': p.id, 'name': p.name} for p in points],
+        # Cash first: the default of the payment step.
         'methods': [{'id': m.id, 'name': m.name,
                 'provider': m.scenic_provider}
-            for m in Method.search([('company', '=', company.id),
-                    ('scenic_provider', 'in',
-                        ['cash', 'unionpay', 'simulated'])])],
+            for m in sorted(Method.search([('company', '=', company.id),
+                        ('scenic_provider', 'in', WINDOW_METHODS)]),
+                key=lambda m: WINDOW_METHODS.index(m.scenic_provider))],
         'slots': [], 'types': [],
         }
     if session:

@@ -11,6 +11,7 @@ the boxes make, at the slot's time).
 import base64
 import datetime as dt
 import sqlite3
+from decimal import Decimal
 
 import pytest
 
@@ -72,8 +73,8 @@ def test_counter_sells_two_real_name_tickets(demo_server, make_browser,
             _keys(driver, '#idcard', '1')           # 1: one adult
             _keys(driver, '#idcard', number, Keys.ENTER)   # the ID read
         _keys(driver, '#idcard', Keys.ENTER)        # Enter: to payment
-        total = float(_element(driver, '#total').text.split('¥')[1])
-        _keys(driver, '#tendered', str(int(total) + 50), Keys.ENTER)
+        total = Decimal(_element(driver, '#total').text.split('¥')[1])
+        _keys(driver, '#tendered', f'{total + 50:.2f}', Keys.ENTER)
         change = _wait(driver).until(lambda d: d.find_element(
                 'css selector', '#change').text)
         assert '50.00' in change, change

@@ -34,11 +34,16 @@ __all__ = ['TicketPrinter', 'render_job', 'raster_images', 'PrintError']
 logger = logging.getLogger(__name__)
 
 WIDTH = 384                 # dots: 58 mm paper at 203 dpi (80 mm: 576)
-FONT_CANDIDATES = (
-    '/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf',
+# Chinese (the fallback font has CJK glyphs only) and Latin/digits.
+CJK_FONTS = (
     '/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc',
     '/usr/share/fonts/truetype/wqy/wqy-microhei.ttc',
     '/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc',
+    '/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf',
+)
+LATIN_FONTS = (
+    '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf',
+    '/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf',
 )
 PAPER_STATES = ('ok', 'low', 'out')
 JOB_KINDS = ('ticket', 'receipt')
@@ -48,13 +53,35 @@ class PrintError(ValueError):
     """A job the printer cannot print (bad job, no paper)."""
 
 
-def _font(size, path=None):
+def _font(size, candidates):
     from PIL import ImageFont
-    for candidate in ((path,) if path else ()) + FONT_CANDIDATES:
+    for candidate in candidates:
         if candidate and os.path.exists(candidate):
             return ImageFont.truetype(candidate, size)
-    # Latin only: Chinese text prints as boxes until a CJK font is added.
     return ImageFont.load_default(size)
+
+
+class _Fonts:
+    """A Latin and a CJK font of one size: each run of text is drawn with
+    the one that has its glyphs (``font`` overrides the CJK one)."""
+
+    def __init__(self, size, path=None):
+        self.latin = _font(size, LATIN_FONTS)
+        self.cjk = _font(size, ((path,) if path else ()) + CJK_FONTS)
+
+    def draw(self, draw, xy, text):
+        x, y = xy
+        run, latin = '', None
+        for ch in text + '\0':
+            is_latin = ord(ch) < 0x2E80 and ch != '\0'
+            if ch == '\0' or (run and is_latin != latin):
+                font = self.latin if latin else self.cjk
+                draw.text((x, y), run, font=font, fill=0)
+                x += draw.textlength(run, font=font)
+                run = ''
+            if ch != '\0':
+                run += ch
+                latin = is_latin
 
 
 def _qr_image(text, box=4):
@@ -85,8 +112,8 @@ def render_job(job, width=WIDTH, font_path=None):
     """The job as a 1-bit PIL image ``width`` dots wide."""
     from PIL import Image, ImageDraw
     _check_job(job)
-    title = _font(30, font_path)
-    body = _font(22, font_path)
+    title = _Fonts(30, font_path)
+    body = _Fonts(22, font_path)
     rows = []       # (kind, value)
     if job.get('title'):
         rows.append(('title', job['title']))
@@ -109,8 +136,8 @@ def render_job(job, width=WIDTH, font_path=None):
 
     def text(kind, value):
         nonlocal y
-        font = title if kind == 'title' else body
-        draw.text((8, y), value, font=font, fill=0)
+        fonts = title if kind == 'title' else body
+        fonts.draw(draw, (8, y), value)
         y += 40 if kind == 'title' else 30
     for kind, value in rows:
         text(kind, value)
