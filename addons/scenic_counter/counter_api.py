@@ -129,8 +129,11 @@ def counter_endpoint(path, methods, readonly=False):
 
                 def work():
                     cashier, company = authenticate(request)
+                    user = cashier.user
                     with Transaction().set_context(company=company,
-                            companies=[company]), \
+                            companies=[company], language=(
+                                user.language.code if user.language
+                                else None)), \
                             Transaction().set_user(cashier.user.id):
                         return func(request, cashier.user, **kwargs)
                 try:
@@ -227,7 +230,7 @@ def get_state(request, user):
         now = dt.datetime.now(dt.timezone.utc)
         types = {}
         for slot, prices in slots:
-            if slot.aware(slot.end_time) <= now:
+            if slot.aware(slot.end_time) <= now or not prices:
                 continue
             result['slots'].append({'id': slot.id,
                     'date': slot.date.isoformat(),
@@ -239,6 +242,15 @@ def get_state(request, user):
                         'name': ttype.name, 'price': money(price),
                         'real_name': ttype.real_name,
                         'persons': ttype.persons})
+        # Names in the cashier's language (the catalogue keeps one).
+        TicketType = pool.get('scenic.ticket.type')
+        language = user.language.code if user.language else None
+        with Transaction().set_context(language=language):
+            names = {t.code: t.name for t in TicketType.search([
+                        ('company', '=', company.id),
+                        ('code', 'in', list(types))])}
+        for code, entry in types.items():
+            entry['name'] = names.get(code, entry['name'])
         result['types'] = sorted(types.values(),
             key=lambda t: (not t['code'].startswith('ADULT'), t['code']))
     return json_response(result)
