@@ -4,6 +4,7 @@ import glob
 import os
 import unittest
 
+from trytond.transaction import Transaction
 from trytond.tests.test_tryton import (
     doctest_checker, doctest_setup, doctest_teardown, load_doc_tests)
 
@@ -26,7 +27,11 @@ class ScenarioTestCase(unittest.TestCase):
                     setUp=doctest_setup, tearDown=doctest_teardown,
                     encoding='utf-8', checker=doctest_checker,
                     optionflags=FLAGS)
-                result = unittest.TextTestRunner(
-                    stream=open(os.devnull, 'w')).run(suite)
+                with open(os.devnull, 'w') as devnull:
+                    result = unittest.TextTestRunner(stream=devnull).run(
+                        suite)
+                # A scenario that failed half-way leaves its transaction.
+                while Transaction().database is not None:
+                    Transaction().stop()
                 self.assertTrue(result.wasSuccessful(), '\n'.join(
                         text for _, text in result.failures + result.errors))
