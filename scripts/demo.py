@@ -66,6 +66,8 @@ def write_config(var_dir, listen=DEFAULT_LISTEN, uri=None):
             'LISTEN': listen,
             'DATABASE_URI': uri or '',
             'PII_KEY': DEMO_PII_KEY,
+            'DEMO': 'True',
+            'PAYMENT_PROVIDERS': 'simulated',
             }.items():
         text = text.replace(f'@{key}@', value)
     path = var_dir / name
@@ -257,6 +259,11 @@ def ensure_box(var_dir, conf, dbname='demo', uri=None, quiet=False):
     return directory
 
 
+# The staff screen's token on the demo box (binding_confirmed needs it):
+# published, as the box listens on loopback only.
+DEMO_BOX_STAFF_TOKEN = 'demo-box-staff'
+
+
 def write_box_config(directory, erp_url, dbname='demo',
         listen=DEFAULT_BOX_LISTEN, sync_interval=2):
     """box.toml of the demo box: MAIN-IN on turnstile lanes 1-2, MAIN-OUT
@@ -284,6 +291,7 @@ max_backoff = 5
 
 [api]
 listen = "{listen}"
+staff_token = "{DEMO_BOX_STAFF_TOKEN}"   # demo only: the staff screen's token
 {gates}
 [drivers.turnstile]
 driver = "sim"
@@ -339,14 +347,35 @@ def cron_command(conf, dbname='demo', uri=None):
     return argv, env
 
 
-def supervise(commands):
-    """Run the demo's processes together; when one ends (or on Ctrl-C or
-    SIGTERM) stop the others. Returns the first one's exit code.
+STOP_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)
+
+
+class _Stop(Exception):
+    "A stop signal arrived (its number in args[0])."
+
+
+def supervise(commands, grace=10):
+    """Run the demo's processes together; when one ends, or on SIGHUP
+    (the terminal closed), SIGINT (Ctrl-C) or SIGTERM (a supervisor), stop
+    the others. Returns the first one's exit code (0 when stopped by a
+    signal).
 
     Each runs in its own process group, stopped as a whole: trytond-cron's
-    workers would otherwise outlive a SIGTERM sent to the demo alone."""
-    procs = [subprocess.Popen(argv, env=env, cwd=ROOT,
-            start_new_session=True) for argv, env in commands]
+    workers would otherwise outlive a SIGTERM sent to the demo alone; and
+    because they are in their own sessions the terminal's SIGHUP never
+    reaches them: the demo must pass it on. Once stopping, further signals
+    are ignored (a supervisor's second SIGTERM, or Ctrl-C pressed twice,
+    used to cut the clean-up short and leave servers holding the ports)."""
+    stopping = False
+
+    def stop(signum, frame):
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        raise _Stop(signum)
+    previous = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
+    procs = []
 
     def signal_group(process, signum):
         try:
@@ -354,11 +383,11 @@ def supervise(commands):
         except ProcessLookupError:
             pass
 
-    def stop(*_):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, stop)
     code = 0
     try:
+        for argv, env in commands:
+            procs.append(subprocess.Popen(argv, env=env, cwd=ROOT,
+                    start_new_session=True))
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
         ended = next(p for p in procs if p.returncode is not None)
@@ -366,17 +395,25 @@ def supervise(commands):
         log(f"{Path(ended.args[0]).name} exited with {code}: stopping the "
             "others (another address: SCENIC_DEMO_LISTEN, "
             "SCENIC_DEMO_BOX_LISTEN)")
-    except KeyboardInterrupt:
-        pass
+    except _Stop as received:             # asked to stop: a clean stop
+        log(f"{signal.Signals(received.args[0]).name}: stopping")
     finally:
+        stopping = True
+        for s in STOP_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
         for p in procs:
             signal_group(p, signal.SIGTERM)
+        deadline = time.monotonic() + grace
         for p in procs:
             try:
-                p.wait(timeout=10)
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 signal_group(p, signal.SIGKILL)
                 p.wait()
+            # the group's other members (cron's workers) go too
+            signal_group(p, signal.SIGKILL)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     return code
 
 

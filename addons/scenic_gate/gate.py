@@ -7,6 +7,7 @@ import secrets
 from sql import Literal
 from sql.operators import Equal
 
+from scenic_common import protocol
 from scenic_ticket.area import CompanyMixin
 from scenic_ticket.dbtools import utcnow
 from scenic_ticket.workflow import StateMachine, sql_transition, transition
@@ -28,14 +29,16 @@ DIRECTIONS = [
     ('out', "Exit"),
     ('both', "Entry and Exit"),
     ]
-DEVICE_KINDS = [
-    ('turnstile', "Turnstile"),
-    ('qr_reader', "QR Reader"),
-    ('id_reader', "ID Card Reader"),
-    ('rfid_reader', "RFID Reader"),
-    ('camera', "Camera"),
-    ('kiosk', "Kiosk"),
-    ]
+DEVICE_KIND_LABELS = {
+    'turnstile': "Turnstile",
+    'qr_reader': "QR Reader",
+    'id_reader': "ID Card Reader",
+    'rfid_reader': "RFID Reader",
+    'camera': "Camera",
+    'kiosk': "Kiosk",
+    }
+# The protocol's kinds (scenic_common.protocol), labelled.
+DEVICE_KINDS = [(k, DEVICE_KIND_LABELS[k]) for k in protocol.DEVICE_KINDS]
 TOKEN_VALIDITY = dt.timedelta(hours=24)
 HEARTBEAT_SECONDS = 60
 MISSED_HEARTBEATS = 3

@@ -4,6 +4,7 @@ import datetime as dt
 
 from sql import Null
 
+from scenic_common import protocol
 from scenic_ticket.area import CompanyMixin
 from scenic_ticket.slot import area_timezone
 
@@ -41,12 +42,13 @@ REASONS = [
     ('card_exhausted', "Card Exhausted"),
     ('unknown_card', "Unknown Card"),
     ('no_ticket_today', "No Ticket Today"),
+    # upload only: an offline box admitted it, the refund came before the
+    # scan reached the ERP (issue 15): review the refund
+    ('refunded_after_entry', "Refunded After Entry"),
     ]
-MEDIA = [
-    ('qr', "QR Code"),
-    ('id_card', "ID Card"),
-    ('rfid', "RFID Card"),
-    ]
+MEDIUM_LABELS = {'qr': "QR Code", 'id_card': "ID Card", 'rfid': "RFID Card"}
+# The protocol's media (scenic_common.protocol), labelled.
+MEDIA = [(m, MEDIUM_LABELS[m]) for m in protocol.MEDIA]
 SCAN_DIRECTIONS = [d for d in DIRECTIONS if d[0] != 'both']
 
 # LB/T 068-2017: warning levels by share of the instantaneous maximum.

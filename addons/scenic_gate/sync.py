@@ -17,6 +17,7 @@ Deleted things reach boxes as states: revoked tickets in `revoked`, cards
 with their state, inactive gates with `active: false`; gates and cards
 cannot be deleted once boxes may hold them.
 """
+import base64
 import datetime as dt
 import json
 
@@ -25,7 +26,8 @@ from sql.conditionals import Case
 from sql.functions import AtTimeZone, Substring
 from sql.operators import Concat
 
-from scenic_ticket.dbtools import naive
+from scenic_common import protocol
+from scenic_ticket.dbtools import aware, from_db, naive, now_utc
 from scenic_ticket.slot import area_timezone
 
 from trytond import backend, config
@@ -72,13 +74,6 @@ def parse_watermark(text, now):
     return moment
 
 
-def _datetime(value):
-    "SQLite may hand timestamps back as text."
-    if isinstance(value, str):
-        return dt.datetime.fromisoformat(value)
-    return value
-
-
 class _Clock:
     "Naive UTC from the database → ISO 8601 in the area's timezone, cached."
 
@@ -91,7 +86,7 @@ class _Clock:
             return None
         text = self.cache.get(value)
         if text is None:
-            text = _datetime(value).replace(tzinfo=UTC).astimezone(
+            text = aware(value).astimezone(
                 self.tz).isoformat()
             self.cache[value] = text
         return text
@@ -166,216 +161,263 @@ def _day_start(day, tz):
     return naive(dt.datetime.combine(day, dt.time(), tz))
 
 
+class _Request:
+    "What every list of a snapshot reads: the area, the clock, the cutoff."
+
+    def __init__(self, company, since_text, database_name, now):
+        self.now = now
+        self.tz = area_timezone(company)
+        self.iso = _Clock(self.tz)
+        self.since = parse_watermark(since_text, now)
+        self.full = self.since is None
+        # Rows stamped after `cutoff` are sent (None: all of them).
+        self.cutoff = None if self.full else naive(self.since - overlap())
+        self.cid = company.id
+        self.database_name = database_name
+        self.cursor = Transaction().connection.cursor()
+        self.today = now.astimezone(self.tz).date()
+        self.now_naive = naive(now)
+        self.listing = _Listing(self.cursor, self.tz, self.iso)
+        self.time = self.listing.time
+
+    def fetch(self, query):
+        self.cursor.execute(*query)
+        return self.cursor.fetchall()
+
+
 def snapshot(company, since_text, database_name, now=None):
     """The sync answer for the boxes of an area (a dict, ready for JSON)."""
-    pool = Pool()
-    now = now or dt.datetime.now(UTC)
-    tz = area_timezone(company)
-    iso = _Clock(tz)
-    since = parse_watermark(since_text, now)
-    full = since is None
-    # Rows stamped after `cutoff` are sent (None: all of them).
-    cutoff = None if full else naive(since - overlap())
-    cid = company.id
-    cursor = Transaction().connection.cursor()
-    today = now.astimezone(tz).date()
-    now_naive = naive(now)
+    r = _Request(company, since_text, database_name, now or now_utc())
+    rules, rules_changed, default_rule = _rules(r)
+    return {
+        'watermark': make_watermark(r.now),
+        'full': r.full,
+        'area': {'id': r.cid, 'timezone': str(r.tz)},
+        'keys': _keys(r),
+        'revoked': _revoked(r),
+        'ticket_types': _ticket_types(r, bool(rules_changed), default_rule),
+        'rules': rules,
+        'zones': _zones(r),
+        'gates': _gates(r),
+        'cards': _cards(r),
+        'tickets': _tickets(r),
+        'usage': _usages(r),
+        }
 
-    def fetch(query):
-        cursor.execute(*query)
-        return cursor.fetchall()
 
-    listing = _Listing(cursor, tz, iso)
-    time = listing.time
+def _keys(r):
+    """The area's public keys; a retired one with its own signed
+    revocation (boxes keep keys append-only, PROTOCOL.md)."""
+    key = Pool().get('scenic.signing_key').__table__()
+    where = key.company == r.cid
+    if r.cutoff:
+        where &= _changed(key, r.cutoff)
+    keys = []
+    for key_id, public, state, private in r.fetch(key.select(
+                key.key_id, key.public_key, key.state,
+                key.private_key_encrypted, where=where,
+                order_by=[key.key_id])):
+        keys.append({'key_id': key_id, 'public_key': public,
+                'retired': state == 'retired'})
+        if state == 'retired':
+            keys[-1]['revocation'] = _revocation(key_id, private)
+    return keys
 
-    # keys
-    key = pool.get('scenic.signing_key').__table__()
-    where = key.company == cid
-    if cutoff:
-        where &= _changed(key, cutoff)
-    keys = [{
-            'key_id': key_id, 'public_key': public, 'retired':
-            state == 'retired'}
-        for key_id, public, state in fetch(key.select(
-                key.key_id, key.public_key, key.state, where=where,
-                order_by=[key.key_id]))]
 
-    # revocations
-    ticket = pool.get('scenic.ticket').__table__()
-    where = ((ticket.company == cid) & (ticket.state == 'revoked')
+def _revoked(r):
+    "Revoked tickets (all still valid ones in a full answer)."
+    ticket = Pool().get('scenic.ticket').__table__()
+    where = ((ticket.company == r.cid) & (ticket.state == 'revoked')
         & (ticket.revoked_at != Null))
-    if cutoff:
-        where &= ticket.revoked_at > cutoff
+    if r.cutoff:
+        where &= ticket.revoked_at > r.cutoff
     else:
-        where &= ticket.valid_until > now_naive
-    revoked = listing(ticket.select(
-            ticket.id.as_('ticket'), time(ticket.revoked_at).as_('at'),
+        where &= ticket.valid_until > r.now_naive
+    return r.listing(ticket.select(
+            ticket.id.as_('ticket'), r.time(ticket.revoked_at).as_('at'),
             where=where, order_by=[ticket.id]), times=['at'])
 
-    # rules
-    rule = pool.get('scenic.gate.rule').__table__()
-    rows = fetch(rule.select(
+
+def _rules(r):
+    "(changed rules as JSON, their rows, the area's default rule id)"
+    rule = Pool().get('scenic.gate.rule').__table__()
+    rows = r.fetch(rule.select(
             rule.id, rule.early_minutes, rule.late_minutes,
             rule.min_interval_minutes, rule.anti_passback, rule.exit_counts,
             rule.default, rule.create_date, rule.write_date,
-            where=rule.company == cid, order_by=[rule.id]))
-    default_rule = next((r[0] for r in rows if r[6]), None)
-    rules_changed = [r for r in rows if not cutoff
-        or (r[7] and _datetime(r[7]) > cutoff)
-        or (r[8] and _datetime(r[8]) > cutoff)]
+            where=rule.company == r.cid, order_by=[rule.id]))
+    default_rule = next((row[0] for row in rows if row[6]), None)
+    changed = [row for row in rows if not r.cutoff
+        or (row[7] and from_db(row[7]) > r.cutoff)
+        or (row[8] and from_db(row[8]) > r.cutoff)]
     rules = [{
-            'id': r[0], 'early_minutes': r[1], 'late_minutes': r[2],
-            'min_interval_minutes': r[3], 'anti_passback': bool(r[4]),
-            'exit_counts': bool(r[5]), 'default': bool(r[6]),
-            } for r in rules_changed]
+            'id': row[0], 'early_minutes': row[1], 'late_minutes': row[2],
+            'min_interval_minutes': row[3], 'anti_passback': bool(row[4]),
+            'exit_counts': bool(row[5]), 'default': bool(row[6]),
+            } for row in changed]
+    return rules, changed, default_rule
 
-    # ticket types: all of them again when a rule changed, as the default
-    # rule may have moved.
+
+def _ticket_types(r, rules_changed, default_rule):
+    """Ticket types: all of them again when a rule changed, as the default
+    rule may have moved."""
+    pool = Pool()
     ttype = pool.get('scenic.ticket.type').__table__()
     type_zone = pool.get('scenic.ticket.type-scenic.zone').__table__()
-    where = ttype.company == cid
-    if cutoff and not rules_changed:
-        where &= _changed(ttype, cutoff)
-    type_rows = fetch(ttype.select(
+    where = ttype.company == r.cid
+    if r.cutoff and not rules_changed:
+        where &= _changed(ttype, r.cutoff)
+    type_rows = r.fetch(ttype.select(
             ttype.id, ttype.code, ttype.persons, ttype.entry_mode,
             ttype.entries_allowed, ttype.reentry_binding, ttype.gate_rule,
             where=where, order_by=[ttype.id]))
     type_zones = {}
     if type_rows:
-        for type_id, zone in fetch(type_zone.join(
+        for type_id, zone in r.fetch(type_zone.join(
                     ttype, condition=type_zone.ticket_type == ttype.id
                     ).select(type_zone.ticket_type, type_zone.zone,
                     where=where)):
             type_zones.setdefault(type_id, []).append(zone)
-    entries = {'single': 1, 'unlimited': 0}
-    ticket_types = [{
+    return [{
             'id': id_, 'code': code, 'zones': sorted(type_zones.get(id_, [])),
             'persons': persons,
-            'entries': entries.get(mode, allowed or 0),
+            'entries': protocol.entries_for(mode, allowed),
             'binding': binding or 'none',
-            'rule': rule_id or default_rule,
+            # The box still applies the gate's rule first.
+            'rule': protocol.rule_id_for(None, rule_id, default_rule),
             } for id_, code, persons, mode, allowed, binding, rule_id
         in type_rows]
 
-    # zones and what is inside them now
+
+def _zones(r):
+    "Zones and what is inside them now."
+    pool = Pool()
     zone = pool.get('scenic.zone').__table__()
     headcount = pool.get('scenic.zone.headcount').__table__()
     join = zone.join(headcount, 'LEFT', condition=(headcount.zone == zone.id)
-        & (headcount.date == today))
-    where = zone.company == cid
-    if full:
+        & (headcount.date == r.today))
+    where = zone.company == r.cid
+    if r.full:
         where &= zone.active == True  # noqa: E712
-    elif since.astimezone(tz).date() == today:
-        where &= (_changed(zone, cutoff) | _changed(headcount, cutoff))
-    zones = [{
+    elif r.since.astimezone(r.tz).date() == r.today:
+        where &= (_changed(zone, r.cutoff) | _changed(headcount, r.cutoff))
+    return [{
             'id': id_, 'code': code, 'instant_max': maximum,
             'inside': max((ins or 0) - (outs or 0), 0),
-            } for id_, code, maximum, ins, outs in fetch(join.select(
+            } for id_, code, maximum, ins, outs in r.fetch(join.select(
                 zone.id, zone.code, zone.instant_max, headcount.entries,
                 headcount.exits, where=where, order_by=[zone.id]))]
 
-    # gates
+
+def _gates(r):
+    "Gates with the ticket types they admit."
+    pool = Pool()
     gate = pool.get('scenic.gate').__table__()
     gate_type = pool.get('scenic.gate-scenic.ticket.type').__table__()
-    where = gate.company == cid
-    if cutoff:
-        where &= _changed(gate, cutoff)
-    gate_rows = fetch(gate.select(
+    where = gate.company == r.cid
+    if r.cutoff:
+        where &= _changed(gate, r.cutoff)
+    gate_rows = r.fetch(gate.select(
             gate.id, gate.code, gate.zone, gate.direction, gate.lanes,
             gate.active, gate.rule, gate.box, where=where,
             order_by=[gate.id]))
     gate_types = {}
     if gate_rows:
-        for gate_id, type_id in fetch(gate_type.join(
+        for gate_id, type_id in r.fetch(gate_type.join(
                     gate, condition=gate_type.gate == gate.id).select(
                     gate_type.gate, gate_type.ticket_type, where=where)):
             gate_types.setdefault(gate_id, []).append(type_id)
-    gates = [{
+    return [{
             'id': id_, 'code': code, 'zone': zone_id, 'direction': direction,
             'lanes': lanes, 'ticket_types': sorted(gate_types.get(id_, [])),
             'active': bool(active), 'rule': rule_id, 'box': box,
             } for id_, code, zone_id, direction, lanes, active, rule_id, box
         in gate_rows]
 
-    # cards, whatever their state: a lost card must stop everywhere
+
+def _cards(r):
+    "Cards, whatever their state: a lost card must stop everywhere."
+    pool = Pool()
     card = pool.get('scenic.card').__table__()
     visitor = pool.get('scenic.visitor').__table__()
-    where = card.company == cid
-    if cutoff:
-        where &= _changed(card, cutoff)
+    where = card.company == r.cid
+    if r.cutoff:
+        where &= _changed(card, r.cutoff)
     else:
-        where &= card.valid_until > naive(now - dt.timedelta(days=30))
+        where &= card.valid_until > naive(r.now - dt.timedelta(days=30))
     photo_url = Case((card.binding_photo_id != Null, Concat(Concat(Concat(
-                    Literal(f'/{database_name}/scenic/gate/v1/photos/'),
+                    Literal(f'/{r.database_name}/scenic/gate/v1/photos/'),
                     Cast(card.id, 'VARCHAR')), Literal('-')),
                 Substring(card.binding_photo_id, 1, 16))), else_=Null)
-    cards = listing(card.join(visitor, 'LEFT',
+    return r.listing(card.join(visitor, 'LEFT',
             condition=visitor.id == card.holder).select(
             card.number.as_('uid'), card.id.as_('card'),
             card.ticket_type.as_('ticket_type'), card.state.as_('state'),
             card.holder_hash.as_('holder_hash'),
             visitor.id_masked.as_('holder_masked'),
-            time(card.valid_from).as_('valid_from'),
-            time(card.valid_until).as_('valid_until'),
+            r.time(card.valid_from).as_('valid_from'),
+            r.time(card.valid_until).as_('valid_until'),
             card.remaining.as_('remaining'), photo_url.as_('photo_url'),
             where=where, order_by=[card.id]),
         times=['valid_from', 'valid_until'])
 
-    # real-name tickets of today and tomorrow, for "ID card as ticket"
+
+def _tickets(r):
+    "Real-name tickets of today and tomorrow, for 'ID card as ticket'."
+    pool = Pool()
+    ticket = pool.get('scenic.ticket').__table__()
     order = pool.get('scenic.order').__table__()
-    window_start = _day_start(today, tz)
-    window_end = _day_start(today + dt.timedelta(days=2), tz)
-    where = ((ticket.company == cid)
+    window_start = _day_start(r.today, r.tz)
+    window_end = _day_start(r.today + dt.timedelta(days=2), r.tz)
+    where = ((ticket.company == r.cid)
         & ticket.state.in_(['valid', 'used'])
         & (ticket.holder_hash != Null)
         & (ticket.valid_from < window_end)
         & (ticket.valid_until > window_start))
-    if cutoff:
+    if r.cutoff:
         previous_end = _day_start(
-            since.astimezone(tz).date() + dt.timedelta(days=2), tz)
-        where &= (_changed(ticket, cutoff) | (order.paid_at > cutoff)
+            r.since.astimezone(r.tz).date() + dt.timedelta(days=2), r.tz)
+        where &= (_changed(ticket, r.cutoff) | (order.paid_at > r.cutoff)
             | (ticket.valid_from >= previous_end))
-    tickets = listing(ticket.join(
+    return r.listing(ticket.join(
             order, condition=order.id == ticket.order).select(
             ticket.id.as_('ticket'), ticket.holder_hash.as_('holder_hash'),
             ticket.code.as_('code'),
-            time(ticket.valid_from).as_('valid_from'),
-            time(ticket.valid_until).as_('valid_until'),
+            r.time(ticket.valid_from).as_('valid_from'),
+            r.time(ticket.valid_until).as_('valid_until'),
             where=where, order_by=[ticket.id]),
         times=['valid_from', 'valid_until'])
 
-    # usage of tickets and cards, so that the boxes of a gate agree
+
+def _usages(r):
+    "Usage of tickets and cards, so that the boxes of a gate agree."
+    pool = Pool()
     usage = pool.get('scenic.ticket.usage').__table__()
     used_ticket = pool.get('scenic.ticket').__table__()
     used_card = pool.get('scenic.card').__table__()
-    where = usage.company == cid
-    if cutoff:
-        where &= _changed(usage, cutoff)
+    where = usage.company == r.cid
+    if r.cutoff:
+        where &= _changed(usage, r.cutoff)
     else:
-        where &= ((used_ticket.valid_until > now_naive)
-            | (used_card.valid_until > now_naive))
-    usages = listing(usage
+        where &= ((used_ticket.valid_until > r.now_naive)
+            | (used_card.valid_until > r.now_naive))
+    return r.listing(usage
         .join(used_ticket, 'LEFT', condition=used_ticket.id == usage.ticket)
         .join(used_card, 'LEFT', condition=used_card.id == usage.card)
         .select(usage.ticket.as_('ticket'), usage.card.as_('card'),
             usage.entries.as_('entries'),
-            time(usage.last_entry).as_('last_entry'),
-            time(usage.last_exit).as_('last_exit'),
+            r.time(usage.last_entry).as_('last_entry'),
+            r.time(usage.last_exit).as_('last_exit'),
             usage.inside.as_('inside'), usage.binding_ref.as_('binding'),
             where=where, order_by=[usage.id]),
         times=['last_entry', 'last_exit'], booleans=['inside'])
 
-    return {
-        'watermark': make_watermark(now),
-        'full': full,
-        'area': {'id': cid, 'timezone': str(tz)},
-        'keys': keys,
-        'revoked': revoked,
-        'ticket_types': ticket_types,
-        'rules': rules,
-        'zones': zones,
-        'gates': gates,
-        'cards': cards,
-        'tickets': tickets,
-        'usage': usages,
-        }
+
+def _revocation(key_id, private_encrypted):
+    "A retired key's own signed revocation (ticketcode.revocation_message)."
+    from scenic_common import ticketcode
+    from scenic_ticket.vault import pii_vault
+    signer = ticketcode.SigningKey.from_private_bytes(key_id,
+        base64.b64decode(pii_vault().decrypt(private_encrypted,
+                purpose='signing')))
+    return base64.b64encode(signer.revocation()).decode()

@@ -23,9 +23,10 @@ from decimal import Decimal
 from sql import Conflict
 
 from scenic_common import gate as rules_engine
+from scenic_common import protocol
 from scenic_common import ticketcode
 from scenic_ticket import reservation
-from scenic_ticket.dbtools import aware, lock, naive
+from scenic_ticket.dbtools import aware, lock, naive, now_utc
 from scenic_ticket.errors import ApiError
 from scenic_ticket.slot import area_timezone
 from scenic_ticket.workflow import sql_transition
@@ -36,8 +37,6 @@ from trytond.transaction import Transaction
 from . import bulk
 
 
-MAX_SCANS = 1000
-MEDIA = {'qr', 'id_card', 'rfid'}
 DECISIONS = {'open', 'deny'}
 UTC = dt.timezone.utc
 
@@ -95,8 +94,8 @@ def parse_scans(data):
     scans = data.get('scans')
     if not isinstance(scans, list):
         raise _invalid("'scans' must be a list.", 'scans')
-    if len(scans) > MAX_SCANS:
-        raise _invalid(f"A batch takes at most {MAX_SCANS} scans.", 'scans')
+    if len(scans) > protocol.BATCH_SIZE:
+        raise _invalid(f"A batch takes at most {protocol.BATCH_SIZE} scans.", 'scans')
     parsed = []
     for i, raw in enumerate(scans):
         where = f'scans[{i}]'
@@ -130,7 +129,7 @@ def parse_scans(data):
             at=at,
             gate=_int(raw, 'gate', where),
             lane=_int(raw, 'lane', where, required=False),
-            medium=_str(raw, 'medium', where, MEDIA),
+            medium=_str(raw, 'medium', where, protocol.MEDIA),
             ticket=_int(raw, 'ticket', where, required=False),
             card=_int(raw, 'card', where, required=False),
             decision=_str(raw, 'decision', where, DECISIONS),
@@ -186,14 +185,13 @@ class AreaData:
                 ttype.id, ttype.code, ttype.persons, ttype.entry_mode,
                 ttype.entries_allowed, ttype.reentry_binding, ttype.gate_rule,
                 ttype.category, where=ttype.company == company_id))
-        entries = {'single': 1, 'unlimited': 0}
         self.types = {}
         self.type_rules = {}
         for (id_, code, persons, mode, allowed, binding, rule_id,
                 category) in cursor:
             self.types[id_] = rules_engine.TicketTypeInfo(
                 id=id_, zones=zones.get(id_, ()), persons=persons or 1,
-                entries=entries.get(mode, allowed or 0),
+                entries=protocol.entries_for(mode, allowed),
                 binding=binding or 'none', rule=rule_id, code=code)
             self.type_rules[id_] = rule_id
 
@@ -220,9 +218,11 @@ class AreaData:
 
     def rule(self, gate_id, type_id):
         "The gate's rule, else the ticket type's, else the area's default."
-        rule_id = (self.gate_rules.get(gate_id)
-            or self.type_rules.get(type_id))
-        return self.rules.get(rule_id) or self.default_rule
+        rule_id = protocol.rule_id_for(self.gate_rules.get(gate_id),
+            self.type_rules.get(type_id),
+            self.default_rule.id if self.default_rule else None,
+            known=self.rules.__contains__)
+        return self.rules.get(rule_id)
 
 
 # --- the upload --------------------------------------------------------------
@@ -232,7 +232,7 @@ def upload(box_id, company, scans, now=None):
     pool = Pool()
     Scan = pool.get('scenic.gate.scan')
     transaction = Transaction()
-    now = now or dt.datetime.now(UTC)
+    now = now or now_utc()
     user = transaction.user
     stamp = naive(now)
     cid = company.id
@@ -288,7 +288,8 @@ def upload(box_id, company, scans, now=None):
             rules_engine.OPEN, rules_engine.OK, scan.persons,
             direction=scan.direction)
         before = usages[key]
-        usages[key] = _usage_after(before, decision, scan)
+        usages[key] = protocol.record_use(before, decision.direction, scan.at,
+            scan.binding_ref)
         if usages[key].binding_ref and not before.binding_ref:
             usages.rows.setdefault(key, [None, 0, None])[2] = (
                 scan.binding_method)
@@ -537,26 +538,15 @@ def _check(scan, area, tickets, cards, usages, card_remaining):
             rule=area.rule(scan.gate, card['type']), usage=usages[key],
             zone=None, direction='in', now=scan.at, binding_ok=True)
     if decision.opened:
+        if (scan.ticket is not None and ticket['state'] == 'revoked'
+                and ticket['revoked_at'] is not None):
+            # admitted offline before the refund, uploaded after it: the
+            # refund went through without knowing; flag it for review
+            return ('refunded_after_entry', f"Ticket {scan.ticket} was "
+                f"refunded at {ticket['revoked_at']}, after an offline box "
+                f"admitted it at {scan.at}: review the refund.", key)
         return None, None, key
     return decision.reason, decision.message, key
-
-
-def _usage_after(usage, decision, scan):
-    """The usage after an admitted scan, as gate.usage_after counts it; but
-    scans may come out of order, so the latest entry and the latest exit
-    say whether the holder is inside."""
-    last_entry, last_exit = usage.last_entry_at, usage.last_exit_at
-    entries, binding_ref = usage.entries, usage.binding_ref
-    if decision.direction == rules_engine.IN:
-        entries += 1
-        last_entry = max(last_entry, scan.at) if last_entry else scan.at
-        binding_ref = binding_ref or scan.binding_ref
-    else:
-        last_exit = max(last_exit, scan.at) if last_exit else scan.at
-    return rules_engine.Usage(entries=entries, last_entry_at=last_entry,
-        last_exit_at=last_exit,
-        inside=bool(last_entry and (not last_exit or last_entry > last_exit)),
-        binding_ref=binding_ref)
 
 
 def _write_usages(company_id, usages, stamp, user):

@@ -24,6 +24,7 @@ from trytond.pool import Pool
 from trytond.protocols.wrappers import Response
 from trytond.transaction import Transaction
 from trytond.wsgi import app
+from werkzeug.security import safe_join
 
 from .web import database_pool
 
@@ -65,18 +66,20 @@ TITLES = {
 def static_path(path):
     """The absolute path of a file inside static/, or None.
 
-    Refuses anything that could leave the folder: absolute paths, `..`,
-    backslashes, hidden files, NUL, and symbolic links pointing out.
+    werkzeug's safe_join refuses what could leave the folder (absolute
+    paths, `..`, backslashes); hidden files, NUL, other file types and
+    symbolic links pointing out are refused too.
     """
-    if not path or '\\' in path or '\0' in path or path.startswith('/'):
-        return None
-    parts = path.split('/')
-    if any(not p or p in {'.', '..'} or p.startswith('.') for p in parts):
+    if not path or '\0' in path or any(
+            p.startswith('.') for p in path.split('/')):
         return None
     if os.path.splitext(path)[1].lower() not in CONTENT_TYPES:
         return None
     root = os.path.realpath(STATIC_DIR)
-    full = os.path.realpath(os.path.join(root, *parts))
+    joined = safe_join(root, path)
+    if joined is None:
+        return None
+    full = os.path.realpath(joined)
     if os.path.commonpath([root, full]) != root or not os.path.isfile(full):
         return None
     return full

@@ -32,14 +32,18 @@ def naive(value):
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
+def from_db(value):
+    "A timestamp as read in SQL: naive UTC (SQLite may hand text back)."
+    if isinstance(value, str):
+        return dt.datetime.fromisoformat(value)
+    return value
+
+
 def aware(value):
-    """A timestamp from the database (naive UTC; SQLite may hand text back)
-    as an aware datetime."""
+    "A timestamp from the database (naive UTC) as an aware datetime."
     if value is None:
         return None
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC)
+    return from_db(value).replace(tzinfo=UTC)
 
 
 def audit(values=None, write=False):

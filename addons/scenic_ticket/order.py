@@ -17,6 +17,7 @@ modules extend (finance posts on paid, refunded, used, expired):
             ...
 """
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
+from trytond.modules.currency.fields import Monetary
 from trytond.pool import Pool
 from trytond.pyson import Eval
 from trytond.transaction import Transaction
@@ -88,7 +89,8 @@ class Order(CompanyMixin, StateMachine, ModelSQL, ModelView):
     contact_name = fields.Char("Contact Name", readonly=True)
     contact_phone = fields.Char("Contact Phone", readonly=True)
     hold_expires_at = fields.DateTime("Hold Expires At", readonly=True)
-    total = fields.Numeric("Total", digits=(16, 2), readonly=True)
+    total = Monetary(
+        "Total", currency='currency', digits='currency', readonly=True)
     currency = fields.Many2One(
         'currency.currency', "Currency", required=True, readonly=True)
     idempotency_key = fields.Char("Idempotency Key", readonly=True)
@@ -187,14 +189,23 @@ class OrderLine(ModelSQL, ModelView):
         ondelete='RESTRICT')
     quantity = fields.Integer("Tickets", required=True)
     persons = fields.Integer("Persons", required=True)
-    unit_price = fields.Numeric("Unit Price", digits=(16, 2), required=True)
-    amount = fields.Numeric("Amount", digits=(16, 2), required=True)
+    unit_price = Monetary(
+        "Unit Price", currency='currency', digits='currency', required=True)
+    amount = Monetary(
+        "Amount", currency='currency', digits='currency', required=True)
     price_explanation = fields.Text("Price Explanation")
+    currency = fields.Function(
+        fields.Many2One('currency.currency', "Currency"),
+        'on_change_with_currency')
 
     @classmethod
     def __setup__(cls):
         super().__setup__()
         cls.__access__.add('order')
+
+    @fields.depends('order', '_parent_order.currency')
+    def on_change_with_currency(self, name=None):
+        return self.order.currency if self.order else None
 
 
 class Ticket(CompanyMixin, StateMachine, ModelSQL, ModelView):

@@ -4,6 +4,7 @@ The lean booking path (reservation.py) writes these rows; the providers
 that take the money are in providers.py.
 """
 from trytond.model import ModelSQL, ModelView, fields
+from trytond.modules.currency.fields import Monetary
 
 from .area import CompanyMixin
 
@@ -20,8 +21,9 @@ class Payment(CompanyMixin, ModelSQL, ModelView):
             ], "Kind", required=True, readonly=True)
     provider = fields.Char("Provider", required=True, readonly=True)
     provider_reference = fields.Char("Provider Reference", readonly=True)
-    amount = fields.Numeric(
-        "Amount", digits=(16, 2), required=True, readonly=True)
+    amount = Monetary(
+        "Amount", currency='currency', digits='currency', required=True,
+        readonly=True)
     currency = fields.Many2One(
         'currency.currency', "Currency", required=True, readonly=True)
     date = fields.DateTime("Date", required=True, readonly=True)

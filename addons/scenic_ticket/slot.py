@@ -13,6 +13,7 @@ from trytond.transaction import Transaction
 from trytond.wizard import Button, StateAction, StateView, Wizard
 
 from .area import CompanyMixin, default_company
+from .dbtools import naive
 from .exceptions import SlotGenerationError, SlotValidationError
 
 WEEKDAYS = [
@@ -90,9 +91,8 @@ class TimeSlot(CompanyMixin, ModelSQL, ModelView):
         result = {n: {} for n in names}
         for slot in slots:
             for name in names:
-                local = slot.aware(getattr(slot, f'{name}_time'))
-                result[name][slot.id] = local.astimezone(
-                    dt.timezone.utc).replace(tzinfo=None)
+                result[name][slot.id] = naive(
+                    slot.aware(getattr(slot, f'{name}_time')))
         return result
 
     @classmethod

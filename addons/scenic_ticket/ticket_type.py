@@ -1,8 +1,11 @@
 """Ticket types: what a visitor buys, built on a Tryton product."""
 from decimal import Decimal
 
+from scenic_common import protocol
+
 from trytond.i18n import gettext
 from trytond.model import DeactivableMixin, ModelSQL, ModelView, Unique, fields
+from trytond.modules.currency.fields import Monetary
 from trytond.pool import Pool
 from trytond.pyson import Eval
 from trytond.transaction import without_check_access
@@ -112,8 +115,8 @@ class TicketType(CompanyMixin, DeactivableMixin, ModelSQL, ModelView):
             ('never', "Not Refundable"),
             ], "Refunds", required=True,
         help="Until when visitors can cancel and get their money back.")
-    base_price = fields.Numeric(
-        "Base Price", digits=(16, 2), required=True,
+    base_price = Monetary(
+        "Base Price", currency='currency', digits='currency', required=True,
         help="Price before the price rules apply, in the area's currency.")
     currency = fields.Function(
         fields.Many2One('currency.currency', "Currency"),
@@ -172,15 +175,11 @@ class TicketType(CompanyMixin, DeactivableMixin, ModelSQL, ModelView):
     @property
     def entries(self):
         "Entries a ticket gives: 0 means unlimited within validity."
-        return {'single': 1, 'unlimited': 0}.get(
-            self.entry_mode, self.entries_allowed or 0)
+        return protocol.entries_for(self.entry_mode, self.entries_allowed)
 
     @property
     def is_card(self):
         return self.category in CARD_CATEGORIES
-
-    def sold_on(self, channel):
-        return not self.channels or channel in self.channels
 
     @classmethod
     def validate_fields(cls, types, field_names):

@@ -4,7 +4,7 @@ The ID number is validated, stored encrypted with a key from the
 configuration, shown masked, and looked up through a keyed hash, so that
 per-ID rules work without the number in clear anywhere in the database.
 """
-from scenic_common import idnumber
+from scenic_common import idnumber, protocol
 
 from trytond.i18n import gettext
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
@@ -46,15 +46,7 @@ def protect_id(id_type, number, field_label="ID Number"):
 
 def id_hashes(number):
     "Look-up hashes of a number under every ID type it is valid for."
-    vault = pii_vault()
-    hashes = []
-    for id_type, _ in ID_TYPES:
-        try:
-            normalized = idnumber.validate(id_type, number)
-        except idnumber.InvalidIDNumber:
-            continue
-        hashes.append(vault.lookup_hash(id_type, normalized))
-    return hashes
+    return protocol.candidate_hashes(pii_vault().lookup_hash, number)
 
 
 def may_read_personal_data():

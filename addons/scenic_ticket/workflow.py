@@ -142,7 +142,14 @@ def sql_transition(Model, table, to_state, where, columns=(), values=()):
         if ids:
             cursor.execute(*table.update(columns, values,
                     where=SQL_OPERATORS['in'](table.id, ids)))
+    entered(Model, to_state, ids)
+    return ids
+
+
+def entered(Model, to_state, ids):
+    """After a SQL path moved the rows with these ids to to_state itself
+    (row by row, with `WHERE state IN Model.sources(to_state)`): make the
+    ORM read them again and call the hook."""
     if ids:
         dbtools.forget(Model.__name__)
-        Model.on_state_change(to_state, ids)
-    return ids
+        Model.on_state_change(to_state, sorted(ids))

@@ -77,10 +77,11 @@ Rule fields (:class:`AccessRule`):
     "inside" after its first entry.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from . import ticketcode
+from .protocol import BOTH, IN, OUT, record_use
 
 __all__ = [
     'GateInfo', 'AccessRule', 'TicketTypeInfo', 'Usage', 'CardInfo',
@@ -131,9 +132,6 @@ REASONS = (
 
 OPEN = 'open'
 DENY = 'deny'
-IN = 'in'
-OUT = 'out'
-BOTH = 'both'
 DIRECTIONS = (IN, OUT)
 GATE_DIRECTIONS = (IN, OUT, BOTH)
 BINDINGS = ('none', 'id_card', 'photo', 'fingerprint', 'face')
@@ -487,23 +485,16 @@ def decide(credential, ticket_type, gate, rule=None, usage=None, zone=None,
 
 
 def usage_after(usage, decision, now, binding_ref=None):
-    """The usage after an open ``decision`` (unchanged after a denial).
-
-    An entry counts one entry, sets last_entry_at and inside; an exit sets
-    last_exit_at and clears inside.  ``binding_ref`` (the binding captured
-    at a first entry) is kept when given.
+    """The usage after an open ``decision`` (unchanged after a denial), as
+    :func:`scenic_common.protocol.record_use` counts it: an entry counts
+    one entry, sets last_entry_at and inside; an exit sets last_exit_at and
+    clears inside.  ``binding_ref`` (the binding captured at a first entry)
+    is kept when given.
     """
     usage = usage or NO_USAGE
     if not decision.opened:
         return usage
-    if decision.direction == IN:
-        usage = replace(usage, entries=usage.entries + 1, last_entry_at=now,
-            inside=True)
-    else:
-        usage = replace(usage, last_exit_at=now, inside=False)
-    if binding_ref is not None:
-        usage = replace(usage, binding_ref=binding_ref)
-    return usage
+    return record_use(usage, decision.direction, now, binding_ref)
 
 
 def zone_delta(decision, rule=None):

@@ -5,7 +5,9 @@ key), so it hashes with ``scenic_common.pii.keyed_mac`` directly, as
 ``PIIVault.lookup_hash`` does. A test checks that both agree.
 """
 
-from scenic_common import idnumber
+import functools
+
+from scenic_common import protocol
 from scenic_common.pii import keyed_mac
 
 __all__ = ['lookup_hash', 'candidate_hashes']
@@ -20,15 +22,9 @@ def lookup_hash(lookup_key, id_type, number):
 
 
 def candidate_hashes(lookup_key, number, id_type=None):
-    """Look-up hashes of a read number: under ``id_type`` when the reader
-    knows it, else under every document type the number is valid for (as
-    the ERP's ``visitor.id_hashes`` does).  Invalid numbers give []."""
-    types = (id_type,) if id_type else idnumber.ID_TYPES
-    hashes = []
-    for kind in types:
-        try:
-            normalized = idnumber.validate(kind, number)
-        except (idnumber.InvalidIDNumber, TypeError):
-            continue
-        hashes.append(lookup_hash(lookup_key, kind, normalized))
-    return hashes
+    """Look-up hashes of a read number (scenic_common.protocol's rule, with
+    the box's key): under ``id_type`` when the reader knows it, else under
+    every document type the number is valid for.  Invalid numbers give
+    []."""
+    return protocol.candidate_hashes(
+        functools.partial(lookup_hash, lookup_key), number, id_type)

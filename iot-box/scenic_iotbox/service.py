@@ -1,10 +1,9 @@
 """Wiring: configuration → store, devices, validator, sync loop, local API.
 
 :func:`build_devices` is the one place that turns ``[drivers.*]`` into
-device objects.  It uses the ``scenic_iotbox.drivers`` registry when that
-offers ``create(kind, driver, options)``; otherwise (or for ``driver =
-"none"``) it falls back to the built-ins here: no device, or for the
-turnstile ``sim`` an in-process turnstile that only logs and counts.
+device objects, through the ``scenic_iotbox.drivers`` registry
+(``create(kind, driver, options)``; drivers register themselves there,
+including the simulated ones); ``driver = "none"`` is no device.
 
 Device interfaces the core relies on:
     turnstile   ``open_passages(channel, n)``: let n people through.
@@ -23,39 +22,20 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+from . import drivers
 from .api import ApiServer, BoxApp, RequestError
 from .config import ConfigError
 from .store import Store
 from .sync import ErpClient, SyncEngine
 from .validator import Validator
 
-__all__ = ['Service', 'Devices', 'SimTurnstile', 'build_devices',
-    'DeviceError']
+__all__ = ['Service', 'Devices', 'build_devices', 'DeviceError']
 
 logger = logging.getLogger(__name__)
 
 
 class DeviceError(RuntimeError):
     """A configured device could not be started."""
-
-
-class SimTurnstile:
-    """A turnstile that only logs: for demos without the pty simulator."""
-
-    def __init__(self, name='sim'):
-        self.name = name
-        self.opened = []
-        self._lock = threading.Lock()
-
-    def open_passages(self, channel, n, direction='in'):
-        with self._lock:
-            self.opened.append((channel, n, direction))
-        logger.info('Turnstile %s: open channel %s for %d passage(s) %s',
-            self.name, channel, n, direction)
-
-    def status(self):
-        return {'kind': 'turnstile', 'name': self.name, 'ok': True,
-            'errors': 0}
 
 
 @dataclass
@@ -109,42 +89,25 @@ class Devices:
                     logger.exception('Closing %r failed', device)
 
 
-def _registry():
-    try:
-        from . import drivers
-    except ImportError:
-        return None
-    create = getattr(drivers, 'create', None)
-    return create if callable(create) else None
-
-
 def build_devices(config):
     """Devices for ``config.drivers`` (see the module docstring)."""
-    create = _registry()
     devices = Devices()
     for kind in ('turnstile', 'qr', 'rfid', 'idcard', 'biometric',
             'camera'):
         driver = config.driver(kind)
         if driver.driver == 'none':
             continue
-        device = None
-        if create is not None:
-            from .drivers import UnknownDriver
-            try:
-                device = create(kind, driver.driver, dict(driver.options))
-            except UnknownDriver as error:
-                devices.close()
-                raise ConfigError(f'drivers.{kind}.driver', str(error)) \
-                    from None
-            except Exception as error:
-                devices.close()
-                raise DeviceError(f'drivers.{kind}: {driver.driver!r} could '
-                    f'not start: {type(error).__name__}: {error}') from error
-        elif kind == 'turnstile' and driver.driver == 'sim':
-            device = SimTurnstile()
-        else:
-            raise ConfigError(f'drivers.{kind}.driver', f'driver '
-                f'{driver.driver!r} is not available (no driver registry).')
+        try:
+            device = drivers.create(kind, driver.driver,
+                dict(driver.options))
+        except drivers.UnknownDriver as error:
+            devices.close()
+            raise ConfigError(f'drivers.{kind}.driver', str(error)) \
+                from None
+        except Exception as error:
+            devices.close()
+            raise DeviceError(f'drivers.{kind}: {driver.driver!r} could '
+                f'not start: {type(error).__name__}: {error}') from error
         if device is None:
             continue
         if kind == 'turnstile':
@@ -173,7 +136,8 @@ class Service:
             build_devices(config)
         self.store = Store(config.store_path)
         self.client = ErpClient(config.erp.url, config.erp.database,
-            timeout=config.erp.timeout, credentials=self.store.credentials)
+            timeout=config.erp.timeout, credentials=self.store.credentials,
+            ca_file=config.erp.ca_file)
         self.sync = SyncEngine(self.store, self.client, name=config.name,
             sync_interval=config.sync_interval,
             heartbeat_interval=config.heartbeat_interval,
@@ -188,7 +152,8 @@ class Service:
             turnstile=self.devices.turnstile, sync=self.sync,
             devices=self.devices.status, photo_fetcher=self.client.fetch,
             name=config.name, data_dir=config.data_dir,
-            api_token=config.api_token)
+            api_token=config.api_token, staff_token=config.staff_token,
+            allowed_origins=config.allowed_origins)
         self.server = None
         self._stopped = threading.Event()
 

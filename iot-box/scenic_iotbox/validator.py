@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from scenic_common import gate as gatelib, ticketcode
+from scenic_common import gate as gatelib, protocol, ticketcode
 
 from . import idhash
 from .store import normalize_uid
@@ -51,7 +51,7 @@ __all__ = ['Validator', 'ScanRequest', 'ScanResult', 'MEDIA']
 
 logger = logging.getLogger(__name__)
 
-MEDIA = ('qr', 'id_card', 'rfid')
+MEDIA = protocol.MEDIA
 IMAGE_METHODS = ('face', 'fingerprint', 'photo')
 
 
@@ -565,7 +565,8 @@ class Validator:
                 return f'/photos/{usage.binding_ref}'
         if candidate.kind == 'card' and self.store.card_photo_url(
                 candidate.ref):
-            return f'/photos/card-{candidate.ref}'
+            return (f'/photos/card-{candidate.ref}-'
+                f'{self.store.photo_token(candidate.ref)}')
         return None
 
 

@@ -14,7 +14,7 @@ from box_fakes import FakeTurnstile, sign_now as sign
 from scenic_iotbox import cli
 from scenic_iotbox.config import ConfigError, load
 from scenic_iotbox.service import (
-    DeviceError, Devices, Service, SimTurnstile, build_devices)
+    DeviceError, Devices, Service, build_devices)
 
 BOX = Path(__file__).resolve().parent.parent
 
@@ -106,17 +106,14 @@ def test_whole_path_scan_to_turnstile(tmp_path, fake_erp):
     service.stop()      # idempotent
 
 
-def test_build_devices(tmp_path, fake_erp, monkeypatch):
-    from scenic_iotbox import service as service_module
+def test_build_devices(tmp_path, fake_erp):
     none = load(write_config(tmp_path, fake_erp, turnstile='none'))
     assert build_devices(none).turnstile is None
-    # without a driver registry: the built-in logging turnstile
-    monkeypatch.setattr(service_module, '_registry', lambda: None)
+    # the simulated turnstile comes from the driver registry
     devices = build_devices(load(write_config(tmp_path, fake_erp,
         turnstile='sim')))
-    assert isinstance(devices.turnstile, SimTurnstile)
-    devices.turnstile.open_passages(1, 2)
-    assert devices.status()[0]['ok']
+    assert devices.status()[0]['kind'] == 'turnstile'
+    devices.close()
     with pytest.raises(ConfigError) as info:
         build_devices(load(write_config(tmp_path, fake_erp,
             turnstile='teleporter')))
@@ -133,7 +130,7 @@ def test_build_devices_with_a_registry(tmp_path, fake_erp, monkeypatch):
         made.append((kind, name, options))
         return FakeTurnstile()
 
-    monkeypatch.setattr(service_module, '_registry', lambda: create)
+    monkeypatch.setattr(service_module.drivers, 'create', create)
     path = write_config(tmp_path, fake_erp, turnstile='serial')
     path.write_text(path.read_text() + 'port = "/dev/ttyUSB0"\n')
     devices = build_devices(load(path))
@@ -166,7 +163,7 @@ def test_cli_enrol_sync_status(tmp_path, fake_erp, capsys):
 
 def test_cli_config_error(tmp_path, capsys):
     path = tmp_path / 'box.toml'
-    path.write_text('[erp]\nurl = "http://x"\n')
+    path.write_text('[erp]\nurl = "http://127.0.0.1:8000"\n')
     assert cli.main(['status', '--config', str(path)]) == 2
     assert 'erp.database' in capsys.readouterr().err
 

@@ -1,7 +1,7 @@
 """Fixtures of the end-to-end gate tests: the ERP and a box, for real.
 
 - ``site`` (module): a fresh SQLite database initialised with scenic_gate
-  and filled by ``site.py`` (zones, gates, paid tickets of every kind,
+  and filled by ``build_e2e_area.py`` (zones, gates, paid tickets of every kind,
   cards, a box's enrolment token), served by trytond on a free port.
   ``site.erp.stop()`` / ``start()`` cut it off and bring it back.
 - ``box`` (module): the IoT box of that site, in this process, built from a
@@ -14,7 +14,7 @@ having run.
 """
 import pytest
 
-from gate_site import build_site, start_box
+from e2e_harness import build_site, start_box
 
 
 @pytest.fixture(scope='module')

@@ -12,7 +12,7 @@ import json
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from gate_site import photo, start_box
+from e2e_harness import photo, start_box
 from scenic_common import ticketcode
 from scenic_common.idnumber import make_resident_id
 

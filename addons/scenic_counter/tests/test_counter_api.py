@@ -2,13 +2,12 @@
 import base64
 import uuid
 
-from scenic_ticket.tests.tools import configure_pii_key
 
 from trytond.pool import Pool
 from trytond.tests.test_tryton import DB_NAME, RouteTestCase
 from trytond.transaction import Transaction
 
-from .tools import AnyTable, build_windows, person
+from .tools import AnyTable, build_windows, configure, person
 
 PASSWORD = 'window-password-2026'
 
@@ -19,7 +18,7 @@ class CounterAPITestCase(RouteTestCase):
 
     @classmethod
     def setUpClass(cls):
-        configure_pii_key()
+        configure()
         super().setUpClass()
 
     @classmethod

@@ -5,7 +5,7 @@ from scenic_common import gate as gate_rules
 from scenic_common import ticketcode
 from scenic_ticket.errors import BookingError
 from scenic_ticket.tests.tools import (
-    configure_pii_key, create_slot, savepoint)
+    create_slot, savepoint)
 
 from trytond.modules.company.tests import CompanyTestMixin, set_company
 from trytond.pool import Pool
@@ -13,7 +13,7 @@ from trytond.tests.test_tryton import ModuleTestCase, with_transaction
 from trytond.transaction import Transaction, check_access
 
 from ..exceptions import CounterError, ShiftAccessError
-from .tools import build_windows, person
+from .tools import build_windows, configure, person
 
 
 def sell(w, session, items, method=None, slot=None, **kwargs):
@@ -34,7 +34,7 @@ class ScenicCounterTestCase(CompanyTestMixin, ModuleTestCase):
 
     @classmethod
     def setUpClass(cls):
-        configure_pii_key()
+        configure()
         super().setUpClass()
 
     def open_shift(self, w, point=None, user=None, float_amount='200'):

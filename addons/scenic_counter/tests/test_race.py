@@ -9,14 +9,13 @@ from decimal import Decimal
 
 from scenic_ticket import reservation
 from scenic_ticket.errors import BookingError
-from scenic_ticket.tests.tools import configure_pii_key
 
 from trytond import backend
 from trytond.pool import Pool
 from trytond.tests.test_tryton import DB_NAME, RouteTestCase
 from trytond.transaction import Transaction
 
-from .tools import AnyTable, build_windows, person
+from .tools import AnyTable, build_windows, configure, person
 
 PLACES = 10
 
@@ -29,7 +28,7 @@ class CounterRaceTestCase(RouteTestCase):
 
     @classmethod
     def setUpClass(cls):
-        configure_pii_key()
+        configure()
         super().setUpClass()
 
     @classmethod
@@ -137,7 +136,7 @@ class ProviderIntentTestCase(RouteTestCase):
 
     @classmethod
     def setUpClass(cls):
-        configure_pii_key()
+        configure()
         super().setUpClass()
 
     @classmethod

@@ -5,13 +5,23 @@ from zoneinfo import ZoneInfo
 
 from scenic_common.idnumber import make_resident_id
 from scenic_ticket.tests.tools import (
-    create_area, create_slot, create_ticket_type, create_user, create_zone)
+    configure_pii_key, create_area, create_slot, create_ticket_type,
+    create_user, create_zone)
 
+from trytond import config
 from trytond.modules.account.tests import create_chart
 from trytond.modules.company.tests import set_company
 from trytond.pool import Pool
 
 SHANGHAI = ZoneInfo('Asia/Shanghai')
+
+
+def configure():
+    """scenic_ticket's test configuration, and the providers the test
+    windows' channel ('office') may take ([scenic_payment])."""
+    configure_pii_key()
+    config.set('scenic_payment', 'office',
+        'cash unionpay simulated wechat')
 
 
 def person(n):

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from scenic_common.idnumber import RESIDENT_ID, make_resident_id
 from scenic_ticket import reservation
+from scenic_ticket.dbtools import from_db
 from scenic_ticket.slot import area_timezone
 from scenic_ticket.tests.tools import (
     create_area, create_slot, create_ticket_type, create_zone)
@@ -220,16 +221,10 @@ def age_area(company_id, hours=1):
         cursor.execute(*table.select(table.id, *columns,
                 where=table.company == company_id))
         for id_, *values in cursor.fetchall():
-            values = [_datetime(v) - delta if v else None for v in values]
+            values = [from_db(v) - delta if v else None for v in values]
             cursor.execute(*table.update(columns, values,
                     where=table.id == id_))
     Transaction().cache.clear()
-
-
-def _datetime(value):
-    if isinstance(value, str):
-        return dt.datetime.fromisoformat(value)
-    return value
 
 
 def scan(gate, ticket=None, card=None, at=None, direction='in',

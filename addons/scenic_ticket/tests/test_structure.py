@@ -135,3 +135,19 @@ importlib.import_module(f'{package}.{module}')
                         'field': 'field'}})
         with self.assertRaises(ValueError):
             ApiError('no_such_code', "message")
+
+
+class StaticFilesTestCase(unittest.TestCase):
+    "Test the booking pages' static files"
+
+    def test_static_path_refuses_escapes(self):
+        "Only the folder's visible asset files are served"
+        from ..booking_page import static_path
+        self.assertTrue(static_path('app.js').endswith('/static/app.js'))
+        self.assertTrue(static_path('style.css'))
+        for path in ['../booking_page.py', '..\\booking_page.py',
+                '../../../pyproject.toml', '/etc/passwd', '.hidden.js',
+                'missing.js', 'app.js\0.css', '', 'sub/../app.js',
+                '../static/app.js', 'app.py', './app.js']:
+            with self.subTest(path=path):
+                self.assertIsNone(static_path(path))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build the scenic area of the end-to-end gate tests in a new database.
 
-    python tests/gate/site.py -c trytond.conf -d gate_e2e --out site.json
+    python tests/gate/build_e2e_area.py -c trytond.conf -d gate_e2e --out site.json
 
 The database must be initialised with scenic_gate activated
 (`trytond-admin -u scenic_gate --activate-dependencies`).  One area with:

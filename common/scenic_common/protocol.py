@@ -1,0 +1,133 @@
+"""The gate protocol's rules that the ERP and the box both apply.
+
+iot-box/PROTOCOL.md describes the messages; this module holds what both
+ends must compute the same way, so that an offline decision at the box and
+the ERP's re-check of the uploaded scan agree:
+
+- the protocol's constants: scan media, device kinds, the upload batch size;
+- ``entries_for``: the entries a ticket type gives from its entry mode;
+- ``rule_id_for``: which access rule applies to a scan (the gate's, else the
+  ticket type's, else the area's default);
+- ``record_use``: a ticket's or card's usage after an admitted scan, the
+  same whatever order the scans arrive in (boxes upload late, retry, and
+  several boxes serve one area);
+- ``merge_usage``: the box's usage merged with the ERP's view at sync;
+- ``candidate_hashes``: the look-up hashes of an ID number read at a gate,
+  under every document type it is valid for.
+
+Pure Python: no Tryton, no drivers, no clock.
+"""
+from dataclasses import replace
+
+from . import idnumber
+
+__all__ = [
+    'IN', 'OUT', 'BOTH', 'MEDIA', 'DEVICE_KINDS', 'BATCH_SIZE',
+    'ENTRY_MODES', 'entries_for', 'rule_id_for', 'record_use', 'merge_usage',
+    'candidate_hashes']
+
+# Directions of a scan; a gate may serve both.
+IN = 'in'
+OUT = 'out'
+BOTH = 'both'
+
+# How a scan reached the gate.
+MEDIA = ('qr', 'id_card', 'rfid')
+# What a box reports in its heartbeat.
+DEVICE_KINDS = (
+    'turnstile', 'qr_reader', 'id_reader', 'rfid_reader', 'camera', 'kiosk')
+# Scans in one upload (the ERP refuses more; the box sends at most this).
+BATCH_SIZE = 1000
+ENTRY_MODES = ('single', 'multiple', 'unlimited')
+
+
+def entries_for(entry_mode, entries_allowed=None):
+    """Entries a ticket of this entry mode gives: 0 means unlimited within
+    validity; 'multiple' gives entries_allowed."""
+    if entry_mode == 'single':
+        return 1
+    if entry_mode == 'unlimited':
+        return 0
+    return entries_allowed or 0
+
+
+def rule_id_for(gate_rule, type_rule, default_rule, known=None):
+    """The id of the access rule that applies: the gate's, else the ticket
+    type's, else the area's default. ``known(rule_id)`` (optional) says
+    whether a rule exists where it is looked up: a rule the reader does not
+    have (not synced yet, deleted) is skipped."""
+    for rule_id in (gate_rule, type_rule):
+        if rule_id is not None and (known is None or known(rule_id)):
+            return rule_id
+    return default_rule
+
+
+def _latest(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
+
+
+def record_use(usage, direction, at, binding_ref=None):
+    """The usage (a :class:`scenic_common.gate.Usage`) after an admitted
+    scan at ``at`` in ``direction``.
+
+    Order-independent, as uploads arrive out of order: entries count up,
+    the latest entry and the latest exit are kept, and whether the holder
+    is inside follows from which of the two is later (an exit at the same
+    instant as an entry wins). ``binding_ref`` is kept when none is known
+    yet (only a first entry captures one).
+    """
+    last_entry, last_exit = usage.last_entry_at, usage.last_exit_at
+    entries = usage.entries
+    if direction == IN:
+        entries += 1
+        last_entry = _latest(last_entry, at)
+    else:
+        last_exit = _latest(last_exit, at)
+    return replace(usage, entries=entries, last_entry_at=last_entry,
+        last_exit_at=last_exit,
+        inside=bool(last_entry and (not last_exit or last_entry > last_exit)),
+        binding_ref=usage.binding_ref or binding_ref)
+
+
+def merge_usage(local, erp, unseen_entries=0, local_known=True):
+    """The box's usage (``local``) merged with the ERP's view (``erp``),
+    both :class:`~scenic_common.gate.Usage`.
+
+    ``unseen_entries``: entries of the box's scans the ERP has not counted
+    yet. Entries are the larger of the box's and the ERP's plus those; the
+    latest entry and exit are kept; inside comes from whichever side saw
+    the latest event (the ERP's when the box knew nothing of it,
+    ``local_known`` False); the box's binding reference wins.
+    """
+    local_last = _latest(local.last_entry_at, local.last_exit_at)
+    erp_last = _latest(erp.last_entry_at, erp.last_exit_at)
+    inside = local.inside
+    if not local_known or (erp_last is not None and (
+            local_last is None or erp_last > local_last)):
+        inside = erp.inside
+    return replace(local,
+        entries=max(local.entries, erp.entries + unseen_entries),
+        last_entry_at=_latest(local.last_entry_at, erp.last_entry_at),
+        last_exit_at=_latest(local.last_exit_at, erp.last_exit_at),
+        inside=inside, binding_ref=local.binding_ref or erp.binding_ref)
+
+
+def candidate_hashes(lookup_hash, number, id_type=None):
+    """Look-up hashes of an ID number: under ``id_type`` when the reader
+    knows it, else under every document type the number is valid for.
+    ``lookup_hash(id_type, normalized)`` is the keyed hash (the ERP's
+    ``PIIVault.lookup_hash``, the box's with its look-up key). Invalid
+    numbers give []."""
+    types = (id_type,) if id_type else idnumber.ID_TYPES
+    hashes = []
+    for kind in types:
+        try:
+            normalized = idnumber.validate(kind, number)
+        except (idnumber.InvalidIDNumber, TypeError):
+            continue
+        hashes.append(lookup_hash(kind, normalized))
+    return hashes
