@@ -23,6 +23,8 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+from load_demo_counter import load_counter
+
 AREA_NAME = "Cloud Mountain Scenic Area"
 
 # login, name, role, language; the password is the login + '-demo'
@@ -417,6 +419,7 @@ def load(database, config_file):
         if create_gates(company):
             print(f"Demo gates added to database {database!r}.")
         load_group_demo(database)
+        load_counter(database, company.id)  # scenic_counter's box office
         print(f"Demo data already loaded in database {database!r}.")
         return False
     today = dt.date.today()
@@ -429,6 +432,7 @@ def load(database, config_file):
     finance_history(database, company.id)
     create_users(company)
     load_group_demo(database)
+    load_counter(database, company.id)  # scenic_counter's box office
     print(f"Demo data loaded in database {database!r}: {AREA_NAME}.")
     return True
 

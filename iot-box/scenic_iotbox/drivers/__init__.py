@@ -34,6 +34,8 @@ _REGISTRY = {
     ('camera', 'images'): 'qr:ImageSource.from_options',
     ('rfid', 'pcsc'): 'rfid:RfidReader.pcsc',
     ('idcard', 'sim'): 'idcard:IDCardPoller.simulated',
+    ('printer', 'file'): 'printer:TicketPrinter.file',
+    ('printer', 'memory'): 'printer:TicketPrinter.memory',
     ('biometric', 'face'): 'biometric:FaceMatcher',
     ('biometric', 'fingerprint'): 'biometric:fingerprint_matcher',
 }

@@ -23,7 +23,7 @@ def test_unknown_names_are_a_clear_error():
     with pytest.raises(UnknownDriver, match='available: sim'):
         create('idcard', 'acme')
     with pytest.raises(UnknownDriver):
-        create('printer', 'any')
+        create('scale', 'any')
 
 
 def test_importing_the_package_loads_no_heavy_library():

@@ -1,0 +1,344 @@
+"""What a ticket window does: sell, refund, pick up, print.
+
+A counter sale books through scenic_ticket's reservation path (the same
+claims as an online booking: slot capacity, daily maxima, per-ID limits)
+and pays through its payment step (the same signing), then records the
+sale for the books as a sale_point sale with one line per ticket type and
+a payment carrying shift, cashier, method and trade number.
+"""
+import datetime as dt
+import secrets
+import threading
+from decimal import Decimal
+
+from scenic_ticket import reservation
+from scenic_ticket.errors import BookingError
+from scenic_ticket.providers import PROVIDERS, PaymentProvider, register
+from scenic_ticket.reservation import BookingRequest, Item, Visitor
+
+from scenic_common import idnumber
+
+from trytond.i18n import gettext
+from trytond.pool import Pool
+from trytond.transaction import Transaction
+
+from .counter import now_utc
+from .exceptions import CounterError
+from .intent import INTENT_KEY, RecordedProvider
+
+_window = threading.local()
+
+
+class CollectedAtWindow(PaymentProvider):
+    """Money the window has already taken: cash into the drawer, a card on
+    the bank's terminal. The payment step records the reference the window
+    gives (receipt or terminal trade number); nothing is called."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def charge(self, order_reference, amount, currency):
+        reference = getattr(_window, 'reference', None)
+        if not reference:
+            raise BookingError('payment_failed',
+                f"{self.name} is collected at a window only.")
+        return reference
+
+    def refund(self, payment_reference, amount, currency):
+        return getattr(_window, 'refund_reference', None) or (
+            f'{self.name.upper()}-REFUND-{secrets.token_hex(6)}')
+
+
+for _name in ('cash', 'unionpay'):
+    if _name not in PROVIDERS:
+        register(CollectedAtWindow(_name))
+
+
+def _collected(reference):
+    class _Context:
+        def __enter__(self):
+            _window.reference = reference
+
+        def __exit__(self, *exc):
+            _window.reference = None
+    return _Context()
+
+
+def _point_channel(point):
+    if not point.scenic_channel:
+        raise CounterError('invalid_request', gettext(
+                'scenic_counter.msg_point_no_channel', point=point.rec_name))
+    return point.scenic_channel
+
+
+def _request(slot_id, items, contact_phone=''):
+    "items: [{'ticket_type': code, 'visitors': [{name, id_number}]} | persons]"
+    parsed = []
+    first_name = ''
+    for i, item in enumerate(items):
+        visitors = []
+        for j, visitor in enumerate(item.get('visitors') or []):
+            visitors.append(Visitor(
+                    name=(visitor.get('name') or '').strip(),
+                    id_type=visitor.get('id_type') or idnumber.RESIDENT_ID,
+                    id_number=visitor.get('id_number') or '',
+                    field=f'items[{i}].visitors[{j}]'))
+            first_name = first_name or visitors[-1].name
+        parsed.append(Item(ticket_type=item['ticket_type'],
+                visitors=visitors, persons=item.get('persons'),
+                field=f'items[{i}]'))
+    return BookingRequest(slot=slot_id, items=parsed,
+        contact_name=first_name or 'Window', contact_phone=contact_phone)
+
+
+def sell(session, slot_id, items, method, tendered=None, trade_number=None,
+        idempotency_key=None, now=None):
+    """Sell tickets at the window of the shift; return the sale's summary.
+
+    ``method`` is a sale.point.payment.method. Cash needs ``tendered`` (at
+    least the total: the change is returned); a card terminal needs its
+    ``trade_number``. ``idempotency_key`` (one per sale on the counter
+    page) makes a double Enter sell once.
+    """
+    pool = Pool()
+    Order = pool.get('scenic.order')
+    Payment = pool.get('sale.point.payment')
+    Event = pool.get('scenic.counter.event')
+    now = now or now_utc()
+    session.check_cashier()
+    if session.state != 'open':
+        raise CounterError('shift_not_open', gettext(
+                'scenic_counter.msg_shift_not_open', session=session.rec_name))
+    point = session.point
+    channel = _point_channel(point)
+    provider = method.scenic_provider
+    recorded = isinstance(PROVIDERS.get(provider), RecordedProvider)
+    if provider not in ('cash', 'unionpay', 'simulated') and not recorded:
+        raise CounterError('invalid_request', gettext(
+                'scenic_counter.msg_method_not_at_window',
+                method=method.rec_name))
+    key = idempotency_key or f'window-{secrets.token_hex(12)}'
+    order_id, replay = reservation.book(
+        channel, _request(slot_id, items), key, now=now)
+    if replay:
+        payments = Payment.search([('scenic_order', '=', order_id)])
+        if payments:
+            return dict(summary(payments[0]), replay=True)
+    order = Order(order_id)
+    total = order.total
+    change = None
+    if provider == 'cash':
+        tendered = Decimal(str(tendered if tendered is not None else total))
+        if tendered < total:
+            raise CounterError('amount_short', gettext(
+                    'scenic_counter.msg_tendered_short', total=total,
+                    tendered=tendered))
+        change = tendered - total
+        reference = f'CASH-{order.reference}'
+    elif provider == 'unionpay':
+        if not trade_number:
+            raise CounterError('invalid_request', gettext(
+                    'scenic_counter.msg_trade_number_required',
+                    method=method.rec_name))
+        reference = trade_number
+    if recorded:
+        # A wallet: the call is recorded first under the sale's key, so a
+        # retried transaction never charges twice (intent.py).
+        with Transaction().set_context({INTENT_KEY: key}):
+            order = reservation.pay(order_id, provider, total, now=now)
+    elif provider == 'simulated':
+        order = reservation.pay(order_id, 'simulated', total, now=now)
+    else:
+        with _collected(reference):
+            order = reservation.pay(order_id, provider, total, now=now)
+    scenic_payment = [p for p in order.payments if p.kind == 'payment'][-1]
+    payment = _record_sale(session, order, method, total,
+        scenic_payment.provider_reference, tendered, change)
+    Event.record('sale', session, order=order, amount=total, now=now)
+    return summary(payment)
+
+
+def _record_sale(session, order, method, total, trade_number,
+        tendered=None, change=None, sign=1, original=None):
+    "The sale_point sale (lines per ticket type) and its payment."
+    pool = Pool()
+    Sale = pool.get('sale.point.sale')
+    User = pool.get('res.user')
+    lines = []
+    for line in order.lines:
+        lines.append({
+                'product': line.ticket_type.product.id,
+                'quantity': sign * line.quantity,
+                'unit_list_price': line.unit_price,
+                'unit_gross_price': line.unit_price,
+                })
+    sale, = Sale.create([{
+                'company': order.company.id, 'point': session.point.id,
+                'date': session.point.company and _today(order.company),
+                'lines': [('create', lines)],
+                'payments': [('create', [{
+                                'method': method.id,
+                                'amount': sign * total,
+                                'shift': session.id,
+                                'cashier': User(Transaction().user).id,
+                                'scenic_order': order.id,
+                                'trade_number': trade_number,
+                                'tendered': tendered, 'change': change,
+                                'original_payment': (
+                                    original.id if original else None),
+                                }])],
+                }])
+    Sale.do([sale])
+    return Sale(sale.id).payments[0]
+
+
+def _today(company):
+    from zoneinfo import ZoneInfo
+    return dt.datetime.now(ZoneInfo(company.timezone or 'UTC')).date()
+
+
+def summary(payment):
+    order = payment.scenic_order
+    return {
+        'order': order.reference, 'order_id': order.id,
+        'receipt': payment.sale.number, 'total': order.total,
+        'method': payment.method.scenic_provider,
+        'tendered': payment.tendered, 'change': payment.change,
+        'trade_number': payment.trade_number,
+        'tickets': [t.id for t in order.tickets],
+        'replay': False,
+        }
+
+
+def refund(session, order, now=None):
+    """Refund a paid order at the window by its original method.
+
+    The ticket type's refund rule and the used-ticket rule are
+    scenic_ticket's (reservation.cancel); the amount given back is what
+    was paid, to the same method with the original trade number.
+    """
+    pool = Pool()
+    Payment = pool.get('sale.point.payment')
+    Event = pool.get('scenic.counter.event')
+    now = now or now_utc()
+    session.check_cashier()
+    if session.state != 'open':
+        raise CounterError('shift_not_open', gettext(
+                'scenic_counter.msg_shift_not_open', session=session.rec_name))
+    originals = Payment.search([
+            ('scenic_order', '=', order.id),
+            ('amount', '>', 0),
+            ])
+    order = reservation.cancel(order.id, now=now)
+    refunds = [p for p in order.payments if p.kind == 'refund']
+    results = []
+    if originals:
+        original = originals[0]
+        paid = sum(p.amount for p in originals)
+        refunded = sum(p.amount for p in refunds)
+        if refunded > paid:  # reservation.cancel gives back what was paid
+            raise CounterError('invalid_request', 'refund above payment')
+        # Card and wallet refunds go back by the sale's method; a provider
+        # refund carries the original trade number in the provider's
+        # reference, kept beside the original payment.
+        results.append(_record_sale(session, order, original.method,
+                refunded, original.trade_number, sign=-1, original=original))
+    else:
+        # An online order refunded at the window: the provider's refund
+        # went back to the visitor's wallet; nothing passes the drawer.
+        pass
+    Event.record('refund', session, order=order,
+        amount=sum(p.amount for p in refunds), now=now)
+    return order, results
+
+
+def ticket_jobs(order, receipt=None):
+    "Print jobs for an order's valid tickets (masked holders only)."
+    company = order.company
+    jobs = []
+    for ticket in sorted(order.tickets, key=lambda t: t.id):
+        if ticket.state != 'valid' or not ticket.code:
+            continue
+        slot = ticket.slot
+        when = (f'{ticket.visit_date:%Y-%m-%d} '
+            f'{slot.start_time:%H:%M}-{slot.end_time:%H:%M}' if slot
+            else f'{ticket.visit_date:%Y-%m-%d}')
+        line = ticket.line
+        lines = [
+            ticket.ticket_type.name,
+            when,
+            ]
+        if ticket.holder_masked:
+            lines.append(ticket.holder_masked)
+        if line:
+            lines.append(f'¥{line.unit_price:.2f}')
+        lines.append(f'#{ticket.id} {order.reference[:8]}'
+            + (f' / {receipt}' if receipt else ''))
+        jobs.append({'kind': 'ticket', 'title': company.party.name,
+                'lines': lines, 'code': ticket.code, 'ticket': ticket.id,
+                'holder': ticket.holder_masked})
+    return jobs
+
+
+def print_order(session_or_point, order, receipt=None, reprint=False,
+        now=None):
+    """Jobs for the order's tickets, counting prints on each ticket."""
+    pool = Pool()
+    Ticket = pool.get('scenic.ticket')
+    Event = pool.get('scenic.counter.event')
+    Session = pool.get('sale.point.cash.session')
+    session = (session_or_point
+        if isinstance(session_or_point, Session) else None)
+    point = session.point if session else session_or_point
+    jobs = ticket_jobs(order, receipt)
+    tickets = Ticket.browse([j['ticket'] for j in jobs])
+    for ticket in tickets:
+        count = (ticket.print_count or 0) + 1
+        Ticket.write([ticket], {'print_count': count})
+        if reprint:
+            Event.record('reprint', session, point=point, order=order,
+                ticket=ticket, now=now)
+    if not reprint and jobs:
+        Event.record('print', session, point=point, order=order, now=now)
+    return jobs
+
+
+def simulated_print(jobs):
+    """The demo's window printer: with `[scenic] window_print_dir` set,
+    render the jobs with the IoT box's printer driver as PNG files there
+    (what a counter PC's box does with a real printer). Returns how many
+    were printed, 0 when no simulated printer is configured."""
+    from trytond.config import config
+    directory = config.get('scenic', 'window_print_dir', default=None)
+    if not directory or not jobs:
+        return 0
+    from scenic_iotbox.drivers import create
+    printer = create('printer', 'memory', {'png_dir': directory})
+    for job in jobs:
+        printer.print_job(job)
+    return len(jobs)
+
+
+def open_drawer(session, note=None, now=None):
+    "The cashier opens the drawer without a sale: attributed and counted."
+    session.check_cashier()
+    Pool().get('scenic.counter.event').record(
+        'drawer', session, note=note, now=now)
+
+
+def find_by_id(company, id_number, date=None):
+    """Paid orders with a ticket for this ID number (kiosk pickup by card:
+    the card on the reader is the proof)."""
+    from scenic_ticket.visitor import id_hashes
+    Order = Pool().get('scenic.order')
+    hashes = id_hashes(id_number)
+    if not hashes:
+        return []
+    domain = [
+        ('company', '=', company),
+        ('tickets.holder_hash', 'in', hashes),
+        ('state', 'in', ['paid', 'partly_used']),
+        ]
+    if date:
+        domain.append(('visit_date', '=', date))
+    return Order.search(domain)
