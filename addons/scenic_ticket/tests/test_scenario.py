@@ -17,9 +17,11 @@ from .tools import configure_pii_key
 HERE = Path(__file__).parent
 
 
-def load_tests(*args, **kwargs):
+def load_tests(loader, tests, pattern):
+    "Tryton's runner: the doctests only (ScenarioTestCase runs them too)."
     configure_pii_key()
-    return load_doc_tests(__name__, __file__, *args, **kwargs)
+    return load_doc_tests(
+        __name__, __file__, loader, unittest.TestSuite(), pattern)
 
 
 def scenario_test_case(module_globals, here):
