@@ -3,6 +3,8 @@ import configparser
 import re
 import logging
 import logging.config
+import subprocess
+import sys
 
 import demo
 
@@ -61,3 +63,12 @@ def test_server_command_preloads_database(tmp_path):
     assert 'gunicorn' in argv[0] and 'trytond.application:app' in argv
     assert env['TRYTOND_DATABASE_NAMES'] == 'demo'
     assert env['TRYTOND_DATABASE__URI'] == 'postgresql://u@h:1/'
+
+
+def test_demo_reads_load_demo_by_import():
+    "demo.py imports load_demo's constants; neither needs trytond to load"
+    assert demo.box_gates() == [('MAIN-IN', [1, 2]), ('MAIN-OUT', [3, 4])]
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import demo; "
+        "assert 'trytond' not in sys.modules, 'trytond imported'")
+    subprocess.run([sys.executable, '-c', code, str(demo.LOAD_DEMO.parent)],
+        check=True)
