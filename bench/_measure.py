@@ -221,6 +221,17 @@ retry = 5
 
 [scenic]
 pii_key = {pii_key}
+# the bench pays with the simulated provider: a demo-like configuration
+demo = True
+
+[scenic_payment]
+default = simulated
+
+[scenic_booking]
+# the bench's clients share an address and hold many places at once
+max_holds_client = 1000000
+max_unpaid_percent = 100
+max_holds_phone = 1000000
 """)
     return path
 

@@ -56,6 +56,7 @@ ROOT = _measure.ROOT
 _measure.ensure_venv('psycopg', 'scenic_common')
 import psycopg  # noqa: E402
 from scenic_common import idnumber, ticketcode  # noqa: E402
+from scenic_common.pii import PIIVault  # noqa: E402
 
 sys.path.insert(0, str(ROOT / 'scripts'))
 from pgcluster import throwaway_cluster  # noqa: E402
@@ -695,7 +696,8 @@ def check_day(uri, day, paid_references, sample=200, seed=0):
                     tzinfo=dt.timezone.utc)
                 and payload.persons == persons
                 and payload.entries == entries
-                and payload.holder_hash == (bytes.fromhex(holder_hash)[:8]
+                and payload.holder_hash == (
+                    PIIVault(PII_KEY).code_holder_hash(holder_hash)
                     if holder_hash else b'')):
             invalid += 1
     return {

@@ -66,6 +66,8 @@ def write_config(var_dir, listen=DEFAULT_LISTEN, uri=None):
             'LISTEN': listen,
             'DATABASE_URI': uri or '',
             'PII_KEY': DEMO_PII_KEY,
+            'DEMO': 'True',
+            'PAYMENT_PROVIDERS': 'simulated',
             }.items():
         text = text.replace(f'@{key}@', value)
     path = var_dir / name
@@ -223,6 +225,10 @@ def prepare(var_dir, dbname='demo', listen=DEFAULT_LISTEN, uri=None,
     if LOAD_DEMO.exists():
         _run([sys.executable, LOAD_DEMO, '-c', conf, '-d', dbname],
             env, 'load demo data', quiet=quiet)
+        # a month of history for the dashboards and notebooks (~10 s)
+        _run([sys.executable, ROOT / 'scripts' / 'simulate_history.py',
+                '-c', conf, '-d', dbname, '--days', '30', '--visitors', '300'],
+            env, 'simulate history', quiet=quiet)
     else:
         log(f"WARNING: {LOAD_DEMO.relative_to(ROOT)} is missing: "
             "the database has no demo data")
@@ -241,6 +247,11 @@ def ensure_box(var_dir, conf, dbname='demo', uri=None, quiet=False):
                 '--enrol-box', credentials],
             admin_env(var_dir, uri), 'enrol the demo box', quiet=quiet)
     return directory
+
+
+# The staff screen's token on the demo box (binding_confirmed needs it):
+# published, as the box listens on loopback only.
+DEMO_BOX_STAFF_TOKEN = 'demo-box-staff'
 
 
 def write_box_config(directory, erp_url, dbname='demo',
@@ -270,6 +281,7 @@ max_backoff = 5
 
 [api]
 listen = "{listen}"
+staff_token = "{DEMO_BOX_STAFF_TOKEN}"   # demo only: the staff screen's token
 {gates}
 [drivers.turnstile]
 driver = "sim"
@@ -283,6 +295,17 @@ def box_command(box_config):
     "(argv, env) of the demo box."
     return [str(BIN / 'scenic-iotbox'), 'run', '--config',
         str(box_config)], environ()
+
+
+DEFAULT_PARTNER_LISTEN = '127.0.0.1:8200'
+
+
+def partner_command(listen):
+    """(argv, env) of the simulated OTA partner that receives the demo's
+    notices (scripts/demo_group.py gives the `demo-ota` partner its URL)."""
+    return [sys.executable, '-m', 'scenic_common.simpartner', '--listen',
+        listen, '--key', 'demo-ota', '--notice-secret',
+        'demo-ota-notice-secret'], environ()
 
 
 def erp_url(listen):
@@ -325,14 +348,35 @@ def cron_command(conf, dbname='demo', uri=None):
     return argv, env
 
 
-def supervise(commands):
-    """Run the demo's processes together; when one ends (or on Ctrl-C or
-    SIGTERM) stop the others. Returns the first one's exit code.
+STOP_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)
+
+
+class _Stop(Exception):
+    "A stop signal arrived (its number in args[0])."
+
+
+def supervise(commands, grace=10):
+    """Run the demo's processes together; when one ends, or on SIGHUP
+    (the terminal closed), SIGINT (Ctrl-C) or SIGTERM (a supervisor), stop
+    the others. Returns the first one's exit code (0 when stopped by a
+    signal).
 
     Each runs in its own process group, stopped as a whole: trytond-cron's
-    workers would otherwise outlive a SIGTERM sent to the demo alone."""
-    procs = [subprocess.Popen(argv, env=env, cwd=ROOT,
-            start_new_session=True) for argv, env in commands]
+    workers would otherwise outlive a SIGTERM sent to the demo alone; and
+    because they are in their own sessions the terminal's SIGHUP never
+    reaches them: the demo must pass it on. Once stopping, further signals
+    are ignored (a supervisor's second SIGTERM, or Ctrl-C pressed twice,
+    used to cut the clean-up short and leave servers holding the ports)."""
+    stopping = False
+
+    def stop(signum, frame):
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        raise _Stop(signum)
+    previous = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
+    procs = []
 
     def signal_group(process, signum):
         try:
@@ -340,11 +384,11 @@ def supervise(commands):
         except ProcessLookupError:
             pass
 
-    def stop(*_):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, stop)
     code = 0
     try:
+        for argv, env in commands:
+            procs.append(subprocess.Popen(argv, env=env, cwd=ROOT,
+                    start_new_session=True))
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
         ended = next(p for p in procs if p.returncode is not None)
@@ -352,17 +396,25 @@ def supervise(commands):
         log(f"{Path(ended.args[0]).name} exited with {code}: stopping the "
             "others (another address: SCENIC_DEMO_LISTEN, "
             "SCENIC_DEMO_BOX_LISTEN)")
-    except KeyboardInterrupt:
-        pass
+    except _Stop as received:             # asked to stop: a clean stop
+        log(f"{signal.Signals(received.args[0]).name}: stopping")
     finally:
+        stopping = True
+        for s in STOP_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
         for p in procs:
             signal_group(p, signal.SIGTERM)
+        deadline = time.monotonic() + grace
         for p in procs:
             try:
-                p.wait(timeout=10)
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 signal_group(p, signal.SIGKILL)
                 p.wait()
+            # the group's other members (cron's workers) go too
+            signal_group(p, signal.SIGKILL)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     return code
 
 
@@ -400,6 +452,12 @@ def main(argv=None):
     box_config = write_box_config(directory, erp_url(args.listen),
         args.database, args.box_listen)
     argv, env = server_command(conf, args.database, uri, args.listen)
+    partner_listen = os.environ.get('SCENIC_DEMO_PARTNER_LISTEN',
+        DEFAULT_PARTNER_LISTEN)
+    sys.path.insert(0, str(ROOT / 'dashboards'))
+    import serve as dashboards
+    dash_argv, dash_env, dash_listen = dashboards.demo_command(
+        args.var_dir, args.database, uri)
     print(f"""
 Scenic demo ({'PostgreSQL' if uri else 'SQLite'}, database {args.database!r})
   open  http://{args.listen}/   (database: {args.database})
@@ -411,10 +469,33 @@ Scenic demo ({'PostgreSQL' if uri else 'SQLite'}, database {args.database!r})
                 (channel key: demo-web-key)
   gate box      http://{args.box_listen}/status  (MAIN-IN, MAIN-OUT;
                 simulated turnstile; scan: POST /scan, see README.md)
+  partner API   http://{args.listen}/{args.database}/scenic/partner/v1/openapi.json
+                (key id demo-ota, secret demo-ota-secret; signing: README.md)
+  sim. partner  http://{partner_listen}/notices  (notices it received)
+  dashboards    http://{dash_listen}/live  (login supervisor /
+                supervisor-demo; SCENIC_DEMO_DASHBOARDS_LISTEN moves them)
   stop with Ctrl-C
 """, flush=True)
-    return supervise([(argv, env), cron_command(conf, args.database, uri),
-            box_command(box_config)])
+    commands = [(argv, env), cron_command(conf, args.database, uri),
+        box_command(box_config), (dash_argv, dash_env)]
+    if _port_free(partner_listen):
+        commands.append(partner_command(partner_listen))
+    else:
+        # Optional: the demo runs without it (notices then wait, retried).
+        log(f"simulated partner not started: {partner_listen} is in use "
+            "(another address: SCENIC_DEMO_PARTNER_LISTEN)")
+    return supervise(commands)
+
+
+def _port_free(listen):
+    import socket
+    host, _, port = listen.rpartition(':')
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, int(port)))
+        except OSError:
+            return False
+    return True
 
 
 if __name__ == '__main__':

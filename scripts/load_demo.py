@@ -188,14 +188,12 @@ def create_area(currency):
 
 
 def create_accounting(company, today):
-    from trytond.modules.account.tests.tools import (
-        create_chart, create_fiscalyear)
-    create_chart(company)
-    for year in sorted({today.year, (today + dt.timedelta(SLOT_DAYS)).year}):
-        fiscalyear = create_fiscalyear(
-            company, (dt.date(year, 1, 1), dt.date(year, 12, 31)))
-        fiscalyear.save()
-        fiscalyear.click('create_period')
+    "The Chinese chart, fiscal years and posting rule (scenic_finance)."
+    from proteus.config import get_config
+    from scenic_finance import demo
+    demo.accounting(get_config().database_name, company.id,
+        {(today - dt.timedelta(40)).year, today.year,
+            (today + dt.timedelta(SLOT_DAYS)).year})
 
 
 def set_channel_key(channel_id, key):
@@ -382,11 +380,27 @@ def enrol_box(database, config_file, path):
     print(f"Demo box {box.id} enrolled: credentials in {path}.")
 
 
+def finance_history(database, company_id):
+    "A month of posted, settled and reconciled history (scenic_finance)."
+    # Imported once proteus has configured trytond, like the other parts.
+    from scenic_finance import demo as finance_demo
+    finance_demo.history(database, company_id)
+
+
+def load_group_demo(database):
+    "Partners, contracts, allotments and group history (demo_group.py)."
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from demo_group import load_group_demo
+    if load_group_demo(database):
+        print(f"Demo partners and group history loaded in {database!r}.")
+
+
 def load(database, config_file):
     from proteus import Model, config
 
     config.set_trytond(database=database, config_file=config_file)
-    activate_modules(['scenic_ticket', 'scenic_gate', 'account', 'user_role'])
+    activate_modules(['scenic_ticket', 'scenic_gate', 'account', 'user_role',
+            'scenic_group', 'scenic_finance'])
 
     Company = Model.get('company.company')
     User = Model.get('res.user')
@@ -402,6 +416,7 @@ def load(database, config_file):
         company, = Company.find([('party.name', '=', AREA_NAME)])
         if create_gates(company):
             print(f"Demo gates added to database {database!r}.")
+        load_group_demo(database)
         print(f"Demo data already loaded in database {database!r}.")
         return False
     today = dt.date.today()
@@ -411,7 +426,9 @@ def load(database, config_file):
     translate_names()
     create_visitors(company)
     create_gates(company)
+    finance_history(database, company.id)
     create_users(company)
+    load_group_demo(database)
     print(f"Demo data loaded in database {database!r}: {AREA_NAME}.")
     return True
 

@@ -14,6 +14,8 @@ Parts:
                      databases kept on that server)
   cross              pytest tests (harness, config, browser test); gets
                      SCENIC_PG_URI of the same cluster
+  analytics          pytest analytics/tests (reporting layer on fixtures,
+                     notebooks on a simulated history)
 
 Arguments after `--` go to every pytest.  Each part has a time limit
 (SCENIC_TEST_PART_TIMEOUT seconds, default 1800).
@@ -95,6 +97,7 @@ def parts():
             postgresql=True,
             env={'DB_NAME': 'test_scenic', 'DB_CACHE': 'postgresql://'}),
         Part('cross', ['tests'], required=False, postgresql=True),
+        Part('analytics', ['analytics/tests'], required=True),
         ]
 
 

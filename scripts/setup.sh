@@ -48,12 +48,13 @@ if [ -n "$missing" ]; then
 fi
 
 PY_STAMP="$VENV/.scenic-setup.sha256"
-py_hash="$(hash_of pyproject.toml common/pyproject.toml iot-box/pyproject.toml)"
+py_hash="$(hash_of pyproject.toml common/pyproject.toml iot-box/pyproject.toml analytics/pyproject.toml)"
 if [ "$(cat "$PY_STAMP" 2>/dev/null)" != "$py_hash" ]; then
     say "installing Python packages (common, scenic, iot-box)"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
     "$VENV/bin/python" -m pip install --quiet -e common -e '.[test]' \
-        -e 'iot-box[test,pyzbar,pcsc,face]'
+        -e 'iot-box[test,pyzbar,pcsc,face]' \
+        -e 'analytics[postgresql,dashboards,notebooks]'
     # See iot-box/pyproject.toml: its "dlib" requirement is met by dlib-bin.
     "$VENV/bin/python" -m pip install --quiet --no-deps 'face_recognition>=1.3'
     echo "$py_hash" > "$PY_STAMP"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ANNUAL_CARD = '04A1B2C3D4E5F6'  # scripts/load_demo.py DEMO_CARDS
+DEMO_BOX_STAFF_TOKEN = 'demo-box-staff'     # scripts/demo.py
 
 
 @dataclass(frozen=True)
@@ -25,9 +26,12 @@ class DemoBox:
 
     def scan(self, gate, data, medium='rfid', lane=1, **extra):
         "POST /scan: the box's answer."
+        headers = {'Content-Type': 'application/json'}
+        if 'binding_confirmed' in extra:        # the staff screen's verdict
+            headers['Authorization'] = f'Bearer {DEMO_BOX_STAFF_TOKEN}'
         request = urllib.request.Request(f'{self.url}/scan', method='POST',
             data=json.dumps(dict(extra, gate=gate, lane=lane, medium=medium,
-                    data=data)).encode())
+                    data=data)).encode(), headers=headers)
         with urllib.request.urlopen(request, timeout=30) as answer:
             return json.loads(answer.read())
 

@@ -65,6 +65,63 @@ def test_server_command_preloads_database(tmp_path):
     assert env['TRYTOND_DATABASE__URI'] == 'postgresql://u@h:1/'
 
 
+def _load_scenic_ticket(conf):
+    "Load scenic_ticket as a server does, with the configuration conf."
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, '-c', 'import sys; '
+            'from trytond import config; config.update_etc(sys.argv[1]); '
+            'from trytond.pool import Pool; Pool.start()', str(conf)],
+        capture_output=True, text=True, timeout=120)
+
+
+def test_demo_key_refused_outside_a_demo(tmp_path):
+    "Issue 15 item 9: the published key works only where it says demo."
+    path = demo.write_config(tmp_path / 'var')
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(path)
+    assert parser.getboolean('scenic', 'demo') is True
+    assert _load_scenic_ticket(path).returncode == 0
+    parser.remove_option('scenic', 'demo')
+    with open(path, 'w') as file:
+        parser.write(file)
+    result = _load_scenic_ticket(path)
+    assert result.returncode != 0
+    assert "demo's published key" in result.stderr
+    parser.set('scenic', 'pii_key', 'a-secret-of-this-deployment-' + 'x' * 20)
+    with open(path, 'w') as file:
+        parser.write(file)
+    assert _load_scenic_ticket(path).returncode == 0
+
+
+def test_server_scrubs_its_logs(tmp_path):
+    """trytond's RPC argument log (even at ERROR, with a traceback) and the
+    request lines lose ID numbers and phones once the modules load."""
+    import subprocess
+    import sys
+    path = demo.write_config(tmp_path / 'var')
+    script = '''
+import logging, sys
+from trytond import config
+config.update_etc(sys.argv[1])
+from trytond.pool import Pool
+Pool.start()
+logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+log = logging.getLogger('trytond.protocols.dispatcher')
+log.info('%s.%s%s', 'model.scenic.visitor', 'create',
+    ([{'id_number': '11010519491231002'}],))
+log.error('call %r', ('13800138000',))
+logging.getLogger('werkzeug').info(
+    '"GET /demo/scenic/v1/orders?id_number=11010519491231002X HTTP/1.1" 405')
+'''
+    result = subprocess.run([sys.executable, '-c', script, str(path)],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert 'model.scenic.visitor' in out and '405' in out
+    assert '1101051949' not in out and '13800138000' not in out, out
+
+
 def test_demo_reads_load_demo_by_import():
     "demo.py imports load_demo's constants; neither needs trytond to load"
     assert demo.box_gates() == [('MAIN-IN', [1, 2]), ('MAIN-OUT', [3, 4])]

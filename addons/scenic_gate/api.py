@@ -6,6 +6,7 @@ transactions and retries are scenic_ticket.web's, as the booking API's.
 """
 import functools
 import gzip
+import hmac
 import logging
 import re
 from decimal import Decimal
@@ -28,8 +29,9 @@ logger = logging.getLogger(__name__)
 
 PREFIX = '/<database_name>/scenic/gate/v1'
 MAX_DEVICES = 64
-PHOTO_TOKEN_RE = re.compile(r'^([0-9]{1,18})-([0-9a-zA-Z-]{1,64})$')
+PHOTO_TOKEN_RE = re.compile(r'^([0-9]{1,18})-([0-9a-zA-Z-]{16})$')
 GZIP_MIN_SIZE = 4096
+MAX_COUNT = 2 ** 31 - 1         # heartbeat counters: an INTEGER column
 
 
 class BoxAuth:
@@ -132,13 +134,15 @@ def _parse_heartbeat(data):
         value = data.get(name)
         if value is None:
             return None
-        # Request bodies parse fractions as Decimal (scenic_ticket.web).
+        # Request bodies parse fractions as Decimal (scenic_ticket.web);
+        # bounded before int(): int(Decimal('1e999999999')) would build a
+        # billion-digit integer, and the column is a 32-bit integer.
         if (isinstance(value, bool)
                 or not isinstance(value, (int, Decimal))
                 or (isinstance(value, Decimal) and not value.is_finite())
-                or value < 0):
+                or not 0 <= value <= MAX_COUNT):
             raise ApiError('invalid_request',
-                f"'{name}' must be a number of at least 0.", name)
+                f"'{name}' must be a number from 0 to {MAX_COUNT}.", name)
         return int(value)
 
     version = data.get('version')
@@ -170,9 +174,9 @@ def _parse_heartbeat(data):
                 f'{where}.name')
         errors = device.get('errors', 0) or 0
         if isinstance(errors, bool) or not isinstance(errors, int) \
-                or errors < 0:
+                or not 0 <= errors <= MAX_COUNT:
             raise ApiError('invalid_request',
-                "'errors' must be an integer of at least 0.",
+                f"'errors' must be an integer from 0 to {MAX_COUNT}.",
                 f'{where}.errors')
         parsed.append({'kind': device['kind'], 'name': name,
                 'ok': device.get('ok') is True, 'errors': errors})
@@ -213,8 +217,10 @@ def get_photo(request, box, token):
                 ('id', '=', int(match.group(1))),
                 ('company', '=', box.company),
                 ], limit=1)
+    # the whole 16-character token (sync.py), compared in constant time
     if (not cards or not cards[0].binding_photo_id
-            or not cards[0].binding_photo_id.startswith(match.group(2))):
+            or not hmac.compare_digest(cards[0].binding_photo_id[:16],
+                match.group(2))):
         raise ApiError('not_found', "No such photo.")
     data = cards[0].binding_photo
     if not data:

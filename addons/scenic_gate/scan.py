@@ -42,6 +42,9 @@ REASONS = [
     ('card_exhausted', "Card Exhausted"),
     ('unknown_card', "Unknown Card"),
     ('no_ticket_today', "No Ticket Today"),
+    # upload only: an offline box admitted it, the refund came before the
+    # scan reached the ERP (issue 15): review the refund
+    ('refunded_after_entry', "Refunded After Entry"),
     ]
 MEDIUM_LABELS = {'qr': "QR Code", 'id_card': "ID Card", 'rfid': "RFID Card"}
 # The protocol's media (scenic_common.protocol), labelled.

@@ -17,6 +17,7 @@ Deleted things reach boxes as states: revoked tickets in `revoked`, cards
 with their state, inactive gates with `active: false`; gates and cards
 cannot be deleted once boxes may hold them.
 """
+import base64
 import datetime as dt
 import json
 
@@ -205,17 +206,22 @@ def snapshot(company, since_text, database_name, now=None):
 
 
 def _keys(r):
-    "The area's public keys, retired ones flagged."
+    """The area's public keys; a retired one with its own signed
+    revocation (boxes keep keys append-only, PROTOCOL.md)."""
     key = Pool().get('scenic.signing_key').__table__()
     where = key.company == r.cid
     if r.cutoff:
         where &= _changed(key, r.cutoff)
-    return [{
-            'key_id': key_id, 'public_key': public, 'retired':
-            state == 'retired'}
-        for key_id, public, state in r.fetch(key.select(
-                key.key_id, key.public_key, key.state, where=where,
-                order_by=[key.key_id]))]
+    keys = []
+    for key_id, public, state, private in r.fetch(key.select(
+                key.key_id, key.public_key, key.state,
+                key.private_key_encrypted, where=where,
+                order_by=[key.key_id])):
+        keys.append({'key_id': key_id, 'public_key': public,
+                'retired': state == 'retired'})
+        if state == 'retired':
+            keys[-1]['revocation'] = _revocation(key_id, private)
+    return keys
 
 
 def _revoked(r):
@@ -405,3 +411,13 @@ def _usages(r):
             usage.inside.as_('inside'), usage.binding_ref.as_('binding'),
             where=where, order_by=[usage.id]),
         times=['last_entry', 'last_exit'], booleans=['inside'])
+
+
+def _revocation(key_id, private_encrypted):
+    "A retired key's own signed revocation (ticketcode.revocation_message)."
+    from scenic_common import ticketcode
+    from scenic_ticket.vault import pii_vault
+    signer = ticketcode.SigningKey.from_private_bytes(key_id,
+        base64.b64decode(pii_vault().decrypt(private_encrypted,
+                purpose='signing')))
+    return base64.b64encode(signer.revocation()).decode()

@@ -34,7 +34,7 @@ from scenic_ticket.workflow import sql_transition
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
-from . import bulk
+from . import bulk, rollup
 
 
 DECISIONS = {'open', 'deny'}
@@ -332,6 +332,7 @@ def upload(box_id, company, scans, now=None):
     _mark_tickets_used(used_tickets, tickets, stamp, user)
     _write_cards(card_remaining, stamp, user)
     _write_headcounts(cid, headcounts, stamp, user)
+    rollup.add_scans(cid, new, area.gates, stamp)
 
     reported = [{'nonce': s.nonce, 'reason': conflicts[s.nonce][0]}
         for s in new if s.nonce in conflicts]
@@ -538,6 +539,13 @@ def _check(scan, area, tickets, cards, usages, card_remaining):
             rule=area.rule(scan.gate, card['type']), usage=usages[key],
             zone=None, direction='in', now=scan.at, binding_ok=True)
     if decision.opened:
+        if (scan.ticket is not None and ticket['state'] == 'revoked'
+                and ticket['revoked_at'] is not None):
+            # admitted offline before the refund, uploaded after it: the
+            # refund went through without knowing; flag it for review
+            return ('refunded_after_entry', f"Ticket {scan.ticket} was "
+                f"refunded at {ticket['revoked_at']}, after an offline box "
+                f"admitted it at {scan.at}: review the refund.", key)
         return None, None, key
     return decision.reason, decision.message, key
 

@@ -12,7 +12,7 @@ from scenic_common import idnumber, ticketcode
 from trytond.pool import Pool
 from trytond.protocols.wrappers import Response
 
-from . import reservation, web
+from . import ratelimit, reservation, web
 from .errors import BookingError
 from .openapi import openapi_document
 from .reservation import BookingRequest, Item, Visitor
@@ -59,10 +59,15 @@ def _text(data, name, where, required=True, max_length=100):
     return value.strip()
 
 
+MAX_INT = 2 ** 31 - 1     # ids and counts are INTEGER columns
+
+
 def _positive_int(value, where, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if (isinstance(value, bool) or not isinstance(value, int)
+            or not 1 <= value <= MAX_INT):
         raise BookingError('invalid_request',
-            f"'{name}' must be a positive integer.", where)
+            f"'{name}' must be a positive integer (at most {MAX_INT}).",
+            where)
     return value
 
 
@@ -256,7 +261,8 @@ def post_order(request, channel):
             "that a retried request does not book twice.",
             'Idempotency-Key')
     booking = parse_booking(json_body(request))
-    order_id, replayed = reservation.book(channel, booking, key)
+    order_id, replayed = reservation.book(channel, booking, key,
+        client=request.remote_addr or 'unknown')
     release_claims()
     order = Pool().get('scenic.order')(order_id)
     headers = {'Idempotent-Replayed': 'true'} if replayed else None
@@ -265,19 +271,46 @@ def post_order(request, channel):
         headers=headers)
 
 
+# Pickup look-ups (issue 15): failed ones per phone per hour, all of them
+# per client address per minute.
+PICKUP_FAILURES_PER_PHONE = (10, 3600)
+PICKUP_PER_ADDRESS = (30, 60)
+
+
 @endpoint('/orders', ['GET'], readonly=True)
 def get_orders_for_pickup(request, channel):
-    id_number = (request.args.get('id_number') or '').strip()
-    phone = (request.args.get('phone') or '').replace(' ', '').replace(
-        '-', '')
-    if not id_number:
+    "The old look-up by query string: ID numbers must not be in URLs."
+    raise BookingError('method_not_allowed', "Look orders up with POST "
+        "/orders/lookup and a JSON body: ID numbers and phones never go "
+        "in a URL.")
+
+
+@endpoint('/orders/lookup', ['POST'])
+def post_orders_lookup(request, channel):
+    """On-site pickup: the orders of a visitor's ID number and the
+    contact phone, with the order reference as the second factor the
+    visitor holds. Rate-limited per phone (failures) and per client."""
+    data = json_body(request)
+    id_number = _text(data, 'id_number', 'id_number', max_length=40)
+    phone = _text(data, 'phone', 'phone', max_length=20)
+    if not PHONE_RE.match(phone):
         raise BookingError('invalid_request',
-            "Give the ID number of one of the visitors.", 'id_number')
-    if not phone:
-        raise BookingError('invalid_request',
-            "Give the contact phone of the order.", 'phone')
+            "'phone' must be a phone number.", 'phone')
+    phone = phone.replace(' ', '').replace('-', '')
+    reference = _text(data, 'reference', 'reference', max_length=40)
+    address = request.remote_addr or 'unknown'
+    limit, seconds = PICKUP_PER_ADDRESS
+    ratelimit.check('pickup-address', address, limit, seconds,
+        "Too many look-ups from this address: wait a minute.")
+    limit, seconds = PICKUP_FAILURES_PER_PHONE
+    ratelimit.check('pickup-phone', phone, limit, seconds,
+        "Too many failed look-ups for this phone: try again later, or "
+        "ask at the ticket office.")
+    ratelimit.add('pickup-address', address, PICKUP_PER_ADDRESS[1])
     orders = reservation.find_for_pickup(
-        channel.company.id, id_number, phone)
+        channel.company.id, id_number, phone, reference)
+    if not orders:
+        ratelimit.add('pickup-phone', phone, PICKUP_FAILURES_PER_PHONE[1])
     database_name = Pool().database_name
     return json_response(
         {'orders': [order_json(o, database_name) for o in orders]})
@@ -318,6 +351,8 @@ def post_cancel(request, channel, reference):
     readonly=True, auth=False)
 def get_ticket_qr(request, channel, reference, ticket):
     "The order's reference is the capability: no channel key needed."
+    if ticket > MAX_INT:           # beyond the column: no such ticket
+        raise BookingError('not_found', "No such valid ticket.")
     Ticket = Pool().get('scenic.ticket')
     tickets = Ticket.search([
             ('id', '=', ticket),

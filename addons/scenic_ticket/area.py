@@ -175,7 +175,8 @@ class Channel(CompanyMixin, DeactivableMixin, ModelSQL, ModelView):
         self.__class__.write([self], {
                 'api_key_hint': key[:6] + '…',
                 'api_key_hash': self.hash_key(key),
-                'api_key_encrypted': pii_vault().encrypt(key),
+                'api_key_encrypted': pii_vault().encrypt(key,
+                    purpose='channel'),
                 })
         return key
 
@@ -199,7 +200,8 @@ class Channel(CompanyMixin, DeactivableMixin, ModelSQL, ModelView):
 
     def get_api_key(self):
         if self.api_key_encrypted:
-            return pii_vault().decrypt(self.api_key_encrypted)
+            return pii_vault().decrypt(self.api_key_encrypted,
+                purpose='channel')
 
 
 class NewAPIKeyShow(ModelView):

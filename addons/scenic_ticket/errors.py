@@ -16,6 +16,7 @@ CODES = {
     'idempotency_conflict': 409,
     'not_payable': 409,
     'not_cancellable': 409,
+    'hold_limit': 409,
     'invalid_id_number': 422,
     'invalid_request': 422,
     'amount_mismatch': 422,
@@ -24,6 +25,9 @@ CODES = {
     'not_found': 404,
     'method_not_allowed': 405,
     'internal_error': 500,
+    # issue 15: look-ups over their rate limit (Retry-After), big bodies
+    'too_many_requests': 429,
+    'payload_too_large': 413,
     # The gate protocol: a revoked box's requests.
     'revoked': 409,
     }

@@ -9,3 +9,5 @@ class Cron(metaclass=PoolMeta):
         super().__setup__()
         cls.method.selection.append(
             ('scenic.order|expire_holds', "Release Expired Booking Holds"))
+        cls.method.selection.append(
+            ('scenic.ticket|expire_tickets', "Expire Unused Tickets"))

@@ -26,6 +26,9 @@ STATUS_TEXT = {
     404: "No such order or database",
     409: "Refused by a rule",
     422: "Invalid request (`invalid_request` names the `field`)",
+    405: "Not this method",
+    413: "Body too large",
+    429: "Too many look-ups: wait for `Retry-After` seconds",
     }
 
 
@@ -37,7 +40,33 @@ def _errors(*statuses):
     return {str(s): _json(_ref('Error'), text(s)) for s in statuses}
 
 
+MAX_INT = 2 ** 31 - 1
+
+
+def TEXT(max_length):
+    "A string the API strips and refuses empty (api._text)."
+    return {'type': 'string', 'minLength': 1, 'maxLength': max_length,
+        'pattern': r'\S'}
+
+
+PHONE = {'type': 'string', 'minLength': 5, 'maxLength': 20,
+    'pattern': r'^\+?[0-9][0-9 -]{4,19}$'}
+
 SCHEMAS = {
+    'LookupIn': {
+        'type': 'object', 'required': ['id_number', 'phone', 'reference'],
+        'properties': {
+            'id_number': {'type': 'string', 'minLength': 1, 'maxLength': 40,
+                'pattern': r'\S',
+                'description': "The ID number of one of the visitors."},
+            'phone': {'type': 'string', 'minLength': 5, 'maxLength': 20,
+                'pattern': r'^\+?[0-9][0-9 -]{4,19}$',
+                'description': "The order's contact phone."},
+            'reference': {'type': 'string', 'minLength': 1,
+                'maxLength': 40, 'pattern': r'\S',
+                'description': "The order reference (the second factor: "
+                "the visitor has it from the booking)."},
+            }},
     'Error': {
         'type': 'object', 'required': ['error'],
         'properties': {'error': {
@@ -85,20 +114,22 @@ SCHEMAS = {
     'VisitorIn': {
         'type': 'object', 'required': ['name', 'id_number'],
         'properties': {
-            'name': {'type': 'string', 'maxLength': 100},
+            'name': TEXT(100),
             'id_type': {'type': 'string', 'default': 'resident_id',
                 'enum': ['resident_id', 'passport', 'hk_macau_permit',
                     'taiwan_permit']},
-            'id_number': {'type': 'string', 'maxLength': 40},
+            'id_number': TEXT(40),
             },
         },
     'ItemIn': {
         'type': 'object', 'required': ['ticket_type'],
         'properties': {
-            'ticket_type': {'type': 'string'},
+            'ticket_type': TEXT(100),
             'visitors': {'type': 'array', 'items': _ref('VisitorIn'),
+                'maxItems': 50,
                 'description': "Real-name types: one visitor per person."},
             'persons': {'type': 'integer', 'minimum': 1,
+                'maximum': MAX_INT,
                 'description': "Types that are not real-name, e.g. "
                 "groups: how many persons."},
             },
@@ -106,14 +137,14 @@ SCHEMAS = {
     'OrderIn': {
         'type': 'object', 'required': ['slot', 'items', 'contact'],
         'properties': {
-            'slot': {'type': 'integer'},
+            'slot': {'type': 'integer', 'minimum': 1, 'maximum': MAX_INT},
             'items': {'type': 'array', 'minItems': 1, 'maxItems': 20,
                 'items': _ref('ItemIn')},
             'contact': {
                 'type': 'object', 'required': ['name', 'phone'],
                 'properties': {
-                    'name': {'type': 'string'},
-                    'phone': {'type': 'string'},
+                    'name': TEXT(100),
+                    'phone': PHONE,
                     }},
             },
         },
@@ -226,20 +257,37 @@ def openapi_document():
                         **_errors(401, 409, 422)},
                     },
                 'get': {
+                    'operationId': 'findOrdersByQuery',
+                    'deprecated': True,
+                    'summary': "Gone: ID numbers and phones never go in a "
+                    "URL; use POST /orders/lookup",
+                    'responses': {**_errors(401, 405)},
+                    },
+                },
+            '/orders/lookup': {
+                'post': {
                     'operationId': 'findOrdersForPickup',
-                    'summary': "On-site pickup: orders by ID number and "
-                    "phone (both must match)",
-                    'parameters': [
-                        {'name': 'id_number', 'in': 'query',
-                            'required': True, 'schema': {'type': 'string'}},
-                        {'name': 'phone', 'in': 'query', 'required': True,
-                            'schema': {'type': 'string'}}],
+                    'summary': "On-site pickup: the order of this reference "
+                    "if one of its visitors has this ID number and its "
+                    "contact this phone (all three must match). At most "
+                    "30 look-ups a minute per client address and 10 "
+                    "failed ones an hour per phone (429 with Retry-After).",
+                    'requestBody': {'required': True, 'content': {
+                            'application/json': {
+                                'schema': _ref('LookupIn')}}},
                     'responses': {
-                        '200': _json({'type': 'object', 'properties': {
+                        '200': _json({'type': 'object',
+                                'required': ['orders'], 'properties': {
                                     'orders': {'type': 'array',
                                         'items': _ref('Order')}}},
-                            "Matching orders."),
-                        **_errors(401, 422)},
+                            "Matching orders (none: nothing matched)."),
+                        '429': {'description': STATUS_TEXT[429] + '.',
+                            'headers': {'Retry-After': {
+                                    'schema': {'type': 'integer'},
+                                    'description': "Seconds to wait."}},
+                            'content': {'application/json': {
+                                    'schema': _ref('Error')}}},
+                        **_errors(401, 413, 422)},
                     },
                 },
             '/orders/{order}': {'get': {
@@ -276,7 +324,7 @@ def openapi_document():
                     "is the credential",
                     'parameters': [REFERENCE, {'name': 'ticket',
                             'in': 'path', 'required': True,
-                            'schema': {'type': 'integer'}}],
+                            'schema': {'type': 'integer', 'minimum': 0}}],
                     'responses': {
                         '200': {'description': "SVG image", 'content': {
                                 'image/svg+xml': {}}},

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from sql import Conflict
+from sql.aggregate import Count, Sum
 from sql.operators import Exists, Not
 
 from scenic_common import idnumber, ticketcode
@@ -203,7 +204,10 @@ def _visitor_ids(company, visitors):
     cursor = Transaction().connection.cursor()
     vault = pii_vault()
     result = {}
-    for visitor, normalized, id_hash in visitors:
+    # one order for every transaction (by hash): two bookings naming the
+    # same visitors in opposite orders cannot wait on each other's rows
+    for visitor, normalized, id_hash in sorted(visitors,
+            key=lambda v: v[2]):
         if id_hash in result:
             continue
         cursor.execute(*table.insert(
@@ -333,6 +337,21 @@ def plan_booking(channel, request, now=None, catalogue=None):
                     f"{ttype.persons} persons per ticket.",
                     f'{item.field}.persons')
             quantity = persons // ttype.persons
+        # bounded before any ticket row is built (a huge `persons` would
+        # otherwise build that many rows before the capacity check)
+        maximum = limit(channel.code, 'max_persons_item')
+        if persons > maximum:
+            raise BookingError('invalid_request', f"An item takes at most "
+                f"{maximum} persons on this channel.",
+                f'{item.field}.persons')
+        ordered = plan.persons + persons
+        maximum = limit(channel.code, 'max_persons_order')
+        if ordered > maximum:
+            raise BookingError('invalid_request', f"An order takes at most "
+                f"{maximum} persons on this channel.", 'items')
+        if ordered > slot.capacity - slot.booked:
+            raise BookingError('sold_out', "Not enough places are left in "
+                "this time slot.", 'slot')
         quote = catalogue.quote(ttype, slot, channel.id)
         amount = quote.price * quantity
         plan.total += amount
@@ -424,17 +443,79 @@ def write_booking(plan, idempotency_key=None, now=None):
     return order_id
 
 
-def book(channel, request, idempotency_key, now=None):
+def book(channel, request, idempotency_key, now=None, client=None):
     """Hold seats for a booking request; return (order id, replayed).
 
     A request replayed with its Idempotency-Key answers the first order;
-    otherwise plan_booking then write_booking.
+    otherwise plan_booking, the unpaid-hold limits (`check_holds`, with
+    the client's address when the caller knows it), then write_booking.
     """
     replay = _find_replay(channel.id, idempotency_key, request.digest())
     if replay:
         return replay, True
     plan = plan_booking(channel, request, now=now)
+    check_holds(channel, plan, client=client, now=now)
     return write_booking(plan, idempotency_key, now=now), False
+
+
+# --- bounds and unpaid-hold limits (issue 15) ----------------------------------
+# [scenic_booking] in the server configuration; an option prefixed with a
+# channel code ("web.max_persons_order = 20") overrides it for that channel.
+LIMITS = {
+    'max_persons_item': 100,     # persons of one item (a group ticket line)
+    'max_persons_order': 200,    # persons of one order
+    'max_holds_phone': 3,        # unpaid orders of one phone on one slot
+    'max_unpaid_percent': 50,    # a channel's unpaid persons on a slot, %
+    'max_holds_client': 20,      # orders held from one address an hour
+    }
+
+
+def limit(channel_code, name):
+    "The booking limit `name` of a channel (LIMITS, overridden by config)."
+    from trytond import config
+    for option in (f'{(channel_code or "").lower()}.{name}', name):
+        value = config.get('scenic_booking', option, default=None)
+        if value not in (None, ''):
+            return int(value)
+    return LIMITS[name]
+
+
+def check_holds(channel, plan, client=None, now=None):
+    """Unpaid holds cost nothing, so they are limited: per phone and slot
+    (409 hold_limit), per channel and slot as a share of the capacity (409
+    hold_limit: a public booking page cannot hold a whole slot), and per
+    client address an hour (429, counted in scenic.rate_limit)."""
+    from . import ratelimit
+    pool = Pool()
+    order = pool.get('scenic.order').__table__()
+    line = pool.get('scenic.order.line').__table__()
+    now = now or now_utc()
+    cursor = Transaction().connection.cursor()
+    held = ((order.slot == plan.slot.id) & (order.state == 'reserved')
+        & (order.hold_expires_at > naive(now)))
+    phone = plan.request.contact_phone
+    cursor.execute(*order.select(Count(order.id),
+            where=held & (order.contact_phone == phone)))
+    maximum = limit(channel.code, 'max_holds_phone')
+    if cursor.fetchone()[0] >= maximum:
+        raise BookingError('hold_limit', f"This phone already holds "
+            f"{maximum} unpaid orders for this time slot: pay or cancel "
+            "one first.", 'contact.phone')
+    cursor.execute(*order.join(line, condition=line.order == order.id
+            ).select(Sum(line.persons),
+            where=held & (order.channel == channel.id)))
+    unpaid = cursor.fetchone()[0] or 0
+    share = limit(channel.code, 'max_unpaid_percent')
+    if (unpaid + plan.persons) * 100 > plan.slot.capacity * share:
+        raise BookingError('hold_limit', "Too many places of this time "
+            "slot are held unpaid on this channel: try again in a few "
+            "minutes.", 'slot')
+    if client:
+        ratelimit.check('hold-client', client,
+            limit(channel.code, 'max_holds_client'), 3600,
+            "Too many bookings from this address: pay the ones held, or "
+            "try again later.")
+        ratelimit.add('hold-client', client, 3600)
 
 
 # --- payment, cancellation, expiry ---------------------------------------------
@@ -473,7 +554,7 @@ def pay(order_id, provider_name, amount, now=None):
         raise BookingError('amount_mismatch',
             f"The amount must be the order's total, {order.total}.",
             'amount')
-    provider = get_provider(provider_name)
+    provider = get_provider(provider_name, order.channel.code)
     reference = provider.charge(order.reference, amount, order.currency.code)
 
     table = pool.get('scenic.payment').__table__()
@@ -495,7 +576,7 @@ def pay(order_id, provider_name, amount, now=None):
             valid_until=ticket.valid_until.replace(tzinfo=dt.timezone.utc),
             persons=ticket.persons, entries=ticket.entries_allowed,
             key_id=signer.key_id,
-            holder_hash=(bytes.fromhex(ticket.holder_hash)[:8]
+            holder_hash=(pii_vault().code_holder_hash(ticket.holder_hash)
                 if ticket.holder_hash else b''))
         # One statement a ticket, as each has its own code; the allowed
         # states are the declared table's.
@@ -589,7 +670,7 @@ def cancel(order_id, now=None, by_back_office=False):
         for payment in order.payments:
             if payment.kind != 'payment':
                 continue
-            provider = get_provider(payment.provider)
+            provider = get_provider(payment.provider, refund=True)
             reference = provider.refund(
                 payment.provider_reference, payment.amount,
                 payment.currency.code)
@@ -677,8 +758,10 @@ def availability(channel, date):
     return catalogue, result
 
 
-def find_for_pickup(company, id_number, phone):
-    "Orders whose contact phone matches and one ticket holds this ID."
+def find_for_pickup(company, id_number, phone, reference):
+    """The order `reference` if its contact phone matches and one of its
+    tickets holds this ID (all three factors, so that neither an ID and a
+    phone nor a reference alone lists tickets)."""
     from .visitor import id_hashes
     pool = Pool()
     Order = pool.get('scenic.order')
@@ -687,6 +770,7 @@ def find_for_pickup(company, id_number, phone):
         return []
     return Order.search([
             ('company', '=', company),
+            ('reference', '=', reference),
             ('contact_phone', '=', phone),
             ('tickets.holder_hash', 'in', hashes),
             ('state', 'in', ['reserved', 'paid', 'partly_used', 'used']),

@@ -71,7 +71,8 @@ class SigningKey(CompanyMixin, ModelSQL, ModelView):
                     'public_key': base64.b64encode(
                         signer.public_bytes()).decode(),
                     'private_key_encrypted': pii_vault().encrypt(
-                        base64.b64encode(signer.private_bytes()).decode()),
+                        base64.b64encode(signer.private_bytes()).decode(),
+                        purpose='signing'),
                     }])
         return key
 
@@ -100,7 +101,8 @@ class SigningKey(CompanyMixin, ModelSQL, ModelView):
         signer = _signers.get(cache_key)
         if signer is None:
             private = base64.b64decode(
-                pii_vault().decrypt(key.private_key_encrypted))
+                pii_vault().decrypt(key.private_key_encrypted,
+                    purpose='signing'))
             signer = ticketcode.SigningKey.from_private_bytes(
                 key.key_id, private)
             _signers[cache_key] = signer

@@ -29,7 +29,11 @@ def json_response(data, status=200, headers=None):
 
 
 def error_response(error):
-    return json_response(error.as_json(), status=error.status)
+    headers = None
+    if getattr(error, 'retry_after', None):      # 429: when to come back
+        headers = {'Retry-After': str(error.retry_after)}
+    return json_response(error.as_json(), status=error.status,
+        headers=headers)
 
 
 def database_pool(database_name):
@@ -43,12 +47,24 @@ def database_pool(database_name):
     return Pool(database_name)
 
 
+MAX_BODY = 1024 * 1024    # a booking, a 1000-scan gate batch fit
+
+
 def json_body(request):
-    "The request's JSON object; numbers with a fraction as Decimal."
+    """The request's JSON object; numbers with a fraction as Decimal.
+    A body over MAX_BODY is refused before it is read (413), one nested
+    too deep for the parser is not JSON (422), never a 500."""
+    length = request.content_length
+    if length is not None and length > MAX_BODY:
+        raise ApiError('payload_too_large',
+            f"The body is larger than {MAX_BODY // 1024} KiB.", 'body')
+    data = request.get_data(cache=True)
+    if len(data) > MAX_BODY:
+        raise ApiError('payload_too_large',
+            f"The body is larger than {MAX_BODY // 1024} KiB.", 'body')
     try:
-        data = json.loads(request.get_data() or b'null',
-            parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError):
+        data = json.loads(data or b'null', parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError('invalid_request', "The body is not valid JSON.",
             'body')
     if not isinstance(data, dict):

@@ -10,6 +10,7 @@ a single configured master key.
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import os
@@ -22,11 +23,19 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from . import idnumber
 
-__all__ = ['PIIError', 'PIIVault', 'MIN_KEY_LENGTH']
+__all__ = ['PIIError', 'PIIVault', 'MIN_KEY_LENGTH', 'PURPOSES',
+    'DEMO_PII_KEY']
 
 MIN_KEY_LENGTH = 32
 _PREFIX = 'v1:'
+_PREFIX_V2 = 'v2:'
 _AAD = b'scenic-pii-v1'
+_AAD_V2 = b'scenic-pii-v2:'
+# what a value is; each has its own encryption key
+PURPOSES = ('id', 'channel', 'signing')
+# The demo's published key (config/trytond.conf): refused outside a
+# configuration that says it is a demo ([scenic] demo = True).
+DEMO_PII_KEY = 'demo-only-pii-key-change-me-0123456789abcdef'
 _NONCE_SIZE = 12
 _TAG_SIZE = 16
 _B64URL_RE = re.compile(r'[A-Za-z0-9_-]*={0,2}')
@@ -73,18 +82,34 @@ def keyed_mac(lookup_key, id_type, number):
 
 
 class PIIVault:
-    """Encrypts and hashes personal data with keys derived from one secret.
+    """Encrypts and hashes personal data with keys derived from secrets.
 
-    The two derived keys are independent: leaking the look-up key (which the
-    gate box may hold) does not allow decryption.
+    One sub-key per purpose (``PURPOSES``: ID numbers, channel API keys,
+    private signing keys) and one for look-up hashes, all derived (HKDF)
+    and independent: leaking the look-up key (which the gate box may hold)
+    does not allow decryption, nor does one purpose's key open another's
+    values.  Rotation: ``previous`` master keys still decrypt; new values
+    are encrypted with the current one; ``is_current`` tells what
+    ``scripts/rekey_pii.py`` must re-encrypt.  The look-up key is derived
+    from ``lookup_master`` (default: the master key) so that rotating the
+    encryption key keeps the per-ID rules and the boxes' hashes.
+
+    Tokens: ``v2:`` + base64url(nonce + ciphertext + tag) with the purpose
+    in the AAD; ``v1:`` tokens (one key for everything, before purposes)
+    still decrypt, with any purpose, until re-encrypted.
     """
 
-    __slots__ = ('_aead', '_lookup_key')
+    __slots__ = ('_masters', '_lookup_key', '_code_key')
 
-    def __init__(self, master_key):
-        master = _master_bytes(master_key)
-        self._aead = AESGCM(_derive(master, b'scenic-pii encryption v1'))
-        self._lookup_key = _derive(master, b'scenic-pii lookup-hash v1')
+    def __init__(self, master_key, previous=(), lookup_master=None):
+        masters = [_master_bytes(master_key)]
+        masters += [_master_bytes(k) for k in previous if k]
+        self._masters = tuple(masters)
+        lookup = _master_bytes(lookup_master) if lookup_master \
+            else masters[0]
+        self._lookup_key = _derive(lookup, b'scenic-pii lookup-hash v1')
+        # never leaves the ERP (boxes get only the look-up key)
+        self._code_key = _derive(lookup, b'scenic-pii code-holder v1')
 
     def __repr__(self):
         return '<PIIVault (keys hidden)>'
@@ -93,21 +118,38 @@ class PIIVault:
         # Keep keys out of pickles, caches and crash dumps.
         raise TypeError('PIIVault cannot be pickled')
 
-    def encrypt(self, plaintext):
+    @staticmethod
+    def _purpose(purpose):
+        if purpose not in PURPOSES:
+            raise ValueError(f'purpose must be one of {", ".join(PURPOSES)}')
+        return purpose.encode()
+
+    @staticmethod
+    @functools.lru_cache(maxsize=64)
+    def _aead_for(master, version, purpose):
+        if version == 1:
+            return AESGCM(_derive(master, b'scenic-pii encryption v1'))
+        return AESGCM(_derive(master, b'scenic-pii encryption v2 '
+                + purpose))
+
+    def encrypt(self, plaintext, purpose='id'):
         """Random nonce: the same number encrypts differently every time."""
         if not isinstance(plaintext, str):
             raise TypeError('only str can be encrypted')
+        purpose = self._purpose(purpose)
         nonce = os.urandom(_NONCE_SIZE)
-        ciphertext = self._aead.encrypt(
-            nonce, plaintext.encode('utf-8'), _AAD)
-        return _PREFIX + base64.urlsafe_b64encode(
+        ciphertext = self._aead_for(self._masters[0], 2, purpose).encrypt(
+            nonce, plaintext.encode('utf-8'), _AAD_V2 + purpose)
+        return _PREFIX_V2 + base64.urlsafe_b64encode(
             nonce + ciphertext).decode('ascii')
 
-    def decrypt(self, token):
-        if not isinstance(token, str) or not token.startswith(_PREFIX):
+    def _open(self, token, purpose, masters):
+        if not isinstance(token, str) or not token.startswith(
+                (_PREFIX, _PREFIX_V2)):
             raise PIIError(
-                'Malformed encrypted value: missing the "v1:" prefix.')
-        body = token[len(_PREFIX):]
+                'Malformed encrypted value: missing the "v1:"/"v2:" prefix.')
+        version = 2 if token.startswith(_PREFIX_V2) else 1
+        body = token[3:]
         if not _B64URL_RE.fullmatch(body):
             raise PIIError('Malformed encrypted value: not base64url.')
         try:
@@ -117,17 +159,41 @@ class PIIVault:
                 'Malformed encrypted value: bad base64 padding.') from None
         if len(raw) < _NONCE_SIZE + _TAG_SIZE:
             raise PIIError('Malformed encrypted value: too short.')
+        purpose = self._purpose(purpose)
+        aad = _AAD if version == 1 else _AAD_V2 + purpose
+        for master in masters:
+            try:
+                data = self._aead_for(master, version, purpose).decrypt(
+                    raw[:_NONCE_SIZE], raw[_NONCE_SIZE:], aad)
+            except InvalidTag:
+                continue
+            try:
+                return data.decode('utf-8')
+            except UnicodeDecodeError:
+                raise PIIError('Decrypted value is not UTF-8 text.') \
+                    from None
+        raise PIIError(
+            'Cannot decrypt: wrong key, or the value was altered.')
+
+    def decrypt(self, token, purpose='id'):
+        return self._open(token, purpose, self._masters)
+
+    def is_current(self, token, purpose='id'):
+        """Is ``token`` a v2 token of this purpose under the current key
+        (nothing to re-encrypt)?"""
+        if not isinstance(token, str) or not token.startswith(_PREFIX_V2):
+            return False
         try:
-            data = self._aead.decrypt(
-                raw[:_NONCE_SIZE], raw[_NONCE_SIZE:], _AAD)
-        except InvalidTag:
-            raise PIIError(
-                'Cannot decrypt: wrong key, or the value was altered.'
-                ) from None
-        try:
-            return data.decode('utf-8')
-        except UnicodeDecodeError:
-            raise PIIError('Decrypted value is not UTF-8 text.') from None
+            self._open(token, purpose, self._masters[:1])
+        except PIIError:
+            return False
+        return True
+
+    def reencrypt(self, token, purpose='id'):
+        "``token`` under the current key (decrypted with any known key)."
+        if self.is_current(token, purpose):
+            return token
+        return self.encrypt(self.decrypt(token, purpose), purpose)
 
     def _mac(self, id_type, number):
         return keyed_mac(self._lookup_key, id_type, number)
@@ -140,6 +206,15 @@ class PIIVault:
     def lookup_hash(self, id_type, number):
         """Same document, same hash: usable in a UNIQUE constraint."""
         return self._mac(id_type, number).hex()
+
+    def code_holder_hash(self, lookup_hash_hex, size=8):
+        """The holder hash a ticket code carries: a MAC of the look-up
+        hash under a key only the ERP holds, so that a photographed code
+        plus a gate box's look-up key cannot test candidate ID numbers
+        (iot-box/PROTOCOL.md, threat model). Boxes only read whether it
+        is there (a real-name ticket)."""
+        return hmac.new(self._code_key, bytes.fromhex(lookup_hash_hex),
+            hashlib.sha256).digest()[:size]
 
     def short_hash(self, id_type, number, size=8):
         """Truncated look-up hash, small enough to fit in a ticket code."""

@@ -38,7 +38,7 @@ from . import base45
 __all__ = [
     'PREFIX', 'VERSION', 'MAX_CODE_LENGTH', 'TicketPayload', 'SigningKey',
     'Keyring', 'Verification', 'CodeError', 'encode', 'verify',
-    'parse_unverified', 'qr_svg', 'qr_png_bytes',
+    'parse_unverified', 'revocation_message', 'qr_svg', 'qr_png_bytes',
     'OK', 'MALFORMED', 'UNKNOWN_KEY', 'RETIRED_KEY', 'INVALID_SIGNATURE',
     'WRONG_AREA', 'REVOKED', 'NOT_YET_VALID', 'EXPIRED',
 ]
@@ -135,6 +135,11 @@ class Verification:
     message: str
 
 
+def revocation_message(key_id, public_bytes):
+    "What a key signs to retire itself (bound to its id and its bytes)."
+    return b'scenic-key-revocation:v1:%d:' % key_id + public_bytes
+
+
 class SigningKey:
     """A private key, held by the ticketing server only."""
 
@@ -168,6 +173,11 @@ class SigningKey:
 
     def sign(self, data):
         return self._private.sign(data)
+
+    def revocation(self):
+        """This key's signed retirement: gates retire a key they trust
+        only on this signature (a sync cannot retire or replace keys)."""
+        return self.sign(revocation_message(self.key_id, self.public_bytes()))
 
     def __repr__(self):
         return f'<SigningKey key_id={self.key_id}>'
@@ -213,6 +223,11 @@ class Keyring:
         except Exception:
             return False
         return True
+
+    def revocation_ok(self, key_id, signature):
+        "Is ``signature`` key ``key_id``'s own signed retirement?"
+        return key_id in self._keys and self.signature_ok(key_id, signature,
+            revocation_message(key_id, self._keys[key_id][0]))
 
     def is_retired(self, key_id):
         return self._keys[key_id][2]

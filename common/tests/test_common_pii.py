@@ -19,7 +19,7 @@ def vault():
 def test_round_trip(vault):
     for text in [NUMBER, '', '张三', 'a' * 1000]:
         token = vault.encrypt(text)
-        assert token.startswith('v1:')
+        assert token.startswith('v2:')
         assert token.isascii()
         assert text not in token or text == ''
         assert vault.decrypt(token) == text
@@ -123,3 +123,62 @@ def test_base64_key_accepted():
     vault = PIIVault('base64:' + base64.b64encode(raw).decode())
     assert vault.decrypt(vault.encrypt('x')) == 'x'
     assert PIIVault('x' * 32).decrypt(PIIVault('x' * 32).encrypt('y')) == 'y'
+
+
+# --- purposes and rotation (issue 15 item 9) -------------------------------
+
+def _v1_token(master, text):
+    "A token as the vault wrote them before purposes (one shared key)."
+    import os
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from scenic_common.pii import _derive, _master_bytes
+    aead = AESGCM(_derive(_master_bytes(master), b'scenic-pii encryption v1'))
+    nonce = os.urandom(12)
+    return 'v1:' + base64.urlsafe_b64encode(
+        nonce + aead.encrypt(nonce, text.encode(), b'scenic-pii-v1')).decode()
+
+
+def test_purposes_have_their_own_keys(vault):
+    token = vault.encrypt('secret', purpose='signing')
+    assert vault.decrypt(token, purpose='signing') == 'secret'
+    for other in ('id', 'channel'):
+        with pytest.raises(PIIError):
+            vault.decrypt(token, purpose=other)
+    with pytest.raises(ValueError):
+        vault.encrypt('x', purpose='everything')
+
+
+def test_rotation_keeps_old_values_readable_and_lookups_stable():
+    old = PIIVault(KEY)
+    id_token = old.encrypt(NUMBER)
+    legacy = _v1_token(KEY, 'private-key')
+    new = PIIVault(OTHER_KEY, previous=[KEY], lookup_master=KEY)
+    assert new.decrypt(id_token) == NUMBER
+    assert new.decrypt(legacy, purpose='signing') == 'private-key'
+    assert not new.is_current(id_token) and not new.is_current(legacy)
+    fresh = new.reencrypt(id_token)
+    assert new.is_current(fresh) and new.reencrypt(fresh) == fresh
+    # without the old key, only re-encrypted values remain readable
+    alone = PIIVault(OTHER_KEY)
+    assert alone.decrypt(fresh) == NUMBER
+    with pytest.raises(PIIError):
+        alone.decrypt(id_token)
+    # the look-up hashes (per-ID rules, boxes) did not change
+    assert new.lookup_hash(RESIDENT_ID, NUMBER) == old.lookup_hash(
+        RESIDENT_ID, NUMBER)
+    assert alone.lookup_hash(RESIDENT_ID, NUMBER) != old.lookup_hash(
+        RESIDENT_ID, NUMBER)
+
+
+def test_code_holder_hash_is_useless_with_the_box_key(vault):
+    "A box's look-up key cannot test ID numbers against a code's holder hash"
+    from scenic_common.pii import keyed_mac
+    id_hash = vault.lookup_hash(RESIDENT_ID, NUMBER)
+    in_code = vault.code_holder_hash(id_hash)
+    assert len(in_code) == 8
+    assert in_code == PIIVault(KEY).code_holder_hash(id_hash)     # stable
+    # what a thief with the box's key computes for the right number
+    box_key = vault.lookup_key()
+    guess = keyed_mac(box_key, RESIDENT_ID, NUMBER)
+    assert in_code != guess[:8]
+    assert in_code != vault.short_hash(RESIDENT_ID, NUMBER)

@@ -9,7 +9,19 @@
                    "turnstile"?: {"ok", "error"?}}
     GET /status   box id, enrolment, sync lag and last sync, outbox size,
                   devices, gates.
-    GET /photos/<ref>   a bound photo (or a card's photo from the ERP).
+    GET /photos/<ref>   a bound photo (or a card's photo from the ERP), by
+                  the unguessable reference a scan answered with.
+
+Who may call (SECURITY.md): with ``api.token`` set every request needs
+``Authorization: Bearer <token>`` (handhelds); a box listening beyond
+loopback must have one (config.py refuses to start otherwise).
+``binding_confirmed`` is the staff's verdict after comparing the bound
+photo: it is taken only from a request carrying ``api.staff_token`` (the
+staff screen), 403 ``staff_only`` otherwise.  A browser request from
+another origin (``Origin`` not this box nor in ``api.allowed_origins``) is
+refused 403 ``forbidden_origin``; without a token the ``Host`` must be a
+loopback name (no DNS rebinding onto an open box); POST bodies must be
+``application/json`` (415): a web page cannot post a form to the box.
 
 A request the box cannot read gets 422 ``{"error": {"code":
 "invalid_request", "message", "field"}}`` (401 ``unauthorized`` without
@@ -35,6 +47,7 @@ from urllib.parse import urlsplit
 from scenic_common import idnumber
 
 from . import __version__
+from .config import is_loopback
 from .validator import MEDIA, ScanRequest
 
 __all__ = ['BoxApp', 'ApiServer', 'RequestError', 'parse_scan']
@@ -46,6 +59,8 @@ MAX_IMAGE = 3 * 1024 * 1024
 MAX_DATA = 4096
 MAX_LANES = 64
 PHOTO_REF = re.compile(r'[A-Za-z0-9_-]{1,80}')
+CARD_PHOTO_REF = re.compile(r'card-([0-9]{1,18})-([0-9a-f]{32})')
+BINDING_PHOTO_REF = re.compile(r'[0-9a-f]{32}')    # uuid4().hex
 
 
 class RequestError(Exception):
@@ -159,7 +174,8 @@ class BoxApp:
 
     def __init__(self, validator, store, gates, turnstile=None,
             sync=None, devices=None, photo_fetcher=None, name='',
-            data_dir='.', api_token=None):
+            data_dir='.', api_token=None, staff_token=None,
+            allowed_origins=()):
         self.validator = validator
         self.store = store
         self.gates = {g.code: g for g in gates}    # GateConfig by code
@@ -170,21 +186,63 @@ class BoxApp:
         self.name = name
         self.data_dir = os.fspath(data_dir)
         self.api_token = api_token
+        self.staff_token = staff_token
+        self.allowed_origins = frozenset(o.rstrip('/').lower()
+            for o in allowed_origins)
         self._turnstile_lock = threading.Lock()
         self._takes_direction = _accepts(turnstile, 'open_passages',
             'direction')
         self.turnstile_errors = 0
 
-    def authorized(self, header):
-        if not self.api_token:
-            return True
+    def role(self, header):
+        """'staff', 'device' or None (refused) for an Authorization
+        header: the staff token is also good for what devices do."""
         scheme, _, token = (header or '').partition(' ')
-        return scheme.lower() == 'bearer' and hmac.compare_digest(
-            token.strip().encode(), self.api_token.encode())
+        token = token.strip().encode() if scheme.lower() == 'bearer' \
+            else b''
+        if token and self.staff_token and hmac.compare_digest(
+                token, self.staff_token.encode()):
+            return 'staff'
+        if not self.api_token:
+            return 'device'
+        if token and hmac.compare_digest(token, self.api_token.encode()):
+            return 'device'
+        return None
 
-    def scan(self, body):
-        """(status, JSON) for a /scan body (already JSON-decoded)."""
+    def authorized(self, header):
+        return self.role(header) is not None
+
+    def check_origin(self, origin, host):
+        """Refuse (RequestError 403) a browser's cross-origin request, and
+        on a box without a token any Host that is not loopback."""
+        host = (host or '').strip().lower()
+        if not self.api_token:
+            if host.startswith('['):            # [::1]:8100
+                name = host[:host.find(']') + 1]
+            else:
+                name = host.rpartition(':')[0] if ':' in host else host
+            if not is_loopback(name):
+                raise RequestError('This box answers only on its loopback '
+                    'address without a token.', status=403,
+                    code='forbidden_origin')
+        if origin is None:
+            return
+        origin = origin.strip().rstrip('/').lower()
+        if origin in self.allowed_origins or origin in (
+                f'http://{host}', f'https://{host}'):
+            return
+        raise RequestError('Requests from this web origin are not '
+            'allowed (api.allowed_origins).', status=403,
+            code='forbidden_origin')
+
+    def scan(self, body, role='device'):
+        """(status, JSON) for a /scan body (already JSON-decoded); only
+        the staff role may send ``binding_confirmed``."""
         request = parse_scan(body)
+        if request.binding_confirmed is not None and role != 'staff':
+            raise RequestError('binding_confirmed is the staff\'s verdict: '
+                'send it from the staff screen (api.staff_token).',
+                'binding_confirmed', status=403, code='staff_only')
         gate_config = self._gate_config(request.gate)
         if gate_config is None:
             raise RequestError(f'This box does not serve gate '
@@ -254,14 +312,23 @@ class BoxApp:
             'outbox': counts['outbox_pending'],
             'conflicts': counts['conflicts'],
             'counts': counts, 'devices': devices, 'gates': gates,
-            'turnstile_errors': self.turnstile_errors}
+            'turnstile_errors': self.turnstile_errors,
+            'clock_skew_s': sync.get('clock_skew_s'),
+            'alarms': sync.get('alarms', [])}
 
     def photo(self, ref):
         """(bytes, content type) or None."""
         if not PHOTO_REF.fullmatch(ref or ''):
             return None
-        if ref.startswith('card-') and ref[5:].isdigit():
-            return self._card_photo(int(ref[5:]))
+        card = CARD_PHOTO_REF.fullmatch(ref)
+        if card:
+            card_id = int(card.group(1))
+            if not hmac.compare_digest(card.group(2),
+                    self.store.photo_token(card_id)):
+                return None
+            return self._card_photo(card_id)
+        if not BINDING_PHOTO_REF.fullmatch(ref):
+            return None
         files = self.store.binding_files(ref)
         path = files and files.get('photo_path')
         if not path:
@@ -330,10 +397,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _guard(self, handler):
         try:
-            if not self.app.authorized(self.headers.get('Authorization')):
+            self.role = self.app.role(self.headers.get('Authorization'))
+            if self.role is None:
                 raise RequestError('A valid token is required: '
                     '"Authorization: Bearer <token>".', status=401,
                     code='unauthorized')
+            self.app.check_origin(self.headers.get('Origin'),
+                self.headers.get('Host'))
             handler()
         except RequestError as error:
             self._error(error)
@@ -381,12 +451,17 @@ class _Handler(BaseHTTPRequestHandler):
             if path != '/scan':
                 raise RequestError('Not found.', status=404,
                     code='not_found')
+            kind = (self.headers.get('Content-Type') or '').split(';')[0]
+            if kind.strip().lower() != 'application/json':
+                self.close_connection = True
+                raise RequestError('Send the body as application/json.',
+                    status=415, code='unsupported_media_type')
             data = self._read_body()
             try:
                 body = json.loads(data.decode('utf-8'))
             except (UnicodeDecodeError, ValueError, RecursionError):
                 raise RequestError('The body is not JSON.') from None
-            status, answer = self.app.scan(body)
+            status, answer = self.app.scan(body, self.role)
             self._send(status, answer)
         self._guard(handle)
 
@@ -422,6 +497,9 @@ class ApiServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address, app):
+        if not is_loopback(address[0]) and not app.api_token:
+            raise ValueError(f'The local API on {address[0]} needs a token '
+                '(api.token): only loopback may be open.')
         self.app = app
         super().__init__(address, _Handler)
 

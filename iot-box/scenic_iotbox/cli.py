@@ -72,7 +72,8 @@ def cmd_enrol(args):
     store = Store(config.store_path)
     try:
         client = ErpClient(config.erp.url, config.erp.database,
-            timeout=config.erp.timeout, credentials=store.credentials)
+            timeout=config.erp.timeout, credentials=store.credentials,
+            ca_file=config.erp.ca_file)
         engine = SyncEngine(store, client, name=config.name)
         try:
             answer = engine.enrol(args.token)
@@ -166,7 +167,8 @@ def cmd_sync(args):
     store = Store(config.store_path)
     try:
         client = ErpClient(config.erp.url, config.erp.database,
-            timeout=config.erp.timeout, credentials=store.credentials)
+            timeout=config.erp.timeout, credentials=store.credentials,
+            ca_file=config.erp.ca_file)
         engine = SyncEngine(store, client, name=config.name,
             enrolment_token=config.erp.enrolment_token,
             credentials_file=config.credentials_file)

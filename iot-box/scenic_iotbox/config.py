@@ -6,6 +6,7 @@ relative to the configuration file's directory.  A bad value raises
 :class:`ConfigError` naming the key (``gates[1].code``, ``api.listen``…).
 """
 
+import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,8 @@ __all__ = ['ConfigError', 'Config', 'ErpConfig', 'GateConfig',
     'DriverConfig', 'load', 'parse', 'DRIVER_KINDS']
 
 DEFAULT_LISTEN = ('127.0.0.1', 8100)
+MIN_TOKEN = 16
+LOOPBACK_NAMES = ('localhost', 'localhost.localdomain')
 DRIVER_KINDS = ('turnstile', 'qr', 'rfid', 'idcard', 'biometric', 'camera')
 DEFAULT_DRIVERS = {'turnstile': 'none', 'qr': 'none', 'rfid': 'none',
     'idcard': 'none', 'biometric': 'none', 'camera': 'none'}
@@ -36,6 +39,7 @@ class ErpConfig:
     database: str
     enrolment_token: str | None = None
     timeout: float = 10.0
+    ca_file: Path | None = None     # the pinned CA of an https ERP
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,8 @@ class Config:
     max_backoff: float = 300.0
     listen: tuple = DEFAULT_LISTEN
     api_token: str | None = None
+    staff_token: str | None = None
+    allowed_origins: tuple = ()
     drivers: dict = field(default_factory=dict)
     path: Path | None = None
 
@@ -149,6 +155,17 @@ def _listen(value):
     return host, port
 
 
+def is_loopback(host):
+    "Is host (a name or an address, maybe bracketed) this machine only?"
+    host = (host or '').strip('[]').lower()
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _unknown(table, prefix, known):
     for name in table:
         if name not in known:
@@ -163,18 +180,33 @@ def parse(data, base=Path('.'), path=None):
     _unknown(data, '', {'erp', 'box', 'api', 'gates', 'drivers'})
 
     erp = _table(data, 'erp', required=True)
-    _unknown(erp, 'erp', {'url', 'database', 'enrolment_token', 'timeout'})
+    _unknown(erp, 'erp', {'url', 'database', 'enrolment_token', 'timeout',
+        'ca_file'})
     url = _str(erp, 'erp', 'url', required=True).rstrip('/')
     parts = urlsplit(url)
     if parts.scheme not in ('http', 'https') or not parts.netloc:
         raise ConfigError('erp.url',
-            'must be an http(s) URL such as "http://127.0.0.1:8000".')
+            'must be an https URL such as "https://erp.example.com".')
+    # the box's secret, ID hashes and signing keys travel on this line
+    if parts.scheme == 'http' and not is_loopback(parts.hostname):
+        raise ConfigError('erp.url', 'must be https:// (plain http only to '
+            'an ERP on this machine, e.g. the demo\'s 127.0.0.1).')
+    ca_file = _str(erp, 'erp', 'ca_file')
+    if parts.scheme == 'https':
+        if not ca_file:
+            raise ConfigError('erp.ca_file', 'is required with an https '
+                'ERP: the PEM file of the CA that signed its certificate '
+                '(only that CA is trusted).')
+        if not (base / ca_file).is_file():
+            raise ConfigError('erp.ca_file', f'{base / ca_file} is not a '
+                'file.')
     database = _str(erp, 'erp', 'database', required=True)
     if '/' in database:
         raise ConfigError('erp.database', 'must not contain "/".')
     erp_config = ErpConfig(url=url, database=database,
         enrolment_token=_str(erp, 'erp', 'enrolment_token') or None,
-        timeout=_number(erp, 'erp', 'timeout', 10, low=0.1, high=600))
+        timeout=_number(erp, 'erp', 'timeout', 10, low=0.1, high=600),
+        ca_file=base / ca_file if ca_file else None)
 
     box = _table(data, 'box')
     _unknown(box, 'box', {'name', 'data_dir', 'credentials', 'timezone',
@@ -190,9 +222,31 @@ def parse(data, base=Path('.'), path=None):
             f'unknown time zone {timezone_name!r}.') from None
 
     api = _table(data, 'api')
-    _unknown(api, 'api', {'listen', 'token'})
+    _unknown(api, 'api', {'listen', 'token', 'staff_token',
+        'allowed_origins'})
     listen = _listen(api.get('listen', '127.0.0.1:8100'))
     api_token = _str(api, 'api', 'token') or None
+    staff_token = _str(api, 'api', 'staff_token') or None
+    if not is_loopback(listen[0]):
+        # handhelds on the LAN: an open API would open gates for anyone
+        for key, token in (('api.token', api_token),
+                ('api.staff_token', staff_token)):
+            if key == 'api.token' and not token:
+                raise ConfigError(key, 'is required when api.listen is not '
+                    'a loopback address (handhelds send "Authorization: '
+                    'Bearer <token>").')
+            if token and len(token) < MIN_TOKEN:
+                raise ConfigError(key, f'must be at least {MIN_TOKEN} '
+                    'characters when api.listen is not a loopback address.')
+    if staff_token and staff_token == api_token:
+        raise ConfigError('api.staff_token', 'must differ from api.token: '
+            'handhelds must not confirm bindings.')
+    origins = api.get('allowed_origins', [])
+    if not isinstance(origins, list) or not all(
+            isinstance(o, str) and urlsplit(o).scheme in ('http', 'https')
+            and urlsplit(o).netloc for o in origins):
+        raise ConfigError('api.allowed_origins', 'must be a list of web '
+            'origins such as "https://staff.example.com".')
 
     gates = data.get('gates')
     if not isinstance(gates, list) or not gates:
@@ -241,7 +295,8 @@ def parse(data, base=Path('.'), path=None):
             low=0.05, high=86400),
         max_backoff=_number(box, 'box', 'max_backoff', 300, low=0.05,
             high=86400),
-        listen=listen, api_token=api_token,
+        listen=listen, api_token=api_token, staff_token=staff_token,
+        allowed_origins=tuple(origins),
         drivers=drivers, path=path)
 
 

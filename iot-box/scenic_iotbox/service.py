@@ -136,7 +136,8 @@ class Service:
             build_devices(config)
         self.store = Store(config.store_path)
         self.client = ErpClient(config.erp.url, config.erp.database,
-            timeout=config.erp.timeout, credentials=self.store.credentials)
+            timeout=config.erp.timeout, credentials=self.store.credentials,
+            ca_file=config.erp.ca_file)
         self.sync = SyncEngine(self.store, self.client, name=config.name,
             sync_interval=config.sync_interval,
             heartbeat_interval=config.heartbeat_interval,
@@ -151,7 +152,8 @@ class Service:
             turnstile=self.devices.turnstile, sync=self.sync,
             devices=self.devices.status, photo_fetcher=self.client.fetch,
             name=config.name, data_dir=config.data_dir,
-            api_token=config.api_token)
+            api_token=config.api_token, staff_token=config.staff_token,
+            allowed_origins=config.allowed_origins)
         self.server = None
         self._stopped = threading.Event()
 

@@ -37,16 +37,22 @@ instead of re-adding a backlog of thousands of unsynced scans.
 
 import base64
 import functools
+import hashlib
+import hmac
 import json
 import os
+import secrets
 import sqlite3
 import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from scenic_common import gate as gatelib
 from scenic_common import protocol
+from scenic_common.ticketcode import revocation_message
 
 __all__ = ['Store', 'StoreError', 'ts', 'parse_ts', 'normalize_uid']
 
@@ -376,6 +382,20 @@ class Store:
             with self.transaction() as c:
                 c.execute(sql, (key, value))
 
+    def photo_token(self, card_id):
+        """The unguessable part of a card photo's local URL
+        (``/photos/card-<id>-<token>``): a MAC of the card id under a key
+        made once per store, so card ids cannot be walked."""
+        key = self.get_meta('photo_key')
+        if key is None:
+            with self.transaction() as conn:
+                key = self.get_meta('photo_key', conn=conn)
+                if key is None:
+                    key = secrets.token_hex(32)
+                    self.set_meta('photo_key', key, conn=conn)
+        return hmac.new(bytes.fromhex(key), f'card:{int(card_id)}'.encode(),
+            hashlib.sha256).hexdigest()[:32]
+
     # --- credentials -----------------------------------------------------
 
     def credentials(self):
@@ -690,7 +710,9 @@ class Store:
         with self.transaction() as conn:
             if full:
                 for table in SYNCED_TABLES:
-                    conn.execute(f'DELETE FROM {table}')
+                    if table != 'keys':         # append-only, see _add_keys
+                        conn.execute(f'DELETE FROM {table}')
+            self._add_keys(conn, rows['keys'])
             for table, (sql, values) in rows['upserts'].items():
                 conn.executemany(sql, values)
             for table, column, values in rows['deletes']:
@@ -714,7 +736,34 @@ class Store:
                 self.set_meta('last_full_sync_at', ts(now), conn)
         self.generation += 1
         return {'full': full, 'rows': sum(
-            len(v) for _, v in rows['upserts'].values())}
+            len(v) for _, v in rows['upserts'].values()) + len(rows['keys'])}
+
+    def _add_keys(self, conn, keys):
+        """Trusted keys are append-only: a key id keeps its first public
+        key (a sync that brings another one is refused whole), and a key
+        is retired only by its own signed revocation
+        (ticketcode.revocation_message): whoever can answer a sync can
+        neither swap the keys codes are checked with nor silently disable
+        them."""
+        for key_id, raw, revocation in keys:
+            row = conn.execute('SELECT public_key FROM keys WHERE '
+                'key_id = ?', (key_id,)).fetchone()
+            if row is None:
+                conn.execute('INSERT INTO keys (key_id, public_key, '
+                    'retired) VALUES (?, ?, 0)', (key_id, raw))
+            elif bytes(row[0]) != raw:
+                raise StoreError(f'The sync answer replaces signing key '
+                    f'{key_id}: refused (keys are append-only).')
+            if revocation is None:
+                continue
+            try:
+                Ed25519PublicKey.from_public_bytes(raw).verify(revocation,
+                    revocation_message(key_id, raw))
+            except InvalidSignature:
+                raise StoreError(f'The revocation of key {key_id} is not '
+                    'signed by that key: refused.') from None
+            conn.execute('UPDATE keys SET retired = 1 WHERE key_id = ?',
+                (key_id,))
 
     def _merge_usage(self, conn, erp, now):
         """The ERP's view of a ticket's/card's use, merged with ours as
@@ -821,9 +870,10 @@ def _prepare(answer):
         raw = base64.b64decode(k['public_key'], validate=True)
         if len(raw) != 32:
             raise ValueError(f'key {k["key_id"]} is not 32 bytes')
-        keys.append((_int(k['key_id']), raw, _bool(k.get('retired'))))
-    upserts['keys'] = (upsert('keys', ['key_id', 'public_key', 'retired'],
-        'key_id'), keys)
+        revocation = k.get('revocation')
+        if revocation is not None:
+            revocation = base64.b64decode(revocation, validate=True)
+        keys.append((_int(k['key_id']), raw, revocation))
     upserts['revoked'] = (upsert('revoked', ['ticket', 'at'], 'ticket'),
         [(_int(r['ticket']), _time_text(r.get('at')))
             for r in items('revoked')])
@@ -910,9 +960,11 @@ def _prepare(answer):
         'rules': 'id', 'zones': 'id', 'gates': 'id', 'cards': 'uid',
         'tickets': 'ticket'}
     for table, values in deleted.items():
-        if table not in columns or not isinstance(values, list):
+        if table not in columns or table == 'keys' or not isinstance(
+                values, list):
             continue
         if table == 'cards':
             values = [normalize_uid(v) for v in values]
         deletes.append((table, columns[table], values))
-    return {'upserts': upserts, 'deletes': deletes, 'usage': usage}
+    return {'upserts': upserts, 'deletes': deletes, 'usage': usage,
+        'keys': keys}

@@ -21,6 +21,7 @@ import json
 import logging
 import random
 import socket
+import ssl
 import threading
 import time
 import urllib.error
@@ -82,13 +83,35 @@ class NotEnrolled(ErpError):
     """No credentials yet: enrol first."""
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    "A redirect could leave the pinned TLS line: refuse it."
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise urllib.error.HTTPError(req.full_url, code,
+            f'redirect to {newurl} refused', headers, fp)
+
+
+def erp_opener(ca_file=None):
+    """urllib opener for the ERP: with ``ca_file`` only that CA is trusted
+    (pinned; the system's CAs are not loaded), host names are checked,
+    TLS 1.2 at least; redirects are refused."""
+    handlers = [_NoRedirect()]
+    if ca_file is not None:
+        context = ssl.create_default_context(cafile=str(ca_file))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    return urllib.request.build_opener(*handlers)
+
+
 class ErpClient:
 
-    def __init__(self, base_url, database, timeout=10.0, credentials=None):
+    def __init__(self, base_url, database, timeout=10.0, credentials=None,
+            ca_file=None):
         self.base = f'{base_url.rstrip("/")}/{quote(database)}{API_PATH}'
         self.origin = base_url.rstrip('/')
         self.timeout = timeout
         self.credentials = credentials or (lambda: None)
+        self.opener = erp_opener(ca_file)
 
     def _auth(self):
         creds = self.credentials()
@@ -111,7 +134,7 @@ class ErpClient:
         request = urllib.request.Request(url, data=data, headers=headers,
             method=method)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) \
+            with self.opener.open(request, timeout=self.timeout) \
                     as response:
                 status = response.status
                 content = response.read(MAX_ANSWER + 1)
@@ -182,6 +205,9 @@ class ErpClient:
         return self.request('GET', url, raw=True, absolute=True)
 
 
+MAX_CLOCK_SKEW = 30.0           # seconds off the ERP before the alarm
+
+
 class SyncEngine:
     """Upload, sync, heartbeat: once (``run_once``) or in a thread."""
 
@@ -206,6 +232,8 @@ class SyncEngine:
         self.last_contact = None
         self.last_heartbeat = None
         self.uploaded = 0
+        self.clock_skew = None          # s the box is ahead of the ERP
+        self.clock_alarm = False
         self._stop = threading.Event()
         self._kick = threading.Event()
         self._thread = None
@@ -313,10 +341,33 @@ class SyncEngine:
             'outbox': self.store.outbox_size(),
             'sync_lag_s': self.sync_lag(now),
             'devices': heartbeat_devices(devices)}
+        sent = time.monotonic()
         answer = self.client.heartbeat(body)
         self._mark_contact()
         self.last_heartbeat = now
+        self._check_clock(now, time.monotonic() - sent, answer)
         return answer
+
+    def _check_clock(self, now, round_trip, answer):
+        """The box decides ticket windows, intervals and expiry with its
+        own clock: compare it with the ERP's ``server_time`` (allowing for
+        the round trip) and raise the ``clock_skew`` alarm beyond
+        MAX_CLOCK_SKEW (GET /status, the log)."""
+        try:
+            server = datetime.fromisoformat(answer['server_time'])
+        except (KeyError, TypeError, ValueError):
+            return
+        if server.tzinfo is None:
+            return
+        skew = (now - server).total_seconds()
+        if abs(skew) <= round_trip + 1:     # within what we can measure
+            skew = 0.0
+        self.clock_skew = round(skew, 1)
+        alarm = abs(skew) > MAX_CLOCK_SKEW + round_trip
+        if alarm and not self.clock_alarm:
+            logger.warning('Box clock is %+.0f s off the ERP\'s: ticket '
+                'windows are decided on a wrong time; fix NTP.', skew)
+        self.clock_alarm = alarm
 
     def run_once(self):
         """One round; raises ErpError subclasses when the ERP fails."""
@@ -440,7 +491,9 @@ class SyncEngine:
             if self.last_contact else None,
             'last_sync': self.store.get_meta('last_sync_at'),
             'sync_lag_s': self.sync_lag(),
-            'uploaded': self.uploaded}
+            'uploaded': self.uploaded,
+            'clock_skew_s': self.clock_skew,
+            'alarms': ['clock_skew'] if self.clock_alarm else []}
 
 
 def heartbeat_devices(devices):

@@ -565,7 +565,8 @@ class Validator:
                 return f'/photos/{usage.binding_ref}'
         if candidate.kind == 'card' and self.store.card_photo_url(
                 candidate.ref):
-            return f'/photos/card-{candidate.ref}'
+            return (f'/photos/card-{candidate.ref}-'
+                f'{self.store.photo_token(candidate.ref)}')
         return None
 
 

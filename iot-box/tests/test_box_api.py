@@ -36,7 +36,7 @@ class Client:
         return response.status, content
 
     def scan(self, body):
-        return self.request('POST', '/scan', body)
+        return self.request('POST', '/scan', raw=json.dumps(body).encode())
 
 
 GATES = (GateConfig('MAIN-IN', (1, 2, 5, 6)), GateConfig('MAIN-OUT', (3, 4)))
@@ -94,7 +94,7 @@ def test_scan_exit_lane_mapping(client, turnstile):
     assert body['decision'] == 'open', body
     assert turnstile.opened == [(1, 1), (4, 1)]
     assert turnstile.directions == ['in', 'out']
-    assert body['bound_photo_url'] == '/photos/card-9'
+    assert body['bound_photo_url'].startswith('/photos/card-9-')
 
 
 def test_turnstile_without_direction(validator, synced_store, tmp_path):
@@ -206,11 +206,13 @@ def test_photos(client, synced_store):
     url = body['bound_photo_url']
     status, data = client.request('GET', url)
     assert status == 200 and data == image
-    status, data = client.request('GET', '/photos/card-9')
+    card_url = '/photos/card-9-' + synced_store.photo_token(9)
+    status, data = client.request('GET', card_url)
     assert status == 200 and data.startswith(b'\xff\xd8')
     assert client.request('GET', '/photos/nope')[0] == 404
     assert client.request('GET', '/photos/..%2Fbox.sqlite')[0] == 404
-    assert client.request('GET', '/photos/card-10')[0] == 404
+    assert client.request('GET', '/photos/card-10-'
+        + synced_store.photo_token(10))[0] == 404
 
 
 def test_token(app, server):
@@ -264,4 +266,121 @@ def test_random_bytes_never_5xx(client, turnstile, raw):
     status, answer = client.request('POST', '/scan', raw=raw)
     assert status in (200, 422)
     assert status == 422 or answer['decision'] == 'deny'
+    assert turnstile.opened == []
+
+
+# --- who may call (issue 15 item 7) --------------------------------------
+
+def _reentry(client, ticket=9030):
+    "A face-bound ticket's first entry, then the same code again."
+    image = base64.b64encode(b'\xff\xd8\xff\xe0-B-face').decode()
+    code = sign(ticket, type_id=7, entries=0)
+    status, first = client.scan({'gate': 'MAIN-IN', 'lane': 1,
+        'medium': 'qr', 'data': code, 'image': image})
+    assert first['decision'] == 'open', first
+    client.scan({'gate': 'MAIN-OUT', 'lane': 1, 'medium': 'qr',
+        'data': code, 'direction': 'out'})
+    return code
+
+
+def test_binding_confirmed_only_from_staff(app, server, client, turnstile):
+    code = _reentry(client)
+    opened = list(turnstile.opened)
+    body = {'gate': 'MAIN-IN', 'lane': 1, 'medium': 'qr', 'data': code,
+        'binding_confirmed': True}
+    # no staff token configured: nobody may claim to be staff
+    status, answer = client.scan(body)
+    assert status == 403 and answer['error']['code'] == 'staff_only'
+    assert answer['error']['field'] == 'binding_confirmed'
+    app.api_token, app.staff_token = 'handheld-token-0123', \
+        'staff-token-0123456'
+    status, answer = Client(server, 'handheld-token-0123').scan(body)
+    assert status == 403 and answer['error']['code'] == 'staff_only'
+    assert turnstile.opened == opened
+    status, answer = Client(server, 'staff-token-0123456').scan(body)
+    assert status == 200 and answer['decision'] == 'open', answer
+    # the staff token also does what handhelds do
+    assert Client(server, 'staff-token-0123456').request(
+        'GET', '/status')[0] == 200
+
+
+def test_origin_and_host(app, client):
+    body = {'gate': 'MAIN-IN', 'lane': 1, 'medium': 'qr', 'data': 'x'}
+    status, answer = client.request('POST', '/scan', body,
+        headers={'Origin': 'http://evil.example'})
+    assert status == 403 and answer['error']['code'] == 'forbidden_origin'
+    same = f'http://{client.host}:{client.port}'
+    assert client.request('POST', '/scan', body,
+        headers={'Origin': same})[0] == 200
+    # DNS rebinding: a page of evil.example resolved to 127.0.0.1
+    status, answer = client.request('GET', '/status', headers={
+        'Host': f'evil.example:{client.port}',
+        'Origin': f'http://evil.example:{client.port}'})
+    assert status == 403
+    assert client.request('GET', '/status', headers={
+        'Host': f'localhost:{client.port}'})[0] == 200
+    app.allowed_origins = frozenset({'https://staff.example'})
+    assert client.request('POST', '/scan', body,
+        headers={'Origin': 'https://staff.example'})[0] == 200
+
+
+@pytest.mark.parametrize('kind', [None, 'text/plain',
+    'application/x-www-form-urlencoded', 'multipart/form-data'])
+def test_content_type_required(client, turnstile, kind):
+    data = json.dumps({'gate': 'MAIN-IN', 'lane': 1, 'medium': 'qr',
+        'data': sign(9031)}).encode()
+    conn = http.client.HTTPConnection(client.host, client.port, timeout=10)
+    headers = {'Content-Length': str(len(data))}
+    if kind:
+        headers['Content-Type'] = kind
+    conn.request('POST', '/scan', body=data, headers=headers)
+    response = conn.getresponse()
+    answer = json.loads(response.read())
+    conn.close()
+    assert response.status == 415
+    assert answer['error']['code'] == 'unsupported_media_type'
+    assert turnstile.opened == []
+
+
+def test_card_photos_not_enumerable(client, synced_store):
+    status, body = client.scan({'gate': 'MAIN-IN', 'lane': 1,
+        'medium': 'rfid', 'data': '04A1B2C3D4'})
+    url = body['bound_photo_url']
+    assert url.startswith('/photos/card-9-') and len(url) > 40
+    assert client.request('GET', url)[0] == 200
+    for guess in ('/photos/card-9', '/photos/card-9-' + '0' * 32,
+            url[:-1] + ('0' if url[-1] != '0' else '1'), url[:-1],
+            '/photos/' + url.rsplit('-', 1)[1][:1]):
+        assert client.request('GET', guess)[0] == 404, guess
+
+
+def test_open_only_on_loopback(app):
+    with pytest.raises(ValueError, match='token'):
+        ApiServer(('0.0.0.0', 0), app)
+    app.api_token = 'handheld-token-0123'
+    server = ApiServer(('0.0.0.0', 0), app)
+    server.server_close()
+
+
+@settings(max_examples=120, deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow])
+@given(body=scan_like, headers=st.fixed_dictionaries({}, optional={
+    'Origin': st.sampled_from(['http://evil.example', 'null', '']),
+    'Content-Type': st.sampled_from(['text/plain', 'application/json',
+        'application/json; charset=utf-8', 'multipart/form-data', '']),
+    'Authorization': st.sampled_from(['Bearer handheld-token-0123',
+        'Bearer staff-token-0123456', 'Bearer nope', 'Basic x', '']),
+    'Host': st.sampled_from(['evil.example', 'localhost', '127.0.0.1']),
+}))
+def test_random_requests_never_open_never_5xx(app, client, turnstile, body,
+        headers):
+    "Whatever the headers, a request opens only on a valid ticket"
+    app.api_token, app.staff_token = 'handheld-token-0123', \
+        'staff-token-0123456'
+    status, answer = client.request('POST', '/scan',
+        raw=json.dumps(body).encode(), headers=headers)
+    assert status in (200, 401, 403, 415, 422), (status, answer)
+    if status == 200:
+        assert answer['decision'] == 'deny'
     assert turnstile.opened == []

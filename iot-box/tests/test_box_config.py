@@ -24,7 +24,7 @@ def test_example_loads():
 
 
 def minimal(**changes):
-    data = {'erp': {'url': 'http://erp:8000', 'database': 'demo'},
+    data = {'erp': {'url': 'http://127.0.0.1:8000', 'database': 'demo'},
         'gates': [{'code': 'MAIN-IN'}]}
     for key, value in changes.items():
         section, _, name = key.partition('__')
@@ -56,7 +56,7 @@ def test_driver_options_pass_through():
     (minimal(erp={'database': 'demo'}), 'erp.url'),
     (minimal(erp__url='ftp://x'), 'erp.url'),
     (minimal(erp__url=5), 'erp.url'),
-    (minimal(erp={'url': 'http://x'}), 'erp.database'),
+    (minimal(erp={'url': 'http://127.0.0.1'}), 'erp.database'),
     (minimal(erp__database='a/b'), 'erp.database'),
     (minimal(erp__timeout='ten'), 'erp.timeout'),
     (minimal(erp__timeout=0), 'erp.timeout'),
@@ -93,3 +93,28 @@ def test_file_errors(tmp_path):
     bad.write_text('[erp\nurl = ')
     with pytest.raises(ConfigError, match='not valid TOML'):
         load(bad)
+
+
+def test_token_required_beyond_loopback():
+    "A box on the LAN without a token would open gates for anyone."
+    for listen in ('0.0.0.0:8100', '192.168.1.20:8100', '[::]:8100'):
+        with pytest.raises(ConfigError) as info:
+            parse(minimal(api={'listen': listen}))
+        assert info.value.key == 'api.token'
+    with pytest.raises(ConfigError) as info:
+        parse(minimal(api={'listen': '0.0.0.0:8100', 'token': 'short'}))
+    assert info.value.key == 'api.token'
+    with pytest.raises(ConfigError) as info:
+        parse(minimal(api={'listen': '0.0.0.0:8100', 'token': 'x' * 20,
+            'staff_token': 'x' * 20}))
+    assert info.value.key == 'api.staff_token'
+    config = parse(minimal(api={'listen': '0.0.0.0:8100', 'token': 'h' * 20,
+        'staff_token': 's' * 20,
+        'allowed_origins': ['https://staff.example']}))
+    assert config.api_token == 'h' * 20 and config.staff_token == 's' * 20
+    assert config.allowed_origins == ('https://staff.example',)
+    for listen in ('127.0.0.1:8100', 'localhost:8100', '[::1]:8100'):
+        assert parse(minimal(api={'listen': listen})).api_token is None
+    with pytest.raises(ConfigError) as info:
+        parse(minimal(api={'allowed_origins': ['*']}))
+    assert info.value.key == 'api.allowed_origins'

@@ -163,7 +163,7 @@ def test_cli_enrol_sync_status(tmp_path, fake_erp, capsys):
 
 def test_cli_config_error(tmp_path, capsys):
     path = tmp_path / 'box.toml'
-    path.write_text('[erp]\nurl = "http://x"\n')
+    path.write_text('[erp]\nurl = "http://127.0.0.1:8000"\n')
     assert cli.main(['status', '--config', str(path)]) == 2
     assert 'erp.database' in capsys.readouterr().err
 

@@ -359,3 +359,21 @@ def test_card_photo_fetch(engine, store, fake_erp):
     assert engine.client.fetch(url).startswith(b'\xff\xd8')
     with pytest.raises(ErpRejected):
         engine.client.fetch('http://elsewhere.example/x')
+
+
+def test_clock_skew_alarm(engine, clock):
+    "The ERP's server_time shows a box clock that drifted (issue 15)"
+    engine.heartbeat(force=True)             # the fake ERP says NOW
+    assert engine.status()['clock_skew_s'] == 0
+    assert engine.status()['alarms'] == []
+    clock.advance(seconds=20)                # the box runs 20 s fast
+    engine.heartbeat(force=True)
+    assert engine.status()['alarms'] == []
+    clock.advance(minutes=5)
+    engine.heartbeat(force=True)
+    status = engine.status()
+    assert status['alarms'] == ['clock_skew']
+    assert status['clock_skew_s'] >= 300
+    clock.now = NOW
+    engine.heartbeat(force=True)
+    assert engine.status()['alarms'] == []

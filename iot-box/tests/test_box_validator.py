@@ -181,7 +181,8 @@ def test_cards(validator, synced_store, clock):
     result = validator.scan(rfid('04:a1:b2:c3:d4'))
     assert result.decision.action == 'open'
     assert result.decision.card == 9
-    assert result.bound_photo_url == '/photos/card-9'
+    assert result.bound_photo_url == (
+        '/photos/card-9-' + validator.store.photo_token(9))
     assert validator.scan(rfid('04DEAD0001')).decision.reason == 'card_lost'
     assert validator.scan(rfid('FFFFFFFF')).decision.reason == \
         'unknown_card'

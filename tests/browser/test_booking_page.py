@@ -404,7 +404,8 @@ def test_wrong_checksum_is_refused(server, browser, artifacts_dir):
 
 
 def test_pickup(server, browser, artifacts_dir):
-    "ID + phone of the first booking find it; a wrong phone finds nothing."
+    """ID + phone + order reference of the first booking find it (sent in
+    a POST body, never in a URL); a wrong phone finds nothing."""
     with diagnostics(browser, server, artifacts_dir, 'pickup'):
         browser.get(f'{server.url}/{server.database}/scenic/pickup')
         _visible(browser, '#pickup-form')
@@ -412,6 +413,7 @@ def test_pickup(server, browser, artifacts_dir):
         assert text(browser, '#pickup-heading') == '取票 / 查询订单'
         fill(browser, '#pk-id', booked['id'])
         fill(browser, '#pk-phone', booked['phone'])
+        fill(browser, '#pk-ref', booked['order'])
         click(browser, '#search-button')
         order = _visible(browser,
             f'article.order[data-order="{booked["order"]}"]')
@@ -427,7 +429,7 @@ def test_pickup(server, browser, artifacts_dir):
         fill(browser, '#pk-phone', '13911112222')
         click(browser, '#search-button')
         assert text(browser, '#results-heading.empty') == \
-            '没有找到订单。请核对证件号码和手机号。'
+            '没有找到订单。请核对证件号码、手机号和订单号。'
         assert not _all_css(browser, 'article.order')
         shot(browser, artifacts_dir, 'pickup_none.png')
 
@@ -554,8 +556,9 @@ def test_retry_after_network_error_keeps_the_key(server, browser,
         keys = browser.execute_script("return window.__keys")
         assert len(keys) == 2 and keys[0] == keys[1], keys
         assert len(keys[0]) == 36, keys  # a UUID
-        status, data = api(server, 'GET',
-            f'/orders?id_number={id_number}&phone={phone}')
+        status, data = api(server, 'POST', '/orders/lookup', {
+                'id_number': id_number, 'phone': phone,
+                'reference': reference})
         assert status == 200, data
         assert [o['order'] for o in data['orders']] == [reference]
         # A new submission (here: the next booking) gets a fresh key.

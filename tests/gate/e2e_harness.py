@@ -126,6 +126,7 @@ def build_site(var_dir):
     return Site(erp, json.loads(site_json.read_text()), var_dir)
 
 
+STAFF_TOKEN = 'gate-site-staff-token'
 BOX_TOML = """
 [erp]
 url = "{url}"
@@ -143,6 +144,7 @@ max_backoff = 0.2
 
 [api]
 listen = "127.0.0.1:0"
+staff_token = "{staff_token}"
 
 [[gates]]
 code = "MAIN-IN"
@@ -181,8 +183,11 @@ class Box:
     def request(self, method, path, body=None, raw=None):
         data = raw if raw is not None else (
             json.dumps(body).encode() if body is not None else None)
+        headers = {'Content-Type': 'application/json'}
+        if body and 'binding_confirmed' in body:    # the staff screen
+            headers['Authorization'] = f'Bearer {STAFF_TOKEN}'
         request = urllib.request.Request(self.url + path, data=data,
-            method=method, headers={'Content-Type': 'application/json'})
+            method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=30) as answer:
                 return answer.status, answer.read()
@@ -224,7 +229,7 @@ def start_box(site, directory, token, name):
     directory.mkdir()
     path = directory / 'box.toml'
     path.write_text(BOX_TOML.format(url=site.erp.url, database=DATABASE,
-            token=token, name=name))
+            token=token, name=name, staff_token=STAFF_TOKEN))
     service = Service(load(path))
     service.start()
     box = Box(service)

@@ -425,6 +425,18 @@ class GateAPITestCase(RouteTestCase):
             self.assertEqual(Zone(area.zone).inside, 4)
         self.read(check)
 
+        # Admitted offline before its refund, uploaded after it: the refund
+        # is flagged for review (issue 15 item 10).
+        entered, = self.committed(sell, area)
+        offline_entry = scan(area.gate_in, entered,
+            at=now - dt.timedelta(minutes=2), offline=True)
+        self.committed(refund, entered, now=now - dt.timedelta(minutes=1))
+        answer = self.upload(box_b, [offline_entry])
+        self.assertEqual(answer['accepted'], [offline_entry['nonce']])
+        self.assertEqual(answer['conflicts'], [{
+                    'nonce': offline_entry['nonce'],
+                    'reason': 'refunded_after_entry'}])
+
     def test_scan_refusals(self):
         "Bad batches are refused whole, naming the field"
         area = self.committed(build_area)
@@ -506,6 +518,14 @@ class GateAPITestCase(RouteTestCase):
         self.assertError(self.client().post(self.url('/heartbeat'),
                 json={'sync_lag_s': -0.5}, headers=headers),
             422, 'invalid_request', 'sync_lag_s')
+        # bounded before it becomes an integer (issue 15)
+        for raw, field in [(b'{"outbox": 1e999999999}', 'outbox'),
+                (b'{"sync_lag_s": 4294967296}', 'sync_lag_s'),
+                (b'{"devices": [{"kind": "turnstile", "name": "t", '
+                    b'"errors": 99999999999}]}', 'devices[0].errors')]:
+            self.assertError(self.client().post(self.url('/heartbeat'),
+                    data=raw, content_type='application/json',
+                    headers=headers), 422, 'invalid_request', field)
 
     # --- photos ------------------------------------------------------------
 
@@ -531,8 +551,37 @@ class GateAPITestCase(RouteTestCase):
         self.assertError(self.client().get(url), 401, 'unauthorized')
         self.assertError(self.client().get(url[:-3] + 'zzz',
                 headers=headers), 404, 'not_found')
+        # the whole token, not a prefix of it (issue 15)
+        for cut in (1, 8, 15):
+            self.assertError(self.client().get(url[:-16 + cut],
+                    headers=headers), 404, 'not_found')
 
     # --- codes -------------------------------------------------------------
+
+    def test_retired_key_carries_its_revocation(self):
+        "A retired key reaches boxes with its own signed revocation"
+        area = self.committed(build_area)
+        headers = self.enrolled_box(area)
+
+        def rotate_and_retire():
+            pool = Pool()
+            SigningKey = pool.get('scenic.signing_key')
+            Company = pool.get('company.company')
+            SigningKey.rotate([Company(area.company)])
+            SigningKey.retire(SigningKey.search([('state', '=', 'verify')]))
+        self.committed(rotate_and_retire)
+        keys = {k['key_id']: k for k in self.sync(headers)['keys']}
+        self.assertEqual(len(keys), 2)
+        keyring = ticketcode.Keyring()
+        for key in keys.values():
+            keyring.add(key['key_id'], base64.b64decode(key['public_key']))
+        retired, = [k for k in keys.values() if k['retired']]
+        active, = [k for k in keys.values() if not k['retired']]
+        self.assertNotIn('revocation', active)
+        self.assertTrue(keyring.revocation_ok(retired['key_id'],
+                base64.b64decode(retired['revocation'])))
+        self.assertFalse(keyring.revocation_ok(active['key_id'],
+                base64.b64decode(retired['revocation'])))
 
     def test_synced_codes_verify(self):
         "The synced keys verify the synced codes, and revocations tell"

@@ -67,6 +67,7 @@
       retry_hint: '网络中断，订单可能未提交。请再次点击“提交预订”（不会重复下单）。',
       v_name: '请填写姓名。',
       v_id_empty: '请填写证件号码。',
+      v_ref_empty: '请填写订单号（预订成功时显示）。',
       v_id_length: '身份证号码应为 18 位。',
       v_id_format: '身份证号码为 17 位数字加 1 位数字或 X。',
       v_id_area: '身份证号码的地区码无效。',
@@ -120,11 +121,12 @@
       gate_hint: '入园时请出示二维码或刷身份证。之后可在“取票”页面用证件号码和手机号再次查看门票。',
       book_again: '再订一单',
       pickup_title: '取票 / 查询订单',
-      pickup_intro: '输入预订时任一游客的证件号码和联系人手机号。',
+      pickup_intro: '输入预订时任一游客的证件号码、联系人手机号和订单号。',
       pickup_id: '游客证件号码',
+      pickup_ref: '订单号',
       search: '查询',
       searching: '正在查询…',
-      no_orders: '没有找到订单。请核对证件号码和手机号。',
+      no_orders: '没有找到订单。请核对证件号码、手机号和订单号。',
       orders_found: '找到 {n} 个订单。',
       simulated_note: '演示环境：支付为模拟支付，不会扣款。',
       err_sold_out: '该时段余票不足，请选择其他时段。',
@@ -135,12 +137,15 @@
       err_amount_mismatch: '支付金额与订单金额不符，请刷新后重试。',
       err_not_payable: '该订单已无法支付（可能已超时）。',
       err_not_cancellable: '该订单已无法取消或退款。',
+      err_hold_limit: '未支付的预订过多，请先支付或取消已有订单，或稍后再试。',
       err_unauthorized: '预约服务暂不可用（渠道密钥无效），请联系景区。',
       err_not_found: '没有找到该订单。',
       err_idempotency_conflict: '这次提交与之前的不一致，请重新提交。',
       err_payment_failed: '支付失败，请重试。',
       err_internal_error: '服务器出错，订单未作任何更改。请稍后再试。',
       err_method_not_allowed: '页面与服务器版本不符，请刷新页面后重试。',
+      err_too_many_requests: '查询次数过多，请稍后再试，或到售票处咨询。',
+      err_payload_too_large: '提交的内容过多，请减少游客人数。',
       err_network: '网络连接失败，请检查网络后重试。',
       err_unknown: '出错了：{message}',
     },
@@ -198,6 +203,7 @@
         'sent. Press “Book” again (it will not book twice).',
       v_name: 'Enter the name.',
       v_id_empty: 'Enter the ID number.',
+      v_ref_empty: 'Enter the order reference (shown when you booked).',
       v_id_length: 'A resident ID number has 18 characters.',
       v_id_format: 'A resident ID number is 17 digits and a digit or X.',
       v_id_area: 'The area code of this resident ID number is not valid.',
@@ -257,12 +263,14 @@
         'and the phone.',
       book_again: 'Book again',
       pickup_title: 'Find my tickets',
-      pickup_intro: 'Enter the ID number of one of the visitors and the ' +
-        'contact phone of the booking.',
+      pickup_intro: 'Enter the ID number of one of the visitors, the ' +
+        'contact phone and the order reference of the booking.',
       pickup_id: 'Visitor’s ID number',
+      pickup_ref: 'Order reference',
       search: 'Find',
       searching: 'Searching…',
-      no_orders: 'No orders found. Check the ID number and the phone.',
+      no_orders: 'No orders found. Check the ID number, the phone and ' +
+        'the order reference.',
       orders_found: '{n} order(s) found.',
       simulated_note: 'Demo: payments are simulated, no money is charged.',
       err_sold_out: 'Not enough places are left at this time; choose ' +
@@ -278,6 +286,8 @@
         'may be over).',
       err_not_cancellable: 'This order can no longer be cancelled or ' +
         'refunded.',
+      err_hold_limit: 'Too many unpaid bookings: pay or cancel one first, ' +
+        'or try again later.',
       err_unauthorized: 'Booking is unavailable (the channel key was ' +
         'refused); please contact the scenic area.',
       err_not_found: 'No such order.',
@@ -288,6 +298,9 @@
         'try again later.',
       err_method_not_allowed: 'This page does not match the server; ' +
         'reload it and try again.',
+      err_too_many_requests: 'Too many look-ups: try again later, or ask ' +
+        'at the ticket office.',
+      err_payload_too_large: 'Too much at once: book fewer visitors.',
       err_network: 'Network error: check your connection and try again.',
       err_unknown: 'Something went wrong: {message}',
     },
@@ -533,7 +546,7 @@
     orders: [],
     orderUi: {},     // reference → {confirm, busy, error, note}
     // pickup
-    pickup: {id: '', phone: ''},
+    pickup: {id: '', phone: '', ref: ''},
     searching: false,
     searched: false,
     focus: null,     // element id to focus after the next render
@@ -935,25 +948,30 @@
     state.formError = null;
     const id = normalizeId(state.pickup.id);
     const phone = state.pickup.phone.trim();
+    const reference = state.pickup.ref.trim();
     if (!id) state.errors['pk-id'] = {key: 'v_id_empty'};
     if (!PHONE_RE.test(phone)) state.errors['pk-phone'] = {key: 'v_phone'};
+    if (!reference) state.errors['pk-ref'] = {key: 'v_ref_empty'};
     if (Object.keys(state.errors).length) {
-      state.focus = state.errors['pk-id'] ? 'pk-id' : 'pk-phone';
+      state.focus = ['pk-id', 'pk-phone', 'pk-ref'].find(
+        (k) => state.errors[k]);
       render();
       return;
     }
     state.searching = true;
     render();
     try {
-      const data = await api('GET', `/orders?id_number=` +
-        `${encodeURIComponent(id)}&phone=${encodeURIComponent(phone)}`);
+      // POST: ID numbers and phones never go in a URL (or a server log)
+      const data = await api('POST', '/orders/lookup', {body: JSON.stringify(
+        {id_number: id, phone: phone, reference: reference})});
       state.orders = data.orders;
       state.orderUi = {};
       state.searched = true;
       state.focus = 'results-heading';
     } catch (e) {
       const error = {code: e.code, message: e.serverMessage};
-      const where = {id_number: 'pk-id', phone: 'pk-phone'}[e.field];
+      const where = {id_number: 'pk-id', phone: 'pk-phone',
+        reference: 'pk-ref'}[e.field];
       if (where) state.errors[where] = error;
       else state.formError = error;
       state.focus = where || 'search-button';
@@ -1390,6 +1408,11 @@
           value: state.pickup.phone, type: 'tel', inputmode: 'tel',
           autocomplete: 'tel', maxlength: '20',
           onInput: (v) => { state.pickup.phone = v; }}),
+        textField({id: 'pk-ref', label: t('pickup_ref'),
+          value: state.pickup.ref, autocomplete: 'off',
+          autocapitalize: 'characters', spellcheck: 'false',
+          maxlength: '40', class: 'mono',
+          onInput: (v) => { state.pickup.ref = v; }}),
         h('p', {class: 'form-error', role: 'alert', id: 'form-error',
           hidden: !state.formError, text: errorText(state.formError)}),
         h('button', {type: 'submit', class: 'primary wide',

@@ -337,6 +337,32 @@ class BookingAPITestCase(RouteTestCase):
                 headers=self.headers(idempotency=False)),
             409, 'not_cancellable')
 
+    def test_providers_allowed_per_channel(self):
+        "A channel pays only with its providers; simulated only in a demo"
+        from trytond import config
+        slot = self.day_slot()
+        order = self.book(self.body(slot, [new_id()])).json
+        try:
+            # outside a demo the simulated provider is refused, even listed
+            config.set('scenic', 'demo', 'False')
+            response = self.pay(order)
+            self.assertError(response, 422, 'invalid_request', 'provider')
+            self.assertIn('demo', response.json['error']['message'])
+            self.assertEqual(self.client().get(
+                    self.url(f"/orders/{order['order']}"),
+                    headers=self.headers(idempotency=False)).json['state'],
+                'reserved')
+            # in a demo, only what the allow-list names
+            config.set('scenic', 'demo', 'True')
+            config.set('scenic_payment', 'default', '')
+            response = self.pay(order)
+            self.assertError(response, 422, 'invalid_request', 'provider')
+            self.assertIn('none configured', response.json['error']['message'])
+            config.set('scenic_payment', 'web', 'simulated')
+            self.assertEqual(self.pay(order).json['state'], 'paid')
+        finally:
+            configure_pii_key()
+
     def test_cancel_releases_and_revokes(self):
         "A refund gives the places and the ID back and revokes the codes"
         slot = self.day_slot()
@@ -422,27 +448,139 @@ class BookingAPITestCase(RouteTestCase):
             headers=self.headers(idempotency=False)).json
         self.assertEqual(got['state'], 'expired')
 
+    def test_bounds_and_hold_limits(self):
+        "Persons are bounded; unpaid holds per phone, channel and address"
+        from trytond import config
+        slot = self.day_slot(capacity=20)
+        try:
+            config.set('scenic_booking', 'max_persons_item', '8')
+            # a huge group is refused before any ticket row is built
+            for persons in (10, 10 ** 9):
+                self.assertError(self.book(self.body(slot, ticket_type=
+                            'GROUP5', persons=persons)),
+                    422, 'invalid_request', 'items[0].persons')
+            config.set('scenic_booking', 'max_persons_item', '100')
+            self.assertError(self.book(self.body(slot, ticket_type=
+                        'GROUP5', persons=25)), 409, 'sold_out')
+            # per phone: 2 unpaid orders on the slot, the third is refused
+            config.set('scenic_booking', 'max_holds_phone', '2')
+            for _ in range(2):
+                self.assertEqual(self.book(self.body(slot, [new_id()],
+                            phone='13500000001')).status_code, 201)
+            self.assertError(self.book(self.body(slot, [new_id()],
+                        phone='13500000001')), 409, 'hold_limit',
+                'contact.phone')
+            # per channel: at most half the slot held unpaid
+            config.set('scenic_booking', 'max_unpaid_percent', '50')
+            self.assertError(self.book(self.body(slot, ticket_type='GROUP5',
+                        persons=10)), 409, 'hold_limit', 'slot')
+            config.set('scenic_booking', 'web.max_unpaid_percent', '100')
+            self.assertEqual(self.book(self.body(slot, ticket_type='GROUP5',
+                        persons=10)).status_code, 201)
+            # per client address and hour
+            config.set('scenic_booking', 'max_holds_client', '1')
+            other = self.day_slot(capacity=20)
+            answers = [self.client().post(self.url('/orders'),
+                    json=self.body(other, [new_id()], phone=f'1350000010{i}'),
+                    headers=self.headers(),
+                    environ_base={'REMOTE_ADDR': '10.9.0.1'})
+                for i in range(2)]
+            self.assertEqual(answers[0].status_code, 201)
+            self.assertError(answers[1], 429, 'too_many_requests')
+            self.assertTrue(answers[1].headers['Retry-After'])
+        finally:
+            configure_pii_key()
+
+    def lookup(self, body, address='10.1.0.1'):
+        return self.client().post(self.url('/orders/lookup'), json=body,
+            headers=self.headers(idempotency=False),
+            environ_base={'REMOTE_ADDR': address})
+
     def test_pickup(self):
-        "Pickup finds orders by ID number and phone; both must match"
+        "Pickup needs the ID number, the phone and the order reference"
         slot = self.day_slot()
         number = new_id()
         order = self.book(self.body(slot, [number], phone='13912345678'))
         self.pay(order.json)
-        found = self.client().get(
-            self.url(f'/orders?id_number={number}&phone=139-1234-5678'),
-            headers=self.headers(idempotency=False))
+        reference = order.json['order']
+        found = self.lookup({'id_number': number, 'phone': '139-1234-5678',
+                'reference': reference})
         self.assertEqual([o['order'] for o in found.json['orders']],
-            [order.json['order']])
-        for query in [f'id_number={number}&phone=13900000000',
-                f'id_number={new_id()}&phone=13912345678']:
-            self.assertEqual(self.client().get(
-                    self.url(f'/orders?{query}'),
-                    headers=self.headers(idempotency=False)
-                    ).json['orders'], [])
+            [reference])
+        code = found.json['orders'][0]['tickets'][0]['code']
+        # the code's holder hash is not the box-testable look-up hash
+        from scenic_common.pii import PIIVault
+        from .tools import TEST_PII_KEY
+        vault = PIIVault(TEST_PII_KEY)
+        id_hash = vault.lookup_hash('resident_id', number)
+        holder = ticketcode.parse_unverified(code).holder_hash
+        self.assertEqual(holder, vault.code_holder_hash(id_hash))
+        self.assertNotEqual(holder, bytes.fromhex(id_hash)[:8])
+        other = self.book(self.body(slot, [new_id()])).json['order']
+        for body in [
+                {'id_number': number, 'phone': '13900000000',
+                    'reference': reference},
+                {'id_number': new_id(), 'phone': '13912345678',
+                    'reference': reference},
+                {'id_number': number, 'phone': '13912345678',
+                    'reference': other}]:
+            self.assertEqual(self.lookup(body).json['orders'], [])
+        for body, field in [
+                ({'id_number': number, 'phone': '13912345678'}, 'reference'),
+                ({'id_number': number, 'reference': reference}, 'phone'),
+                ({'phone': '13912345678', 'reference': reference},
+                    'id_number'),
+                ({'id_number': number, 'phone': 'x', 'reference': reference},
+                    'phone')]:
+            self.assertError(self.lookup(body), 422, 'invalid_request',
+                field)
+        # the query-string form is gone: ID numbers never go in a URL
         self.assertError(self.client().get(
-                self.url(f'/orders?id_number={number}'),
+                self.url(f'/orders?id_number={number}&phone=13912345678'),
                 headers=self.headers(idempotency=False)),
-            422, 'invalid_request', 'phone')
+            405, 'method_not_allowed')
+
+    def test_pickup_rate_limits(self):
+        "Failed look-ups per phone, and look-ups per address, are limited"
+        slot = self.day_slot()
+        number = new_id()
+        order = self.book(self.body(slot, [number], phone='13700001111'))
+        reference = order.json['order']
+        good = {'id_number': number, 'phone': '13700001111',
+            'reference': reference}
+        # 10 wrong guesses for one phone, from many addresses
+        for i in range(10):
+            self.assertEqual(self.lookup(dict(good, id_number=new_id()),
+                    address=f'10.2.0.{i}').json['orders'], [])
+        limited = self.lookup(good, address='10.2.1.1')
+        self.assertError(limited, 429, 'too_many_requests')
+        self.assertLessEqual(int(limited.headers['Retry-After']), 3600)
+        self.assertGreater(int(limited.headers['Retry-After']), 0)
+        # another phone is not affected
+        self.assertEqual(self.lookup(dict(good, phone='13700002222'),
+                address='10.2.1.2').json['orders'], [])
+        # 30 look-ups a minute from one address, whatever they ask
+        answers = [self.lookup(dict(good, phone=f'1360000{i:04d}'),
+                address='10.3.0.1').status_code for i in range(31)]
+        self.assertEqual(answers[:30], [200] * 30)
+        self.assertEqual(answers[30], 429)
+
+    def test_bodies_too_big_or_too_deep(self):
+        "An oversized body is 413, a deeply nested one 422, never 500"
+        big = b'{"slot": 1, "items": [' + b'{"x": 1},' * 150000 + b'{}]}'
+        response = self.client().post(self.url('/orders'), data=big,
+            content_type='application/json', headers=self.headers())
+        self.assertError(response, 413, 'payload_too_large', 'body')
+        deep = b'[' * 100000 + b']' * 100000
+        for path in ['/orders', '/orders/lookup']:
+            response = self.client().post(self.url(path), data=deep[:200000],
+                content_type='application/json', headers=self.headers())
+            self.assertIn(response.status_code, (413, 422))
+        nested = b'{"a":' * 5000 + b'1' + b'}' * 5000
+        response = self.client().post(self.url('/orders/lookup'),
+            data=nested, content_type='application/json',
+            headers=self.headers(idempotency=False))
+        self.assertError(response, 422, 'invalid_request', 'body')
 
     def test_key_rotation(self):
         "Codes of a rotated key stay valid until that key is retired"

@@ -424,6 +424,60 @@ class ScenicTicketTestCase(
         finally:
             configure_pii_key()
 
+    @with_transaction()
+    def test_pii_key_rotation_reencrypts(self):
+        "After a rotation, reencrypt_all puts every secret under the new key"
+        from scenic_common.pii import DEMO_PII_KEY
+        from trytond import config
+        from ..vault import (
+            ENCRYPTED_COLUMNS, check_pii_configuration, reencrypt_all)
+        from .tools import TEST_PII_KEY
+        pool = Pool()
+        Visitor = pool.get('scenic.visitor')
+        Channel = pool.get('scenic.channel')
+        SigningKey = pool.get('scenic.signing_key')
+        company = create_area()
+        number = make_resident_id()
+        new_key = 'the-new-key-of-this-area-0123456789abcdef'
+        with set_company(company):
+            visitor, = Visitor.create([{
+                        'company': company.id, 'name': "Li Lei",
+                        'id_number': number}])
+            channel, = Channel.create([{'company': company.id,
+                        'name': "Web", 'code': 'WEB-R', 'kind': 'online'}])
+            api_key = channel.set_api_key()
+            SigningKey.active_signer(company)
+            hash_before = visitor.id_hash
+            try:
+                config.set('scenic', 'pii_key', new_key)
+                config.set('scenic', 'pii_key_previous', TEST_PII_KEY)
+                config.set('scenic', 'pii_lookup_key', TEST_PII_KEY)
+                counts = reencrypt_all()
+                self.assertEqual(counts, {'scenic.visitor': 1,
+                        'scenic.channel': 1, 'scenic.signing_key': 1})
+                self.assertEqual(reencrypt_all(), dict.fromkeys(counts, 0))
+                # the old key gone: everything still reads
+                config.set('scenic', 'pii_key_previous', '')
+                self.assertEqual(Visitor(visitor.id).id_number, number)
+                self.assertEqual(Channel(channel.id).get_api_key(), api_key)
+                self.assertEqual(Visitor.search(
+                        [('id_number', '=', number)]), [visitor])
+                self.assertEqual(Visitor(visitor.id).id_hash, hash_before)
+                self.assertTrue(SigningKey.active_signer(company))
+                # the demo's key is refused where the configuration does not
+                # say demo
+                config.set('scenic', 'pii_key', DEMO_PII_KEY)
+                config.set('scenic', 'demo', 'False')
+                with self.assertRaisesRegex(RuntimeError, 'published'):
+                    check_pii_configuration()
+                config.set('scenic', 'demo', 'True')
+                check_pii_configuration()
+            finally:
+                config.set('scenic', 'pii_key_previous', '')
+                config.set('scenic', 'pii_lookup_key', '')
+                configure_pii_key()
+        self.assertEqual(len(ENCRYPTED_COLUMNS), 3)
+
     # --- areas and roles -----------------------------------------------
 
     @with_transaction()
@@ -481,5 +535,49 @@ class ScenicTicketTestCase(
                                 'method': 'amount', 'value': 1}])
         self.assertEqual(PriceRule(rule.id).value, Decimal(15))
 
+
+    @with_transaction()
+    def test_codes_and_personal_data_by_role(self):
+        "Each role reads the codes and personal data it needs, and no more"
+        pool = Pool()
+        company = create_area()
+        # (model, field): the roles that may read it
+        readers = {
+            ('scenic.ticket', 'code'): {'supervisor', 'cashier'},
+            ('scenic.ticket', 'holder_hash'): {'supervisor'},
+            ('scenic.ticket', 'holder_masked'): {
+                'supervisor', 'cashier', 'finance', 'gate'},
+            ('scenic.visitor', 'id_masked'): {'supervisor', 'cashier', 'gate'},
+            ('scenic.visitor', 'id_encrypted'): {'supervisor'},
+            ('scenic.visitor', 'id_hash'): {'supervisor'},
+            ('scenic.order', 'contact_phone'): {
+                'supervisor', 'cashier', 'finance', 'marketing', 'gate'},
+            ('scenic.channel', 'api_key_encrypted'): set(),
+            ('scenic.signing_key', 'private_key_encrypted'): set(),
+            }
+        roles = ['supervisor', 'cashier', 'finance', 'marketing', 'gate']
+        users = {r: create_user(company, r) for r in roles}
+        context = {'company': company.id, 'companies': [company.id]}
+        seen = {}
+        with Transaction().set_context(context):
+            for (model, field), allowed in readers.items():
+                Model = pool.get(model)
+                if field not in Model._fields:
+                    continue
+                for role in roles:
+                    with Transaction().set_user(users[role].id), \
+                            check_access():
+                        try:
+                            Model.read([], [field])
+                            Model.search([], limit=1)
+                            seen[model, field, role] = True
+                        except AccessError:
+                            seen[model, field, role] = False
+        wrong = {key: value for key, value in seen.items()
+            if value != (key[2] in readers[key[:2]])}
+        self.maxDiff = None
+        self.assertEqual(wrong, {})
+        self.assertEqual(seen['scenic.ticket', 'code', 'finance'], False)
+        self.assertEqual(seen['scenic.ticket', 'code', 'gate'], False)
 
 del ModuleTestCase

@@ -17,9 +17,22 @@ TEST_PII_KEY = 'test-only-pii-key-0123456789abcdef-0123456789'
 
 
 def configure_pii_key(key=TEST_PII_KEY):
-    if not config.has_section('scenic'):
-        config.add_section('scenic')
+    """The tests' key, in a demo-like configuration: the simulated payment
+    provider is allowed for every channel."""
+    for section in ('scenic_payment', 'scenic_booking'):
+        if config.has_section(section):     # whatever a test set
+            config.remove_section(section)
+    for section in ('scenic', 'scenic_payment', 'scenic_booking'):
+        if not config.has_section(section):
+            config.add_section(section)
     config.set('scenic', 'pii_key', key)
+    config.set('scenic', 'demo', 'True')
+    config.set('scenic_payment', 'default', 'simulated')
+    # the rush and limit tests hold many unpaid orders of one phone and one
+    # address; the tests of the hold limits set their own
+    config.set('scenic_booking', 'max_holds_phone', '100000')
+    config.set('scenic_booking', 'max_unpaid_percent', '100')
+    config.set('scenic_booking', 'max_holds_client', '100000')
 
 
 def create_area(name="Cloud Mountain Scenic Area"):

@@ -1,0 +1,704 @@
+"""Daily posting: one balanced move per area, day and kind (receipts,
+refunds, recognition), built set-based from the ticket, payment and scan
+rows, each linked back (`origin`) to its batch.
+
+Money is deferred ticket by ticket so that every yuan taken into 2203
+预收账款 leaves it exactly once: at payment a ticket gets its net and VAT
+(`finance_net`, `finance_vat`, from its line's unit price and the rule's
+VAT rate); recognition moves `finance_earned` up to the net (at first
+entry, per entry for multi-entry tickets, day by day for annual and season
+cards, the rest at expiry); a refund takes out what is left.
+
+A day is posted once (`scenic.finance.day` is unique per area and date),
+only after it has ended in the area's timezone, and all its batches and
+moves are written in one transaction.
+"""
+import datetime as dt
+from collections import defaultdict
+from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
+
+from sql import Literal, Null
+from sql.aggregate import Count, Min, Sum
+from sql.operators import Exists
+
+from trytond.i18n import gettext
+from trytond.model import Index, ModelSQL, ModelView, Unique, fields
+from trytond.pool import Pool, PoolMeta
+from trytond.pyson import Eval
+from trytond.transaction import Transaction, TransactionError
+from trytond.wizard import StateTransition, Wizard
+
+from scenic_ticket.area import CompanyMixin
+
+from .exceptions import PostingError
+
+CENT = Decimal('0.01')
+DAY_CARDS = {'annual_card', 'season_card'}
+KINDS = [
+    ('receipts', "Receipts"),
+    ('refunds', "Refunds"),
+    ('recognition', "Revenue Recognition"),
+    ]
+RECOGNITION_KINDS = [
+    ('use', "Use"),
+    ('entry', "Entry"),
+    ('day', "Day of Validity"),
+    ('expiry', "Expiry"),
+    ]
+CHUNK = 1000
+
+
+def split_vat(gross, rate):
+    "(net, vat) of a VAT-inclusive price, rounded to the cent."
+    gross = Decimal(gross)
+    vat = (gross * rate / (1 + rate)).quantize(CENT, ROUND_HALF_UP)
+    return gross - vat, vat
+
+
+def area_tz(company):
+    return ZoneInfo(company.timezone or 'Asia/Shanghai')
+
+
+def day_bounds(company, date):
+    "[start, end) of a local day as naive UTC, how Tryton stores times."
+    tz = area_tz(company)
+    start = dt.datetime.combine(date, dt.time(), tzinfo=tz)
+    end = dt.datetime.combine(date + dt.timedelta(1), dt.time(), tzinfo=tz)
+    return tuple(v.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        for v in (start, end))
+
+
+def area_today(company):
+    return dt.datetime.now(area_tz(company)).date()
+
+
+def _chunks(values, size=CHUNK):
+    values = list(values)
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+def _money(value):
+    "SQL sums as Decimal cents (SQLite returns floats)."
+    if isinstance(value, float):
+        value = repr(value)
+    return Decimal(value or 0).quantize(CENT)
+
+
+class Ticket(metaclass=PoolMeta):
+    __name__ = 'scenic.ticket'
+    finance_state = fields.Selection([
+            (None, ""),
+            ('deferred', "Deferred"),
+            ('closed', "Earned"),
+            ('refunded', "Refunded"),
+            ], "Finance State", readonly=True)
+    finance_net = fields.Numeric(
+        "Net Amount", digits=(16, 2), readonly=True)
+    finance_vat = fields.Numeric("VAT", digits=(16, 2), readonly=True)
+    finance_earned = fields.Numeric(
+        "Earned", digits=(16, 2), readonly=True)
+    finance_receipt = fields.Many2One(
+        'scenic.finance.batch', "Receipt Batch", readonly=True,
+        ondelete='RESTRICT')
+    finance_refund = fields.Many2One(
+        'scenic.finance.batch', "Refund Batch", readonly=True,
+        ondelete='RESTRICT')
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_indexes.update({
+                Index(t, (t.company, Index.Equality()),
+                    where=t.finance_state == 'deferred'),
+                Index(t, (t.finance_receipt, Index.Equality())),
+                })
+
+
+class Payment(metaclass=PoolMeta):
+    __name__ = 'scenic.payment'
+    finance_batch = fields.Many2One(
+        'scenic.finance.batch', "Posting Batch", readonly=True,
+        ondelete='RESTRICT')
+    finance_party = fields.Many2One(
+        'party.party', "Party", readonly=True, ondelete='RESTRICT',
+        context={'company': Eval('company', -1)}, depends={'company'},
+        help="Whom the money is owed by when the method posts to a "
+        "receivable (partner credit: the partner's 1122).")
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_indexes.update({
+                Index(t, (t.company, Index.Equality()),
+                    (t.date, Index.Range()),
+                    where=t.finance_batch == Null),
+                Index(t, (t.finance_batch, Index.Equality())),
+                Index(t, (t.provider_reference, Index.Equality())),
+                })
+
+
+class Move(metaclass=PoolMeta):
+    __name__ = 'account.move'
+
+    @classmethod
+    def _get_origin(cls):
+        return super()._get_origin() + ['scenic.finance.batch']
+
+
+class Batch(CompanyMixin, ModelSQL, ModelView):
+    "Posting Batch"
+    __name__ = 'scenic.finance.batch'
+    day = fields.Many2One(
+        'scenic.finance.day', "Day", required=True, readonly=True,
+        ondelete='RESTRICT')
+    date = fields.Date("Date", required=True, readonly=True)
+    kind = fields.Selection(KINDS, "Kind", required=True, readonly=True)
+    move = fields.Many2One(
+        'account.move', "Move", readonly=True, ondelete='RESTRICT')
+    amount = fields.Numeric("Amount", digits=(16, 2), readonly=True)
+    late = fields.Integer(
+        "Late Items", readonly=True,
+        help="Payments or refunds of earlier days recorded after those "
+        "days were posted.")
+    payments = fields.One2Many(
+        'scenic.payment', 'finance_batch', "Payments", readonly=True)
+    tickets = fields.One2Many(
+        'scenic.ticket', 'finance_receipt', "Tickets Deferred",
+        readonly=True)
+    refunded_tickets = fields.One2Many(
+        'scenic.ticket', 'finance_refund', "Tickets Refunded",
+        readonly=True)
+    recognitions = fields.One2Many(
+        'scenic.finance.recognition', 'batch', "Recognitions",
+        readonly=True)
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_constraints += [
+            ('kind_unique', Unique(t, t.company, t.date, t.kind),
+                'scenic_finance.msg_batch_unique'),
+            ]
+        cls._order = [('date', 'DESC'), ('kind', 'ASC'), ('id', 'DESC')]
+
+    def get_rec_name(self, name):
+        kind = dict(KINDS)[self.kind]
+        return f"{self.date} {kind}"
+
+
+class Recognition(CompanyMixin, ModelSQL, ModelView):
+    "Revenue earned on one ticket on one day."
+    __name__ = 'scenic.finance.recognition'
+    batch = fields.Many2One(
+        'scenic.finance.batch', "Batch", required=True, readonly=True,
+        ondelete='CASCADE')
+    ticket = fields.Many2One(
+        'scenic.ticket', "Ticket", required=True, readonly=True,
+        ondelete='RESTRICT')
+    date = fields.Date("Date", required=True, readonly=True)
+    kind = fields.Selection(
+        RECOGNITION_KINDS, "Kind", required=True, readonly=True)
+    amount = fields.Numeric(
+        "Amount", digits=(16, 2), required=True, readonly=True)
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_indexes.add(Index(t, (t.ticket, Index.Equality())))
+        cls._order = [('date', 'DESC'), ('id', 'DESC')]
+
+
+# --- the engine ------------------------------------------------------------
+
+class _Lines:
+    "Move lines summed by (account, party, description), with tax lines."
+
+    def __init__(self):
+        self.sums = defaultdict(lambda: [Decimal(0), Decimal(0)])
+        self.tax = {}
+
+    def add(self, account, amount, party=None, description=None,
+            tax=None):
+        "Debit a positive amount, credit a negative one."
+        if not amount:
+            return
+        key = (account.id, party, description)
+        self.sums[key][0] += amount
+        if tax:
+            self.tax.setdefault(key, [tax[0], tax[1], Decimal(0)])
+            self.tax[key][2] += tax[2]
+
+    def values(self):
+        result = []
+        for key, (amount, _) in sorted(self.sums.items(),
+                key=lambda i: (i[0][0], i[0][1] or 0, i[0][2] or '')):
+            if not amount:
+                continue
+            account, party, description = key
+            line = {
+                'account': account, 'party': party,
+                'description': description,
+                'debit': amount if amount > 0 else Decimal(0),
+                'credit': -amount if amount < 0 else Decimal(0),
+                }
+            if key in self.tax:
+                tax, type_, tax_amount = self.tax[key]
+                line['tax_lines'] = [('create', [{
+                                'tax': tax, 'type': type_,
+                                'amount': tax_amount}])]
+            result.append(line)
+        return result
+
+    @property
+    def total(self):
+        return sum((v[0] for v in self.sums.values()), Decimal(0))
+
+
+def posting_period(company, date):
+    """The period a move of `date` goes into and the move's date: its own
+    period when open, else the first open one after it (late postings)."""
+    Period = Pool().get('account.period')
+    periods = Period.search([
+            ('fiscalyear.company', '=', company.id),
+            ('type', '=', 'standard'),
+            ('state', '=', 'open'),
+            ('end_date', '>=', date),
+            ], order=[('start_date', 'ASC')], limit=1)
+    if not periods:
+        raise PostingError(gettext('scenic_finance.msg_no_open_period',
+                company=company.rec_name, date=date))
+    period, = periods
+    return period, max(date, period.start_date)
+
+
+class Poster:
+    """Posts one day of one area. Call `post()`; it returns the day record,
+    or None when the day was posted already."""
+
+    def __init__(self, company, date):
+        pool = Pool()
+        self.company = company
+        self.date = date
+        self.rule = pool.get('scenic.finance.rule').for_company(company)
+        self.start, self.end = day_bounds(company, date)
+        self.cursor = Transaction().connection.cursor()
+        self.user = Transaction().user
+        self.now = dt.datetime.utcnow()
+        self.party_ids = {}
+
+    def post(self):
+        pool = Pool()
+        Day = pool.get('scenic.finance.day')
+        day_table = Day.__table__()
+        self.cursor.execute(*day_table.select(day_table.id,
+                where=(day_table.company == self.company.id)
+                & (day_table.date == self.date)))
+        if self.cursor.fetchone():
+            return None
+        self.day, = Day.create([{
+                    'company': self.company.id, 'date': self.date,
+                    'state': 'posted'}])
+        self.batches = {}
+        self.receipts()
+        # Entries before a refund are earned first: a refund after
+        # partial use gives back only what is left.
+        self.recognition()
+        self.refunds()
+        self.day.compute_lines()
+        return self.day
+
+    def batch(self, kind):
+        Batch = Pool().get('scenic.finance.batch')
+        if kind not in self.batches:
+            self.batches[kind], = Batch.create([{
+                        'company': self.company.id, 'day': self.day.id,
+                        'date': self.date, 'kind': kind, 'late': 0}])
+        return self.batches[kind]
+
+    def make_move(self, batch, lines, late=0):
+        pool = Pool()
+        Move = pool.get('account.move')
+        Batch = pool.get('scenic.finance.batch')
+        if lines.total != 0:
+            raise PostingError(gettext('scenic_finance.msg_unbalanced',
+                    batch=batch.rec_name, difference=lines.total))
+        values = lines.values()
+        amount = sum((l['debit'] for l in values), Decimal(0))
+        move = None
+        if values:
+            period, date = posting_period(self.company, self.date)
+            move, = Move.create([{
+                        'company': self.company.id,
+                        'journal': self.rule.journal.id,
+                        'period': period.id, 'date': date,
+                        'origin': str(batch),
+                        'description': batch.rec_name,
+                        'lines': [('create', values)],
+                        }])
+            Move.post([move])
+        Batch.write([batch], {'move': move.id if move else None,
+                'amount': amount, 'late': late})
+
+    def _pending_payments(self, kind):
+        payment = Pool().get('scenic.payment').__table__()
+        return payment, ((payment.company == self.company.id)
+            & (payment.kind == kind) & (payment.finance_batch == Null)
+            & (payment.date < self.end))
+
+    def _claim_payments(self, kind):
+        "Give the day's (and late) payments of a kind to this day's batch."
+        payment, where = self._pending_payments(kind)
+        self.cursor.execute(*payment.select(Count(Literal(1)), where=where))
+        if not self.cursor.fetchone()[0]:
+            return None, payment
+        batch = self.batch('receipts' if kind == 'payment' else 'refunds')
+        self.cursor.execute(*payment.update(
+                [payment.finance_batch], [batch.id], where=where))
+        return batch, payment
+
+    def _money_lines(self, lines, batch, payment, sign):
+        "The methods' side: one line per method and party (late apart)."
+        late = 0
+        rows = []
+        # Late ones apart (two queries: PostgreSQL does not match a
+        # parametrized expression of the GROUP BY with the SELECT's).
+        for is_late, where in [(False, payment.date >= self.start),
+                (True, payment.date < self.start)]:
+            self.cursor.execute(*payment.select(
+                    payment.provider, payment.finance_party,
+                    Sum(payment.amount), Count(Literal(1)),
+                    where=(payment.finance_batch == batch.id) & where,
+                    group_by=[payment.provider, payment.finance_party]))
+            rows += [(p, party, is_late, a, c)
+                for p, party, a, c in self.cursor.fetchall()]
+        total = Decimal(0)
+        for provider, party, is_late, amount, count in rows:
+            amount = _money(amount)
+            account = self.rule.method_account(provider)
+            description = None
+            if is_late:
+                late += count
+                description = self._late_description(batch, payment,
+                    provider, party)
+            if account.party_required and not party:
+                raise PostingError(gettext(
+                        'scenic_finance.msg_party_required',
+                        method=provider, account=account.rec_name))
+            lines.add(account, sign * amount,
+                party if account.party_required else None, description)
+            total += amount
+        return total, late
+
+    def _late_description(self, batch, payment, provider, party):
+        "Name the original payments a late line carries."
+        self.cursor.execute(*payment.select(
+                payment.provider_reference, payment.date,
+                where=(payment.finance_batch == batch.id)
+                & (payment.provider == provider)
+                & (payment.date < self.start)
+                & ((payment.finance_party == party) if party
+                    else (payment.finance_party == Null)),
+                order_by=[payment.date], limit=4))
+        rows = self.cursor.fetchall()
+        refs = ', '.join(f"{r[0]} ({_local_date(self.company, r[1])})"
+            for r in rows[:3])
+        if len(rows) > 3:
+            refs += ", …"
+        return gettext('scenic_finance.msg_late_line', references=refs)
+
+    def receipts(self):
+        pool = Pool()
+        ticket = pool.get('scenic.ticket').__table__()
+        line = pool.get('scenic.order.line').__table__()
+        batch, payment = self._claim_payments('payment')
+        if not batch:
+            return
+        # Defer the tickets of the orders paid, at their line's price.
+        orders = payment.select(payment.order,
+            where=payment.finance_batch == batch.id)
+        self.cursor.execute(*line.select(line.unit_price,
+                where=line.order.in_(orders), group_by=[line.unit_price]))
+        rate = self.rule.vat_rate
+        for price, in self.cursor.fetchall():
+            net, vat = split_vat(_money(price), rate)
+            self.cursor.execute(*ticket.update(
+                    [ticket.finance_state, ticket.finance_net,
+                        ticket.finance_vat, ticket.finance_earned,
+                        ticket.finance_receipt],
+                    ['deferred', net, vat, Decimal(0), batch.id],
+                    where=(ticket.finance_state == Null)
+                    & ticket.order.in_(orders)
+                    & ticket.line.in_(line.select(line.id,
+                            where=line.order.in_(orders)
+                            & (line.unit_price == price)))))
+        lines = _Lines()
+        money, late = self._money_lines(lines, batch, payment, 1)
+        self.cursor.execute(*ticket.select(
+                Sum(ticket.finance_net), Sum(ticket.finance_vat),
+                where=ticket.finance_receipt == batch.id))
+        net, vat = (_money(v) for v in self.cursor.fetchone())
+        self._deferral_lines(lines, -net, -vat)
+        lines.add(self.rule.difference_account, -(money - net - vat))
+        self.make_move(batch, lines, late)
+
+    def _deferral_lines(self, lines, net, vat):
+        "2203 and output VAT, with the VAT return's tax lines."
+        tax = self.rule.tax
+        if tax and vat:
+            lines.add(self.rule.deferred_account, net,
+                tax=(tax.id, 'base', -net))
+            lines.add(tax.invoice_account, vat, tax=(tax.id, 'tax', -vat))
+        else:
+            lines.add(self.rule.deferred_account, net + vat)
+
+    def refunds(self):
+        pool = Pool()
+        ticket = pool.get('scenic.ticket').__table__()
+        batch, payment = self._claim_payments('refund')
+        if not batch:
+            return
+        orders = payment.select(payment.order,
+            where=payment.finance_batch == batch.id)
+        # The refunded tickets leave the deferral with what is left of
+        # them: a partly earned card gives back only its unearned part.
+        self.cursor.execute(*ticket.update(
+                [ticket.finance_state, ticket.finance_refund],
+                ['refunded', batch.id],
+                where=(ticket.finance_state == 'deferred')
+                & ticket.state.in_(['revoked', 'cancelled'])
+                & ticket.order.in_(orders)))
+        lines = _Lines()
+        money, late = self._money_lines(lines, batch, payment, -1)
+        # The VAT of the part given back is reversed; that of what was
+        # used stays due.
+        self.cursor.execute(*ticket.select(
+                ticket.finance_net, ticket.finance_earned, ticket.finance_vat,
+                where=ticket.finance_refund == batch.id))
+        left = vat = Decimal(0)
+        for net, earned, ticket_vat in self.cursor.fetchall():
+            net, earned, ticket_vat = map(_money, (net, earned, ticket_vat))
+            left += net - earned
+            vat += (ticket_vat * (net - earned) / net).quantize(
+                CENT, ROUND_HALF_UP) if net else ticket_vat
+        self._deferral_lines(lines, left, vat)
+        # Kept (a refund fee) or given back beyond the deferral.
+        lines.add(self.rule.other_revenue_account, money - left - vat)
+        self.make_move(batch, lines, late)
+
+    def recognition(self):
+        pool = Pool()
+        Ticket = pool.get('scenic.ticket')
+        ticket = Ticket.__table__()
+        ttype = pool.get('scenic.ticket.type').__table__()
+        scan = pool.get('scenic.gate.scan').__table__()
+        entries = scan.select(Count(Literal(1)),
+            where=(scan.ticket == ticket.id) & (scan.decision == 'open')
+            & (scan.direction == 'in') & (scan.time < self.end))
+        first = scan.select(Min(scan.time),
+            where=(scan.ticket == ticket.id) & (scan.decision == 'open')
+            & (scan.direction == 'in') & (scan.time < self.end))
+        entered = scan.select(Literal(1),
+            where=(scan.ticket == ticket.id) & (scan.decision == 'open')
+            & (scan.direction == 'in') & (scan.time < self.end))
+        query = ticket.join(ttype,
+            condition=ticket.ticket_type == ttype.id).select(
+                ticket.id, ticket.ticket_type, ttype.category,
+                ticket.entries_allowed, ticket.valid_from,
+                ticket.valid_until, ticket.state, ticket.write_date,
+                ticket.revoked_at,
+                ticket.finance_net, ticket.finance_earned,
+                entries.as_('entries'), first.as_('first_entry'),
+                where=(ticket.company == self.company.id)
+                & (ticket.finance_state == 'deferred')
+                & ((ticket.valid_until <= self.end)
+                    | ttype.category.in_(list(DAY_CARDS))
+                    | Exists(entered)
+                    | ((ticket.state == 'used')
+                        & (ticket.write_date < self.end))))
+        self.cursor.execute(*query)
+        rows = []
+        closed = []
+        partial = []
+        by_type = defaultdict(Decimal)
+        categories = {}
+        for (id_, type_id, category, allowed, valid_from, valid_until,
+                state, write_date, revoked_at, net, earned, n_entries,
+                first_entry) in self.cursor.fetchall():
+            net, earned = _money(net), _money(earned)
+            target, kind = self.earned_by_end(category, allowed,
+                _dt(valid_from), _dt(valid_until), state, _dt(write_date),
+                n_entries or 0, _dt(first_entry), net, _dt(revoked_at))
+            delta = target - earned
+            if delta <= 0:
+                continue
+            rows.append((id_, kind, delta))
+            by_type[type_id] += delta
+            categories[type_id] = category
+            if target == net:
+                closed.append(id_)
+            else:
+                partial.append((id_, target))
+        if not rows:
+            return
+        batch = self.batch('recognition')
+        recognition = pool.get('scenic.finance.recognition').__table__()
+        columns = [recognition.company, recognition.batch,
+            recognition.ticket, recognition.date, recognition.kind,
+            recognition.amount, recognition.create_uid,
+            recognition.create_date]
+        for chunk in _chunks(rows):
+            self.cursor.execute(*recognition.insert(columns, [
+                        [self.company.id, batch.id, i, self.date, k, a,
+                            self.user, self.now] for i, k, a in chunk]))
+        for chunk in _chunks(closed):
+            self.cursor.execute(*ticket.update(
+                    [ticket.finance_earned, ticket.finance_state],
+                    [ticket.finance_net, 'closed'],
+                    where=ticket.id.in_(chunk)))
+        for id_, target in partial:
+            self.cursor.execute(*ticket.update(
+                    [ticket.finance_earned], [target],
+                    where=ticket.id == id_))
+        TicketType = pool.get('scenic.ticket.type')
+        lines = _Lines()
+        total = Decimal(0)
+        for type_id, amount in by_type.items():
+            account = self.rule.revenue_account_for(categories[type_id])
+            lines.add(account, -amount,
+                description=TicketType(type_id).rec_name)
+            total += amount
+        lines.add(self.rule.deferred_account, total)
+        self.make_move(batch, lines)
+
+    def earned_by_end(self, category, allowed, valid_from, valid_until,
+            state, write_date, n_entries, first_entry, net,
+            revoked_at=None):
+        """How much of a ticket's net is earned by the end of the day, and
+        why: all of it at first entry or expiry; per entry for
+        multi-entry tickets; day by day over an annual or season card's
+        validity. A revoked ticket earns nothing after its revocation
+        (its refund takes the rest)."""
+        end = self.end
+        revoked = state in {'revoked', 'cancelled'}
+        if revoked and revoked_at:
+            end = min(end, revoked_at)
+        if valid_until and valid_until <= end and not revoked:
+            return net, 'expiry'
+        if category in DAY_CARDS and valid_from and valid_until:
+            tz = area_tz(self.company)
+            first = _local(valid_from, tz)
+            last = _local(valid_until - dt.timedelta(microseconds=1), tz)
+            today = _local(end - dt.timedelta(microseconds=1), tz)
+            total = (last - first).days + 1
+            elapsed = min(max((today - first).days + 1, 0), total)
+            return ((net * elapsed / total).quantize(CENT, ROUND_HALF_UP),
+                'day')
+        if allowed and allowed > 1:
+            used = min(n_entries, allowed)
+            return ((net * used / allowed).quantize(CENT, ROUND_HALF_UP),
+                'entry')
+        if allowed == 0:
+            # Unlimited entries within validity: earned at expiry.
+            return Decimal(0), 'expiry'
+        if n_entries or (state == 'used' and write_date
+                and write_date < end):
+            return net, 'use'
+        return Decimal(0), 'use'
+
+
+def _dt(value):
+    "Timestamps come back as text from SQLite."
+    if isinstance(value, str):
+        return dt.datetime.fromisoformat(value)
+    return value
+
+
+def _local(value, tz):
+    return value.replace(tzinfo=dt.timezone.utc).astimezone(tz).date()
+
+
+def _local_date(company, value):
+    return _local(_dt(value), area_tz(company))
+
+
+def post_days(company, until=None, commit=False):
+    """Post every day of the area not posted yet, up to `until` (default
+    yesterday); never today or later, which are still open for sales.
+
+    With commit, each day commits on its own (the cron): a crash loses at
+    most the day in progress, never half of it. Returns the days posted.
+    """
+    pool = Pool()
+    Day = pool.get('scenic.finance.day')
+    Payment = pool.get('scenic.payment')
+    last_open = area_today(company) - dt.timedelta(1)
+    until = min(until or last_open, last_open)
+    days = Day.search([('company', '=', company.id)],
+        order=[('date', 'DESC')], limit=1)
+    if days:
+        first = days[0].date + dt.timedelta(1)
+    else:
+        payments = Payment.search([('company', '=', company.id)],
+            order=[('date', 'ASC')], limit=1)
+        if not payments:
+            return []
+        first = _local(payments[0].date, area_tz(company))
+    posted = []
+    date = first
+    while date <= until:
+        if commit:
+            day = _in_own_transaction(
+                lambda: Poster(pool.get('company.company')(company.id),
+                    date).post())
+        else:
+            day = Poster(company, date).post()
+        if day:
+            posted.append(date)
+        date += dt.timedelta(1)
+    return posted
+
+
+def _in_own_transaction(function, attempts=5):
+    """Run function in a transaction of its own and commit; retried with
+    the tables it asks to lock (as trytond's dispatcher does)."""
+    extras = {}
+    for attempt in range(attempts):
+        try:
+            with Transaction().new_transaction(**extras) as transaction:
+                result = function()
+                transaction.commit()
+                return result
+        except TransactionError as error:
+            if attempt == attempts - 1:
+                raise
+            error.fix(extras)
+
+
+class Company(metaclass=PoolMeta):
+    __name__ = 'company.company'
+
+    @classmethod
+    def scenic_post_days(cls):
+        "Cron: post the areas' ended days."
+        Rule = Pool().get('scenic.finance.rule')
+        for rule in Rule.search([]):
+            with Transaction().set_context(company=rule.company.id):
+                post_days(rule.company, commit=True)
+
+
+class PostDays(Wizard):
+    "Post the ended days now (what the cron does every hour)."
+    __name__ = 'scenic.finance.post_days'
+    start = StateTransition()
+
+    def transition_start(self):
+        Company = Pool().get('company.company')
+        company = Company(Transaction().context['company'])
+        post_days(company)
+        return 'end'

@@ -1,0 +1,267 @@
+"""Daily settlement (日结): what a posted day sold, refunded, earned and
+took in, per channel, payment method, ticket type and cashier; finance
+settles a day once its money matches the posted moves, then it is
+read-only."""
+import csv
+import io
+from decimal import Decimal
+
+from sql import Literal, Null
+from sql.aggregate import Count, Sum
+from sql.conditionals import Coalesce
+
+from trytond.i18n import gettext
+from trytond.model import ModelSQL, ModelView, Unique, Workflow, fields
+from trytond.pool import Pool
+from trytond.pyson import Eval
+from trytond.report import Report
+from trytond.transaction import Transaction
+
+from scenic_ticket.area import CompanyMixin
+
+from .exceptions import SettlementError
+from .posting import _money
+from .rule import METHODS
+
+STATES = [
+    ('posted', "Posted"),
+    ('settled', "Settled"),
+    ]
+_amount = dict(digits=(16, 2), readonly=True)
+
+
+class Day(CompanyMixin, Workflow, ModelSQL, ModelView):
+    "Daily Settlement"
+    __name__ = 'scenic.finance.day'
+    date = fields.Date("Date", required=True, readonly=True)
+    state = fields.Selection(STATES, "State", required=True, readonly=True)
+    batches = fields.One2Many(
+        'scenic.finance.batch', 'day', "Posting Batches", readonly=True)
+    lines = fields.One2Many(
+        'scenic.finance.day.line', 'day', "Lines", readonly=True)
+    money_in = fields.Numeric("Money In", **_amount)
+    money_out = fields.Numeric("Refunded", **_amount)
+    revenue = fields.Numeric("Revenue Earned", **_amount)
+    vat = fields.Numeric("Output VAT", **_amount)
+    deferred_balance = fields.Numeric(
+        "Deferred Balance", **_amount,
+        help="What the area still owes visitors for unused tickets at the "
+        "end of the day (2203).")
+    settled_by = fields.Many2One('res.user', "Settled By", readonly=True)
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_constraints += [
+            ('date_unique', Unique(t, t.company, t.date),
+                'scenic_finance.msg_day_unique'),
+            ]
+        cls._order = [('date', 'DESC'), ('id', 'DESC')]
+        cls._transitions |= {('posted', 'settled')}
+        cls._buttons.update({
+                'settle': {
+                    'invisible': Eval('state') != 'posted',
+                    'depends': ['state'],
+                    },
+                })
+
+    @classmethod
+    def default_state(cls):
+        return 'posted'
+
+    def get_rec_name(self, name):
+        return f"{self.date}"
+
+    @classmethod
+    def check_modification(cls, mode, days, values=None, external=False):
+        super().check_modification(
+            mode, days, values=values, external=external)
+        if mode in {'write', 'delete'}:
+            for day in days:
+                if day.state == 'settled':
+                    raise SettlementError(gettext(
+                            'scenic_finance.msg_day_settled',
+                            day=day.rec_name))
+
+    @classmethod
+    @ModelView.button
+    @Workflow.transition('settled')
+    def settle(cls, days):
+        for day in days:
+            day.check_money()
+        cls.write(days, {'settled_by': Transaction().user})
+
+    def check_money(self):
+        "Money in and out equal what the day's moves put on money accounts."
+        pool = Pool()
+        Rule = pool.get('scenic.finance.rule')
+        MoveLine = pool.get('account.move.line')
+        rule = Rule.for_company(self.company)
+        accounts = {m.account.id for m in rule.methods}
+        posted = Decimal(0)
+        moves = [b.move.id for b in self.batches
+            if b.kind in {'receipts', 'refunds'} and b.move]
+        if moves:
+            for line in MoveLine.search([
+                        ('move', 'in', moves),
+                        ('account', 'in', list(accounts)),
+                        ]):
+                posted += line.debit - line.credit
+        expected = (self.money_in or 0) - (self.money_out or 0)
+        if posted != expected:
+            raise SettlementError(gettext(
+                    'scenic_finance.msg_day_money_mismatch',
+                    day=self.rec_name, expected=expected, posted=posted))
+
+    def compute_lines(self):
+        "Fill the settlement from the day's batches (called at posting)."
+        pool = Pool()
+        Line = pool.get('scenic.finance.day.line')
+        payment = pool.get('scenic.payment').__table__()
+        order = pool.get('scenic.order').__table__()
+        ticket = pool.get('scenic.ticket').__table__()
+        recognition = pool.get('scenic.finance.recognition').__table__()
+        cursor = Transaction().connection.cursor()
+        batches = {b.kind: b.id for b in self.batches}
+        rows = {}
+
+        def row(channel, method=None, ttype=None, cashier=None):
+            key = (channel, method, ttype, cashier)
+            if key not in rows:
+                rows[key] = {
+                    'day': self.id, 'channel': channel, 'method': method,
+                    'ticket_type': ttype, 'cashier': cashier,
+                    'sold': 0, 'refunded': 0, 'used': 0, 'expired': 0,
+                    'money_in': Decimal(0), 'money_out': Decimal(0),
+                    'revenue': Decimal(0), 'vat': Decimal(0)}
+            return rows[key]
+
+        for kind, field in [('receipts', 'money_in'),
+                ('refunds', 'money_out')]:
+            if kind not in batches:
+                continue
+            cursor.execute(*payment.join(order,
+                    condition=payment.order == order.id).select(
+                    order.channel, payment.provider, payment.create_uid,
+                    Sum(payment.amount),
+                    where=payment.finance_batch == batches[kind],
+                    group_by=[order.channel, payment.provider,
+                        payment.create_uid]))
+            for channel, method, cashier, amount in cursor.fetchall():
+                row(channel, method, cashier=cashier)[field] += _money(
+                    amount)
+        for kind, field, sign in [('receipts', 'sold', 1),
+                ('refunds', 'refunded', -1)]:
+            if kind not in batches:
+                continue
+            column = (ticket.finance_receipt if kind == 'receipts'
+                else ticket.finance_refund)
+            cursor.execute(*ticket.join(order,
+                    condition=ticket.order == order.id).select(
+                    order.channel, ticket.ticket_type, Count(Literal(1)),
+                    Sum(ticket.finance_vat),
+                    where=column == batches[kind],
+                    group_by=[order.channel, ticket.ticket_type]))
+            for channel, ttype, count, vat in cursor.fetchall():
+                values = row(channel, ttype=ttype)
+                values[field] += count
+                values['vat'] += sign * _money(vat)
+        if 'recognition' in batches:
+            cursor.execute(*recognition.join(ticket,
+                    condition=recognition.ticket == ticket.id).join(order,
+                    condition=ticket.order == order.id).select(
+                    order.channel, ticket.ticket_type, recognition.kind,
+                    Count(Literal(1)), Sum(recognition.amount),
+                    where=recognition.batch == batches['recognition'],
+                    group_by=[order.channel, ticket.ticket_type,
+                        recognition.kind]))
+            for channel, ttype, kind, count, amount in cursor.fetchall():
+                values = row(channel, ttype=ttype)
+                if kind == 'use':
+                    values['used'] += count
+                elif kind == 'expiry':
+                    values['expired'] += count
+                values['revenue'] += _money(amount)
+        Line.create(list(rows.values()))
+        totals = {f: sum((r[f] for r in rows.values()), Decimal(0))
+            for f in ['money_in', 'money_out', 'revenue', 'vat']}
+        totals['deferred_balance'] = deferred_balance(
+            self.company, self.date)
+        self.__class__.write([self], totals)
+
+    @classmethod
+    def to_csv(cls, days):
+        "The settlement lines of days as CSV text (UTF-8, header first)."
+        out = io.StringIO()
+        writer = csv.writer(out)
+        names = ['date', 'channel', 'method', 'ticket_type', 'cashier',
+            'sold', 'refunded', 'used', 'expired', 'money_in', 'money_out',
+            'revenue', 'vat']
+        writer.writerow(names)
+        methods = dict(METHODS)
+        for day in days:
+            for line in day.lines:
+                writer.writerow([day.date.isoformat(),
+                        line.channel.code if line.channel else '',
+                        methods.get(line.method, line.method or ''),
+                        line.ticket_type.code if line.ticket_type else '',
+                        line.cashier.login if line.cashier else '',
+                        line.sold, line.refunded, line.used, line.expired,
+                        line.money_in, line.money_out, line.revenue,
+                        line.vat])
+        return out.getvalue()
+
+
+def deferred_balance(company, date):
+    "Credit balance of the deferred revenue account at the end of date."
+    pool = Pool()
+    Rule = pool.get('scenic.finance.rule')
+    line = pool.get('account.move.line').__table__()
+    move = pool.get('account.move').__table__()
+    rule = Rule.for_company(company)
+    cursor = Transaction().connection.cursor()
+    cursor.execute(*line.join(move, condition=line.move == move.id).select(
+            Coalesce(Sum(line.credit - line.debit), 0),
+            where=(line.account == rule.deferred_account.id)
+            & (move.date <= date) & (move.company == company.id)))
+    return _money(cursor.fetchone()[0])
+
+
+class DayLine(ModelSQL, ModelView):
+    "Daily Settlement Line"
+    __name__ = 'scenic.finance.day.line'
+    day = fields.Many2One(
+        'scenic.finance.day', "Day", required=True, readonly=True,
+        ondelete='CASCADE')
+    channel = fields.Many2One('scenic.channel', "Channel", readonly=True)
+    method = fields.Selection(
+        [(None, "")] + METHODS, "Payment Method", readonly=True)
+    ticket_type = fields.Many2One(
+        'scenic.ticket.type', "Ticket Type", readonly=True)
+    cashier = fields.Many2One('res.user', "Cashier", readonly=True)
+    sold = fields.Integer("Sold", readonly=True)
+    refunded = fields.Integer("Refunded", readonly=True)
+    used = fields.Integer("Used", readonly=True)
+    expired = fields.Integer("Expired", readonly=True)
+    money_in = fields.Numeric("Money In", **_amount)
+    money_out = fields.Numeric("Refunded Money", **_amount)
+    revenue = fields.Numeric("Revenue", **_amount)
+    vat = fields.Numeric("VAT", **_amount)
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls.__access__.add('day')
+
+
+class SettlementCSV(Report):
+    "Daily settlement as CSV"
+    __name__ = 'scenic.finance.day.csv'
+
+    @classmethod
+    def execute(cls, ids, data):
+        Day = Pool().get('scenic.finance.day')
+        days = Day.browse(ids)
+        name = 'settlement-' + '_'.join(str(d.date) for d in days[:3])
+        return ('csv', Day.to_csv(days).encode('utf-8'), False, name)

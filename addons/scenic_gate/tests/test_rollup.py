@@ -1,0 +1,268 @@
+"""The rollups the dashboards read equal a recomputation from raw rows,
+after random uploads (hypothesis), on the backend the tests run on."""
+import datetime as dt
+import unittest
+import uuid
+from collections import defaultdict
+from contextlib import contextmanager
+from decimal import Decimal
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scenic_ticket.tests.tools import configure_pii_key
+
+from trytond.pool import Pool
+from trytond.tests.test_tryton import activate_module, with_transaction
+from trytond.transaction import Transaction
+
+from .. import rollup
+from ..upload import parse_scans, upload
+from .tools import area_time, build_area, new_box, refund, sell
+
+UTC = dt.timezone.utc
+
+
+@contextmanager
+def undone():
+    "Run a hypothesis example in a savepoint that is always rolled back."
+    transaction = Transaction()
+    cursor = transaction.connection.cursor()
+    cursor.execute('SAVEPOINT rollup_example')
+    try:
+        yield
+    finally:
+        cursor.execute('ROLLBACK TO SAVEPOINT rollup_example')
+        cursor.execute('RELEASE SAVEPOINT rollup_example')
+        transaction.cache.clear()
+
+
+def _dt(value):
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value
+
+
+def recomputed(company_id):
+    "The rollups as plain dicts, recomputed from the scan rows."
+    pool = Pool()
+    cursor = Transaction().connection.cursor()
+    scan = pool.get('scenic.gate.scan').__table__()
+    gate = pool.get('scenic.gate').__table__()
+    cursor.execute(*gate.select(gate.id, gate.zone,
+            where=gate.company == company_id))
+    zones = dict(cursor)
+    cursor.execute(*scan.select(scan.gate, scan.time, scan.direction,
+            scan.decision, scan.persons, where=scan.company == company_id))
+    minute = defaultdict(lambda: [0, 0])
+    quarter = defaultdict(lambda: [0, 0, 0])
+    for gate_id, time, direction, decision, persons in cursor.fetchall():
+        time = _dt(time)
+        m = time.replace(second=0, microsecond=0)
+        q = m.replace(minute=m.minute // 15 * 15)
+        if decision == 'deny':
+            quarter[(gate_id, q)][2] += 1
+            continue
+        i = 0 if direction == 'in' else 1
+        quarter[(gate_id, q)][i] += persons
+        minute[(zones[gate_id], m)][i] += persons
+    return ({k: tuple(v) for k, v in minute.items()},
+        {k: tuple(v) for k, v in quarter.items()})
+
+
+def stored(company_id):
+    pool = Pool()
+    cursor = Transaction().connection.cursor()
+    m = pool.get('scenic.zone.minute').__table__()
+    q = pool.get('scenic.gate.quarter').__table__()
+    cursor.execute(*m.select(m.zone, m.minute, m.entries, m.exits,
+            where=m.company == company_id))
+    minute = {(z, _dt(t)): (i, o) for z, t, i, o in cursor.fetchall()}
+    cursor.execute(*q.select(q.gate, q.quarter, q.entries, q.exits,
+            q.refused, where=q.company == company_id))
+    quarter = {(g, _dt(t)): (i, o, r) for g, t, i, o, r in cursor.fetchall()}
+    return minute, quarter
+
+
+SCAN = st.tuples(
+    st.integers(0, 2),                 # gate
+    st.integers(0, 150),               # minutes after 09:00
+    st.integers(0, 59),                # second
+    st.sampled_from(['in', 'out']),
+    st.sampled_from(['open', 'open', 'deny']),
+    st.integers(1, 3))                 # persons
+
+
+class RollupTestCase(unittest.TestCase):
+    "Rollups of scans and sales"
+
+    @classmethod
+    def setUpClass(cls):
+        configure_pii_key()
+        activate_module('scenic_gate')
+
+    @with_transaction()
+    def test_scan_rollups_equal_recomputation(self):
+        "Zone minutes and gate quarters equal the raw scans after uploads"
+        pool = Pool()
+        Company = pool.get('company.company')
+        Box = pool.get('scenic.gate.box')
+        area = build_area()
+        company = Company(area.company)
+        box_id, token = new_box(area)
+        Box.enrol(token)
+        gates = [area.gate_in, area.gate_out, area.gate_museum]
+        start = area_time(area, 9)
+
+        @settings(max_examples=12, deadline=None,
+            suppress_health_check=list(HealthCheck))
+        @given(st.lists(st.lists(SCAN, max_size=25), min_size=1,
+                max_size=3))
+        def check(batches):
+            with undone():
+                for batch in batches:
+                    scans = [{
+                            'nonce': str(uuid.uuid4()),
+                            'at': (start + dt.timedelta(minutes=m, seconds=s)
+                                ).isoformat(),
+                            'gate': gates[g], 'lane': 1, 'medium': 'qr',
+                            'ticket': None, 'card': None, 'decision': d,
+                            'reason': 'ok' if d == 'open' else 'expired',
+                            'persons': p, 'direction': direction,
+                            'offline': False, 'binding': None}
+                        for g, m, s, direction, d, p in batch]
+                    upload(box_id, company, parse_scans({'scans': scans}))
+                expected = recomputed(area.company)
+                self.assertEqual(stored(area.company), expected)
+                rollup.rebuild(area.company, chunk=7)
+                self.assertEqual(stored(area.company), expected)
+        check()
+
+    @with_transaction()
+    def test_rollup_counts_by_hand(self):
+        "Two people in at 09:00:10 and 09:00:50, one out at 09:16; a refusal"
+        pool = Pool()
+        Company = pool.get('company.company')
+        Box = pool.get('scenic.gate.box')
+        area = build_area()
+        company = Company(area.company)
+        box_id, token = new_box(area)
+        Box.enrol(token)
+        t0 = area_time(area, 9)
+
+        def scan(gate, seconds, direction='in', decision='open', persons=1):
+            return {'nonce': str(uuid.uuid4()),
+                'at': (t0 + dt.timedelta(seconds=seconds)).isoformat(),
+                'gate': gate, 'lane': 1, 'medium': 'qr', 'ticket': None,
+                'card': None, 'decision': decision,
+                'reason': 'ok' if decision == 'open' else 'expired',
+                'persons': persons, 'direction': direction,
+                'offline': False, 'binding': None}
+        upload(box_id, company, parse_scans({'scans': [
+                        scan(area.gate_in, 10), scan(area.gate_in, 50),
+                        scan(area.gate_in, 55, decision='deny'),
+                        scan(area.gate_out, 16 * 60, 'out', persons=2)]}))
+        minute, quarter = stored(area.company)
+        utc9 = t0.astimezone(UTC).replace(tzinfo=None)
+        self.assertEqual(minute, {
+                (area.zone, utc9): (2, 0),
+                (area.zone, utc9 + dt.timedelta(minutes=16)): (0, 2)})
+        self.assertEqual(quarter, {
+                (area.gate_in, utc9): (2, 0, 1),
+                (area.gate_out, utc9 + dt.timedelta(minutes=15)): (0, 2, 0)})
+
+    @with_transaction()
+    def test_slot_sales_equal_recomputation(self):
+        "Sales per slot equal the tickets after sales, a refund and a refresh"
+        pool = Pool()
+        SlotSales = pool.get('scenic.slot.sales')
+        Ticket = pool.get('scenic.ticket')
+        area = build_area()
+        before = dt.datetime.now(UTC)
+        adults = sell(area, 'ADULT', quantity=3)
+        sell(area, 'GROUP5', persons=5)
+        refunded = sell(area, 'ADULT', quantity=2)
+        refund(refunded[0])
+        self.assertEqual(SlotSales.refresh(since=before), [area.slot])
+        rows = SlotSales.search([('slot', '=', area.slot)])
+        got = {r.ticket_type.id: (r.tickets, r.persons, r.amount,
+                r.refunded, r.refunded_amount) for r in rows}
+        self.assertEqual(got, {
+                area.adult: (3, 3, Decimal('300.00'), 2, Decimal('200.00')),
+                area.group: (1, 5, Decimal('400.00'), 0, Decimal('0.00'))})
+        # Against a recomputation from the tickets:
+        expected = defaultdict(lambda: [0, 0])
+        for t in Ticket.search([('slot', '=', area.slot)]):
+            if t.state in {'valid', 'used'}:
+                expected[t.ticket_type.id][0] += 1
+                expected[t.ticket_type.id][1] += t.persons
+        self.assertEqual({k: (v[0], v[1]) for k, v in got.items()},
+            {k: tuple(v) for k, v in expected.items()})
+        self.assertEqual(len(adults), 3)
+        # Nothing changed since: the incremental refresh touches nothing.
+        self.assertEqual(SlotSales.refresh(
+                since=dt.datetime.now(UTC) + dt.timedelta(seconds=1)), [])
+        # The cron's refresh (since its latest run, minus the margin) finds
+        # the slot again and keeps the same figures.
+        SlotSales.refresh_cron()
+        self.assertEqual(len(SlotSales.search(
+                    [('slot', '=', area.slot)])), 2)
+
+
+class ReportRoleTestCase(unittest.TestCase):
+    "The reporting layer's PostgreSQL role"
+
+    @classmethod
+    def setUpClass(cls):
+        configure_pii_key()
+        activate_module('scenic_gate')
+
+    def test_report_role_cannot_read_personal_data(self):
+        "The read-only role reads the rollups, not ID numbers or phones"
+        from trytond import backend
+        if backend.name != 'postgresql':
+            self.skipTest("roles are PostgreSQL's")
+        import os
+
+        import psycopg
+        from scenic_analytics import connect, reports
+        from scenic_analytics.roles import create_role
+        from trytond import config
+        from trytond.tests.test_tryton import DB_NAME
+        server = config.get('database', 'uri').rstrip('/')
+        admin = f'{server}/{DB_NAME}'
+        role = f'scenic_report_test_{os.getpid()}'
+        self.assertGreater(create_role(admin, role, password='r-pass'), 10)
+        parts = server.split('://', 1)[1].split('@')[-1]
+        url = f'postgresql://{role}:r-pass@{parts}/{DB_NAME}'
+        try:
+            with psycopg.connect(url, autocommit=True) as con:
+                for column, table in [
+                        ('contact_phone', 'scenic_order'),
+                        ('id_encrypted', 'scenic_visitor'),
+                        ('id_hash', 'scenic_visitor'),
+                        ('id_masked', 'scenic_visitor'),
+                        ('holder_hash', 'scenic_ticket'),
+                        ('code', 'scenic_ticket'),
+                        ('binding_ref', 'scenic_gate_scan'),
+                        ('id_hash', 'scenic_id_day_usage'),
+                        ('login', 'res_user'),
+                        ('value', 'party_contact_mechanism'),
+                        ]:
+                    with self.subTest(column=column, table=table), \
+                            self.assertRaises(
+                                psycopg.errors.InsufficientPrivilege):
+                        con.execute(f'SELECT "{column}" FROM "{table}"')
+                con.execute('SELECT id, state, slot FROM scenic_order')
+                with self.assertRaises(psycopg.errors.ReadOnlySqlTransaction):
+                    con.execute('UPDATE scenic_zone SET instant_max = 1')
+            with connect(url) as db:
+                frame = reports.zone_headcount(db, 1)
+                self.assertIn('inside', frame.columns)
+                reports.slots_of_day(db, 1, dt.date.today())
+                reports.revenue(db, 1, dt.date.today(), dt.date.today())
+                reports.no_shows(db, 1, dt.date.today(), dt.date.today())
+        finally:
+            with psycopg.connect(admin, autocommit=True) as con:
+                con.execute(f'DROP OWNED BY "{role}"')
+                con.execute(f'DROP ROLE "{role}"')

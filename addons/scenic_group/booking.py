@@ -1,0 +1,393 @@
+"""Partner orders on the booking path.
+
+A partner's order is a booking of scenic_ticket (same real-name, per-ID,
+slot and daily rules, through `reservation.plan_booking` and `write_booking` on the partner's own
+channel) with three things more, all in the booking's transaction:
+
+- the contract: the partner must have an active contract on the visit date
+  and a net price for every ticket type it orders; the order is priced at
+  those net prices;
+- the allotment, an extra claim: `sold + n <= quota` on the partner's
+  allotment of the slot, taken before the booking's own claims, then the
+  held places are handed to the booking (see partner.Allotment);
+- idempotency by `partner_order_id` (the booking's Idempotency-Key on the
+  partner's channel): the same id and body return the same order, another
+  body is refused.
+
+Lock order: allotment row, then the booking's (ID usages, slot, daily
+counters). General bookings never lock an allotment, so the only new
+wait is between a partner order and a general booking for the same ID on
+the same day, which PostgreSQL resolves and the API retries.
+"""
+from collections import defaultdict
+from decimal import Decimal
+
+from scenic_ticket import reservation
+from scenic_ticket.catalogue import Catalogue
+from scenic_ticket.dbtools import forget, insert, lock, naive, now_utc
+from scenic_ticket.errors import CODES, ApiError
+from scenic_ticket.providers import PROVIDERS, PaymentProvider, register
+from scenic_ticket.workflow import sql_transition
+
+from trytond.pool import Pool
+from trytond.transaction import Transaction
+
+# Finance (scenic_finance) posts payments of this provider to the
+# partner's receivable (1122 with the party).
+PARTNER_PROVIDER = 'partner_credit'
+CENT = Decimal('0.01')
+
+
+# The partner API's own codes, beside the booking API's (errors.CODES):
+# clients branch on them, so add codes, never rename them.
+PARTNER_CODES = {
+    'bad_signature': 401, 'stale_request': 401, 'replayed_nonce': 401,
+    'no_contract': 403, 'allotment_exhausted': 409, 'credit_limit': 409,
+    'deposit_insufficient': 409, 'not_refundable': 409,
+    }
+
+
+class PartnerError(ApiError):
+    "A refusal of the partner API, in the booking API's error shape."
+
+    def __init__(self, code, message, field=None):
+        if code not in PARTNER_CODES and code not in CODES:
+            raise ValueError(f"Unknown partner API error code {code!r}")
+        Exception.__init__(self, message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+    @property
+    def status(self):
+        return PARTNER_CODES.get(self.code) or CODES[self.code]
+
+
+class PartnerAccountProvider(PaymentProvider):
+    """Payment on the partner's account: nothing is charged now, the order
+    is settled on the partner's statement (credit, deposit or monthly)."""
+    name = PARTNER_PROVIDER
+
+    def accepts_channel(self, channel_code):
+        "Only the channels of partners pay on account (providers.allowed)."
+        from trytond.transaction import Transaction
+        try:
+            Partner = Pool().get('scenic.group.partner')
+        except KeyError:  # a database without scenic_group
+            return False
+        company = Transaction().context.get('company')
+        return bool(channel_code) and bool(Partner.search([
+                    ('channel.code', '=', channel_code),
+                    ('company', '=', company),
+                    ], limit=1))
+
+    def charge(self, order_reference, amount, currency):
+        return f'ACCOUNT-{order_reference}'
+
+    def refund(self, payment_reference, amount, currency):
+        return f'{payment_reference}-REFUND'
+
+
+if PARTNER_PROVIDER not in PROVIDERS:
+    register(PartnerAccountProvider())
+
+
+def find_order(partner, partner_order_id):
+    "The id and request hash of a partner's order, or (None, None)."
+    table = Pool().get('scenic.order').__table__()
+    cursor = Transaction().connection.cursor()
+    cursor.execute(*table.select(table.id, table.request_hash,
+            where=(table.channel == partner.channel.id)
+            & (table.idempotency_key == partner_order_id)))
+    row = cursor.fetchone()
+    return row if row else (None, None)
+
+
+def get_order(partner, partner_order_id):
+    order_id, _ = find_order(partner, partner_order_id)
+    if not order_id:
+        raise PartnerError('not_found',
+            "No order with this partner_order_id.", 'partner_order_id')
+    return Pool().get('scenic.order')(order_id)
+
+
+def plan_prices(partner, contract, catalogue, request, date):
+    """Net price and persons per item; refuses ticket types the contract
+    does not price on that date."""
+    planned = []
+    for item in request.items:
+        ttype = catalogue.types.get(item.ticket_type)
+        price = contract.net_price(ttype.id, date) if ttype else None
+        if price is None:
+            raise PartnerError('invalid_request',
+                f"Ticket type {item.ticket_type!r} is not in your contract "
+                "for that date.", f'{item.field}.ticket_type')
+        if ttype.real_name:
+            persons = len(item.visitors) * ttype.persons
+        else:
+            persons = item.persons or ttype.persons
+        planned.append((ttype, price, persons))
+    return planned
+
+
+def claim_allotment(partner, contract, slot_id, persons):
+    """Take `persons` from the partner's allotment of a slot and hand the
+    held places to the booking; return the allotment id, or None when the
+    contract lets the partner sell from the general pool."""
+    pool = Pool()
+    table = pool.get('scenic.group.allotment').__table__()
+    slot = pool.get('scenic.time_slot').__table__()
+    cursor = Transaction().connection.cursor()
+    where = ((table.partner == partner.id) & (table.slot == slot_id)
+        & (table.released == False))  # noqa: E712
+    cursor.execute(*table.update(
+            [table.sold], [table.sold + persons],
+            where=where & (table.sold + persons <= table.quota)))
+    if cursor.rowcount == 1:
+        cursor.execute(*table.select(table.id, where=where))
+        allotment_id, = cursor.fetchone()
+        # The held places become this booking's: write_booking claims
+        # them again under the same slot lock.
+        cursor.execute(*slot.update(
+                [slot.booked], [slot.booked - persons],
+                where=slot.id == slot_id))
+        return allotment_id
+    cursor.execute(*table.select(table.quota - table.sold, where=where))
+    row = cursor.fetchone()
+    if row or not contract.free_sale:
+        left = row[0] if row else 0
+        raise PartnerError('allotment_exhausted',
+            f"Your allotment of this time slot has {left} places left.",
+            'slot')
+    return None
+
+
+def book(partner, request, partner_order_id, leader=None, now=None):
+    """Book a partner's order; return (order id, replayed).
+
+    The booking's plan step (reservation.plan_booking: real-name, per-ID
+    and channel rules) priced at the contract's net prices, the allotment
+    claimed, then the booking's write step (its claims) on the partner's
+    channel, keyed by partner_order_id.
+    """
+    now = now or now_utc()
+    digest = request.digest()
+    order_id, request_hash = find_order(partner, partner_order_id)
+    if order_id:
+        if request_hash != digest:
+            raise PartnerError('idempotency_conflict',
+                "This partner_order_id was used with another request.",
+                'partner_order_id')
+        return order_id, True
+    catalogue = Catalogue(partner.company.id)
+    slot = catalogue.slot(request.slot)
+    if slot is None:
+        raise PartnerError('invalid_request', "This time slot does not "
+            "exist.", 'slot')
+    contract = partner.contract_on(slot.date)
+    if not contract:
+        raise PartnerError('no_contract',
+            "You have no active contract for that date.", 'slot')
+    planned = plan_prices(partner, contract, catalogue, request, slot.date)
+    plan = reservation.plan_booking(partner.channel, request, now=now,
+        catalogue=catalogue)
+    price_plan(plan, contract, planned)
+    allotment_id = claim_allotment(partner, contract, slot.id, plan.persons)
+    order_id = reservation.write_booking(plan, partner_order_id, now=now)
+    link_order(order_id, partner, contract, allotment_id,
+        plan.persons if allotment_id else 0, leader, partner_order_id)
+    return order_id, False
+
+
+def price_plan(plan, contract, planned):
+    "Price a booking plan's lines at the contract's net prices."
+    prices = {ttype.id: price.quantize(CENT) for ttype, price, _ in planned}
+    plan.total = Decimal(0)
+    for line in plan.lines:
+        price = prices[line['ticket_type']]
+        line['unit_price'] = price
+        line['amount'] = price * line['quantity']
+        line['price_explanation'] = (
+            f"Net price of contract {contract.number}")
+        plan.total += line['amount']
+
+
+def link_order(order_id, partner, contract, allotment_id, allotted,
+        leader, partner_order_id):
+    "Link a written order to its partner, contract and allotment."
+    table = Pool().get('scenic.order').__table__()
+    cursor = Transaction().connection.cursor()
+    leader = leader or {}
+    cursor.execute(*table.update(
+            [table.group_partner, table.group_contract,
+                table.partner_order_id, table.allotment,
+                table.allotted_persons, table.leader_name,
+                table.leader_phone],
+            [partner.id, contract.id, partner_order_id, allotment_id,
+                allotted, leader.get('name'), leader.get('phone')],
+            where=table.id == order_id))
+    forget('scenic.order')
+
+
+def lock_partner(partner):
+    "Serialize the money checks of one partner's orders."
+    table = Pool().get('scenic.group.partner').__table__()
+    Transaction().connection.cursor().execute(*lock(
+            table.select(table.id, where=table.id == partner.id)))
+
+
+def pay(partner, order, amount, codes=None, now=None, override=False):
+    """Confirm a partner's order on its account: the money rules of the
+    contract are checked under the partner's lock, then the booking is
+    paid and its codes signed (or the partner's own codes taken)."""
+    from .money import check_confirmation
+    now = now or now_utc()
+    contract = order.group_contract
+    if contract and contract.payment_term != 'monthly':
+        # Only balance checks need one partner's confirmations in a row.
+        lock_partner(partner)
+    if order.state == 'reserved':
+        check_confirmation(partner, contract, order, amount,
+            override=override)
+    order = reservation.pay(order.id, PARTNER_PROVIDER, amount, now=now)
+    if codes is not None:
+        set_partner_codes(order, contract, codes)
+    return order
+
+
+def set_partner_codes(order, contract, codes):
+    "Replace the signed codes of a paid order by the partner's own."
+    if not contract.ota_codes:
+        raise PartnerError('invalid_request',
+            "Your contract does not let you issue codes.", 'codes')
+    tickets = sorted(order.tickets, key=lambda t: t.id)
+    if (not isinstance(codes, list) or len(codes) != len(tickets)
+            or not all(isinstance(c, str) and 6 <= len(c) <= 64
+                and c.isascii() and c.isprintable() for c in codes)
+            or len(set(codes)) != len(codes)):
+        raise PartnerError('invalid_request',
+            f"'codes' must be {len(tickets)} distinct strings of 6 to 64 "
+            "printable ASCII characters, one per ticket.", 'codes')
+    table = Pool().get('scenic.ticket').__table__()
+    cursor = Transaction().connection.cursor()
+    for ticket, code in zip(tickets, codes):
+        cursor.execute(*table.update(
+                [table.code, table.key_id, table.partner_code],
+                [None, None, code], where=table.id == ticket.id))
+    forget('scenic.ticket', 'scenic.order')
+
+
+def lock_allotment(order):
+    if not order.allotment:
+        return
+    table = Pool().get('scenic.group.allotment').__table__()
+    Transaction().connection.cursor().execute(*lock(
+            table.select(table.id, where=table.id == order.allotment.id)))
+
+
+def give_back_allotment(order, persons):
+    """Return `persons` of a cancelled or refunded order to its allotment
+    while the allotment is not released: they are held for the partner
+    again instead of going to the general pool."""
+    if not order.allotment or not persons:
+        return
+    pool = Pool()
+    table = pool.get('scenic.group.allotment').__table__()
+    slot = pool.get('scenic.time_slot').__table__()
+    cursor = Transaction().connection.cursor()
+    cursor.execute(*table.update(
+            [table.sold], [table.sold - persons],
+            where=(table.id == order.allotment.id)
+            & (table.released == False)))  # noqa: E712
+    if cursor.rowcount == 1:
+        cursor.execute(*slot.update(
+                [slot.booked], [slot.booked + persons],
+                where=slot.id == order.slot.id))
+    forget('scenic.group.allotment', 'scenic.time_slot')
+
+
+def cancel(partner, order, by_back_office=False, now=None):
+    "Cancel a hold or refund a paid order; the allotment gets its places."
+    lock_allotment(order)
+    allotted = order.allotted_persons or 0
+    order = reservation.cancel(
+        order.id, now=now, by_back_office=by_back_office)
+    give_back_allotment(order, allotted)
+    return order
+
+
+def partial_refund(partner, order, ticket_ids, now=None):
+    """Refund some tickets of a paid order (one per visitor) as their
+    ticket types allow; the rest of the order stays valid."""
+    pool = Pool()
+    Order = pool.get('scenic.order')
+    now = now or now_utc()
+    lock_allotment(order)
+    order = reservation._lock_order(order.id)
+    if order.state not in ('paid', 'partly_used'):
+        raise PartnerError('not_refundable',
+            f"This order is {order.state}: it cannot be refunded.")
+    tickets = {t.id: t for t in order.tickets}
+    chosen = []
+    for ticket_id in ticket_ids:
+        ticket = tickets.get(ticket_id)
+        if ticket is None:
+            raise PartnerError('invalid_request',
+                f"Ticket {ticket_id} is not in this order.", 'tickets')
+        if ticket.state != 'valid':
+            raise PartnerError('not_refundable',
+                f"Ticket {ticket_id} is {ticket.state}: it cannot be "
+                "refunded.", 'tickets')
+        if not reservation.refundable(ticket.ticket_type, order.slot, now):
+            raise PartnerError('not_refundable',
+                f"The refund period of ticket {ticket_id} is over.",
+                'tickets')
+        chosen.append(ticket)
+    if not chosen:
+        raise PartnerError('invalid_request',
+            "Name the tickets to refund.", 'tickets')
+    if len(chosen) == len([t for t in tickets.values()
+                if t.state in ('valid', 'used')]) and all(
+            t.state == 'valid' for t in tickets.values()):
+        return cancel(partner, order, now=now), chosen
+
+    catalogue = Catalogue(order.company.id)
+    types = {t.id: t for t in catalogue.snapshot.types}
+    id_hashes = defaultdict(int)
+    scope_persons = defaultdict(int)
+    persons = 0
+    amount = Decimal(0)
+    line_price = {l.id: l.unit_price for l in order.lines}
+    for ticket in chosen:
+        if ticket.holder_hash:
+            id_hashes[ticket.holder_hash] += 1
+        for scope, _, _ in catalogue.load_scopes(
+                types[ticket.ticket_type.id]):
+            scope_persons[scope] += ticket.persons
+        persons += ticket.persons
+        amount += line_price[ticket.line.id]
+    reservation._release(order.company.id, order.visit_date, order.slot.id,
+        id_hashes, scope_persons, persons)
+    ticket_table = pool.get('scenic.ticket').__table__()
+    payment_table = pool.get('scenic.payment').__table__()
+    order_table = pool.get('scenic.order').__table__()
+    cursor = Transaction().connection.cursor()
+    sql_transition(pool.get('scenic.ticket'), ticket_table, 'revoked',
+        ticket_table.id.in_([t.id for t in chosen]),
+        [ticket_table.revoked_at], [naive(now)])
+    insert(payment_table, [{
+                'company': order.company.id, 'order': order.id,
+                'kind': 'refund', 'provider': PARTNER_PROVIDER,
+                'provider_reference': f'ACCOUNT-{order.reference}-REFUND',
+                'amount': amount, 'currency': order.currency.id,
+                'date': naive(now),
+                }])
+    allotted = min(order.allotted_persons or 0, persons)
+    if allotted:
+        cursor.execute(*order_table.update(
+                [order_table.allotted_persons],
+                [order_table.allotted_persons - allotted],
+                where=order_table.id == order.id))
+    forget('scenic.order', 'scenic.ticket')
+    give_back_allotment(order, allotted)
+    return Order(order.id), chosen

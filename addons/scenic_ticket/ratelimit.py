@@ -1,0 +1,102 @@
+"""Rate limits of public look-ups, counted in the database (SQLite in the
+demo, PostgreSQL in production: every server process sees the same
+counts; no other store needed).
+
+A limit counts events per key in fixed windows (`scenic.rate_limit` rows:
+key, window start, count). Keys never hold a phone or an address in clear:
+they are HMACs under the vault's look-up key. Over the limit,
+`RateLimited` carries the seconds until the window ends (the
+`Retry-After` of the 429 answer).
+"""
+import datetime as dt
+import hashlib
+import hmac
+
+from sql import Literal
+
+from trytond.model import ModelSQL, Unique, fields
+from trytond.pool import Pool
+from trytond.transaction import Transaction
+
+from .dbtools import insert, naive, now_utc
+from .errors import ApiError
+from .vault import pii_vault
+
+
+class RateLimit(ModelSQL):
+    "Rate Limit Counter"
+    __name__ = 'scenic.rate_limit'
+    key = fields.Char("Key", required=True, readonly=True)
+    window = fields.DateTime("Window", required=True, readonly=True)
+    count = fields.Integer("Count", required=True, readonly=True)
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_constraints = [
+            ('key_window_unique', Unique(t, t.key, t.window),
+                'scenic_ticket.msg_rate_limit_unique'),
+            ]
+
+
+class RateLimited(ApiError):
+    "429 too_many_requests, with the seconds to wait."
+
+    def __init__(self, message, retry_after):
+        super().__init__('too_many_requests', message)
+        self.retry_after = max(1, int(retry_after))
+
+
+def _key(kind, value):
+    digest = hmac.new(pii_vault().lookup_key(),
+        f'rate:{kind}:{value}'.encode(), hashlib.sha256).hexdigest()
+    return f'{kind}:{digest[:40]}'
+
+
+def _window(now, seconds):
+    epoch = int(now.timestamp()) // seconds * seconds
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
+
+
+def count(kind, value, seconds, now=None):
+    "(events in the current window, its end) for this key."
+    table = Pool().get('scenic.rate_limit').__table__()
+    now = now or now_utc()
+    window = _window(now, seconds)
+    cursor = Transaction().connection.cursor()
+    cursor.execute(*table.select(table.count, where=(
+                table.key == _key(kind, value))
+            & (table.window == naive(window))))
+    row = cursor.fetchone()
+    return (row[0] if row else 0), window + dt.timedelta(seconds=seconds)
+
+
+def check(kind, value, limit, seconds, message, now=None):
+    "Raise RateLimited when `limit` events are already counted."
+    now = now or now_utc()
+    events, end = count(kind, value, seconds, now)
+    if events >= limit:
+        raise RateLimited(message, (end - now).total_seconds())
+
+
+def add(kind, value, seconds, now=None):
+    "Count one event for this key in the current window."
+    table = Pool().get('scenic.rate_limit').__table__()
+    now = now or now_utc()
+    window = naive(_window(now, seconds))
+    key = _key(kind, value)
+    cursor = Transaction().connection.cursor()
+    cursor.execute(*table.update([table.count], [table.count + Literal(1)],
+            where=(table.key == key) & (table.window == window)))
+    if not cursor.rowcount:
+        # a racing first event hits the unique key: the endpoint retries
+        insert(table, [{'key': key, 'window': window, 'count': 1}])
+
+
+def purge(before_days=2):
+    "Drop the counters of windows that ended long ago (cron)."
+    table = Pool().get('scenic.rate_limit').__table__()
+    cursor = Transaction().connection.cursor()
+    cursor.execute(*table.delete(where=table.window < naive(
+                now_utc() - dt.timedelta(days=before_days))))

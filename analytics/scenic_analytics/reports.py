@@ -1,0 +1,485 @@
+"""The questions the control room and the analysts ask, as DataFrames.
+
+Every function takes a read-only `Database` (db.connect) and the area's
+company id; times come back aware in the area's time zone. They read the
+rollups the ERP keeps (scenic.zone.headcount, scenic.zone.minute,
+scenic.gate.quarter, scenic.slot.sales) where the question allows, and
+never select a column holding personal data (names, ID numbers, phones).
+
+Revenue is cash: payments minus refunds (scenic.payment). When the finance
+module's ledger lands (issue #9), `revenue` switches to its postings.
+"""
+import datetime as dt
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+# LB/T 068-2017 warning levels by share of the instantaneous maximum (the
+# ERP's scenic_gate.scan.THRESHOLDS; this package must not import Tryton).
+THRESHOLDS = [(95, 'red'), (90, 'orange'), (80, 'yellow')]
+# A box is offline after 3 missed 60 s heartbeats (scenic_gate.gate).
+OFFLINE_AFTER = dt.timedelta(seconds=180)
+
+
+def warning_level(inside, instant_max):
+    if not instant_max:
+        return 'none'
+    load = inside * 100 / instant_max
+    for threshold, level in THRESHOLDS:
+        if load >= threshold:
+            return level
+    return 'none'
+
+
+def area_timezone(db, company):
+    "The area's time zone (company.timezone, Asia/Shanghai if unset)."
+    name = db.scalar('SELECT timezone FROM company_company WHERE id = %s',
+        (company,))
+    return ZoneInfo(name or 'Asia/Shanghai')
+
+
+def _day_bounds(day, tz):
+    "[start, end) of a local day as aware datetimes."
+    start = dt.datetime.combine(day, dt.time(), tz)
+    return start, start + dt.timedelta(days=1)
+
+
+def _today(tz, now=None):
+    return (now or dt.datetime.now(dt.timezone.utc)).astimezone(tz).date()
+
+
+# --- Live ----------------------------------------------------------------
+
+def zone_headcount(db, company, day=None):
+    """People inside each zone now (today's admitted entries minus exits,
+    as the ERP counts them), against its instantaneous maximum.
+
+    Columns: zone, code, name, parent, instant_max, entries, exits,
+    inside, load (%), level (none/yellow/orange/red)."""
+    tz = area_timezone(db, company)
+    day = day or _today(tz)
+    frame = db.frame(
+        'SELECT z.id AS zone, z.code, z.name, z.parent, z.instant_max, '
+        'COALESCE(h.entries, 0) AS entries, COALESCE(h.exits, 0) AS exits '
+        'FROM scenic_zone AS z LEFT JOIN scenic_zone_headcount AS h '
+        'ON h.zone = z.id AND h.date = %s '
+        'WHERE z.company = %s AND z.active ORDER BY z.id', (day, company))
+    frame['inside'] = (frame['entries'] - frame['exits']).clip(lower=0)
+    frame['load'] = [round(i * 100 / m, 1) if m else np.nan
+        for i, m in zip(frame['inside'], frame['instant_max'])]
+    frame['level'] = [warning_level(i, m)
+        for i, m in zip(frame['inside'], frame['instant_max'])]
+    return frame
+
+
+def area_instant_max(db, company):
+    "The area's instantaneous maximum (company, else sum of top zones)."
+    value = db.scalar('SELECT scenic_instant_max FROM company_company '
+        'WHERE id = %s', (company,))
+    if value:
+        return value
+    return db.scalar('SELECT SUM(instant_max) FROM scenic_zone '
+        'WHERE company = %s AND parent IS NULL AND active', (company,)) or 0
+
+
+def gate_flows(db, company, start, end):
+    """Arrivals, exits and refusals per gate per quarter hour in
+    [start, end) (aware datetimes), from the scenic.gate.quarter rollup.
+
+    Columns: gate, code, quarter (local), entries, exits, refused."""
+    tz = area_timezone(db, company)
+    return db.frame(
+        'SELECT q.gate, g.code, q.quarter, q.entries, q.exits, q.refused '
+        'FROM scenic_gate_quarter AS q JOIN scenic_gate AS g '
+        'ON g.id = q.gate WHERE q.company = %s AND q.quarter >= %s '
+        'AND q.quarter < %s ORDER BY q.quarter, q.gate',
+        (company, start, end), timestamps=['quarter'], tz=tz)
+
+
+def zone_minutes(db, company, start, end):
+    """People in and out of each zone per minute in [start, end), from
+    the scenic.zone.minute rollup. Columns: zone, minute (local), entries,
+    exits."""
+    tz = area_timezone(db, company)
+    return db.frame(
+        'SELECT zone, minute, entries, exits FROM scenic_zone_minute '
+        'WHERE company = %s AND minute >= %s AND minute < %s '
+        'ORDER BY minute, zone', (company, start, end),
+        timestamps=['minute'], tz=tz)
+
+
+def box_status(db, company, now=None):
+    """The area's enrolled boxes: last heartbeat, how long ago, the lag
+    and backlog they reported, and whether they count as offline.
+
+    Columns: box, name, last_heartbeat, silent_s, sync_lag, outbox,
+    errors, offline."""
+    tz = area_timezone(db, company)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    frame = db.frame(
+        'SELECT id AS box, name, last_heartbeat, sync_lag, outbox, errors '
+        "FROM scenic_gate_box WHERE company = %s AND state = 'enrolled' "
+        'ORDER BY name', (company,), timestamps=['last_heartbeat'], tz=tz)
+    silent = (pd.Timestamp(now) - frame['last_heartbeat']).dt.total_seconds()
+    frame['silent_s'] = silent.round()
+    frame['offline'] = frame['last_heartbeat'].isna() | (
+        silent > OFFLINE_AFTER.total_seconds())
+    return frame
+
+
+# --- Today ---------------------------------------------------------------
+
+def slots_of_day(db, company, day, now=None):
+    """Each slot of a day: capacity, tickets booked (slot counter), sold
+    (paid, not refunded), persons arrived, and no-shows so far (sold tickets
+    of slots that have ended with nobody entered on them).
+
+    Columns: slot, start, end, capacity, booked, sold, arrived, no_show."""
+    tz = area_timezone(db, company)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    slots = db.frame(
+        'SELECT id AS slot, start_time, end_time, capacity, booked '
+        'FROM scenic_time_slot WHERE company = %s AND date = %s '
+        'ORDER BY start_time', (company, day))
+    tickets = db.frame(
+        'SELECT t.slot, COUNT(*) AS sold, '
+        'SUM(CASE WHEN u.entries > 0 THEN t.persons ELSE 0 END) AS arrived, '
+        'SUM(CASE WHEN u.entries > 0 THEN 0 ELSE 1 END) AS not_entered '
+        'FROM scenic_ticket AS t LEFT JOIN scenic_ticket_usage AS u '
+        'ON u.ticket = t.id WHERE t.slot IN (SELECT id FROM scenic_time_slot '
+        'WHERE company = %s AND date = %s) '
+        "AND t.state IN ('valid', 'used', 'expired') GROUP BY t.slot",
+        (company, day))
+    frame = slots.merge(tickets, on='slot', how='left').fillna(
+        {'sold': 0, 'arrived': 0, 'not_entered': 0})
+    frame['start'] = [_at(day, t, tz) for t in frame['start_time']]
+    frame['end'] = [_at(day, t, tz) for t in frame['end_time']]
+    now = pd.Timestamp(now)
+    ended = np.array([e <= now for e in frame['end']], dtype=bool)
+    frame['no_show'] = np.where(ended, frame['not_entered'], 0)
+    for column in ['sold', 'arrived', 'no_show']:
+        frame[column] = frame[column].astype(int)
+    return frame[['slot', 'start', 'end', 'capacity', 'booked', 'sold',
+            'arrived', 'no_show']]
+
+
+def _at(day, value, tz):
+    if isinstance(value, str):
+        value = dt.time.fromisoformat(value)
+    elif isinstance(value, dt.timedelta):  # some drivers
+        value = (dt.datetime.min + value).time()
+    return pd.Timestamp(dt.datetime.combine(day, value, tz))
+
+
+def sales_of_day(db, company, day):
+    """Tickets sold for a visit day by channel and ticket type, from the
+    scenic.slot.sales rollup (refreshed every minute).
+
+    Columns: channel, channel_kind, ticket_type, tickets, persons, amount,
+    refunded, refunded_amount."""
+    frame = db.frame(
+        'SELECT c.name AS channel, c.kind AS channel_kind, '
+        'tt.code AS ticket_type, SUM(s.tickets) AS tickets, '
+        'SUM(s.persons) AS persons, SUM(s.amount) AS amount, '
+        'SUM(s.refunded) AS refunded, '
+        'SUM(s.refunded_amount) AS refunded_amount '
+        'FROM scenic_slot_sales AS s '
+        'JOIN scenic_channel AS c ON c.id = s.channel '
+        'JOIN scenic_ticket_type AS tt ON tt.id = s.ticket_type '
+        'WHERE s.company = %s AND s.date = %s '
+        'GROUP BY c.name, c.kind, tt.code ORDER BY c.name, tt.code',
+        (company, day))
+    return _money(frame, ['amount', 'refunded_amount'])
+
+
+def _money(frame, columns):
+    for column in columns:
+        frame[column] = [Decimal(str(v)).quantize(Decimal('0.01'))
+            if v is not None else Decimal('0.00') for v in frame[column]]
+    return frame
+
+
+# --- Revenue -------------------------------------------------------------
+
+def revenue(db, company, start, end):
+    """Cash received per local day, channel and payment method in the
+    dates [start, end]: payments, refunds and net (Decimal).
+
+    Columns: day, channel, provider, payments, refunds, net."""
+    tz = area_timezone(db, company)
+    lo, _ = _day_bounds(start, tz)
+    _, hi = _day_bounds(end, tz)
+    rows = db.frame(
+        'SELECT p.date AS at, p.kind, p.provider, p.amount, '
+        'c.name AS channel FROM scenic_payment AS p '
+        'JOIN scenic_order AS o ON o.id = p."order" '
+        'JOIN scenic_channel AS c ON c.id = o.channel '
+        'WHERE p.company = %s AND p.date >= %s AND p.date < %s',
+        (company, lo, hi), timestamps=['at'], tz=tz)
+    columns = ['day', 'channel', 'provider', 'payments', 'refunds', 'net']
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    rows['day'] = rows['at'].dt.date
+    rows['amount'] = [Decimal(str(v)) for v in rows['amount']]
+    rows['payments'] = [a if k == 'payment' else Decimal(0)
+        for a, k in zip(rows['amount'], rows['kind'])]
+    rows['refunds'] = [a if k == 'refund' else Decimal(0)
+        for a, k in zip(rows['amount'], rows['kind'])]
+    frame = rows.groupby(['day', 'channel', 'provider'], as_index=False)[
+        ['payments', 'refunds']].agg(lambda s: sum(s, Decimal(0)))
+    frame['net'] = frame['payments'] - frame['refunds']
+    return frame[columns]
+
+
+def revenue_by_ticket_type(db, company, start, end):
+    """Value of the tickets sold for visit dates [start, end], by ticket
+    type and channel (unit prices of tickets still valid or used).
+
+    Columns: ticket_type, channel, tickets, amount."""
+    frame = db.frame(
+        'SELECT tt.code AS ticket_type, c.name AS channel, '
+        'SUM(s.tickets) AS tickets, SUM(s.amount) AS amount '
+        'FROM scenic_slot_sales AS s '
+        'JOIN scenic_ticket_type AS tt ON tt.id = s.ticket_type '
+        'JOIN scenic_channel AS c ON c.id = s.channel '
+        'WHERE s.company = %s AND s.date >= %s AND s.date <= %s '
+        'GROUP BY tt.code, c.name ORDER BY tt.code, c.name',
+        (company, start, end))
+    return _money(frame, ['amount'])
+
+
+# --- Analysts' questions --------------------------------------------------
+
+def day_types(db, company, start, end):
+    """Each date in [start, end] as 'holiday', 'weekend' or 'weekday'
+    (scenic.calendar.day holidays first). Columns: day, day_type."""
+    holidays = set(db.frame(
+        "SELECT date FROM scenic_calendar_day WHERE company = %s "
+        "AND kind = 'holiday' AND date >= %s AND date <= %s",
+        (company, start, end), dates=['date'])['date'])
+    days = [start + dt.timedelta(days=i)
+        for i in range((end - start).days + 1)]
+    return pd.DataFrame({'day': days, 'day_type': [
+                'holiday' if d in holidays
+                else 'weekend' if d.weekday() >= 5 else 'weekday'
+                for d in days]})
+
+
+def arrival_curve(db, company, start, end, zone=None):
+    """Average arrivals per quarter hour of the day by day type, over the
+    dates [start, end], from the zone minute rollup (top-level zones, or
+    `zone`). Columns: day_type, time (HH:MM), arrivals (mean persons per
+    day of that type)."""
+    tz = area_timezone(db, company)
+    lo, _ = _day_bounds(start, tz)
+    _, hi = _day_bounds(end, tz)
+    if zone is None:
+        where, params = ('m.zone IN (SELECT id FROM scenic_zone '
+            'WHERE company = %s AND parent IS NULL)'), [company]
+    else:
+        where, params = 'm.zone = %s', [zone]
+    minutes = db.frame(
+        'SELECT m.minute, m.entries FROM scenic_zone_minute AS m '
+        f'WHERE m.company = %s AND {where} AND m.minute >= %s '
+        'AND m.minute < %s', (company, *params, lo, hi),
+        timestamps=['minute'], tz=tz)
+    types = day_types(db, company, start, end)
+    counts = types.groupby('day_type').size()
+    if minutes.empty:
+        return pd.DataFrame(columns=['day_type', 'time', 'arrivals'])
+    minutes['day'] = minutes['minute'].dt.date
+    minutes['time'] = minutes['minute'].dt.floor('15min').dt.strftime(
+        '%H:%M')
+    minutes = minutes.merge(types, on='day')
+    frame = minutes.groupby(['day_type', 'time'], as_index=False)[
+        'entries'].sum()
+    frame['arrivals'] = frame['entries'] / frame['day_type'].map(counts)
+    return frame[['day_type', 'time', 'arrivals']]
+
+
+def dwell_times(db, company, start, end):
+    """Time between a ticket's last entry and its last exit, for tickets
+    whose holder entered on [start, end] and left after entering.
+
+    Columns: ticket, day, day_type, entry, exit, minutes."""
+    tz = area_timezone(db, company)
+    lo, _ = _day_bounds(start, tz)
+    _, hi = _day_bounds(end, tz)
+    frame = db.frame(
+        'SELECT ticket, last_entry AS entry, last_exit AS exit '
+        'FROM scenic_ticket_usage WHERE company = %s AND ticket IS NOT NULL '
+        'AND last_entry >= %s AND last_entry < %s '
+        'AND last_exit > last_entry', (company, lo, hi),
+        timestamps=['entry', 'exit'], tz=tz)
+    frame['day'] = frame['entry'].dt.date
+    frame['minutes'] = (frame['exit'] - frame['entry']).dt.total_seconds() / 60
+    frame = frame.merge(day_types(db, company, start, end), on='day',
+        how='left')
+    return frame[['ticket', 'day', 'day_type', 'entry', 'exit', 'minutes']]
+
+
+LEAD_BINS = [-1, 0, 1, 3, 7, 30, 10_000]
+LEAD_LABELS = ['same day', '1 day', '2-3 days', '4-7 days', '8-30 days',
+    '> 30 days']
+
+
+def no_shows(db, company, start, end):
+    """Sold tickets of visit dates [start, end] (ended days) and whether
+    anybody entered on them, with channel and booking lead time.
+
+    Columns: channel, lead_days, lead (bucket label), tickets, no_shows,
+    rate."""
+    tz = area_timezone(db, company)
+    frame = db.frame(
+        'SELECT c.name AS channel, t.visit_date AS visit, '
+        'o.create_date AS booked_at, '
+        'CASE WHEN u.entries > 0 THEN 0 ELSE 1 END AS no_show '
+        'FROM scenic_ticket AS t JOIN scenic_order AS o ON o.id = t."order" '
+        'JOIN scenic_channel AS c ON c.id = o.channel '
+        'LEFT JOIN scenic_ticket_usage AS u ON u.ticket = t.id '
+        "WHERE t.company = %s AND t.state IN ('valid', 'used', 'expired') "
+        'AND o.paid_at IS NOT NULL AND t.visit_date >= %s '
+        'AND t.visit_date <= %s', (company, start, end),
+        dates=['visit'], timestamps=['booked_at'], tz=tz)
+    columns = ['channel', 'lead', 'tickets', 'no_shows', 'rate']
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    booked_day = frame['booked_at'].dt.tz_localize(None).dt.normalize()
+    frame['lead_days'] = (pd.to_datetime(frame['visit']) - booked_day
+        ).dt.days
+    frame['lead'] = pd.cut(frame['lead_days'], LEAD_BINS,
+        labels=LEAD_LABELS).astype(str)
+    result = frame.groupby(['channel', 'lead'], as_index=False).agg(
+        tickets=('no_show', 'size'), no_shows=('no_show', 'sum'))
+    result['rate'] = result['no_shows'] / result['tickets']
+    return result[columns]
+
+
+def demand_pricing(db, company, start, end):
+    """Per slot of the dates [start, end]: fill ratio, the average unit
+    price paid against the ticket types' base price (uplift %), and when
+    the slot sold out (hours before its start; NaN if it did not).
+
+    Columns: slot, date, capacity, booked, fill, avg_price, base_price,
+    uplift_pct, sold_out_hours_before."""
+    tz = area_timezone(db, company)
+    frame = db.frame(
+        'SELECT s.id AS slot, s.date, s.start_time, s.capacity, s.booked, '
+        'AVG(l.unit_price) AS avg_price, AVG(tt.base_price) AS base_price, '
+        'MAX(o.create_date) AS last_sale '
+        'FROM scenic_time_slot AS s '
+        'JOIN scenic_ticket AS t ON t.slot = s.id '
+        "AND t.state IN ('valid', 'used', 'expired') "
+        'JOIN scenic_order_line AS l ON l.id = t.line '
+        'JOIN scenic_order AS o ON o.id = t."order" '
+        'JOIN scenic_ticket_type AS tt ON tt.id = t.ticket_type '
+        'WHERE s.company = %s AND s.date >= %s AND s.date <= %s '
+        'GROUP BY s.id, s.date, s.start_time, s.capacity, s.booked',
+        (company, start, end), dates=['date'], timestamps=['last_sale'],
+        tz=tz)
+    frame['avg_price'] = frame['avg_price'].astype(float)
+    frame['base_price'] = frame['base_price'].astype(float)
+    frame['fill'] = frame['booked'] / frame['capacity']
+    frame['uplift_pct'] = ((frame['avg_price'] / frame['base_price'] - 1)
+        * 100).round(1)
+    starts = pd.Series([_at(d, t, tz) for d, t in
+            zip(frame['date'], frame['start_time'])], dtype=object)
+    hours = [(s - l).total_seconds() / 3600 if f >= 1 else np.nan
+        for s, l, f in zip(starts, frame['last_sale'], frame['fill'])]
+    frame['sold_out_hours_before'] = hours
+    return frame[['slot', 'date', 'capacity', 'booked', 'fill', 'avg_price',
+            'base_price', 'uplift_pct', 'sold_out_hours_before']]
+
+
+def channel_mix(db, company, start, end):
+    """Tickets and value sold per channel for visit dates [start, end],
+    with each channel's share. OTA commission is not recorded by the ERP
+    yet (issue #11's allotments will): the column is the gross value.
+
+    Columns: channel, kind, tickets, amount, share."""
+    frame = db.frame(
+        'SELECT c.name AS channel, c.kind, SUM(s.tickets) AS tickets, '
+        'SUM(s.amount) AS amount FROM scenic_slot_sales AS s '
+        'JOIN scenic_channel AS c ON c.id = s.channel '
+        'WHERE s.company = %s AND s.date >= %s AND s.date <= %s '
+        'GROUP BY c.name, c.kind ORDER BY c.name', (company, start, end))
+    frame = _money(frame, ['amount'])
+    total = frame['tickets'].sum()
+    frame['share'] = frame['tickets'] / total if total else 0.0
+    return frame
+
+
+def recognised_vs_cash(db, company, start, end):
+    """Per local day of [start, end]: revenue recognised (value of the
+    tickets of that visit day, valid or used: the visit is the service)
+    against cash received that day (payments minus refunds).
+
+    Columns: day, recognised, cash (Decimal)."""
+    recognised = db.frame(
+        'SELECT date AS day, SUM(amount) AS recognised '
+        'FROM scenic_slot_sales WHERE company = %s AND date >= %s '
+        'AND date <= %s GROUP BY date', (company, start, end), dates=['day'])
+    cash = revenue(db, company, start, end)
+    cash = cash.groupby('day', as_index=False)['net'].agg(
+        lambda s: sum(s, Decimal(0))).rename(columns={'net': 'cash'})
+    days = pd.DataFrame({'day': [start + dt.timedelta(days=i)
+                for i in range((end - start).days + 1)]})
+    frame = days.merge(recognised, on='day', how='left').merge(
+        cash, on='day', how='left')
+    frame['recognised'] = [Decimal(str(v)).quantize(Decimal('0.01'))
+        if v is not None and v == v else Decimal('0.00')
+        for v in frame['recognised']]
+    frame['cash'] = [v if isinstance(v, Decimal) else Decimal('0.00')
+        for v in frame['cash']]
+    return frame
+
+
+def forecast_arrivals(db, company, day, history_days=28):
+    """Tomorrow's (or `day`'s) expected arrivals: the tickets sold for it
+    per channel times that channel's show-up rate over the previous
+    `history_days` ended days, plus nothing for walk-ups (they buy at the
+    box office and are in the sold figures once sold).
+
+    Columns: channel, sold_persons, show_rate, expected."""
+    history = no_shows(db, company, day - dt.timedelta(days=history_days),
+        day - dt.timedelta(days=1))
+    if history.empty:
+        rates = pd.Series(dtype=float)
+    else:
+        by_channel = history.groupby('channel')[['tickets', 'no_shows']].sum()
+        rates = 1 - by_channel['no_shows'] / by_channel['tickets']
+    sold = db.frame(
+        'SELECT c.name AS channel, SUM(s.persons) AS sold_persons '
+        'FROM scenic_slot_sales AS s JOIN scenic_channel AS c '
+        'ON c.id = s.channel WHERE s.company = %s AND s.date = %s '
+        'GROUP BY c.name ORDER BY c.name', (company, day))
+    overall = (float(1 - history['no_shows'].sum() / history['tickets'].sum())
+        if not history.empty and history['tickets'].sum() else 1.0)
+    sold['show_rate'] = [float(rates.get(c, overall)) for c in sold['channel']]
+    sold['expected'] = sold['sold_persons'] * sold['show_rate']
+    return sold
+
+
+# --- for the notebooks -----------------------------------------------------
+
+def first_company(db):
+    "The id of the database's first area (company)."
+    return db.scalar('SELECT MIN(id) FROM company_company')
+
+
+def history_period(db, company, days, end=None, now=None):
+    """(start, end) dates of the last `days` days with ended visits: `end`
+    defaults to the last visit date before today that has sales."""
+    tz = area_timezone(db, company)
+    today = _today(tz, now)
+    if end is None:
+        last = db.scalar('SELECT MAX(date) FROM scenic_slot_sales '
+            'WHERE company = %s AND date < %s', (company, today))
+        if last is None:
+            raise LookupError("no sales before today: load a history first "
+                "(scripts/simulate_history.py)")
+        end = last if isinstance(last, dt.date) else \
+            dt.date.fromisoformat(str(last))
+    return end - dt.timedelta(days=days - 1), end

@@ -1,0 +1,131 @@
+"""The reports against the hand-checked fixture (fixture.py)."""
+import datetime as dt
+import sqlite3
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from scenic_analytics import connect, reports
+
+from .fixture import D, build
+
+TZ = ZoneInfo('Asia/Shanghai')
+NOW = dt.datetime.combine(D, dt.time(12, 0), TZ)   # noon of D
+day = dt.timedelta(days=1)
+
+
+@pytest.fixture(scope='module')
+def db(tmp_path_factory):
+    path = build(tmp_path_factory.mktemp('fixture') / 'scenic.sqlite', NOW)
+    with connect(f'sqlite:///{path}') as database:
+        yield database
+
+
+def test_read_only(db):
+    with pytest.raises(sqlite3.OperationalError, match='readonly'):
+        db.connection.execute('DELETE FROM scenic_zone')
+
+
+def test_bad_url():
+    with pytest.raises(ValueError, match='mysql'):
+        connect('mysql://x/y')
+
+
+def test_zone_headcount(db):
+    frame = reports.zone_headcount(db, 1, D)
+    assert frame[['code', 'inside', 'load', 'level']].values.tolist() == [
+        ['MAIN', 85, 85.0, 'yellow'], ['MUSEUM', 10, 100.0, 'red']]
+    assert reports.area_instant_max(db, 1) == 150
+
+
+def test_gate_flows_local_quarters(db):
+    start = dt.datetime.combine(D, dt.time(0), TZ)
+    frame = reports.gate_flows(db, 1, start, start + day)
+    assert [(r.code, r.quarter.strftime('%H:%M'), r.entries, r.exits,
+            r.refused) for r in frame.itertuples()] == [
+        ('MAIN-IN', '09:00', 5, 0, 1), ('MAIN-OUT', '09:15', 0, 3, 0)]
+
+
+def test_box_status(db):
+    frame = reports.box_status(db, 1, NOW)
+    assert frame[['name', 'silent_s', 'offline', 'outbox']].values.tolist() \
+        == [['Box A', 30, False, 0], ['Box B', 600, True, 37]]
+
+
+def test_slots_of_day(db):
+    frame = reports.slots_of_day(db, 1, D, now=NOW)
+    assert frame[['capacity', 'booked', 'sold', 'arrived', 'no_show']
+        ].values.tolist() == [[10, 4, 3, 2, 1], [2, 2, 1, 0, 0]]
+    assert frame['start'][1].strftime('%H:%M') == '14:00'
+
+
+def test_sales_of_day(db):
+    frame = reports.sales_of_day(db, 1, D)
+    assert [(r.channel, r.ticket_type, r.tickets, r.amount, r.refunded)
+        for r in frame.itertuples()] == [
+        ('Box Office', 'ADULT', 1, Decimal('120.00'), 1),
+        ('Box Office', 'CHILD', 1, Decimal('60.00'), 0),
+        ('Web', 'ADULT', 2, Decimal('240.00'), 0)]
+
+
+def test_revenue_by_local_day(db):
+    frame = reports.revenue(db, 1, D - 3 * day, D)
+    assert [(r.day, r.channel, r.provider, r.payments, r.refunds, r.net)
+        for r in frame.itertuples()] == [
+        (D - 3 * day, 'Web', 'wechat', 240, 0, 240),
+        (D - day, 'Box Office', 'wechat', 100, 0, 100),
+        (D, 'Box Office', 'alipay', 180, 0, 180),
+        (D, 'Box Office', 'wechat', 0, 100, -100)]
+    assert all(isinstance(v, Decimal) for v in frame['net'])
+    by_type = reports.revenue_by_ticket_type(db, 1, D, D)
+    assert by_type[['ticket_type', 'channel', 'tickets']].values.tolist() \
+        == [['ADULT', 'Box Office', 1], ['ADULT', 'Web', 2],
+            ['CHILD', 'Box Office', 1]]
+
+
+def test_day_types_and_arrival_curve(db):
+    types = reports.day_types(db, 1, D, D + 4 * day)
+    assert types['day_type'].tolist() == [
+        'weekday', 'holiday', 'weekday', 'weekday', 'weekend']
+    curve = reports.arrival_curve(db, 1, D, D + 4 * day)
+    got = {(r.day_type, r.time): round(r.arrivals, 4)
+        for r in curve.itertuples()}
+    # 3 weekdays in the period: 4 and 2 arrivals on one of them
+    assert got == {('weekday', '09:00'): round(4 / 3, 4),
+        ('weekday', '09:15'): round(2 / 3, 4), ('weekend', '10:00'): 6.0}
+
+
+def test_dwell_times(db):
+    frame = reports.dwell_times(db, 1, D, D)
+    assert sorted(frame['minutes']) == [45.0, 150.0]
+    assert set(frame['day_type']) == {'weekday'}
+
+
+def test_no_shows_by_channel_and_lead(db):
+    frame = reports.no_shows(db, 1, D, D)
+    assert frame.values.tolist() == [
+        ['Box Office', 'same day', 2, 1, 0.5],
+        ['Web', '2-3 days', 2, 1, 0.5]]
+
+
+def test_demand_pricing(db):
+    frame = reports.demand_pricing(db, 1, D, D)
+    first, second = frame.itertuples()
+    assert (first.fill, first.avg_price, first.uplift_pct) == (0.4, 120, 20)
+    assert first.sold_out_hours_before != first.sold_out_hours_before  # NaN
+    assert (second.fill, second.sold_out_hours_before) == (1.0, 6.0)
+
+
+def test_channel_mix_and_recognised(db):
+    mix = reports.channel_mix(db, 1, D, D)
+    assert mix[['channel', 'tickets', 'share']].values.tolist() == [
+        ['Box Office', 2, 0.5], ['Web', 2, 0.5]]
+    frame = reports.recognised_vs_cash(db, 1, D, D)
+    assert frame[['recognised', 'cash']].values.tolist() == [
+        [Decimal('420.00'), Decimal('80')]]
+
+
+def test_forecast(db):
+    frame = reports.forecast_arrivals(db, 1, D + day)
+    assert frame.values.tolist() == [['Web', 10, 0.5, 5.0]]

@@ -1,0 +1,91 @@
+"""The dashboards on the demo database: the Live page built in-process
+follows the demo box's scans after one poll; served, they demand a login."""
+import sys
+import urllib.error
+from pathlib import Path
+
+import pytest
+
+from demo_box import until
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / 'dashboards'))
+
+pytestmark = pytest.mark.filterwarnings(
+    # Bokeh 3.9 under pandas 3.1 (see panel-facts.md)
+    'ignore:The inplace keyword in DataFrame.reset_index:DeprecationWarning')
+
+
+def tap(demo_box):
+    "An admitted scan of the demo annual card, in or else out."
+    answer = demo_box.tap_annual_card('MAIN-IN')
+    if answer['decision'] != 'open':
+        answer = demo_box.tap_annual_card('MAIN-OUT')
+    assert answer['decision'] == 'open', answer
+    return answer
+
+
+def test_live_page_follows_scans_after_one_poll(demo_server, demo_box):
+    import scenic_dashboards as sd
+    from scenic_analytics import connect, reports
+    poller = sd.Poller(f'sqlite:///{demo_server.db}')
+    try:
+        poller.poll()
+        live = sd.LivePage(poller)
+        today = sd.TodayPage(poller)
+        revenue = sd.RevenuePage(poller)
+        for page in [live, today, revenue]:
+            assert page.view().get_root() is not None
+        before = live.total.value
+        bars_before = live.zone_pipe.data.set_index('label')['inside'].sum()
+        assert not live.update()      # nothing new: nothing redrawn
+
+        with connect(f'sqlite:///{demo_server.db}') as db:
+            company = poller.company
+            main = lambda: int(reports.zone_headcount(db, company)  # noqa
+                .set_index('code').loc['MAIN', 'inside'])
+            stored = main()
+            tap(demo_box)
+            # the box uploads within its sync interval (0.5 s)
+            assert until(lambda: main() != stored, timeout=20), main()
+            after = main()
+
+        poller.poll()
+        assert live.update()
+        assert live.total.value == before + (after - stored)
+        assert live.zone_pipe.data.set_index('label')['inside'].sum() \
+            == bars_before + (after - stored)
+        assert f'data-zone="MAIN">{after}<' in live.zone_table.object
+        assert poller.polls == 2
+        assert today.update()
+    finally:
+        poller.stop()
+
+
+def test_served_dashboards_demand_a_login(demo_server, tmp_path):
+    import dashboards_server
+    from pgcluster import free_port
+    served = dashboards_server.start(demo_server.db, tmp_path, free_port())
+    try:
+        anonymous = served.opener()
+        for path in ['/', '/live', '/today', '/revenue']:
+            with anonymous.open(served.url + path, timeout=30) as answer:
+                body = answer.read().decode()
+            # redirected to the login form: no data, no Bokeh document
+            assert '/login' in answer.geturl(), (path, answer.geturl())
+            assert 'password' in body and 'scenic-zones' not in body
+        bad = served.opener()
+        with bad.open(f'{served.url}/login', data=b'username=duty&'
+                b'password=wrong', timeout=30) as answer:
+            assert '/login' in answer.geturl()
+        good = served.opener()
+        served.login(good)
+        with good.open(f'{served.url}/live', timeout=30) as answer:
+            assert '/login' not in answer.geturl()
+            assert 'bokeh' in answer.read().decode().lower()
+    finally:
+        dashboards_server.stop(served)
+    # loopback only by default
+    import serve
+    argv, _ = serve.command('sqlite:////x', '127.0.0.1:5006', 'u.json')
+    assert argv[argv.index('--address') + 1] == '127.0.0.1'
