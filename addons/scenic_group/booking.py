@@ -22,6 +22,8 @@ the same day, which PostgreSQL resolves and the API retries.
 from collections import defaultdict
 from decimal import Decimal
 
+from sql import Null
+
 from scenic_ticket import reservation
 from scenic_ticket.catalogue import Catalogue
 from scenic_ticket.dbtools import forget, insert, lock, naive, now_utc
@@ -250,9 +252,33 @@ def pay(partner, order, amount, codes=None, now=None, override=False):
         check_confirmation(partner, contract, order, amount,
             override=override)
     order = reservation.pay(order.id, PARTNER_PROVIDER, amount, now=now)
+    set_finance_party(partner, order)
     if codes is not None:
         set_partner_codes(order, contract, codes)
     return order
+
+
+def finance_party_values(partner):
+    """The column a partner-credit payment row carries so that the ledger
+    (scenic_finance, when activated) posts it to the partner's 1122."""
+    if 'finance_party' not in Pool().get('scenic.payment')._fields:
+        return {}
+    return {'finance_party': partner.party.id}
+
+
+def set_finance_party(partner, order):
+    """Name the partner as the party of its order's account payments and
+    refunds (rows the booking inserted without it)."""
+    values = finance_party_values(partner)
+    if not values:
+        return
+    table = Pool().get('scenic.payment').__table__()
+    Transaction().connection.cursor().execute(*table.update(
+            [table.finance_party], [values['finance_party']],
+            where=(table.order == order.id)
+            & (table.provider == PARTNER_PROVIDER)
+            & (table.finance_party == Null)))
+    forget('scenic.payment')
 
 
 def set_partner_codes(order, contract, codes):
@@ -312,6 +338,7 @@ def cancel(partner, order, by_back_office=False, now=None):
     allotted = order.allotted_persons or 0
     order = reservation.cancel(
         order.id, now=now, by_back_office=by_back_office)
+    set_finance_party(partner, order)
     give_back_allotment(order, allotted)
     return order
 
@@ -381,6 +408,7 @@ def partial_refund(partner, order, ticket_ids, now=None):
                 'provider_reference': f'ACCOUNT-{order.reference}-REFUND',
                 'amount': amount, 'currency': order.currency.id,
                 'date': naive(now),
+                **finance_party_values(partner),
                 }])
     allotted = min(order.allotted_persons or 0, persons)
     if allotted:
