@@ -16,7 +16,6 @@ run reuses the database: trytond-admin runs again only when the modules
 The functions are reused by tests/browser to build a demo in a temp dir.
 """
 import argparse
-import ast
 import hashlib
 import os
 import shutil
@@ -27,6 +26,9 @@ import sys
 import time
 import urllib.parse
 from pathlib import Path
+
+# Beside this file; its module level imports the standard library only.
+import load_demo
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / 'config'
@@ -40,8 +42,6 @@ DEMO_PII_KEY = 'demo-only-pii-key-change-me-0123456789abcdef'
 ADMIN_PASSWORD = 'admin'
 ADMIN_EMAIL = 'admin@example.com'
 LANGUAGE = 'zh_CN'
-# Used when load_demo.py does not define DEMO_USERS.
-FALLBACK_LOGINS = ['supervisor', 'cashier', 'finance', 'marketing', 'gate']
 
 
 class DemoError(RuntimeError):
@@ -75,24 +75,10 @@ def write_config(var_dir, listen=DEFAULT_LISTEN, uri=None):
     return path
 
 
-def load_demo_constant(name):
-    """A constant of scripts/load_demo.py (a literal), read without
-    importing it (it needs a configured trytond); None if absent."""
-    if LOAD_DEMO.exists():
-        for node in ast.parse(LOAD_DEMO.read_text()).body:
-            if (isinstance(node, ast.Assign)
-                    and any(getattr(t, 'id', None) == name
-                        for t in node.targets)):
-                return ast.literal_eval(node.value)
-    return None
-
-
 def demo_users():
     "[(login, password)] of the demo (load_demo.DEMO_USERS)."
-    logins = [u[0] if isinstance(u, (tuple, list)) else u
-        for u in load_demo_constant('DEMO_USERS') or []]
     users = [('admin', ADMIN_PASSWORD)]
-    users += [(l, f'{l}-demo') for l in (logins or FALLBACK_LOGINS)]
+    users += [(u[0], f'{u[0]}-demo') for u in load_demo.DEMO_USERS]
     return users
 
 
@@ -101,7 +87,7 @@ def box_gates():
     load_demo.GATES, their lanes on consecutive channels of one
     controller (MAIN-IN 1-2, MAIN-OUT 3-4)."""
     gates, channel = [], 1
-    for code, _, _, _, lanes in load_demo_constant('GATES') or []:
+    for code, _, _, _, lanes in load_demo.GATES:
         gates.append((code, list(range(channel, channel + lanes))))
         channel += lanes
     return gates

@@ -3,6 +3,8 @@ import configparser
 import re
 import logging
 import logging.config
+import subprocess
+import sys
 
 import demo
 
@@ -118,3 +120,12 @@ logging.getLogger('werkzeug').info(
     out = result.stdout
     assert 'model.scenic.visitor' in out and '405' in out
     assert '1101051949' not in out and '13800138000' not in out, out
+
+
+def test_demo_reads_load_demo_by_import():
+    "demo.py imports load_demo's constants; neither needs trytond to load"
+    assert demo.box_gates() == [('MAIN-IN', [1, 2]), ('MAIN-OUT', [3, 4])]
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import demo; "
+        "assert 'trytond' not in sys.modules, 'trytond imported'")
+    subprocess.run([sys.executable, '-c', code, str(demo.LOAD_DEMO.parent)],
+        check=True)

@@ -54,6 +54,90 @@ for _name in ('cash', 'unionpay'):
         register(CollectedAtWindow(_name))
 
 
+def _read_key(value):
+    "A PEM given inline or as the path of a file."
+    if value and '-----BEGIN' not in value:
+        with open(value, 'rb') as file:
+            return file.read()
+    return value
+
+
+def register_wallets(transport=None):
+    """Register the WeChat Pay / Alipay adapters configured in
+    [scenic_wechatpay] / [scenic_alipay] (keys inline or as file paths),
+    each behind RecordedProvider; returns the names registered."""
+    from trytond import config
+
+    from .wallets import Alipay, WeChatPay
+    built = []
+    sections = [
+        ('scenic_wechatpay', WeChatPay, ('mchid', 'appid', 'serial_no',
+                'private_key', 'platform_public_key', 'apiv3_key'),
+            ('private_key', 'platform_public_key')),
+        ('scenic_alipay', Alipay, ('app_id', 'private_key',
+                'alipay_public_key'),
+            ('private_key', 'alipay_public_key')),
+        ]
+    for section, cls, required, keys in sections:
+        if not config.has_section(section):
+            continue
+        values = {k: config.get(section, k, default=None) for k in required}
+        missing = [k for k, v in values.items() if not v]
+        if missing:
+            raise ValueError(
+                f"[{section}] lacks {', '.join(missing)}.")
+        for k in keys:
+            values[k] = _read_key(values[k])
+        built.append(cls(notify_url=config.get(section, 'notify_url',
+                    default=None), transport=transport, **values))
+    # Registered only once every configured one is complete.
+    for provider in built:
+        register(RecordedProvider(provider))
+    return [p.name for p in built]
+
+
+register_wallets()
+
+
+def apply_notification(provider_name, headers, body, now=None):
+    """A wallet's asynchronous payment notification (native QR): verified
+    by the provider's signature (a forged one raises and pays nothing),
+    then the order it names is paid once whatever the number of
+    deliveries (idempotent by the provider's trade number). Returns the
+    order paid now, or None when there was nothing (more) to pay."""
+    pool = Pool()
+    Order = pool.get('scenic.order')
+    Payment = pool.get('scenic.payment')
+    provider = PROVIDERS.get(provider_name)
+    inner = getattr(provider, 'inner', provider)
+    if not hasattr(inner, 'parse_notification'):
+        raise CounterError('invalid_request',
+            f"{provider_name!r} sends no payment notifications.")
+    info = inner.parse_notification(headers, body)
+    if not info['paid'] or not info['trade']:
+        return None
+    if Payment.search([('provider', '=', provider_name),
+                ('kind', '=', 'payment'),
+                ('provider_reference', '=', info['trade'])]):
+        return None     # delivered again: already paid
+    orders = Order.search([('reference', '=', info['out_trade_no'])])
+    if not orders:
+        raise CounterError('invalid_request',
+            f"No order {info['out_trade_no']!r} for this notification.")
+    order, = orders
+    if info['amount'] != order.total:
+        raise CounterError('amount_mismatch',
+            f"Notified {info['amount']}, the order is {order.total}.")
+    with Transaction().set_context({
+                'scenic_notified': {order.reference: info['trade']},
+                INTENT_KEY: f"notify-{info['trade']}"}):
+        before = len([p for p in order.payments if p.kind == 'payment'])
+        order = reservation.pay(order.id, provider_name, order.total,
+            now=now)
+    after = len([p for p in order.payments if p.kind == 'payment'])
+    return order if after > before else None
+
+
 def _collected(reference):
     class _Context:
         def __enter__(self):
@@ -92,13 +176,14 @@ def _request(slot_id, items, contact_phone=''):
 
 
 def sell(session, slot_id, items, method, tendered=None, trade_number=None,
-        idempotency_key=None, now=None):
+        idempotency_key=None, now=None, payment_code=None):
     """Sell tickets at the window of the shift; return the sale's summary.
 
     ``method`` is a sale.point.payment.method. Cash needs ``tendered`` (at
     least the total: the change is returned); a card terminal needs its
-    ``trade_number``. ``idempotency_key`` (one per sale on the counter
-    page) makes a double Enter sell once.
+    ``trade_number``; a wallet the visitor's ``payment_code`` (scanned).
+    ``idempotency_key`` (one per sale on the counter page) makes a double
+    Enter sell once.
     """
     pool = Pool()
     Order = pool.get('scenic.order')
@@ -144,7 +229,8 @@ def sell(session, slot_id, items, method, tendered=None, trade_number=None,
     if recorded:
         # A wallet: the call is recorded first under the sale's key, so a
         # retried transaction never charges twice (intent.py).
-        with Transaction().set_context({INTENT_KEY: key}):
+        with Transaction().set_context({INTENT_KEY: key,
+                    'scenic_payment_code': payment_code}):
             order = reservation.pay(order_id, provider, total, now=now)
     elif provider == 'simulated':
         order = reservation.pay(order_id, 'simulated', total, now=now)

@@ -1,5 +1,6 @@
 import datetime as dt
 from decimal import Decimal
+from unittest import mock
 
 from scenic_common import gate as gate_rules
 from scenic_common import ticketcode
@@ -223,6 +224,101 @@ class ScenicCounterTestCase(CompanyTestMixin, ModuleTestCase):
             self.assertEqual(report['methods']['UnionPay']['refunds'],
                 Decimal(100))
             self.assertEqual(report['expected'], Decimal(200))
+
+    def wallet(self, provider):
+        "Register `provider` as the window's WeChat Pay for one test."
+        from scenic_ticket.providers import PROVIDERS, register
+
+        from ..intent import RecordedProvider
+        from trytond import backend
+
+        from .. import intent
+        previous = PROVIDERS.get('wechat')
+        register(RecordedProvider(provider))
+        if backend.name == 'sqlite':
+            # SQLite's in-memory test database has one connection: the
+            # intent's own transaction would commit the test's data. The
+            # intent's own-transaction behaviour is tested on PostgreSQL
+            # (test_race); here the intents are written inline.
+            patcher = mock.patch.object(intent, '_in_own_transaction',
+                lambda func: func())
+            patcher.start()
+            self.addCleanup(patcher.stop)
+        self.addCleanup(lambda: register(previous) if previous
+            else PROVIDERS.pop('wechat', None))
+
+    @with_transaction()
+    def test_wechat_sale_refunded_to_wechat(self):
+        "A WeChat Pay sale is refunded to WeChat with its trade number"
+        from .. import window
+        from .test_wallets import MERCHANT, FakeWeChat
+        Order = Pool().get('scenic.order')
+        gateway = FakeWeChat(MERCHANT)
+        self.wallet(gateway.adapter())
+        w = build_windows()
+        with set_company(w.company), Transaction().set_user(w.cashier.id):
+            session = self.open_shift(w)
+            tomorrow = create_slot(w.company,
+                w.today + dt.timedelta(days=1), capacity=10, zone=w.zone)
+            gateway.script = {'/v3/pay/transactions/codepay': [
+                    (200, {'trade_state': 'SUCCESS',
+                            'transaction_id': '4200000777'})]}
+            result = sell(w, session, adults(1), method=w.wechat,
+                payment_code='134567890123456789', slot=tomorrow)
+            order = Order(result['order_id'])
+            self.assertEqual(gateway.calls[0][2]['out_trade_no'],
+                order.reference)
+            gateway.script = {
+                '/v3/pay/transactions/id/4200000777': [
+                    (200, {'trade_state': 'SUCCESS',
+                            'amount': {'total': 10000}})],
+                '/v3/refund/domestic/refunds': [
+                    (200, {'status': 'SUCCESS', 'refund_id': '50007'})]}
+            order, (refund,) = window.refund(session, order,
+                now=dt.datetime.now(dt.timezone.utc))
+            self.assertEqual(order.state, 'refunded')
+            method, path, body = gateway.calls[-1]
+            self.assertEqual(path, '/v3/refund/domestic/refunds')
+            self.assertEqual(body['transaction_id'], '4200000777')
+            self.assertEqual(body['amount']['refund'], 10000)
+            self.assertEqual(refund.method, w.wechat)
+            self.assertEqual(refund.trade_number, '4200000777')
+            self.assertEqual(refund.amount, Decimal(-100))
+            wallet_refund, = [p for p in order.payments
+                if p.kind == 'refund']
+            self.assertEqual(wallet_refund.provider_reference, '50007')
+
+    @with_transaction()
+    def test_qr_notification_forged_and_replayed(self):
+        "A forged notification pays nothing; a replayed one pays once"
+        from scenic_ticket import reservation
+
+        from .. import wallets, window
+        from .test_wallets import MERCHANT, FakeWeChat, new_key
+        Order = Pool().get('scenic.order')
+        gateway = FakeWeChat(MERCHANT)
+        self.wallet(gateway.adapter())
+        w = build_windows()
+        with set_company(w.company):
+            order_id, _ = reservation.book(w.channel,
+                window._request(w.slot.id, adults(1)), 'qr-sale-1')
+            order = Order(order_id)
+            self.assertEqual(order.state, 'reserved')
+            forged = gateway.notification(order.reference, '4200000888',
+                10000, key=new_key())
+            with self.assertRaises(wallets.ForgedNotification):
+                window.apply_notification('wechat', *forged)
+            self.assertEqual(Order(order_id).state, 'reserved')
+            genuine = gateway.notification(order.reference, '4200000888',
+                10000)
+            paid = window.apply_notification('wechat', *genuine)
+            self.assertEqual(paid.state, 'paid')
+            self.assertIsNone(window.apply_notification('wechat', *genuine))
+            payment, = [p for p in Order(order_id).payments
+                if p.kind == 'payment']
+            self.assertEqual(payment.provider_reference, '4200000888')
+            self.assertEqual(payment.amount, Decimal(100))
+            self.assertEqual(gateway.calls, [])  # nothing charged
 
     @with_transaction()
     def test_print_decode_and_open_gate(self):
