@@ -44,6 +44,7 @@ if str(SCRIPTS) not in sys.path:
 import demo  # noqa: E402 (scripts/)
 import pgcluster  # noqa: E402
 from demo_box import DemoBox, until  # noqa: E402 (tests/)
+from pg_history import pg_history  # noqa: E402,F401 (tests/)
 
 
 @pytest.fixture(scope='session')

@@ -89,3 +89,52 @@ def test_served_dashboards_demand_a_login(demo_server, tmp_path):
     import serve
     argv, _ = serve.command('sqlite:////x', '127.0.0.1:5006', 'u.json')
     assert argv[argv.index('--address') + 1] == '127.0.0.1'
+
+
+def test_live_page_on_postgresql_through_the_report_role(pg_history):
+    """The same pages on the demo's copy in PostgreSQL, read as the
+    read-only role: built, and one poll after the ERP's headcount moves
+    (3 more entries in MAIN, written as the owner) updates them."""
+    import psycopg
+    import scenic_dashboards as sd
+    from scenic_analytics import connect, reports
+    with psycopg.connect(pg_history.url, autocommit=True) as con, \
+            pytest.raises(psycopg.errors.InsufficientPrivilege):
+        con.execute('SELECT contact_phone FROM scenic_order')
+    poller = sd.Poller(pg_history.url)
+    try:
+        assert poller.db.kind == 'postgresql'
+        poller.poll()
+        live = sd.LivePage(poller)
+        today = sd.TodayPage(poller)
+        revenue = sd.RevenuePage(poller)
+        for page in [live, today, revenue]:
+            assert page.view().get_root() is not None
+        before = live.total.value
+        with connect(pg_history.url) as db:
+            company = poller.company
+            zones = reports.zone_headcount(db, company).set_index('code')
+            zone, inside = int(zones.loc['MAIN', 'zone']), \
+                int(zones.loc['MAIN', 'inside'])
+            day = reports._today(reports.area_timezone(db, company))
+        with psycopg.connect(pg_history.admin, autocommit=True) as con:
+            updated = con.execute('UPDATE scenic_zone_headcount '
+                'SET entries = entries + 3 WHERE zone = %s AND date = %s',
+                (zone, day)).rowcount
+            if not updated:
+                con.execute('INSERT INTO scenic_zone_headcount '
+                    '(id, company, zone, date, entries, exits) '
+                    'SELECT COALESCE(MAX(id), 0) + 1, %s, %s, %s, 3, 0 '
+                    'FROM scenic_zone_headcount', (company, zone, day))
+        poller.poll()
+        assert live.update()
+        assert live.total.value == before + 3
+        assert f'data-zone="MAIN">{inside + 3}<' in live.zone_table.object
+        # the reports of the notebooks not executed on PostgreSQL
+        with connect(pg_history.url) as db:
+            start, end = reports.history_period(db, company, 28)
+            for report in [reports.no_shows, reports.demand_pricing,
+                    reports.channel_mix]:
+                assert not report(db, company, start, end).empty, report
+    finally:
+        poller.stop()
