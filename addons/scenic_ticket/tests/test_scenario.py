@@ -4,13 +4,15 @@ Tryton's runner calls `load_tests`; pytest does not, so one test method per
 scenario runs the same doctest suite (`-k scenario_booking` picks one).
 """
 import doctest
+import os
 import unittest
 from pathlib import Path
 
 from trytond import backend
 from trytond.tests.test_tryton import (
-    STRIP_DECIMAL, doctest_checker, doctest_setup, doctest_teardown,
+    DB_NAME, STRIP_DECIMAL, doctest_checker, doctest_setup, doctest_teardown,
     load_doc_tests)
+from trytond.transaction import Transaction
 
 from .tools import configure_pii_key
 
@@ -22,6 +24,24 @@ def load_tests(loader, tests, pattern):
     configure_pii_key()
     return load_doc_tests(
         __name__, __file__, loader, unittest.TestSuite(), pattern)
+
+
+def release_test_database():
+    """On PostgreSQL a scenario drops and restores the test database: close
+    this process's pool on it and end the sessions earlier tests left open
+    (their threads' connections), or DROP DATABASE fails with ObjectInUse.
+    Tryton's own runner starts each doctest in a fresh process instead."""
+    if backend.name != 'postgresql':
+        return
+    pool = backend.Database._databases.get(os.getpid(), {}).get(DB_NAME)
+    if pool is not None:
+        pool.close()
+    with Transaction().start(
+            None, 0, close=True, autocommit=True) as transaction:
+        cursor = transaction.connection.cursor()
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()", (DB_NAME,))
 
 
 def scenario_test_case(module_globals, here):
@@ -38,6 +58,7 @@ def scenario_test_case(module_globals, here):
                 setUp=doctest_setup, tearDown=doctest_teardown,
                 encoding='utf-8', checker=doctest_checker,
                 optionflags=flags)
+            release_test_database()
             result = unittest.TestResult()
             suite.run(result)
             self.assertEqual(result.testsRun, 1)
