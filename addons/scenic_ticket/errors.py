@@ -30,10 +30,12 @@ CODES = {
     'payload_too_large': 413,
     # The gate protocol: a revoked box's requests.
     'revoked': 409,
+    # A box that is not a site uploading sales (issue 12).
+    'not_a_site': 403,
     }
 
 # What only the gate API (boxes, not browsers) answers.
-GATE_ONLY_CODES = frozenset({'revoked'})
+GATE_ONLY_CODES = frozenset({'revoked', 'not_a_site'})
 
 
 class ApiError(Exception):
