@@ -16,11 +16,19 @@ from trytond.transaction import Transaction
 from trytond.wsgi import app
 
 from .dbtools import use_read_committed
-from .errors import ApiError
+from .errors import ApiError, Unavailable
 
 logger = logging.getLogger(__name__)
 
 RETRIES = 3
+# A failover under Patroni takes about its ttl (20 s); a restart in place a
+# few seconds: clients come back after this many seconds.
+RETRY_AFTER_UNAVAILABLE = 5
+# PostgreSQL's: admin shutdown, crash shutdown, cannot connect now, read-
+# only transaction (a connection that landed on a standby), serialization
+# failure, deadlock.
+UNAVAILABLE_SQLSTATES = frozenset({
+        '57P01', '57P02', '57P03', '25006', '40001', '40P01'})
 
 
 def json_response(data, status=200, headers=None):
@@ -35,6 +43,46 @@ def error_response(error):
         headers = {'Retry-After': str(error.retry_after)}
     return json_response(error.as_json(), status=error.status,
         headers=headers)
+
+
+def _database_errors():
+    "The driver's errors that say the database went away or is busy."
+    errors = (backend.DatabaseOperationalError,)
+    if backend.name == 'postgresql':
+        import psycopg
+        # "the connection is closed": cut by a failover before this use
+        errors += (psycopg.InterfaceError,)
+    return errors
+
+
+def database_unavailable(error):
+    """True when `error` says the database was cut away or refused the
+    work for now, not that the request is wrong: a lost connection (a
+    failover, a restart; SQLSTATE class 08 or none), a shutdown, a read-
+    only standby, or a serialization failure or lock wait left after the
+    retries."""
+    if not isinstance(error, _database_errors()):
+        return False
+    state = getattr(error, 'sqlstate', None) or getattr(error, 'pgcode',
+        None)
+    if state is None:
+        # psycopg gives none when the server closed the connection, and
+        # SQLite's OperationalError is "database is locked"
+        return True
+    return state.startswith('08') or state in UNAVAILABLE_SQLSTATES
+
+
+def unavailable_response(prefix, path, error):
+    """503 + Retry-After: the outcome of a write cut at commit is
+    unknown, so the message says how to retry safely."""
+    logger.warning("%s%s: database unavailable (%s: %s)", prefix, path,
+        type(error).__name__, str(error).splitlines()[0] if str(error)
+        else '')
+    return error_response(Unavailable(
+            "The database is unavailable for a moment (a failover or a "
+            "restart). Retry after the time in Retry-After; a booking "
+            "retried with the same Idempotency-Key returns the same order.",
+            RETRY_AFTER_UNAVAILABLE))
 
 
 def database_pool(database_name):
@@ -127,7 +175,9 @@ def endpoint(path, methods, prefix, authenticate=None, readonly=False,
                             raise
             except ApiError as error:
                 return error_response(error)
-            except Exception:
+            except Exception as error:
+                if database_unavailable(error):
+                    return unavailable_response(prefix, path, error)
                 logger.exception("%s%s failed", prefix, path)
                 return error_response(ApiError('internal_error',
                         "The server could not handle this request; "
