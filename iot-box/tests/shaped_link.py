@@ -23,11 +23,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 PROXY = r'''
-import json, random, select, signal, socket, sys, threading, time
+import json, random, signal, socket, sys, threading, time
 listen_host, listen_port, target_host, target_port = sys.argv[1:5]
 delay, loss, rto = float(sys.argv[5]), float(sys.argv[6]), float(sys.argv[7])
 down = threading.Event()

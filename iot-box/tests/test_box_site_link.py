@@ -32,7 +32,7 @@ def test_site_day_converges_exactly_once_over_a_shaped_link(tmp_path):
     # the outage really cut connections, and the loop rode it out
     assert report['link']['resets'] + report['failed_rounds'] > 0
     # compressed: far fewer bytes on the wire than the JSON
-    assert report['body_bytes_sent'] < report['raw_json_bytes'] / 2
+    assert report['link']['up_bytes'] < report['raw_json_bytes'] / 2
     # the site's codes: unique ids, verified by the area's gates
     assert report['tickets_unique'] and report['codes_verify']
     assert report['validated_open'] == 50
