@@ -21,7 +21,7 @@ from scenic_ticket.web import json_body, json_response
 from trytond.pool import Pool
 from trytond.protocols.wrappers import Response
 
-from . import sync, upload
+from . import site, sync, upload
 from .gate import DEVICE_KINDS
 
 
@@ -118,9 +118,19 @@ def post_enrol(request, box):
 @gate_endpoint('/sync', ['GET'], readonly=True)
 def get_sync(request, box):
     since = request.args.get('since') or None
-    data = sync.snapshot(
-        _company(box), since, Pool().database_name)
+    company = _company(box)
+    data = sync.snapshot(company, since, Pool().database_name)
+    section = site.site_section(box.id, company)
+    if section is not None:
+        data['site'] = section
     return _json(request, data)
+
+
+@gate_endpoint('/sales', ['POST'])
+def post_sales(request, box):
+    sales, through = site.parse_sales(json_body(request))
+    return json_response(site.upload_sales(box.id, _company(box), sales,
+            through))
 
 
 @gate_endpoint('/scans', ['POST'])

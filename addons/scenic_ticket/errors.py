@@ -30,10 +30,15 @@ CODES = {
     'payload_too_large': 413,
     # The gate protocol: a revoked box's requests.
     'revoked': 409,
+    # A box that is not a site uploading sales (issue 12).
+    'not_a_site': 403,
+    # The database went away under the request (a failover, a restart) or
+    # stayed too contended: come back after Retry-After (issue 12).
+    'unavailable': 503,
     }
 
 # What only the gate API (boxes, not browsers) answers.
-GATE_ONLY_CODES = frozenset({'revoked'})
+GATE_ONLY_CODES = frozenset({'revoked', 'not_a_site'})
 
 
 class ApiError(Exception):
@@ -56,6 +61,14 @@ class ApiError(Exception):
         if self.field:
             body['field'] = self.field
         return {'error': body}
+
+
+class Unavailable(ApiError):
+    "503 unavailable, with the seconds to wait (Retry-After)."
+
+    def __init__(self, message, retry_after):
+        super().__init__('unavailable', message)
+        self.retry_after = max(1, int(retry_after))
 
 
 # The name the booking code and its callers have used since the start.

@@ -5,6 +5,7 @@ retries on races, JSON bodies and answers, errors as errors.ApiError.
 import functools
 import json
 import logging
+import zlib
 from decimal import Decimal
 
 from trytond import backend
@@ -15,11 +16,19 @@ from trytond.transaction import Transaction
 from trytond.wsgi import app
 
 from .dbtools import use_read_committed
-from .errors import ApiError
+from .errors import ApiError, Unavailable
 
 logger = logging.getLogger(__name__)
 
 RETRIES = 3
+# A failover under Patroni takes about its ttl (20 s); a restart in place a
+# few seconds: clients come back after this many seconds.
+RETRY_AFTER_UNAVAILABLE = 5
+# PostgreSQL's: admin shutdown, crash shutdown, cannot connect now, read-
+# only transaction (a connection that landed on a standby), serialization
+# failure, deadlock.
+UNAVAILABLE_SQLSTATES = frozenset({
+        '57P01', '57P02', '57P03', '25006', '40001', '40P01'})
 
 
 def json_response(data, status=200, headers=None):
@@ -36,6 +45,46 @@ def error_response(error):
         headers=headers)
 
 
+def _database_errors():
+    "The driver's errors that say the database went away or is busy."
+    errors = (backend.DatabaseOperationalError,)
+    if backend.name == 'postgresql':
+        import psycopg
+        # "the connection is closed": cut by a failover before this use
+        errors += (psycopg.InterfaceError,)
+    return errors
+
+
+def database_unavailable(error):
+    """True when `error` says the database was cut away or refused the
+    work for now, not that the request is wrong: a lost connection (a
+    failover, a restart; SQLSTATE class 08 or none), a shutdown, a read-
+    only standby, or a serialization failure or lock wait left after the
+    retries."""
+    if not isinstance(error, _database_errors()):
+        return False
+    state = getattr(error, 'sqlstate', None) or getattr(error, 'pgcode',
+        None)
+    if state is None:
+        # psycopg gives none when the server closed the connection, and
+        # SQLite's OperationalError is "database is locked"
+        return True
+    return state.startswith('08') or state in UNAVAILABLE_SQLSTATES
+
+
+def unavailable_response(prefix, path, error):
+    """503 + Retry-After: the outcome of a write cut at commit is
+    unknown, so the message says how to retry safely."""
+    logger.warning("%s%s: database unavailable (%s: %s)", prefix, path,
+        type(error).__name__, str(error).splitlines()[0] if str(error)
+        else '')
+    return error_response(Unavailable(
+            "The database is unavailable for a moment (a failover or a "
+            "restart). Retry after the time in Retry-After; a booking "
+            "retried with the same Idempotency-Key returns the same order.",
+            RETRY_AFTER_UNAVAILABLE))
+
+
 def database_pool(database_name):
     "The database's pool, or None when there is no such database."
     if database_name not in Pool.database_list():
@@ -50,10 +99,29 @@ def database_pool(database_name):
 MAX_BODY = 1024 * 1024    # a booking, a 1000-scan gate batch fit
 
 
+def _gunzip(data):
+    "Inflate a gzip body, at most MAX_BODY bytes of it (no gzip bomb)."
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, MAX_BODY + 1)
+    except zlib.error:
+        raise ApiError('invalid_request',
+            "The body is not valid gzip.", 'body') from None
+    if len(out) > MAX_BODY or inflater.unconsumed_tail:
+        raise ApiError('payload_too_large', "The inflated body is larger "
+            f"than {MAX_BODY // 1024} KiB.", 'body')
+    if not inflater.eof:
+        raise ApiError('invalid_request',
+            "The gzip body is cut short.", 'body')
+    return out
+
+
 def json_body(request):
     """The request's JSON object; numbers with a fraction as Decimal.
     A body over MAX_BODY is refused before it is read (413), one nested
-    too deep for the parser is not JSON (422), never a 500."""
+    too deep for the parser is not JSON (422), never a 500. A gzip body
+    (`Content-Encoding: gzip`, what the boxes send over slow links) is
+    inflated up to MAX_BODY, and refused (413) beyond it."""
     length = request.content_length
     if length is not None and length > MAX_BODY:
         raise ApiError('payload_too_large',
@@ -62,6 +130,8 @@ def json_body(request):
     if len(data) > MAX_BODY:
         raise ApiError('payload_too_large',
             f"The body is larger than {MAX_BODY // 1024} KiB.", 'body')
+    if (request.headers.get('Content-Encoding') or '').strip() == 'gzip':
+        data = _gunzip(data)
     try:
         data = json.loads(data or b'null', parse_float=Decimal)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -105,7 +175,9 @@ def endpoint(path, methods, prefix, authenticate=None, readonly=False,
                             raise
             except ApiError as error:
                 return error_response(error)
-            except Exception:
+            except Exception as error:
+                if database_unavailable(error):
+                    return unavailable_response(prefix, path, error)
                 logger.exception("%s%s failed", prefix, path)
                 return error_response(ApiError('internal_error',
                         "The server could not handle this request; "

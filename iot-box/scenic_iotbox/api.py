@@ -11,6 +11,14 @@
                   devices, gates.
     GET /photos/<ref>   a bound photo (or a card's photo from the ERP), by
                   the unguessable reference a scan answered with.
+    POST /site/sell  {"ticket_type", "slot", "payment"?}  (a site box, the
+                  staff's ticket window) → 201 {"nonce", "ticket", "code",
+                  "persons", "amount", "valid_from", "valid_until"}; 409
+                  ``allotment_exhausted`` / ``allotment_released``, 422
+                  ``no_allotment`` / ``unknown_ticket_type``, 404
+                  ``not_a_site`` (site.py).
+    GET /site     the site's allotments (quota, sold here, left, release)
+                  and its sales outbox.
 
 Who may call (SECURITY.md): with ``api.token`` set every request needs
 ``Authorization: Bearer <token>`` (handhelds); a box listening beyond
@@ -175,8 +183,9 @@ class BoxApp:
     def __init__(self, validator, store, gates, turnstile=None,
             sync=None, devices=None, photo_fetcher=None, name='',
             data_dir='.', api_token=None, staff_token=None,
-            allowed_origins=()):
+            allowed_origins=(), site=None):
         self.validator = validator
+        self.site = site
         self.store = store
         self.gates = {g.code: g for g in gates}    # GateConfig by code
         self.turnstile = turnstile
@@ -234,6 +243,49 @@ class BoxApp:
         raise RequestError('Requests from this web origin are not '
             'allowed (api.allowed_origins).', status=403,
             code='forbidden_origin')
+
+    SITE_STATUS = {'allotment_exhausted': 409, 'allotment_released': 409,
+        'no_key': 503, 'not_synced': 503}
+
+    def _site(self):
+        if self.site is None or not self.site.active:
+            raise RequestError('This box is not a site: the ERP has not '
+                'given it the site role.', status=404, code='not_a_site')
+        return self.site
+
+    def sell(self, body, role='device'):
+        """(status, JSON) for a /site/sell body: one ticket from the site
+        allotment, signed here; only the staff role when a staff token is
+        set (the ticket window)."""
+        site = self._site()
+        if self.staff_token and role != 'staff':
+            raise RequestError('Selling is the ticket window\'s: send it '
+                'with api.staff_token.', status=403, code='staff_only')
+        if not isinstance(body, dict):
+            raise RequestError('The body must be a JSON object.')
+        for name in ('ticket_type', 'slot'):
+            if not _is_int(body.get(name)) or body[name] < 1:
+                raise RequestError(f'"{name}" must be a positive integer.',
+                    name)
+        payment = body.get('payment', 'cash')
+        if not isinstance(payment, str) or not 0 < len(payment) <= 30:
+            raise RequestError('"payment" must be a short string.',
+                'payment')
+        from .site import SiteError
+        try:
+            sale = site.sell(body['ticket_type'], body['slot'], payment)
+        except SiteError as error:
+            raise RequestError(error.message, error.field,
+                status=self.SITE_STATUS.get(error.code, 422),
+                code=error.code) from None
+        if self.sync is not None:
+            self.sync.kick()
+        return 201, sale
+
+    def site_status(self):
+        site = self._site()
+        return {'allotments': site.allotments(),
+            'outbox': site.outbox_size(), **site.counts()}
 
     def scan(self, body, role='device'):
         """(status, JSON) for a /scan body (already JSON-decoded); only
@@ -448,7 +500,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         def handle():
             path = urlsplit(self.path).path
-            if path != '/scan':
+            if path not in ('/scan', '/site/sell'):
                 raise RequestError('Not found.', status=404,
                     code='not_found')
             kind = (self.headers.get('Content-Type') or '').split(';')[0]
@@ -461,7 +513,10 @@ class _Handler(BaseHTTPRequestHandler):
                 body = json.loads(data.decode('utf-8'))
             except (UnicodeDecodeError, ValueError, RecursionError):
                 raise RequestError('The body is not JSON.') from None
-            status, answer = self.app.scan(body, self.role)
+            if path == '/site/sell':
+                status, answer = self.app.sell(body, self.role)
+            else:
+                status, answer = self.app.scan(body, self.role)
             self._send(status, answer)
         self._guard(handle)
 
@@ -470,6 +525,9 @@ class _Handler(BaseHTTPRequestHandler):
             path = urlsplit(self.path).path
             if path == '/status':
                 self._send(200, self.app.status())
+                return
+            if path == '/site':
+                self._send(200, self.app.site_status())
                 return
             if path.startswith('/photos/'):
                 found = self.app.photo(path[len('/photos/'):])

@@ -26,6 +26,7 @@ from . import drivers
 from .api import ApiServer, BoxApp, RequestError
 from .config import ConfigError
 from .store import Store
+from .site import SiteDesk
 from .sync import ErpClient, SyncEngine
 from .validator import Validator
 
@@ -138,12 +139,13 @@ class Service:
         self.client = ErpClient(config.erp.url, config.erp.database,
             timeout=config.erp.timeout, credentials=self.store.credentials,
             ca_file=config.erp.ca_file)
+        self.site = SiteDesk(self.store, clock=clock)
         self.sync = SyncEngine(self.store, self.client, name=config.name,
             sync_interval=config.sync_interval,
             heartbeat_interval=config.heartbeat_interval,
             max_backoff=config.max_backoff, devices=self.devices.status,
             clock=clock, enrolment_token=config.erp.enrolment_token,
-            credentials_file=config.credentials_file)
+            credentials_file=config.credentials_file, site=self.site)
         self.validator = Validator(self.store, config.data_dir,
             biometrics=self.devices.biometrics, camera=self.devices.camera,
             clock=clock, online=lambda: self.sync.online,
@@ -153,7 +155,7 @@ class Service:
             devices=self.devices.status, photo_fetcher=self.client.fetch,
             name=config.name, data_dir=config.data_dir,
             api_token=config.api_token, staff_token=config.staff_token,
-            allowed_origins=config.allowed_origins)
+            allowed_origins=config.allowed_origins, site=self.site)
         self.server = None
         self._stopped = threading.Event()
 

@@ -51,6 +51,7 @@ HEARTBEAT_KINDS = {'turnstile': 'turnstile', 'qr': 'qr_reader',
     'rfid_reader': 'rfid_reader', 'camera': 'camera', 'biometric': 'camera',
     'kiosk': 'kiosk'}
 MAX_ANSWER = 256 * 1024 * 1024
+GZIP_MIN_BODY = 1024
 
 
 class ErpError(Exception):
@@ -112,6 +113,8 @@ class ErpClient:
         self.timeout = timeout
         self.credentials = credentials or (lambda: None)
         self.opener = erp_opener(ca_file)
+        self.sent_bytes = 0         # request bodies, as sent (compressed)
+        self.received_bytes = 0     # answer bodies, as received
 
     def _auth(self):
         creds = self.credentials()
@@ -120,7 +123,7 @@ class ErpClient:
         return f'Box {creds["box"]}:{creds["secret"]}'
 
     def request(self, method, path, body=None, auth=True, raw=False,
-            absolute=False):
+            absolute=False, compress=False):
         url = path if absolute else self.base + path
         headers = {'Accept': 'application/json',
             'Accept-Encoding': 'gzip',
@@ -129,6 +132,12 @@ class ErpClient:
         if body is not None:
             data = json.dumps(body, separators=(',', ':')).encode('utf-8')
             headers['Content-Type'] = 'application/json'
+            if compress and len(data) >= GZIP_MIN_BODY:
+                # uploads over a slow link: JSON of scans and sales
+                # shrinks 5-10 times (the ERP inflates it, bounded)
+                data = gzip.compress(data, compresslevel=6)
+                headers['Content-Encoding'] = 'gzip'
+        self.sent_bytes += len(data or b'')
         if auth:
             headers['Authorization'] = self._auth()
         request = urllib.request.Request(url, data=data, headers=headers,
@@ -162,6 +171,7 @@ class ErpClient:
             raise ErpUnavailable(f'ERP unreachable: {error}') from None
         except Exception as error:      # http.client oddities
             raise ErpUnavailable(f'ERP call failed: {error!r}') from None
+        self.received_bytes += len(content)
         if len(content) > MAX_ANSWER:
             raise ErpUnavailable('ERP answer too large')
         try:
@@ -191,7 +201,14 @@ class ErpClient:
         return self.request('GET', '/sync' + query)
 
     def upload(self, scans):
-        return self.request('POST', '/scans', {'scans': scans})
+        return self.request('POST', '/scans', {'scans': scans},
+            compress=True)
+
+    def upload_sales(self, sales, through=None):
+        body = {'sales': sales}
+        if through is not None:
+            body['through'] = through.isoformat()
+        return self.request('POST', '/sales', body, compress=True)
 
     def heartbeat(self, body):
         return self.request('POST', '/heartbeat', body)
@@ -214,8 +231,11 @@ class SyncEngine:
     def __init__(self, store, client, name='scenic-iotbox', hostname=None,
             sync_interval=10.0, heartbeat_interval=60.0, max_backoff=300.0,
             devices=None, clock=None, enrolment_token=None,
-            credentials_file=None):
+            credentials_file=None, site=None):
         self.store = store
+        # the site role (site.SiteDesk): active once the ERP sends a
+        # "site" section
+        self.site = site
         self.client = client
         self.name = name
         self.hostname = hostname or socket.gethostname()
@@ -312,6 +332,15 @@ class SyncEngine:
             if len(batch) < BATCH_SIZE:
                 return total
 
+    def upload_sales(self):
+        """A site's sales outbox, as the scans' (site.SiteDesk.upload)."""
+        if self.site is None:
+            return 0
+        total = self.site.upload(self.client, _acknowledged)
+        if total:
+            self._mark_contact()
+        return total
+
     def sync(self):
         """One sync call, applied in one transaction."""
         since = self.store.get_meta('watermark')
@@ -321,6 +350,9 @@ class SyncEngine:
         try:
             result = self.store.apply_sync(answer, self.clock(),
                 acked_before=acked)
+            if self.site is not None and (
+                    'site' in answer or self.site.active):
+                self.site.apply(answer.get('site'))
         except StoreError as error:
             # keep the old data and watermark; the next round asks again
             raise ErpUnavailable(str(error)) from None
@@ -379,6 +411,9 @@ class SyncEngine:
                 raise NotEnrolled('Not enrolled: run "scenic-iotbox enrol '
                     '--token T" or set erp.enrolment_token.')
             try:
+                # sales first: the ERP learns of a site's tickets before
+                # their scans
+                self.upload_sales()
                 self.upload_pending()
                 self.sync()
                 try:

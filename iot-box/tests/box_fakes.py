@@ -127,8 +127,9 @@ class FakeErp:
     connection before answering (the box must resend; duplicates).
     """
 
-    def __init__(self, database='demo'):
+    def __init__(self, database='demo', host='127.0.0.1'):
         self.database = database
+        self.host = host
         self.prefix = f'/{database}/scenic/gate/v1'
         self.lock = threading.Lock()
         self.tokens = {'TOKEN-1': 42}
@@ -138,11 +139,17 @@ class FakeErp:
         self.changes = 0             # bumps on every change
         self.changed = {}            # (table, key) -> change number
         self.scans = {}              # nonce -> scan
+        self.entries = {}            # ticket -> admitted entries
+        self.site = None             # the sync's "site" section, if any
+        self.sales = {}              # nonce -> sale (POST /sales)
+        self.sales_through = None
+        self._sold_by_slot = {}
         self.batches = []            # list of nonce lists, as received
         self.heartbeats = []
         self.syncs = []              # 'since' of each sync
         self.requests = []           # (method, path)
         self.lose_answers = 0
+        self.received_bytes = 0      # request bodies, as received
         self.fail_status = None      # e.g. 503 for every call
         self.photos = {'card9': b'\xff\xd8\xff\xe0fakejpeg'}
         self.server = None
@@ -153,7 +160,7 @@ class FakeErp:
 
     @property
     def url(self):
-        return f'http://127.0.0.1:{self.port}'
+        return f'http://{self.host}:{self.port}'
 
     def on(self):
         erp = self
@@ -161,7 +168,7 @@ class FakeErp:
         class Handler(_Handler):
             pass
         Handler.erp = erp
-        self.server = ThreadingHTTPServer(('127.0.0.1', self.port), Handler)
+        self.server = ThreadingHTTPServer((self.host, self.port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever,
@@ -223,6 +230,36 @@ class FakeErp:
                         if self.changed.get((table, i.get(key)), 0) > floor]
             return answer
 
+    def apply_sales(self, sales, through=None):
+        """Sales of a site, once by nonce; beyond the allotment of their
+        slot a conflict (as scenic_gate.site.upload_sales)."""
+        accepted, duplicates, conflicts = [], [], []
+        with self.lock:
+            quotas = {a['slot']: a['quota']
+                for a in (self.site or {}).get('allotments', [])}
+            for sale in sales:
+                nonce = sale['nonce']
+                if nonce in self.sales:
+                    duplicates.append(nonce)
+                    continue
+                sold = self._sold(sale['slot'])
+                ok = sold + sale['persons'] <= quotas.get(sale['slot'], 0)
+                self.sales[nonce] = dict(sale, ok=ok)
+                self._sold_by_slot[sale['slot']] = \
+                    self._sold(sale['slot']) + (sale['persons'] if ok else 0)
+                if ok:
+                    accepted.append(nonce)
+                else:
+                    conflicts.append({'nonce': nonce,
+                        'reason': 'allotment_exhausted'})
+            if through:
+                self.sales_through = through
+        return {'accepted': accepted, 'duplicates': duplicates,
+            'conflicts': conflicts}
+
+    def _sold(self, slot):
+        return self._sold_by_slot.get(slot, 0)
+
     def apply_scans(self, scans):
         accepted, duplicates, conflicts = [], [], []
         with self.lock:
@@ -248,11 +285,9 @@ class FakeErp:
                                 self.changed[('cards', card['uid'])] = \
                                     self.changes
                     if scan.get('ticket'):
-                        used = [s for s in self.scans.values()
-                            if s.get('ticket') == scan['ticket']
-                            and s['decision'] == 'open'
-                            and s['direction'] == 'in']
-                        if len(used) > 1 and scan['ticket'] < 1000:
+                        used = self.entries.get(scan['ticket'], 0) + 1
+                        self.entries[scan['ticket']] = used
+                        if used > 1 and scan['ticket'] < 1000:
                             conflicts.append({'nonce': nonce,
                                 'reason': 'already_used'})
                             continue
@@ -286,7 +321,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body(self):
         length = int(self.headers.get('Content-Length') or 0)
-        return json.loads(self.rfile.read(length) or b'{}')
+        data = self.rfile.read(length)
+        self.erp.received_bytes += len(data)
+        if self.headers.get('Content-Encoding') == 'gzip':
+            data = gzip.decompress(data)
+        return json.loads(data or b'{}')
 
     def _box(self):
         header = self.headers.get('Authorization') or ''
@@ -333,7 +372,18 @@ class _Handler(BaseHTTPRequestHandler):
         if method == 'GET' and route == '/sync':
             since = parse_qs(path.query).get('since', [None])[0]
             erp.syncs.append(since)
-            self._send(200, erp.sync_answer(since))
+            answer = erp.sync_answer(since)
+            if erp.site is not None:
+                answer['site'] = erp.site
+            self._send(200, answer)
+        elif method == 'POST' and route == '/sales':
+            if erp.site is None:
+                self._error(403, 'not_a_site', 'This box is not a site.')
+                return
+            body = self._body()
+            assert len(body['sales']) <= 1000
+            self._send(200, erp.apply_sales(body['sales'],
+                body.get('through')))
         elif method == 'POST' and route == '/scans':
             scans = self._body()['scans']
             assert len(scans) <= 1000

@@ -146,6 +146,7 @@
       err_method_not_allowed: '页面与服务器版本不符，请刷新页面后重试。',
       err_too_many_requests: '查询次数过多，请稍后再试，或到售票处咨询。',
       err_payload_too_large: '提交的内容过多，请减少游客人数。',
+      err_unavailable: '服务器正在切换，请几秒后再提交一次：同一订单不会重复。',
       err_network: '网络连接失败，请检查网络后重试。',
       err_unknown: '出错了：{message}',
     },
@@ -301,6 +302,8 @@
       err_too_many_requests: 'Too many look-ups: try again later, or ask ' +
         'at the ticket office.',
       err_payload_too_large: 'Too much at once: book fewer visitors.',
+      err_unavailable: 'The server is switching over: submit again in a ' +
+        'few seconds (the same booking is never made twice).',
       err_network: 'Network error: check your connection and try again.',
       err_unknown: 'Something went wrong: {message}',
     },
