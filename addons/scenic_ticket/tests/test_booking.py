@@ -252,6 +252,12 @@ class BookingAPITestCase(RouteTestCase):
             409, 'idempotency_conflict', 'Idempotency-Key')
         self.assertError(self.book(body, idempotency=''),
             422, 'invalid_request', 'Idempotency-Key')
+        # keys are bounded (the unique index holds them)
+        response = self.book(body, idempotency='k' * 201)
+        self.assertError(response, 422, 'invalid_request', 'Idempotency-Key')
+        self.assertIn('longer than 200', response.json['error']['message'])
+        self.assertEqual(self.book(self.body(slot, [new_id()]),
+                idempotency='k' * 200).status_code, 201)
 
     def test_group_ticket(self):
         "A group ticket admits N persons on one code"
@@ -490,6 +496,21 @@ class BookingAPITestCase(RouteTestCase):
             self.assertTrue(answers[1].headers['Retry-After'])
         finally:
             configure_pii_key()
+
+    def test_visitors_bounded_before_reading(self):
+        "Thousands of visitors are refused before any of them is read"
+        slot = self.day_slot(capacity=20)
+        body = self.body(slot, ['x'] * 15000)  # within the 1 MB
+        body['items'][0]['visitors'].append('not even an object')
+        self.assertError(self.book(body), 422, 'invalid_request', 'items')
+        # over several items too; a real-name group beyond the slot is
+        # sold_out once the request is within bounds
+        body = self.body(slot, [new_id() for _ in range(30)])
+        body['items'].append(dict(body['items'][0]))
+        self.assertError(self.book(body), 422, 'invalid_request', 'items')
+        self.assertError(self.book(self.body(slot,
+                    [new_id() for _ in range(21)])), 409, 'sold_out', 'slot')
+        self.assertEqual(self.slot_state(slot), (0, 20))
 
     def lookup(self, body, address='10.1.0.1'):
         return self.client().post(self.url('/orders/lookup'), json=body,
