@@ -11,14 +11,13 @@ import base64
 import datetime as dt
 import http.client
 import json
-import os
 import sys
 import tempfile
 import time
 import unittest
 from pathlib import Path
 
-from trytond import backend
+from trytond import backend, config
 from trytond.pool import Pool
 from trytond.tests.test_tryton import DB_NAME, RouteTestCase
 from trytond.transaction import Transaction
@@ -156,7 +155,7 @@ class CacheSyncTestCase(RouteTestCase):
         measure = _measure()
         with tempfile.TemporaryDirectory() as tmpdir:
             conf = measure.write_config(tmpdir,
-                os.environ['TRYTOND_DATABASE__URI'], TEST_PII_KEY,
+                config.get('database', 'uri'), TEST_PII_KEY,
                 clean_timeout=clean_timeout)
             server = measure.Server(conf, tmpdir, DB_NAME, WORKERS, 2,
                 lambda message: None, app='worker_pid_app:app',
