@@ -210,14 +210,22 @@ def postmaster_pid(uri, dbname):
         return None
 
 
-def write_config(tmpdir, uri, pii_key):
-    "A temporary trytond configuration with a bench-only personal-data key."
+def write_config(tmpdir, uri, pii_key, clean_timeout=0):
+    """A temporary trytond configuration with a bench-only personal-data key.
+    clean_timeout 0: the processes clear each other's caches at once
+    (PostgreSQL LISTEN/NOTIFY on channel ir_cache); only a test of the
+    stale case passes another value."""
     path = Path(tmpdir) / 'trytond.conf'
     path.write_text(f"""[database]
 uri = {uri}
 list = False
 # Two requests racing on a row: let trytond retry instead of failing.
 retry = 5
+
+[cache]
+# 0 on PostgreSQL: a change committed by one process (a price edited in
+# sao, the expiry cron) clears the caches of every other one at once.
+clean_timeout = {clean_timeout}
 
 [scenic]
 pii_key = {pii_key}
@@ -300,8 +308,10 @@ class Server:
     "gunicorn serving trytond.application:app; stopped with its group."
 
     def __init__(self, conf, tmpdir, database, workers, threads, log,
-            ready_path=None):
+            ready_path=None, app='trytond.application:app', pythonpath=None):
         self.conf = conf
+        self.app = app
+        self.pythonpath = pythonpath
         self.database = database
         self.workers = workers
         self.threads = threads
@@ -314,7 +324,7 @@ class Server:
 
     @property
     def settings(self):
-        return {'app': 'trytond.application:app', 'worker_class': 'gthread',
+        return {'app': self.app, 'worker_class': 'gthread',
             'workers': self.workers, 'threads': self.threads,
             'preload': True}
 
@@ -334,7 +344,9 @@ class Server:
             # The default control socket path is shared by every gunicorn
             # of the user: do not touch other servers'.
             '--no-control-socket',
-            'trytond.application:app']
+            *(['--pythonpath', str(self.pythonpath)] if self.pythonpath
+                else []),
+            self.app]
         self.log(f"starting gunicorn: {self.workers} gthread workers x "
             f"{self.threads} threads on 127.0.0.1:{self.port}")
         self._log = open(self.logfile, 'w')

@@ -3,6 +3,7 @@ import configparser
 import re
 import logging
 import logging.config
+import os
 import subprocess
 import sys
 
@@ -30,6 +31,52 @@ def test_postgresql_config(tmp_path):
     assert parser.get('database', 'uri') == uri
     assert parser.getboolean('database', 'list') is False
     assert parser.get('scenic', 'pii_key')
+    # every process clears the others' caches at once (LISTEN/NOTIFY): a
+    # price edited in sao is quoted by every worker at its next request
+    assert parser.getint('cache', 'clean_timeout') == 0
+
+
+def test_bench_config_syncs_caches(tmp_path):
+    "bench/_measure.py's servers (benches, failover test) use NOTIFY too"
+    sys.path.insert(0, str(demo.ROOT / 'bench'))
+    try:
+        import _measure
+    finally:
+        sys.path.remove(str(demo.ROOT / 'bench'))
+    path = _measure.write_config(tmp_path, 'postgresql://u@h:1/', 'k' * 40)
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(path)
+    assert parser.getint('cache', 'clean_timeout') == 0
+
+
+def _gunicorn_worker_init(**env):
+    "Run config/ha/gunicorn.conf.py's post_worker_init with env."
+    script = """
+import runpy, sys
+settings = runpy.run_path(sys.argv[1])
+class Log:
+    def error(self, *args):
+        print(args[0] % args[1:], file=sys.stderr)
+class Worker:
+    log = Log()
+settings['post_worker_init'](Worker())
+"""
+    environment = {k: v for k, v in os.environ.items()
+        if not k.startswith(('TRYTOND_', 'DB_'))}
+    environment.update(env)
+    return subprocess.run([sys.executable, '-c', script,
+            str(demo.ROOT / 'config' / 'ha' / 'gunicorn.conf.py')],
+        env=environment, capture_output=True, text=True, timeout=60)
+
+
+def test_ha_gunicorn_refuses_stale_caches():
+    "A gunicorn worker on PostgreSQL with clean_timeout != 0 will not start"
+    uri = 'postgresql://u@h:1/'
+    assert _gunicorn_worker_init(TRYTOND_DATABASE__URI=uri).returncode == 0
+    result = _gunicorn_worker_init(TRYTOND_DATABASE__URI=uri,
+        TRYTOND_CACHE__CLEAN_TIMEOUT='300')
+    assert result.returncode == 3, result.stderr
+    assert 'clean_timeout = 300' in result.stderr
 
 
 def test_logging_config_hides_rpc_arguments():

@@ -5,8 +5,11 @@ test never meet another's. The concurrency tests need PostgreSQL.
 """
 import datetime as dt
 import itertools
+import random
+import sys
 import unittest
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
@@ -252,6 +255,12 @@ class BookingAPITestCase(RouteTestCase):
             409, 'idempotency_conflict', 'Idempotency-Key')
         self.assertError(self.book(body, idempotency=''),
             422, 'invalid_request', 'Idempotency-Key')
+        # keys are bounded (the unique index holds them)
+        response = self.book(body, idempotency='k' * 201)
+        self.assertError(response, 422, 'invalid_request', 'Idempotency-Key')
+        self.assertIn('longer than 200', response.json['error']['message'])
+        self.assertEqual(self.book(self.body(slot, [new_id()]),
+                idempotency='k' * 200).status_code, 201)
 
     def test_group_ticket(self):
         "A group ticket admits N persons on one code"
@@ -491,6 +500,21 @@ class BookingAPITestCase(RouteTestCase):
         finally:
             configure_pii_key()
 
+    def test_visitors_bounded_before_reading(self):
+        "Thousands of visitors are refused before any of them is read"
+        slot = self.day_slot(capacity=20)
+        body = self.body(slot, ['x'] * 15000)  # within the 1 MB
+        body['items'][0]['visitors'].append('not even an object')
+        self.assertError(self.book(body), 422, 'invalid_request', 'items')
+        # over several items too; a real-name group beyond the slot is
+        # sold_out once the request is within bounds
+        body = self.body(slot, [new_id() for _ in range(30)])
+        body['items'].append(dict(body['items'][0]))
+        self.assertError(self.book(body), 422, 'invalid_request', 'items')
+        self.assertError(self.book(self.body(slot,
+                    [new_id() for _ in range(21)])), 409, 'sold_out', 'slot')
+        self.assertEqual(self.slot_state(slot), (0, 20))
+
     def lookup(self, body, address='10.1.0.1'):
         return self.client().post(self.url('/orders/lookup'), json=body,
             headers=self.headers(idempotency=False),
@@ -669,3 +693,145 @@ class BookingAPITestCase(RouteTestCase):
             [r.json['error']['code'] for r in responses
                 if r.status_code != 201], ['id_limit'] * 19)
         self.assertEqual(self.slot_state(slot)[0], 1)
+
+    # --- back office and the API at once (PostgreSQL) ------------------------
+
+    def back_office(self, action):
+        """Run action() in a transaction as trytond's RPC dispatcher runs a
+        button: retried on a serialization failure ([database] retry)."""
+        from trytond import config
+        retry = config.getint('database', 'retry')
+        for count in range(retry + 1):
+            with Transaction().start(DB_NAME, 1) as transaction:
+                try:
+                    with transaction.set_context(
+                            company=self.company_id()):
+                        action()
+                    transaction.commit()
+                    return count
+                except backend.DatabaseOperationalError:
+                    transaction.rollback()
+                    if count == retry:
+                        raise
+        return count
+
+    def company_id(self):
+        return Pool().get('company.company').search([])[0].id
+
+    def check_counters(self, slot_id):
+        """The day's counters equal its live tickets: slot booked, daily
+        loads, per-ID usage; no order both paid and cancelled."""
+        with Transaction().start(DB_NAME, 0, readonly=True) as transaction:
+            cursor = transaction.connection.cursor()
+            cursor.execute('SELECT date, capacity, booked '
+                'FROM scenic_time_slot WHERE id = %s', (slot_id,))
+            day, capacity, booked = cursor.fetchone()
+            live = ['reserved', 'paid', 'partly_used', 'used']
+            cursor.execute('SELECT COALESCE(sum(t.persons), 0) '
+                'FROM scenic_ticket t JOIN scenic_order o ON o.id = t."order" '
+                'WHERE t.visit_date = %s AND o.state = ANY(%s)', (day, live))
+            persons, = cursor.fetchone()
+            self.assertLessEqual(booked, capacity)
+            self.assertEqual(booked, persons)
+            cursor.execute('SELECT scope, booked FROM scenic_daily_load '
+                'WHERE date = %s', (day,))
+            loads = cursor.fetchall()
+            self.assertTrue(loads)
+            for scope, load in loads:
+                self.assertEqual(load, persons, scope)
+            cursor.execute('SELECT count(*) FROM ('
+                'SELECT * FROM scenic_id_day_usage WHERE date = %s) u '
+                'FULL JOIN (SELECT t.company, t.holder_hash, count(*) AS n '
+                'FROM scenic_ticket t JOIN scenic_order o ON o.id = t."order" '
+                'WHERE t.visit_date = %s AND o.state = ANY(%s) '
+                'GROUP BY t.company, t.holder_hash) t '
+                'ON t.company = u.company AND t.holder_hash = u.id_hash '
+                'WHERE COALESCE(u.count, 0) != COALESCE(t.n, 0)',
+                (day, day, live))
+            self.assertEqual(cursor.fetchone()[0], 0, "per-ID usage")
+            # paid: charged once, never refunded, valid signed tickets;
+            # cancelled or expired: never charged; refunded: paid back
+            cursor.execute('SELECT o.state, '
+                "COALESCE(sum(p.amount) FILTER (WHERE p.kind = 'payment'), 0),"
+                "COALESCE(sum(p.amount) FILTER (WHERE p.kind = 'refund'), 0),"
+                'o.total, (SELECT array_agg(DISTINCT t.state) '
+                'FROM scenic_ticket t WHERE t."order" = o.id) '
+                'FROM scenic_order o LEFT JOIN scenic_payment p '
+                'ON p."order" = o.id WHERE o.visit_date = %s '
+                'GROUP BY o.id', (day,))
+            expected = {
+                'reserved': (0, 0, {'reserved'}),
+                'paid': (1, 0, {'valid'}),
+                'cancelled': (0, 0, {'cancelled'}),
+                'expired': (0, 0, {'cancelled'}),
+                'refunded': (1, 1, {'revoked'}),
+                }
+            states = []
+            for state, paid, refunded, total, ticket_states in cursor:
+                states.append(state)
+                charged, paid_back, tickets = expected[state]
+                self.assertEqual((paid, refunded),
+                    (total * charged, total * paid_back), state)
+                self.assertEqual(set(ticket_states), tickets, state)
+            return booked, sorted(states)
+
+    @unittest.skipIf(backend.name != 'postgresql',
+        "concurrency is proven on PostgreSQL")
+    def test_back_office_and_cron_during_a_rush(self):
+        "Back-office cancels and the expiry cron race API bookings and pays"
+        from ..dbtools import use_read_committed
+        from ..errors import ApiError
+        from ..reservation import expire_holds
+        slot = self.day_slot(capacity=30)
+        held = [self.book(self.body(slot, [new_id()])).json
+            for _ in range(20)]
+        paid = [self.pay(order).json for order in held[:10]]
+        held = held[10:]
+        self.assertEqual([o['state'] for o in paid], ['paid'] * 10)
+
+        def cancel(reference):
+            def action():
+                Order = Pool().get('scenic.order')
+                order, = Order.search([('reference', '=', reference)])
+                Order.cancel([order])
+            try:
+                return ('cancel', self.back_office(action))
+            except ApiError as error:  # expired meanwhile: sao shows it
+                return ('cancel', error.code)
+
+        def cron():
+            # the cron's clock a little ahead: every hold it meets is due
+            later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+
+            def action():
+                use_read_committed()
+                expire_holds(now=later)
+            return ('cron', self.back_office(action))
+
+        def book_and_pay(_):
+            response = self.book(self.body(slot, [new_id()]))
+            if response.status_code != 201:
+                return ('book', response.status_code)
+            return ('pay', self.pay(response.json).status_code)
+
+        def pay(order):
+            return ('pay', self.pay(order).status_code)
+
+        jobs = ([(book_and_pay, i) for i in range(30)]
+            + [(pay, order) for order in held]
+            + [(cancel, order['order']) for order in held[::2]]
+            + [(cancel, order['order']) for order in paid[::2]]
+            + [(lambda _: cron(), None)] * 3)
+        random.Random(13).shuffle(jobs)  # interleaved, the same each run
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            results = list(pool.map(lambda job: job[0](job[1]), jobs))
+        api = [status for kind, status in results if kind in {'book', 'pay'}]
+        self.assertFalse([s for s in api if s not in {200, 201, 409}], api)
+        booked, states = self.check_counters(slot)
+        print(f"\nrush with back office: answers "
+            f"{sorted(Counter(results).items(), key=str)}, "
+            f"orders {sorted(Counter(states).items())}", file=sys.stderr)
+        # the 5 paid orders cancelled, and the held ones the API paid before
+        # the back office cancelled them
+        self.assertTrue(5 <= states.count('refunded') <= 10, states)
+        self.assertGreater(booked, 0)
