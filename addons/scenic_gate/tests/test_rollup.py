@@ -260,7 +260,8 @@ class ReportRoleTestCase(unittest.TestCase):
                 frame = reports.zone_headcount(db, 1)
                 self.assertIn('inside', frame.columns)
                 reports.slots_of_day(db, 1, dt.date.today())
-                reports.revenue(db, 1, dt.date.today(), dt.date.today())
+                reports.cash_from_payments(db, 1, dt.date.today(),
+                    dt.date.today())
                 reports.no_shows(db, 1, dt.date.today(), dt.date.today())
         finally:
             with psycopg.connect(admin, autocommit=True) as con:
