@@ -368,12 +368,16 @@ class TodayPage:
 
 
 class RevenuePage:
-    "Cash by day, channel, ticket type and payment method for a period."
+    """Revenue for a period from the posted ledger: recognised revenue
+    (5001 + 5051) by day, channel and ticket type, and cash received by
+    payment method. The ledger posts a day after it ends: today's cash is
+    shown apart, from the payments themselves."""
 
     def __init__(self, poller, today=None):
         self.poller = poller
         today = today or (poller.snapshot.today if poller.snapshot
             else dt.date.today())
+        self.today = today
         self.period = pn.widgets.DateRangePicker(
             label="期间 Period", value=(today - dt.timedelta(days=6), today))
         self.period.param.watch(lambda event: self.refresh(), 'value')
@@ -385,24 +389,33 @@ class RevenuePage:
 
     def refresh(self):
         start, end = self.period.value
-        cash = self.poller.db_call(reports.revenue, start, end)
-        by_type = self.poller.db_call(reports.revenue_by_ticket_type,
-            start, end)
+        earned = self.poller.db_call(reports.revenue, start, end)
+        cash = self.poller.db_call(reports.cash_received, start, end)
+        unposted = (self.poller.db_call(reports.cash_from_payments,
+                self.today, self.today)
+            if start <= self.today <= end else None)
+        recognised = sum(earned['revenue'], 0) if not earned.empty else 0
         net = sum(cash['net'], 0) if not cash.empty else 0
-        self.totals.object = (f'<h3>净收款 Net cash received: ¥{net} '
-            f'({start} – {end})</h3><small>收付款口径 Payments minus refunds; '
-            'switches to the ledger when finance (issue #9) lands</small>')
-        if cash.empty:
+        today_net = (sum(unposted['net'], 0)
+            if unposted is not None and not unposted.empty else 0)
+        self.totals.object = (
+            f'<h3>确认收入 Revenue recognised: ¥{recognised} · '
+            f'净收款 Net cash received: ¥{net} ({start} – {end})</h3>'
+            '<small>总账口径 From the posted ledger (5001 + 5051; '
+            'payment methods\' accounts), posted after each day ends'
+            + (f'; today so far (not posted yet): ¥{today_net}'
+                if unposted is not None else '') + '</small>')
+        if earned.empty:
             self.chart.object = hv.Bars([], kdims=['day', 'channel'],
-                vdims=['net'])
+                vdims=['revenue'])
         else:
-            daily = cash.assign(net=cash['net'].astype(float),
-                day=cash['day'].astype(str)).groupby(
-                ['day', 'channel'], as_index=False)['net'].sum()
+            daily = earned.assign(revenue=earned['revenue'].astype(float),
+                day=earned['day'].astype(str)).groupby(
+                ['day', 'channel'], as_index=False)['revenue'].sum()
             self.chart.object = hv.Bars(daily, kdims=['day', 'channel'],
-                vdims=['net']).opts(stacked=True, responsive=True,
-                height=320, xlabel="日期 Day", ylabel="净收款 Net (¥)",
-                title="每日净收款 Net cash per day by channel",
+                vdims=['revenue']).opts(stacked=True, responsive=True,
+                height=320, xlabel="日期 Day", ylabel="确认收入 Revenue (¥)",
+                title="每日确认收入 Revenue recognised per day by channel",
                 tools=['hover'])
         methods = (cash.groupby('provider')[['payments', 'refunds', 'net']]
             .agg(lambda s: sum(s, 0)) if not cash.empty else None)
@@ -413,18 +426,21 @@ class RevenuePage:
                 f'</td><td>¥{r.net}</td></tr>'
                 for p, r in (methods.iterrows() if methods is not None
                     else [])) + '</table>'
+        types = (earned.groupby(['ticket_type', 'channel'], as_index=False)[
+                'revenue'].agg(lambda s: sum(s, 0))
+            if not earned.empty else earned)
         self.types.object = '<table style="width:100%"><tr>' \
             '<th>票种 Ticket type</th><th>渠道 Channel</th>' \
-            '<th>张数 Tickets</th><th>票面金额 Value</th></tr>' + ''.join(
+            '<th>确认收入 Revenue</th></tr>' + ''.join(
                 f'<tr><td>{r.ticket_type}</td><td>{r.channel}</td>'
-                f'<td>{r.tickets}</td><td>¥{r.amount}</td></tr>'
-                for r in by_type.itertuples()) + '</table>'
+                f'<td>¥{r.revenue}</td></tr>'
+                for r in types.itertuples()) + '</table>'
 
     def view(self):
         return pn.Column(pn.pane.Markdown("# 收入 Revenue"), self.period,
             self.totals, self.chart,
             pn.pane.Markdown("## 按支付方式 By payment method"), self.methods,
-            pn.pane.Markdown("## 按票种 By ticket type (visit dates)"),
+            pn.pane.Markdown("## 按票种 By ticket type (recognised)"),
             self.types, sizing_mode='stretch_width')
 
 

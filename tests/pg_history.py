@@ -4,7 +4,8 @@ The dashboards and notebooks run on SQLite against the demo (whose ERP and
 box make the data move) and, to check the reporting layer's PostgreSQL
 dialect end to end, on a copy of the same demo database in a throwaway
 PostgreSQL server (the ``pg_uri`` fixture): every table the reporting role
-may read (scenic_*, company_company, currency_currency; see
+may read (scenic_*, company_company, currency_currency and the ledger's
+account_account, account_move, account_move_line; see
 scenic_analytics.roles) is copied with PostgreSQL column types, then the
 read-only role is created by scenic_analytics.roles and the tests connect as
 that role only.

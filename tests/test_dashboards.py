@@ -138,3 +138,44 @@ def test_live_page_on_postgresql_through_the_report_role(pg_history):
                 assert not report(db, company, start, end).empty, report
     finally:
         poller.stop()
+
+
+def test_revenue_from_the_ledger_on_postgresql(pg_history):
+    """On the demo's copy, through the read-only role: revenue is the
+    posted ledger's 5001 + 5051 credits less debits, cash received is what
+    the posted receipt and refund batches carry (the payments' own figures
+    for the payments posted on their day), and the role reads the ledger's
+    amounts but not its parties or descriptions."""
+    import psycopg
+    from scenic_analytics import connect, reports
+    with psycopg.connect(pg_history.url, autocommit=True) as con:
+        for column in ['party', 'description']:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                con.execute(f'SELECT {column} FROM account_move_line')
+    with psycopg.connect(pg_history.admin, autocommit=True) as con:
+        company, start, end = con.execute(
+            "SELECT company, MIN(date), MAX(date) FROM account_move "
+            "WHERE state = 'posted' GROUP BY company").fetchone()
+        ledger, = con.execute(
+            'SELECT SUM(l.credit) - SUM(l.debit) FROM account_move_line l '
+            'JOIN account_move m ON m.id = l.move JOIN account_account a '
+            "ON a.id = l.account WHERE m.state = 'posted' "
+            "AND a.code IN ('5001', '5051')").fetchone()
+        # the payments each posted day carried, signed, per batch date
+        posted = dict(con.execute(
+            "SELECT b.date, SUM(CASE WHEN p.kind = 'refund' "
+            'THEN -p.amount ELSE p.amount END) FROM scenic_payment p '
+            'JOIN scenic_finance_batch b ON b.id = p.finance_batch '
+            'GROUP BY b.date').fetchall())
+    assert ledger > 0
+    with connect(pg_history.url) as db:
+        revenue = reports.revenue(db, company, start, end)
+        assert sum(revenue['revenue']) == ledger
+        assert set(revenue['source']) <= {'recognition', 'refunds'}
+        cash = reports.cash_received(db, company, start, end)
+        by_day = cash.groupby('day')['net'].agg(lambda s: sum(s, 0))
+        assert {d: v for d, v in by_day.items() if v} == {
+            d: v for d, v in posted.items() if v}
+        daily = reports.recognised_vs_cash(db, company, start, end)
+        assert sum(daily['recognised']) == ledger
+        assert sum(daily['cash']) == sum(posted.values())

@@ -1,12 +1,20 @@
 """Sales per slot and day, by channel and ticket type: what the dashboards'
 *Today* page and the notebooks read instead of grouping every ticket.
 
-Kept current by a cron every minute (`SlotSales.refresh`): the slots whose
-tickets were created or changed since the last refresh (with a margin for
-transactions that committed late) are recomputed from their tickets, set
-based, in one transaction. The booking path is left alone: it is being
-split into plan and write steps, and a minute-old sales figure is what the
-duty managers need (the slot's own `booked` counter is exact at once).
+Kept current in the transaction that changes a sale, through the state
+hook (`on_state_change`, workflow.py): a ticket entering `valid` (its order
+paid) adds to its group, one entering `revoked` (refunded) takes itself out,
+an order entering `refunded` adds its tickets to the refunded figures. Each
+transition has a single source state (order.py's tables), so the hook's
+(to_state, ids) says exactly what changed. The update is `count_sales` /
+`count_refunds`: one grouped read of the tickets moved and one additive
+upsert per (slot, channel, ticket type) group, so concurrent bookings of a
+slot wait on the row instead of failing or losing an update.
+
+`SlotSales.refresh` recomputes slots from their tickets: the rebuild after
+a bulk load (scripts/simulate_history.py) and a repair by a cron every
+minute for the writers that insert tickets already sold without passing a
+transition (scenic_finance's demo history, imports).
 
 Sold tickets are the paid ones valid, used or expired unused; the tickets of a
 refunded order (revoked by the refund) are refunds.
@@ -14,8 +22,11 @@ refunded order (revoked by the refund) are refunds.
 import datetime as dt
 
 from sql import Literal
-from sql.aggregate import Max, Sum
+from sql.aggregate import Count, Max, Sum
 from sql.conditionals import Case, Coalesce
+
+from trytond import backend
+from trytond.model.fields import SQL_OPERATORS
 
 from trytond.model import Index, ModelSQL, Unique, fields
 from trytond.pool import Pool, PoolMeta
@@ -100,6 +111,7 @@ class SlotSales(CompanyMixin, ModelSQL):
 
     @classmethod
     def refresh_cron(cls):
+        "Repair: recompute the slots whose tickets changed lately."
         cls.refresh()
 
     @classmethod
@@ -139,8 +151,107 @@ class SlotSales(CompanyMixin, ModelSQL):
                 query))
 
 
+def count_sales(ticket_ids, sign=1):
+    """Add the tickets with these ids to their slots' sold figures (sign
+    1: they entered `valid`) or take them out (sign -1: `revoked`), in the
+    current transaction. The booking engine calls it wherever tickets
+    become sold without the hook."""
+    pool = Pool()
+    ticket = pool.get('scenic.ticket').__table__()
+    order = pool.get('scenic.order').__table__()
+    line = pool.get('scenic.order.line').__table__()
+    _apply(ticket, order, line, SQL_OPERATORS['in'](ticket.id, ticket_ids),
+        [Count(Literal(1)) * sign, Sum(ticket.persons) * sign,
+            Sum(line.unit_price) * sign, Literal(0), Literal(0)])
+
+
+def count_refunds(order_ids):
+    """Add the tickets of the orders with these ids (which entered
+    `refunded`) to their slots' refunded figures, in the current
+    transaction."""
+    pool = Pool()
+    ticket = pool.get('scenic.ticket').__table__()
+    order = pool.get('scenic.order').__table__()
+    line = pool.get('scenic.order.line').__table__()
+    _apply(ticket, order, line, SQL_OPERATORS['in'](ticket.order, order_ids),
+        [Literal(0), Literal(0), Literal(0), Count(Literal(1)),
+            Sum(line.unit_price)])
+
+
+COUNTED = ['tickets', 'persons', 'amount', 'refunded', 'refunded_amount']
+
+
+def _apply(ticket, order, line, where, deltas):
+    "Add the grouped deltas of the tickets matching `where` to the rows."
+    pool = Pool()
+    SlotSales = pool.get('scenic.slot.sales')
+    table = SlotSales.__table__()
+    transaction = Transaction()
+    cursor = transaction.connection.cursor()
+    cursor.execute(*ticket.join(order, condition=ticket.order == order.id
+            ).join(line, condition=ticket.line == line.id
+            ).select(ticket.company, ticket.slot, ticket.visit_date,
+                order.channel, ticket.ticket_type, *deltas,
+                where=where,
+                group_by=[ticket.company, ticket.slot, ticket.visit_date,
+                    order.channel, ticket.ticket_type],
+                order_by=[ticket.slot, order.channel, ticket.ticket_type]))
+    groups = cursor.fetchall()
+    now = dt.datetime.now(UTC).replace(tzinfo=None)
+    user = transaction.user
+    for company, slot, date, channel, ticket_type, *values in groups:
+        values = [v or 0 for v in values]
+        if backend.name == 'postgresql':
+            # One statement, atomic under concurrent bookings of the slot.
+            cursor.execute(
+                'INSERT INTO scenic_slot_sales (company, slot, date, '
+                'channel, ticket_type, tickets, persons, amount, refunded, '
+                'refunded_amount, changed, create_uid, create_date) '
+                'VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '
+                '%s) ON CONFLICT (slot, channel, ticket_type) DO UPDATE SET '
+                + ', '.join(f'{c} = scenic_slot_sales.{c} + EXCLUDED.{c}'
+                    for c in COUNTED)
+                + ', changed = GREATEST(scenic_slot_sales.changed, '
+                'EXCLUDED.changed), write_uid = EXCLUDED.create_uid, '
+                'write_date = EXCLUDED.create_date',
+                (company, slot, date, channel, ticket_type, *values, now,
+                    user, now))
+            continue
+        # SQLite serializes its writers: update, else insert.
+        key = ((table.slot == slot) & (table.channel == channel)
+            & (table.ticket_type == ticket_type))
+        cursor.execute(*table.update(
+                [getattr(table, c) for c in COUNTED] + [table.changed,
+                    table.write_uid, table.write_date],
+                [getattr(table, c) + v for c, v in zip(COUNTED, values)]
+                + [now, user, now], where=key))
+        if not cursor.rowcount:
+            cursor.execute(*table.insert(
+                    [table.company, table.slot, table.date, table.channel,
+                        table.ticket_type,
+                        *(getattr(table, c) for c in COUNTED),
+                        table.changed, table.create_uid, table.create_date],
+                    [[company, slot, date, channel, ticket_type, *values,
+                            now, user, now]]))
+    slots = sorted({g[1] for g in groups})
+    if slots:
+        # A group whose last ticket left (revoked without a refund) goes,
+        # as the recomputation has no row for it.
+        cursor.execute(*table.delete(
+                where=table.slot.in_(slots) & (table.tickets == 0)
+                & (table.refunded == 0)))
+
+
 class Ticket(metaclass=PoolMeta):
     __name__ = 'scenic.ticket'
+
+    @classmethod
+    def on_state_change(cls, to_state, ids):
+        super().on_state_change(to_state, ids)
+        if to_state == 'valid':
+            count_sales(ids, 1)
+        elif to_state == 'revoked':
+            count_sales(ids, -1)
 
     @classmethod
     def __setup__(cls):
@@ -152,6 +263,16 @@ class Ticket(metaclass=PoolMeta):
                         Index.Range())),
                 Index(t, (t.slot, Index.Equality())),
                 })
+
+
+class Order(metaclass=PoolMeta):
+    __name__ = 'scenic.order'
+
+    @classmethod
+    def on_state_change(cls, to_state, ids):
+        super().on_state_change(to_state, ids)
+        if to_state == 'refunded':
+            count_refunds(ids)
 
 
 class Cron(metaclass=PoolMeta):

@@ -6,8 +6,10 @@ rollups the ERP keeps (scenic.zone.headcount, scenic.zone.minute,
 scenic.gate.quarter, scenic.slot.sales) where the question allows, and
 never select a column holding personal data (names, ID numbers, phones).
 
-Revenue is cash: payments minus refunds (scenic.payment). When the finance
-module's ledger lands (issue #9), `revenue` switches to its postings.
+Revenue comes from the ledger (scenic_finance's posted moves, a day after
+it ends): `revenue` and `recognised_vs_cash` read account.move.line by
+account and date; `cash_received` splits the posted receipts by channel and
+method; `cash_from_payments` reads the payment rows (today, not posted yet).
 """
 import datetime as dt
 from decimal import Decimal
@@ -203,11 +205,127 @@ def _money(frame, columns):
 
 # --- Revenue -------------------------------------------------------------
 
-def revenue(db, company, start, end):
-    """Cash received per local day, channel and payment method in the
-    dates [start, end]: payments, refunds and net (Decimal).
+def _ledger_accounts(db, company):
+    """The area's revenue accounts (main and other: 5001 and 5051 in the
+    demo chart) from its posting rule, as a list of account ids."""
+    rows = db.frame(
+        'SELECT revenue_account, other_revenue_account '
+        'FROM scenic_finance_rule WHERE company = %s', (company,))
+    return sorted({int(v) for v in rows.values.ravel() if v == v})
 
-    Columns: day, channel, provider, payments, refunds, net."""
+
+def _in(ids):
+    "An SQL IN list of integer ids (never empty)."
+    return '(' + ', '.join(str(int(i)) for i in ids or [-1]) + ')'
+
+
+def ledger_totals(db, company, start, end):
+    """Posted move lines summed per move date and account in the dates
+    [start, end]: the ledger as it stands (account.move.line).
+
+    Columns: day, account (code), debit, credit (Decimal)."""
+    frame = db.frame(
+        'SELECT m.date AS day, a.code AS account, SUM(l.debit) AS debit, '
+        'SUM(l.credit) AS credit FROM account_move_line AS l '
+        'JOIN account_move AS m ON m.id = l.move '
+        'JOIN account_account AS a ON a.id = l.account '
+        "WHERE m.company = %s AND m.state = 'posted' AND m.date >= %s "
+        'AND m.date <= %s GROUP BY m.date, a.code ORDER BY m.date, a.code',
+        (company, start, end), dates=['day'])
+    return _money(frame, ['debit', 'credit'])
+
+
+def revenue(db, company, start, end):
+    """Revenue recognised in the ledger per day of [start, end] (the posted
+    moves' date), channel and ticket type, net of VAT: the credits less
+    debits of the posting rule's revenue accounts (5001 主营业务收入 and
+    5051 其他业务收入). Recognition moves are split by the tickets they
+    earned (scenic.finance.recognition); revenue lines of refund moves (a
+    fee kept, or money given back beyond the deferral) have source
+    'refunds' and channel / ticket type '-'. The column `revenue` sums to
+    the ledger's figure for these accounts (ledger_totals).
+
+    Columns: day, channel, ticket_type, source, revenue (Decimal)."""
+    accounts = _in(_ledger_accounts(db, company))
+    columns = ['day', 'channel', 'ticket_type', 'source', 'revenue']
+    earned = db.frame(
+        'SELECT m.date AS day, c.name AS channel, tt.code AS ticket_type, '
+        'SUM(r.amount) AS revenue FROM scenic_finance_recognition AS r '
+        'JOIN scenic_finance_batch AS b ON b.id = r.batch '
+        "JOIN account_move AS m ON m.id = b.move AND m.state = 'posted' "
+        'JOIN scenic_ticket AS t ON t.id = r.ticket '
+        'JOIN scenic_ticket_type AS tt ON tt.id = t.ticket_type '
+        'JOIN scenic_order AS o ON o.id = t."order" '
+        'JOIN scenic_channel AS c ON c.id = o.channel '
+        'WHERE m.company = %s AND m.date >= %s AND m.date <= %s '
+        'GROUP BY m.date, c.name, tt.code', (company, start, end),
+        dates=['day'])
+    earned['source'] = 'recognition'
+    other = db.frame(
+        'SELECT m.date AS day, SUM(l.credit) - SUM(l.debit) AS revenue '
+        'FROM account_move_line AS l '
+        'JOIN account_move AS m ON m.id = l.move '
+        "JOIN scenic_finance_batch AS b ON b.move = m.id "
+        "AND b.kind <> 'recognition' "
+        f"WHERE m.company = %s AND m.state = 'posted' AND l.account IN "
+        f'{accounts} AND m.date >= %s AND m.date <= %s GROUP BY m.date',
+        (company, start, end), dates=['day'])
+    other['channel'] = other['ticket_type'] = '-'
+    other['source'] = 'refunds'
+    frame = pd.concat([f for f in [earned[columns], other[columns]]
+            if not f.empty]) if not (earned.empty and other.empty) else None
+    if frame is None:
+        return pd.DataFrame(columns=columns)
+    frame = _money(frame.reset_index(drop=True), ['revenue'])
+    frame = frame[frame['revenue'] != 0]
+    return frame.sort_values(['day', 'source', 'channel', 'ticket_type'],
+        ignore_index=True)
+
+
+def cash_received(db, company, start, end):
+    """Cash received as the ledger has it, per day of [start, end] (the
+    receipt and refund moves' date: a payment recorded after its day was
+    posted counts on the day that posted it, as in the ledger), channel
+    and payment method. Split by the payments each posted batch carries
+    (scenic.payment.finance_batch), which sum to the move's lines on the
+    methods' accounts (1001, 101201 …). Days not yet posted (today) are
+    not in it: cash_from_payments has them.
+
+    Columns: day, channel, provider, payments, refunds, net (Decimal)."""
+    rows = db.frame(
+        'SELECT m.date AS day, c.name AS channel, p.provider, p.kind, '
+        'SUM(p.amount) AS amount FROM scenic_payment AS p '
+        'JOIN scenic_finance_batch AS b ON b.id = p.finance_batch '
+        "JOIN account_move AS m ON m.id = b.move AND m.state = 'posted' "
+        'JOIN scenic_order AS o ON o.id = p."order" '
+        'JOIN scenic_channel AS c ON c.id = o.channel '
+        'WHERE m.company = %s AND m.date >= %s AND m.date <= %s '
+        'GROUP BY m.date, c.name, p.provider, p.kind',
+        (company, start, end), dates=['day'])
+    return _cash_frame(_money(rows, ['amount']))
+
+
+def _cash_frame(rows):
+    "payments / refunds / net per day, channel and provider from rows."
+    columns = ['day', 'channel', 'provider', 'payments', 'refunds', 'net']
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    rows['payments'] = [a if k == 'payment' else Decimal(0)
+        for a, k in zip(rows['amount'], rows['kind'])]
+    rows['refunds'] = [a if k == 'refund' else Decimal(0)
+        for a, k in zip(rows['amount'], rows['kind'])]
+    frame = rows.groupby(['day', 'channel', 'provider'], as_index=False)[
+        ['payments', 'refunds']].agg(lambda s: sum(s, Decimal(0)))
+    frame['net'] = frame['payments'] - frame['refunds']
+    return frame[columns]
+
+
+def cash_from_payments(db, company, start, end):
+    """Cash received per local day of the payment, channel and payment
+    method in the dates [start, end], from the payment rows themselves
+    (posted or not: today's cash before the ledger has it).
+
+    Columns: day, channel, provider, payments, refunds, net (Decimal)."""
     tz = area_timezone(db, company)
     lo, _ = _day_bounds(start, tz)
     _, hi = _day_bounds(end, tz)
@@ -218,19 +336,11 @@ def revenue(db, company, start, end):
         'JOIN scenic_channel AS c ON c.id = o.channel '
         'WHERE p.company = %s AND p.date >= %s AND p.date < %s',
         (company, lo, hi), timestamps=['at'], tz=tz)
-    columns = ['day', 'channel', 'provider', 'payments', 'refunds', 'net']
     if rows.empty:
-        return pd.DataFrame(columns=columns)
+        return _cash_frame(rows)
     rows['day'] = rows['at'].dt.date
     rows['amount'] = [Decimal(str(v)) for v in rows['amount']]
-    rows['payments'] = [a if k == 'payment' else Decimal(0)
-        for a, k in zip(rows['amount'], rows['kind'])]
-    rows['refunds'] = [a if k == 'refund' else Decimal(0)
-        for a, k in zip(rows['amount'], rows['kind'])]
-    frame = rows.groupby(['day', 'channel', 'provider'], as_index=False)[
-        ['payments', 'refunds']].agg(lambda s: sum(s, Decimal(0)))
-    frame['net'] = frame['payments'] - frame['refunds']
-    return frame[columns]
+    return _cash_frame(rows)
 
 
 def revenue_by_ticket_type(db, company, start, end):
@@ -412,28 +522,37 @@ def channel_mix(db, company, start, end):
 
 
 def recognised_vs_cash(db, company, start, end):
-    """Per local day of [start, end]: revenue recognised (value of the
-    tickets of that visit day, valid or used: the visit is the service)
-    against cash received that day (payments minus refunds).
+    """Per day of [start, end], from the posted ledger: revenue recognised
+    (credits less debits of the revenue accounts 5001 and 5051, net of
+    VAT: tickets earn at use, per entry, day by day for cards, or at
+    expiry) against cash received (the receipt and refund moves' lines on
+    the payment methods' accounts, VAT included).
 
     Columns: day, recognised, cash (Decimal)."""
+    accounts = _in(_ledger_accounts(db, company))
     recognised = db.frame(
-        'SELECT date AS day, SUM(amount) AS recognised '
-        'FROM scenic_slot_sales WHERE company = %s AND date >= %s '
-        'AND date <= %s GROUP BY date', (company, start, end), dates=['day'])
-    cash = revenue(db, company, start, end)
-    cash = cash.groupby('day', as_index=False)['net'].agg(
-        lambda s: sum(s, Decimal(0))).rename(columns={'net': 'cash'})
+        'SELECT m.date AS day, SUM(l.credit) - SUM(l.debit) AS recognised '
+        'FROM account_move_line AS l JOIN account_move AS m '
+        "ON m.id = l.move WHERE m.company = %s AND m.state = 'posted' "
+        f'AND l.account IN {accounts} AND m.date >= %s AND m.date <= %s '
+        'GROUP BY m.date', (company, start, end), dates=['day'])
+    cash = db.frame(
+        'SELECT m.date AS day, SUM(l.debit) - SUM(l.credit) AS cash '
+        'FROM account_move_line AS l JOIN account_move AS m '
+        'ON m.id = l.move JOIN scenic_finance_batch AS b ON b.move = m.id '
+        "AND b.kind IN ('receipts', 'refunds') "
+        'WHERE l.account IN (SELECT rm.account '
+        'FROM scenic_finance_rule_method AS rm JOIN scenic_finance_rule '
+        'AS rule ON rule.id = rm.rule WHERE rule.company = %s) '
+        "AND m.company = %s AND m.state = 'posted' AND m.date >= %s "
+        'AND m.date <= %s GROUP BY m.date',
+        (company, company, start, end), dates=['day'])
     days = pd.DataFrame({'day': [start + dt.timedelta(days=i)
                 for i in range((end - start).days + 1)]})
     frame = days.merge(recognised, on='day', how='left').merge(
         cash, on='day', how='left')
-    frame['recognised'] = [Decimal(str(v)).quantize(Decimal('0.01'))
-        if v is not None and v == v else Decimal('0.00')
-        for v in frame['recognised']]
-    frame['cash'] = [v if isinstance(v, Decimal) else Decimal('0.00')
-        for v in frame['cash']]
-    return frame
+    return _money(frame.astype(object).where(frame.notna(), None),
+        ['recognised', 'cash'])
 
 
 def forecast_arrivals(db, company, day, history_days=28):
@@ -469,14 +588,33 @@ def first_company(db):
     return db.scalar('SELECT MIN(id) FROM company_company')
 
 
+def ledger_period(db, company, days, end=None):
+    """(start, end) dates of the last `days` days of the posted ledger:
+    `end` defaults to the latest posted move's date (the ledger posts a
+    day once it has ended)."""
+    if end is None:
+        last = db.scalar("SELECT MAX(date) FROM account_move WHERE "
+            "company = %s AND state = 'posted'", (company,))
+        if last is None:
+            raise LookupError("nothing posted in the ledger yet: post the "
+                "ended days first (scenic_finance's Post Days)")
+        end = last if isinstance(last, dt.date) else \
+            dt.date.fromisoformat(str(last))
+    return end - dt.timedelta(days=days - 1), end
+
+
 def history_period(db, company, days, end=None, now=None):
     """(start, end) dates of the last `days` days with ended visits: `end`
-    defaults to the last visit date before today that has sales."""
+    defaults to the last date before today with both sales and arrivals
+    (the zones' daily headcount), so that days with bookings but no gate
+    history (sales entered without scans) do not end the period."""
     tz = area_timezone(db, company)
     today = _today(tz, now)
     if end is None:
-        last = db.scalar('SELECT MAX(date) FROM scenic_slot_sales '
-            'WHERE company = %s AND date < %s', (company, today))
+        last = db.scalar('SELECT MAX(s.date) FROM scenic_slot_sales AS s '
+            'JOIN scenic_zone_headcount AS h ON h.company = s.company '
+            'AND h.date = s.date AND h.entries > 0 '
+            'WHERE s.company = %s AND s.date < %s', (company, today))
         if last is None:
             raise LookupError("no sales before today: load a history first "
                 "(scripts/simulate_history.py)")

@@ -6,7 +6,9 @@ to personal data.
 
 grants CONNECT and SELECT, column by column, on the tables the reports may
 read, leaving out every column that holds personal data or secrets (ID
-numbers and their hashes, phones, names of people, bindings, keys). Tables of
+numbers and their hashes, phones, names of people, bindings, keys); of the
+ledger (account_account, account_move, account_move_line) only amounts,
+accounts, dates and states. Tables of
 people (visitors, parties, users) get no grant at all. Run it again after a
 module update adds tables or columns: grants are computed from the catalog.
 """
@@ -14,8 +16,19 @@ import argparse
 import re
 import sys
 
-# Tables readable at all: Scenic's own and the area's settings.
-TABLE = re.compile(r'^(scenic_|company_company$|currency_currency$)')
+# Tables readable at all: Scenic's own, the area's settings and the ledger
+# (whose columns are listed in LEDGER_COLUMNS).
+TABLE = re.compile(r'^(scenic_|company_company$|currency_currency$|'
+    r'account_account$|account_move$|account_move_line$)')
+# The ledger's tables: only these columns (amounts by account and date; no
+# party, no free-text description).
+LEDGER_COLUMNS = {
+    'account_account': {'id', 'company', 'code', 'name', 'type', 'parent',
+        'closed'},
+    'account_move': {'id', 'company', 'date', 'state', 'journal', 'period',
+        'number', 'post_date', 'origin'},
+    'account_move_line': {'id', 'move', 'account', 'debit', 'credit'},
+    }
 # Never granted, whatever their columns.
 TABLES_DENIED = {
     'scenic_visitor', 'scenic_signing_key', 'scenic_id_day_usage',
@@ -45,7 +58,8 @@ def grants(cursor, role):
     statements = []
     for table, names in sorted(columns.items()):
         allowed = [n for n in names if not COLUMN_DENIED.search(n)
-            and n not in COLUMNS_DENIED.get(table, ())]
+            and n not in COLUMNS_DENIED.get(table, ())
+            and n in LEDGER_COLUMNS.get(table, {n})]
         if allowed:
             statements.append(
                 f'GRANT SELECT ({", ".join(_quote(n) for n in allowed)}) '

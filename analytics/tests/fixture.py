@@ -45,7 +45,23 @@ CREATE TABLE scenic_ticket_usage (id INTEGER PRIMARY KEY, company INTEGER,
     last_exit TIMESTAMP);
 CREATE TABLE scenic_payment (id INTEGER PRIMARY KEY, company INTEGER,
     "order" INTEGER, kind VARCHAR, provider VARCHAR, amount NUMERIC,
-    date TIMESTAMP);
+    date TIMESTAMP, finance_batch INTEGER);
+CREATE TABLE account_account (id INTEGER PRIMARY KEY, company INTEGER,
+    code VARCHAR);
+CREATE TABLE account_move (id INTEGER PRIMARY KEY, company INTEGER,
+    date DATE, state VARCHAR);
+CREATE TABLE account_move_line (id INTEGER PRIMARY KEY, move INTEGER,
+    account INTEGER, debit NUMERIC, credit NUMERIC);
+CREATE TABLE scenic_finance_rule (id INTEGER PRIMARY KEY, company INTEGER,
+    deferred_account INTEGER, revenue_account INTEGER,
+    other_revenue_account INTEGER);
+CREATE TABLE scenic_finance_rule_method (id INTEGER PRIMARY KEY,
+    rule INTEGER, method VARCHAR, account INTEGER);
+CREATE TABLE scenic_finance_batch (id INTEGER PRIMARY KEY, company INTEGER,
+    date DATE, kind VARCHAR, move INTEGER);
+CREATE TABLE scenic_finance_recognition (id INTEGER PRIMARY KEY,
+    company INTEGER, batch INTEGER, ticket INTEGER, date DATE,
+    kind VARCHAR, amount NUMERIC);
 CREATE TABLE scenic_slot_sales (id INTEGER PRIMARY KEY, company INTEGER,
     slot INTEGER, date DATE, channel INTEGER, ticket_type INTEGER,
     tickets INTEGER, persons INTEGER, amount NUMERIC, refunded INTEGER,
@@ -108,11 +124,39 @@ def build(path, now):
             (2, 1, 3, 1, utc(D, 9, 30), utc(D, 10, 15)),
             (3, 1, None, 3, utc(D, 9, 0), utc(D, 12, 0))],  # a card
         'scenic_payment': [
-            (1, 1, 1, 'payment', 'wechat', 240, utc(D, 10, days=-3)),
-            (2, 1, 2, 'payment', 'alipay', 180, utc(D, 8)),
-            (3, 1, 3, 'payment', 'wechat', 100, utc(D, 23, 30, days=-1)),
+            (1, 1, 1, 'payment', 'wechat', 240, utc(D, 10, days=-3), 1),
+            (2, 1, 2, 'payment', 'alipay', 180, utc(D, 8), 3),
+            (3, 1, 3, 'payment', 'wechat', 100, utc(D, 23, 30, days=-1), 2),
             # 00:30 local on D is still D-1 in UTC
-            (4, 1, 3, 'refund', 'wechat', 100, utc(D, 0, 30))],
+            (4, 1, 3, 'refund', 'wechat', 100, utc(D, 0, 30), 4)],
+        # The ledger as scenic_finance posts it (no VAT in this area):
+        # receipts into 2203, recognition out of it into 5001 / 5051 (the
+        # CHILD type's category goes to 5051), and a refund that gave back
+        # 5 beyond the deferral (debited to 5051). Move 6 is a draft.
+        'account_account': [(1, 1, '101201'), (2, 1, '101202'),
+            (3, 1, '2203'), (4, 1, '5001'), (5, 1, '5051')],
+        'scenic_finance_rule': [(1, 1, 3, 4, 5)],
+        'scenic_finance_rule_method': [(1, 1, 'wechat', 1),
+            (2, 1, 'alipay', 2)],
+        'account_move': [(1, 1, (D - dt.timedelta(days=3)).isoformat(),
+                'posted'),
+            (2, 1, (D - dt.timedelta(days=1)).isoformat(), 'posted'),
+            (3, 1, d, 'posted'), (4, 1, d, 'posted'), (5, 1, d, 'posted'),
+            (6, 1, d, 'draft')],
+        'account_move_line': [(1, 1, 1, 240, 0), (2, 1, 3, 0, 240),
+            (3, 2, 1, 100, 0), (4, 2, 3, 0, 100),
+            (5, 3, 2, 180, 0), (6, 3, 3, 0, 180),
+            (7, 4, 3, 95, 0), (8, 4, 5, 5, 0), (9, 4, 1, 0, 100),
+            (10, 5, 3, 420, 0), (11, 5, 4, 0, 360), (12, 5, 5, 0, 60),
+            (13, 6, 3, 999, 0), (14, 6, 4, 0, 999)],
+        'scenic_finance_batch': [
+            (1, 1, (D - dt.timedelta(days=3)).isoformat(), 'receipts', 1),
+            (2, 1, (D - dt.timedelta(days=1)).isoformat(), 'receipts', 2),
+            (3, 1, d, 'receipts', 3), (4, 1, d, 'refunds', 4),
+            (5, 1, d, 'recognition', 5)],
+        'scenic_finance_recognition': [(1, 1, 5, 1, d, 'use', 120),
+            (2, 1, 5, 3, d, 'use', 120), (3, 1, 5, 2, d, 'expiry', 120),
+            (4, 1, 5, 4, d, 'expiry', 60)],
         'scenic_slot_sales': [(1, 1, 1, d, 1, 1, 2, 2, 240, 0, 0),
             (2, 1, 1, d, 2, 1, 1, 1, 120, 1, 100),
             (3, 1, 2, d, 2, 2, 1, 2, 60, 0, 0),

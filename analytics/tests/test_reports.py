@@ -69,19 +69,48 @@ def test_sales_of_day(db):
         ('Web', 'ADULT', 2, Decimal('240.00'), 0)]
 
 
-def test_revenue_by_local_day(db):
-    frame = reports.revenue(db, 1, D - 3 * day, D)
+def test_cash_from_payments_by_local_day(db):
+    frame = reports.cash_from_payments(db, 1, D - 3 * day, D)
     assert [(r.day, r.channel, r.provider, r.payments, r.refunds, r.net)
-        for r in frame.itertuples()] == [
-        (D - 3 * day, 'Web', 'wechat', 240, 0, 240),
-        (D - day, 'Box Office', 'wechat', 100, 0, 100),
-        (D, 'Box Office', 'alipay', 180, 0, 180),
-        (D, 'Box Office', 'wechat', 0, 100, -100)]
+        for r in frame.itertuples()] == CASH
     assert all(isinstance(v, Decimal) for v in frame['net'])
     by_type = reports.revenue_by_ticket_type(db, 1, D, D)
     assert by_type[['ticket_type', 'channel', 'tickets']].values.tolist() \
         == [['ADULT', 'Box Office', 1], ['ADULT', 'Web', 2],
             ['CHILD', 'Box Office', 1]]
+
+
+CASH = [(D - 3 * day, 'Web', 'wechat', 240, 0, 240),
+    (D - day, 'Box Office', 'wechat', 100, 0, 100),
+    (D, 'Box Office', 'alipay', 180, 0, 180),
+    (D, 'Box Office', 'wechat', 0, 100, -100)]
+
+
+def test_cash_received_from_the_ledger(db):
+    "Posted receipts split by channel: the payments' figures, day by day."
+    frame = reports.cash_received(db, 1, D - 3 * day, D)
+    assert [(r.day, r.channel, r.provider, r.payments, r.refunds, r.net)
+        for r in frame.itertuples()] == CASH
+    ledger = reports.ledger_totals(db, 1, D - 3 * day, D)
+    methods = ledger[ledger['account'].isin(['101201', '101202'])]
+    assert sum(frame['net']) == sum(methods['debit']) - sum(methods['credit'])
+
+
+def test_revenue_is_the_ledgers(db):
+    frame = reports.revenue(db, 1, D - 3 * day, D)
+    assert [(r.day, r.channel, r.ticket_type, r.source, r.revenue)
+        for r in frame.itertuples()] == [
+        (D, 'Box Office', 'ADULT', 'recognition', Decimal('120.00')),
+        (D, 'Box Office', 'CHILD', 'recognition', Decimal('60.00')),
+        (D, 'Web', 'ADULT', 'recognition', Decimal('240.00')),
+        (D, '-', '-', 'refunds', Decimal('-5.00'))]
+    # = the posted 5001 + 5051 credits less debits (the draft move is out)
+    ledger = reports.ledger_totals(db, 1, D - 3 * day, D)
+    revenue = ledger[ledger['account'].isin(['5001', '5051'])]
+    assert sum(frame['revenue']) == Decimal('415.00') \
+        == sum(revenue['credit']) - sum(revenue['debit'])
+    assert reports.revenue(db, 1, D + day, D + day).empty
+    assert reports.ledger_period(db, 1, 4) == (D - 3 * day, D)
 
 
 def test_day_types_and_arrival_curve(db):
@@ -121,11 +150,25 @@ def test_channel_mix_and_recognised(db):
     mix = reports.channel_mix(db, 1, D, D)
     assert mix[['channel', 'tickets', 'share']].values.tolist() == [
         ['Box Office', 2, 0.5], ['Web', 2, 0.5]]
-    frame = reports.recognised_vs_cash(db, 1, D, D)
-    assert frame[['recognised', 'cash']].values.tolist() == [
-        [Decimal('420.00'), Decimal('80')]]
+    frame = reports.recognised_vs_cash(db, 1, D - day, D)
+    assert frame[['day', 'recognised', 'cash']].values.tolist() == [
+        [D - day, Decimal('0.00'), Decimal('100.00')],
+        [D, Decimal('415.00'), Decimal('80.00')]]
+    # Cash equals the payments' net day by day (nothing posted late);
+    # recognised equals the tickets' value of D (slot sales) less the 5
+    # given back beyond the deferral.
+    payments = reports.cash_from_payments(db, 1, D - day, D)
+    assert [sum(payments[payments['day'] == d]['net'])
+        for d in [D - day, D]] == frame['cash'].tolist()
+    sold = reports.revenue_by_ticket_type(db, 1, D, D)
+    assert sum(sold['amount']) - 5 == frame['recognised'].iloc[1]
 
 
 def test_forecast(db):
     frame = reports.forecast_arrivals(db, 1, D + day)
     assert frame.values.tolist() == [['Web', 10, 0.5, 5.0]]
+
+
+def test_history_period_ends_with_arrivals(db):
+    "D+1 has sales but no arrivals yet: the period ends on D."
+    assert reports.history_period(db, 1, 2, now=NOW + 3 * day) == (D - day, D)
