@@ -300,7 +300,8 @@ class Server:
     "gunicorn serving trytond.application:app; stopped with its group."
 
     def __init__(self, conf, tmpdir, database, workers, threads, log,
-            ready_path=None):
+            ready_path=None, app='trytond.application:app'):
+        self.app = app
         self.conf = conf
         self.database = database
         self.workers = workers
@@ -314,7 +315,7 @@ class Server:
 
     @property
     def settings(self):
-        return {'app': 'trytond.application:app', 'worker_class': 'gthread',
+        return {'app': self.app, 'worker_class': 'gthread',
             'workers': self.workers, 'threads': self.threads,
             'preload': True}
 
@@ -334,7 +335,7 @@ class Server:
             # The default control socket path is shared by every gunicorn
             # of the user: do not touch other servers'.
             '--no-control-socket',
-            'trytond.application:app']
+            self.app]
         self.log(f"starting gunicorn: {self.workers} gthread workers x "
             f"{self.threads} threads on 127.0.0.1:{self.port}")
         self._log = open(self.logfile, 'w')

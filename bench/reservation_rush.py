@@ -124,10 +124,19 @@ def initialise(uri, conf, tmpdir):
         timeout_admin=TIMEOUT_ADMIN, timeout_demo=TIMEOUT_LOAD_DEMO)
 
 
-def Server(conf, tmpdir, workers, threads):
-    "gunicorn serving trytond.application:app; stopped with its group."
+# --server: what gunicorn serves. `engine` (default): the booking engine
+# (addons/scenic_ticket/engine.py) in front of trytond's application;
+# `tryton`: trytond's application alone, the route before the engine.
+APPS = {
+    'engine': 'trytond.modules.scenic_ticket.engine:make_app()',
+    'tryton': 'trytond.application:app',
+    }
+
+
+def Server(conf, tmpdir, workers, threads, app='engine'):
+    "gunicorn serving APPS[app]; stopped with its group."
     return _measure.Server(conf, tmpdir, DATABASE, workers, threads, log,
-        ready_path=f'{PREFIX}/openapi.json')
+        ready_path=f'{PREFIX}/openapi.json', app=APPS[app])
 
 
 def postmaster_pid(uri):
@@ -1033,6 +1042,9 @@ def parse_args(argv):
         help="gunicorn worker processes (default %(default)s)")
     parser.add_argument('--threads', type=int, default=4,
         help="threads per gunicorn worker (default %(default)s)")
+    parser.add_argument('--server', choices=sorted(APPS), default='engine',
+        help="engine: the booking engine in front of trytond (default); "
+        "tryton: trytond's own routes, as before the engine")
     parser.add_argument('--quick', action='store_true',
         help="smoke test: 10 places per slot (so that days sell out) and "
         "at most 20 s per run")
@@ -1112,7 +1124,8 @@ def main(argv=None):
         setup_s = time.monotonic() - started
         warm_day = dt.date.today() + dt.timedelta(days=DEMO_DAYS - 1)
         days = fresh_days(uri, len(args.clients), exclude={warm_day})
-        server = Server(conf, tmpdir, args.workers, args.threads)
+        server = Server(conf, tmpdir, args.workers, args.threads,
+            app=args.server)
         stack.callback(server.stop)
         server.start()
         meter = CPUMeter(server.process.pid, postmaster_pid(uri))
