@@ -11,7 +11,7 @@ Everything runs on this machine and is thrown away afterwards: a PostgreSQL
 cluster (scripts/pgcluster.py) with durable commits (fsync and
 synchronous_commit on), database `rush` initialised with trytond-admin and
 scripts/load_demo.py, and gunicorn serving the booking engine
-(`trytond.modules.scenic_ticket.engine:make_app()`, in front of trytond's
+(`scenic_ticket.engine:make_app()`, in front of trytond's
 application; `--server tryton` serves `trytond.application:app` alone, the
 route before the engine) with gthread workers on a free port of 127.0.0.1.
 Each line gives CPU per paid order by process (server, postgres), by layer
@@ -133,7 +133,7 @@ def initialise(uri, conf, tmpdir):
 # (addons/scenic_ticket/engine.py) in front of trytond's application;
 # `tryton`: trytond's application alone, the route before the engine.
 APPS = {
-    'engine': 'trytond.modules.scenic_ticket.engine:make_app()',
+    'engine': 'scenic_ticket.engine:make_app()',
     'tryton': 'trytond.application:app',
     }
 

@@ -316,7 +316,7 @@ def erp_url(listen):
     return f'http://{host}:{port}'
 
 
-ENGINE_APP = 'trytond.modules.scenic_ticket.engine:make_app()'
+ENGINE_APP = 'scenic_ticket.engine:make_app()'
 
 
 def server_command(conf, dbname='demo', uri=None, listen=DEFAULT_LISTEN):

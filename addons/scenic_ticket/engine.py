@@ -1,7 +1,7 @@
 """The booking engine: the booking API's rush routes without Tryton's
 request handling, in front of trytond's WSGI application.
 
-    gunicorn 'trytond.modules.scenic_ticket.engine:make_app()'
+    gunicorn 'scenic_ticket.engine:make_app()'
 
 serves every path trytond serves (sao, JSON-RPC, every other API route are
 handed to trytond's application unchanged) and answers these ones itself on
@@ -466,7 +466,7 @@ def make_app():
     """The WSGI application to serve: trytond's (its pools initialised as
     trytond.application does) behind the engine.
 
-        gunicorn 'trytond.modules.scenic_ticket.engine:make_app()'
+        gunicorn 'scenic_ticket.engine:make_app()'
     """
     from trytond.application import app as application
     return EngineApp(application)
