@@ -146,7 +146,10 @@ def _claim_daily(company, date, scope, zone, persons, maximum):
         return True
     cursor.execute(*table.select(table.id, where=where))
     if cursor.fetchone():
-        return False
+        # full, or made by a concurrent first booking of the day since the
+        # claim above looked (it then refused wrongly: daily_limit at the
+        # start of a rush): the claim again decides
+        return claim()
     cursor.execute(*table.insert(
             [table.company, table.date, table.scope, table.zone,
                 table.booked, table.maximum, table.create_uid,
