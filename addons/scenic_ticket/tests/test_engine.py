@@ -13,6 +13,7 @@ from decimal import Decimal
 from werkzeug.test import Client
 
 from trytond import backend
+from trytond.cache import MemoryCache
 from trytond.pool import Pool
 from trytond.protocols.wrappers import Response
 from trytond.tests.test_tryton import DB_NAME
@@ -82,6 +83,28 @@ class EngineBookingAPITestCase(test_booking.BookingAPITestCase):
 
     def test_price_change_seen_within_2s(self):
         "A price edited in the back office is quoted by the engine in 2 s"
+        self.check_price_change_seen()
+
+    def test_price_change_seen_within_2s_listening(self):
+        "Also when trytond notifies cache changes (clean_timeout = 0)"
+        from trytond import config
+        section = config.has_section('cache')
+        if not section:
+            config.add_section('cache')
+        previous = config.get('cache', 'clean_timeout', default=None)
+        config.set('cache', 'clean_timeout', '0')
+        try:
+            self.check_price_change_seen('77')
+        finally:
+            if previous is None:
+                config.remove_option('cache', 'clean_timeout')
+            else:
+                config.set('cache', 'clean_timeout', previous)
+            # stop the listener trytond started in this process meanwhile
+            # (it would keep a session on the test database)
+            MemoryCache.drop(DB_NAME)
+
+    def check_price_change_seen(self, new_price='123'):
         slot = self.day_slot()
         self.assertEqual(
             self.book(self.body(slot, [new_id()])).json['total'], '100.00')
@@ -93,15 +116,15 @@ class EngineBookingAPITestCase(test_booking.BookingAPITestCase):
                         [('code', '=', 'ADULT')]),
                     {'base_price': Decimal(price)})
                 transaction.commit()
-        set_price('123')
+        set_price(new_price)
         try:
             deadline = time.monotonic() + 2
             while True:
                 total = self.book(self.body(slot, [new_id()])).json['total']
-                if total == '123.00' or time.monotonic() > deadline:
+                if total == f'{new_price}.00' or time.monotonic() > deadline:
                     break
                 time.sleep(0.1)
-            self.assertEqual(total, '123.00')
+            self.assertEqual(total, f'{new_price}.00')
         finally:
             set_price('100')
 
