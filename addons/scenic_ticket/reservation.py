@@ -35,7 +35,6 @@ from scenic_common import idnumber, ticketcode
 
 from trytond.model.fields import SQL_OPERATORS
 from trytond.pool import Pool
-from trytond.transaction import Transaction
 
 from .catalogue import Catalogue
 from .dbtools import cursor as db_cursor
