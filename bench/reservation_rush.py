@@ -4,14 +4,19 @@
 How many real-name bookings per second the JSON booking API takes, and
 whether capacity and per-ID rules hold under the load.
 
-    python bench/reservation_rush.py [--clients 1,16,64] [--workers N]
+    python bench/reservation_rush.py [--clients 1,16,64,256] [--workers N]
         [--threads N] [--quick]
 
 Everything runs on this machine and is thrown away afterwards: a PostgreSQL
 cluster (scripts/pgcluster.py) with durable commits (fsync and
 synchronous_commit on), database `rush` initialised with trytond-admin and
-scripts/load_demo.py, and gunicorn serving `trytond.application:app` with
-gthread workers on a free port of 127.0.0.1.
+scripts/load_demo.py, and gunicorn serving the booking engine
+(`scenic_ticket.engine:make_app()`, in front of trytond's
+application; `--server tryton` serves `trytond.application:app` alone, the
+route before the engine) with gthread workers on a free port of 127.0.0.1.
+Each line gives CPU per paid order by process (server, postgres), by layer
+when profiled (HTTP server, Python handler, PostgreSQL) and the lock wait
+per order sampled from pg_stat_activity.
 
 For each client count C a fresh sale day (a future demo day, a different one
 per C) is sold by C concurrent clients on keep-alive connections. Each client
@@ -124,10 +129,19 @@ def initialise(uri, conf, tmpdir):
         timeout_admin=TIMEOUT_ADMIN, timeout_demo=TIMEOUT_LOAD_DEMO)
 
 
-def Server(conf, tmpdir, workers, threads):
-    "gunicorn serving trytond.application:app; stopped with its group."
+# --server: what gunicorn serves. `engine` (default): the booking engine
+# (addons/scenic_ticket/engine.py) in front of trytond's application;
+# `tryton`: trytond's application alone, the route before the engine.
+APPS = {
+    'engine': 'scenic_ticket.engine:make_app()',
+    'tryton': 'trytond.application:app',
+    }
+
+
+def Server(conf, tmpdir, workers, threads, app='engine'):
+    "gunicorn serving APPS[app]; stopped with its group."
     return _measure.Server(conf, tmpdir, DATABASE, workers, threads, log,
-        ready_path=f'{PREFIX}/openapi.json')
+        ready_path=f'{PREFIX}/openapi.json', app=APPS[app])
 
 
 def postmaster_pid(uri):
@@ -745,6 +759,15 @@ def _has_file(frames, part):
 # Where the workers' Python time goes: the first matching rule wins, so the
 # specific ones come first.
 PY_CATEGORIES = [
+    ("engine: rendering (order_json)",
+        lambda f: _has(f, 'order_json', 'api.py')
+        and _has_file(f, 'engine.py')),
+    ("engine: catalogue snapshot rebuild",
+        lambda f: _has(f, '_build', 'engine.py')),
+    ("engine: load_order (replays, GET, pay answers)",
+        lambda f: _has(f, 'load_order', 'engine.py')),
+    ("engine: channel by key",
+        lambda f: _has(f, 'channel', 'engine.py')),
     ("pay: Ed25519 signing (ticketcode.encode)",
         lambda f: _has(f, 'encode', 'ticketcode.py')),
     ("book: ID hashing/encryption (pii)",
@@ -789,9 +812,19 @@ PY_CATEGORIES = [
         lambda f: _has(f, '_call', 'web.py')),
     ("trytond wsgi + werkzeug (routing, request, response)",
         lambda f: _has_file(f, 'trytond/') or _has_file(f, 'werkzeug/')),
+    ("engine: pay (lock, payment, ticket updates, commit)",
+        lambda f: _has(f, 'pay', 'engine.py')),
+    ("engine: book (replay check, commit)",
+        lambda f: _has(f, 'book', 'engine.py')),
+    ("engine: connection pool, session, request parsing",
+        lambda f: _has_file(f, 'engine.py')),
     ("gunicorn (HTTP, sockets, threads)",
         lambda f: _has_file(f, 'gunicorn/')),
     ]
+# The HTTP server's share of the workers' Python time (the rest is the
+# handler: the engine or trytond, and the rules they call).
+HTTP_CATEGORIES = {"gunicorn (HTTP, sockets, threads)",
+    "trytond wsgi + werkzeug (routing, request, response)"}
 PY_LAYERS = [
     ("psycopg driver", lambda f: _has_file(f, 'psycopg/')),
     ("python-sql query building", lambda f: _has_file(f, 'sql/__init__')
@@ -932,18 +965,59 @@ class Profiler:
 
 # --- one run -----------------------------------------------------------------
 
+class LockSampler:
+    """Lock wait of the database's sessions during a run: pg_stat_activity
+    sampled every INTERVAL s; each session seen waiting on a lock counts
+    INTERVAL s of waiting (an estimate, like any sampling profile)."""
+
+    INTERVAL = 0.02
+
+    def __init__(self, uri):
+        self.uri = uri
+        self.samples = 0
+        self.waiting = 0
+        self.stopping = threading.Event()
+        self.thread = None
+
+    def start(self):
+        self.samples = self.waiting = 0
+        self.stopping.clear()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        with pg_connect(self.uri, autocommit=True) as conn:
+            while not self.stopping.wait(self.INTERVAL):
+                self.waiting += conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                    "%s AND wait_event_type = 'Lock'", (DATABASE,)
+                    ).fetchone()[0]
+                self.samples += 1
+
+    def stop(self):
+        "Seconds of lock wait in all, estimated."
+        self.stopping.set()
+        if self.thread:
+            self.thread.join(10)
+        return self.waiting * self.INTERVAL
+
+
 def run_clients(port, day, clients, time_cap, driver, seed, ids, meter,
-        reuse_ratio=0.02, max_orders=None):
+        reuse_ratio=0.02, max_orders=None, locks=None):
     deadline = time.monotonic() + time_cap
     sale = SaleDay(day, deadline, ids, reuse_ratio, random.Random(seed))
     sale.max_orders = max_orders
     meter.start()
+    if locks:
+        locks.start()
     start = time.perf_counter()
     try:
         DRIVERS[driver](port, sale, clients, seed)
     finally:
         duration = time.perf_counter() - start
         cpu = meter.stop()
+        if locks:
+            cpu['lock_wait_s'] = locks.stop()
     return sale, duration, cpu
 
 
@@ -951,9 +1025,13 @@ def result_line(clients, day, sale, duration, cpu, checks, server, driver,
         time_cap):
     s = sale.stats
     seconds = cpu.pop('seconds')
+    lock_wait = cpu.pop('lock_wait_s', None)
     if s.paid_orders:
         cpu['ms_per_paid_order'] = {name: round(1000 * value / s.paid_orders,
                 1) for name, value in seconds.items()}
+        if lock_wait is not None:
+            cpu['lock_wait_ms_per_paid_order'] = round(
+                1000 * lock_wait / s.paid_orders, 2)
         # What the machine could sell if it did nothing else and only CPU
         # limited: robust to other processes' load, unlike orders_per_s.
         cpu['cpu_bound_ceiling_orders_per_s'] = round(
@@ -1027,12 +1105,15 @@ def parse_args(argv):
         epilog="Defaults: 2 gunicorn workers x 4 threads, the asyncio "
         "client: the cheapest per order of the settings measured on this "
         "2-core machine (see bench/README.md).")
-    parser.add_argument('--clients', default='1,16,64',
+    parser.add_argument('--clients', default='1,16,64,256',
         help="client counts to run, comma-separated (default %(default)s)")
     parser.add_argument('--workers', type=int, default=2,
         help="gunicorn worker processes (default %(default)s)")
     parser.add_argument('--threads', type=int, default=4,
         help="threads per gunicorn worker (default %(default)s)")
+    parser.add_argument('--server', choices=sorted(APPS), default='engine',
+        help="engine: the booking engine in front of trytond (default); "
+        "tryton: trytond's own routes, as before the engine")
     parser.add_argument('--quick', action='store_true',
         help="smoke test: 10 places per slot (so that days sell out) and "
         "at most 20 s per run")
@@ -1112,7 +1193,8 @@ def main(argv=None):
         setup_s = time.monotonic() - started
         warm_day = dt.date.today() + dt.timedelta(days=DEMO_DAYS - 1)
         days = fresh_days(uri, len(args.clients), exclude={warm_day})
-        server = Server(conf, tmpdir, args.workers, args.threads)
+        server = Server(conf, tmpdir, args.workers, args.threads,
+            app=args.server)
         stack.callback(server.stop)
         server.start()
         meter = CPUMeter(server.process.pid, postmaster_pid(uri))
@@ -1138,7 +1220,7 @@ def main(argv=None):
                 profiler.start(f'c{clients}')
             sale, duration, cpu = run_clients(server.port, day, clients,
                 args.time_cap, args.client, args.seed * 1000 + clients, ids,
-                meter)
+                meter, locks=LockSampler(uri))
             profile = profiler.stop(sale.stats.paid_orders) if profiler \
                 else None
             if server.process.poll() is not None:
@@ -1148,6 +1230,18 @@ def main(argv=None):
                 seed=args.seed)
             line = result_line(clients, day, sale, duration, cpu, checks,
                 server.settings, args.client, args.time_cap)
+            python = (profile or {}).get('python')
+            server_ms = line['cpu'].get('ms_per_paid_order', {}).get(
+                'server')
+            if python and server_ms is not None:
+                http = sum(python['categories_pct'].get(c, 0)
+                    for c in HTTP_CATEGORIES) / 100
+                line['cpu']['ms_per_paid_order_by_layer'] = {
+                    'http_server': round(server_ms * http, 1),
+                    'python_handler': round(server_ms * (1 - http), 1),
+                    'postgresql': line['cpu']['ms_per_paid_order'].get(
+                        'postgres'),
+                    }
             if profile:
                 line['profile'] = {
                     'python': profile.get('python'),

@@ -316,9 +316,14 @@ def erp_url(listen):
     return f'http://{host}:{port}'
 
 
+ENGINE_APP = 'scenic_ticket.engine:make_app()'
+
+
 def server_command(conf, dbname='demo', uri=None, listen=DEFAULT_LISTEN):
     """(argv, env) serving conf: trytond on SQLite (one process, threads),
-    gunicorn on PostgreSQL (several processes).
+    gunicorn on PostgreSQL (several processes) serving the booking engine
+    (addons/scenic_ticket/engine.py: the booking API's book, pay and order
+    routes without a Tryton transaction) in front of trytond's application.
 
     The database's pool is loaded at start (-d / TRYTOND_DATABASE_NAMES):
     besides a fast first login, this avoids a trytond 8.0.12 bug where the
@@ -330,7 +335,7 @@ def server_command(conf, dbname='demo', uri=None, listen=DEFAULT_LISTEN):
         env.update(TRYTOND_CONFIG=str(conf), TRYTOND_DATABASE__URI=uri,
             TRYTOND_DATABASE_NAMES=dbname)
         argv = [str(BIN / 'gunicorn'), '-k', 'gthread', '--threads', '4',
-            '-w', '2', '-b', listen, 'trytond.application:app']
+            '-w', '2', '-b', listen, ENGINE_APP]
     else:
         argv = [str(BIN / 'trytond'), '-c', str(conf), '-d', dbname,
             '--logconf', str(LOGGING_CONF)]

@@ -107,7 +107,8 @@ def test_server_command_preloads_database(tmp_path):
     assert env['TRYTOND_LOGGING_CONFIG'] == str(demo.LOGGING_CONF)
     argv, env = demo.server_command(tmp_path / 'c.conf', 'demo',
         uri='postgresql://u@h:1/')
-    assert 'gunicorn' in argv[0] and 'trytond.application:app' in argv
+    # PostgreSQL: the booking engine in front of trytond's application
+    assert 'gunicorn' in argv[0] and demo.ENGINE_APP in argv
     assert env['TRYTOND_DATABASE_NAMES'] == 'demo'
     assert env['TRYTOND_DATABASE__URI'] == 'postgresql://u@h:1/'
 

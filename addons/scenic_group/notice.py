@@ -267,6 +267,11 @@ class Ticket(metaclass=PoolMeta):
     __name__ = 'scenic.ticket'
 
     @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._state_hooks = cls._state_hooks | {'used'}
+
+    @classmethod
     def on_state_change(cls, to_state, ids):
         "Tell partners when their tickets are used (hook of scenic_ticket)."
         super().on_state_change(to_state, ids)

@@ -170,9 +170,11 @@ def money(value):
     return str(value.quantize(Decimal('0.01')))
 
 
-def order_json(order, database_name):
+def order_json(order, database_name, tz=None):
+    """The answer about an order: `order` a scenic.order record, or what
+    the booking engine read or wrote, with the same attributes."""
     from .slot import area_timezone
-    tz = area_timezone(order.company)
+    tz = tz or area_timezone(order.company)
     slot = order.slot
     data = {
         'order': order.reference,

@@ -109,8 +109,9 @@ def _build(company_id):
 class Catalogue:
     "The snapshot of an area, with the reckoning bookings make from it."
 
-    def __init__(self, company_id):
-        snapshot = _cache.get(company_id)
+    def __init__(self, company_id, snapshot=None):
+        if snapshot is None:
+            snapshot = _cache.get(company_id)
         if snapshot is None:
             snapshot = _build(company_id)
             _cache.set(company_id, snapshot)
@@ -158,9 +159,10 @@ class Catalogue:
 
     def slot(self, slot_id):
         "The slot's row, read without the ORM; None if not of this area."
-        table = Pool().get('scenic.time_slot').__table__()
-        from trytond.transaction import Transaction
-        cursor = Transaction().connection.cursor()
+        from .dbtools import cursor as db_cursor
+        from .dbtools import table as sql_table
+        table = sql_table('scenic.time_slot')
+        cursor = db_cursor()
         cursor.execute(*table.select(
                 table.id, table.zone, table.date, table.start_time,
                 table.end_time, table.capacity, table.booked,

@@ -5,14 +5,61 @@ datetimes. Rows written in SQL carry the audit columns the ORM would have
 set, take row locks the same way on every path, and tell the ORM's caches
 that what they read before is stale.
 """
+import contextvars
 import datetime as dt
 
-from sql import For
+from sql import For, Table
 
 from trytond import backend
 from trytond.transaction import Transaction
 
 UTC = dt.timezone.utc
+
+# The booking engine (engine.py) runs the same SQL paths on its own psycopg
+# connection, outside any Tryton transaction: it sets a session for the
+# request and these helpers answer from it instead of Transaction().
+_session = contextvars.ContextVar('scenic_sql_session', default=None)
+
+
+class Session:
+    "A psycopg connection and the user the rows are written as."
+
+    def __init__(self, connection, user=0):
+        self.connection = connection
+        self.user = user
+
+
+def use_session(session):
+    "Run the SQL paths on session (a Session) until reset(token)."
+    return _session.set(session)
+
+
+def end_session(token):
+    _session.reset(token)
+
+
+def in_session():
+    return _session.get() is not None
+
+
+def cursor():
+    "The cursor of the engine's session, else of the Tryton transaction."
+    session = _session.get()
+    if session is not None:
+        return session.connection.cursor()
+    return Transaction().connection.cursor()
+
+
+def user():
+    session = _session.get()
+    if session is not None:
+        return session.user
+    return Transaction().user
+
+
+def table(model_name):
+    "The SQL table of a model (Tryton's ModelSQL._table: dots → _)."
+    return Table(model_name.replace('.', '_'))
 
 
 def now_utc():
@@ -50,7 +97,7 @@ def audit(values=None, write=False):
     "The columns every Tryton row carries, added to values."
     values = dict(values or {})
     prefix = 'write' if write else 'create'
-    values[f'{prefix}_uid'] = Transaction().user
+    values[f'{prefix}_uid'] = user()
     values[f'{prefix}_date'] = utcnow()
     return values
 
@@ -61,18 +108,18 @@ def insert(table, rows):
         return []
     rows = [audit(r) for r in rows]
     names = list(rows[0])
-    cursor = Transaction().connection.cursor()
+    cursor_ = cursor()
     columns = [getattr(table, n) for n in names]
     values = [[r[n] for n in names] for r in rows]
     if backend.name == 'postgresql':
-        cursor.execute(*table.insert(
+        cursor_.execute(*table.insert(
                 columns, values, returning=[table.id]))
-        return [r[0] for r in cursor.fetchall()]
+        return [r[0] for r in cursor_.fetchall()]
     # SQLite refuses RETURNING on the aliased table python-sql writes.
     ids = []
     for row in values:
-        cursor.execute(*table.insert(columns, [row]))
-        ids.append(cursor.lastrowid)
+        cursor_.execute(*table.insert(columns, [row]))
+        ids.append(cursor_.lastrowid)
     return ids
 
 
@@ -86,6 +133,8 @@ def lock(query, skip_locked=False):
 def forget(*model_names):
     """After writes in SQL: the ORM reads these models' records again (all
     models when none is named)."""
+    if in_session():
+        return      # no ORM cache outside a Tryton transaction
     transaction = Transaction()
     if not model_names:
         transaction.cache.clear()

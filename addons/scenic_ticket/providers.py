@@ -70,10 +70,22 @@ def register(provider):
 register(SimulatedProvider())
 
 
-def allowed(channel_code):
-    """The provider names channel `channel_code` may take payments with
+def configured(channel_code):
+    """The provider names the configuration gives channel `channel_code`
     ([scenic_payment] <code>, else default), demo-only ones removed outside
-    a demo."""
+    a demo: these need no database to decide (the booking engine's)."""
+    text = config.get('scenic_payment', (channel_code or '').lower(),
+        default=None)
+    if text is None:
+        text = config.get('scenic_payment', 'default', default='')
+    names = [n for n in re.split(r'[\s,]+', text or '') if n]
+    return [n for n in names if n in PROVIDERS
+        and (is_demo() or not getattr(PROVIDERS[n], 'demo_only', False))]
+
+
+def allowed(channel_code):
+    """The provider names channel `channel_code` may take payments with:
+    the configured ones and those that accept the channel themselves."""
     text = config.get('scenic_payment', (channel_code or '').lower(),
         default=None)
     if text is None:
@@ -98,7 +110,8 @@ def get_provider(name, channel_code=None, refund=False):
         raise ApiError('invalid_request',
             f"The payment provider {name!r} exists only in the demo.",
             'provider')
-    if provider is not None and (refund or name in allowed(channel_code)):
+    if provider is not None and (refund or name in configured(channel_code)
+            or name in allowed(channel_code)):
         return provider
     names = allowed(channel_code)
     raise ApiError('invalid_request',

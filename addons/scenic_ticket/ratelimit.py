@@ -18,7 +18,9 @@ from trytond.model import ModelSQL, Unique, fields
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
+from .dbtools import cursor as db_cursor
 from .dbtools import insert, naive, now_utc
+from .dbtools import table as sql_table
 from .errors import ApiError
 from .vault import pii_vault
 
@@ -61,10 +63,10 @@ def _window(now, seconds):
 
 def count(kind, value, seconds, now=None):
     "(events in the current window, its end) for this key."
-    table = Pool().get('scenic.rate_limit').__table__()
+    table = sql_table('scenic.rate_limit')
     now = now or now_utc()
     window = _window(now, seconds)
-    cursor = Transaction().connection.cursor()
+    cursor = db_cursor()
     cursor.execute(*table.select(table.count, where=(
                 table.key == _key(kind, value))
             & (table.window == naive(window))))
@@ -82,11 +84,11 @@ def check(kind, value, limit, seconds, message, now=None):
 
 def add(kind, value, seconds, now=None):
     "Count one event for this key in the current window."
-    table = Pool().get('scenic.rate_limit').__table__()
+    table = sql_table('scenic.rate_limit')
     now = now or now_utc()
     window = naive(_window(now, seconds))
     key = _key(kind, value)
-    cursor = Transaction().connection.cursor()
+    cursor = db_cursor()
     cursor.execute(*table.update([table.count], [table.count + Literal(1)],
             where=(table.key == key) & (table.window == window)))
     if not cursor.rowcount:

@@ -35,10 +35,12 @@ from scenic_common import idnumber, ticketcode
 
 from trytond.model.fields import SQL_OPERATORS
 from trytond.pool import Pool
-from trytond.transaction import Transaction
 
 from .catalogue import Catalogue
+from .dbtools import cursor as db_cursor
 from .dbtools import forget, insert, lock, naive, now_utc
+from .dbtools import table as sql_table
+from .dbtools import user as db_user
 from .errors import BookingError
 from .providers import get_provider
 from .vault import pii_vault
@@ -98,13 +100,13 @@ def new_reference():
 
 def _claim_id(company, date, id_hash, limit):
     "Count one more ticket for an ID on a day, within its limit."
-    table = Pool().get('scenic.id_day_usage').__table__()
-    cursor = Transaction().connection.cursor()
+    table = sql_table('scenic.id_day_usage')
+    cursor = db_cursor()
     where = (table.count < limit) if limit else None
     cursor.execute(*table.insert(
             [table.company, table.date, table.id_hash, table.count,
                 table.create_uid, table.create_date],
-            [[company, date, id_hash, 1, Transaction().user,
+            [[company, date, id_hash, 1, db_user(),
                     naive(now_utc())]],
             on_conflict=Conflict(
                 table, indexed_columns=[
@@ -115,8 +117,8 @@ def _claim_id(company, date, id_hash, limit):
 
 
 def _claim_slot(slot_id, persons):
-    table = Pool().get('scenic.time_slot').__table__()
-    cursor = Transaction().connection.cursor()
+    table = sql_table('scenic.time_slot')
+    cursor = db_cursor()
     cursor.execute(*table.update(
             [table.booked], [table.booked + persons],
             where=(table.id == slot_id)
@@ -126,8 +128,8 @@ def _claim_slot(slot_id, persons):
 
 def _claim_daily(company, date, scope, zone, persons, maximum):
     "Add persons to a day's counter unless it would pass the maximum."
-    table = Pool().get('scenic.daily_load').__table__()
-    cursor = Transaction().connection.cursor()
+    table = sql_table('scenic.daily_load')
+    cursor = db_cursor()
     where = ((table.company == company) & (table.date == date)
         & (table.scope == scope))
 
@@ -143,12 +145,15 @@ def _claim_daily(company, date, scope, zone, persons, maximum):
         return True
     cursor.execute(*table.select(table.id, where=where))
     if cursor.fetchone():
-        return False
+        # full, or made by a concurrent first booking of the day since the
+        # claim above looked (it then refused wrongly: daily_limit at the
+        # start of a rush): the claim again decides
+        return claim()
     cursor.execute(*table.insert(
             [table.company, table.date, table.scope, table.zone,
                 table.booked, table.maximum, table.create_uid,
                 table.create_date],
-            [[company, date, scope, zone, 0, maximum, Transaction().user,
+            [[company, date, scope, zone, 0, maximum, db_user(),
                     naive(now_utc())]],
             on_conflict=Conflict(
                 table, indexed_columns=[
@@ -158,11 +163,10 @@ def _claim_daily(company, date, scope, zone, persons, maximum):
 
 def _release(company, date, slot_id, id_hashes, scope_persons, persons):
     "Give back what a booking claimed, in the claiming lock order."
-    pool = Pool()
-    usage = pool.get('scenic.id_day_usage').__table__()
-    slot = pool.get('scenic.time_slot').__table__()
-    daily = pool.get('scenic.daily_load').__table__()
-    cursor = Transaction().connection.cursor()
+    usage = sql_table('scenic.id_day_usage')
+    slot = sql_table('scenic.time_slot')
+    daily = sql_table('scenic.daily_load')
+    cursor = db_cursor()
     for id_hash in sorted(id_hashes):
         cursor.execute(*usage.update(
                 [usage.count], [usage.count - id_hashes[id_hash]],
@@ -182,8 +186,8 @@ def _release(company, date, slot_id, id_hashes, scope_persons, persons):
 # --- booking -----------------------------------------------------------------
 
 def _find_replay(channel_id, key, digest):
-    table = Pool().get('scenic.order').__table__()
-    cursor = Transaction().connection.cursor()
+    table = sql_table('scenic.order')
+    cursor = db_cursor()
     cursor.execute(*table.select(table.id, table.request_hash,
             where=(table.channel == channel_id)
             & (table.idempotency_key == key)))
@@ -199,9 +203,8 @@ def _find_replay(channel_id, key, digest):
 
 def _visitor_ids(company, visitors):
     "Find or create the visitor records; return {id_hash: visitor id}."
-    pool = Pool()
-    table = pool.get('scenic.visitor').__table__()
-    cursor = Transaction().connection.cursor()
+    table = sql_table('scenic.visitor')
+    cursor = db_cursor()
     vault = pii_vault()
     result = {}
     # one order for every transaction (by hash): two bookings naming the
@@ -217,7 +220,7 @@ def _visitor_ids(company, visitors):
                 [[company, visitor.name, visitor.id_type,
                         vault.encrypt(normalized),
                         idnumber.mask(normalized), id_hash,
-                        Transaction().user, naive(now_utc())]],
+                        db_user(), naive(now_utc())]],
                 on_conflict=Conflict(
                     table, indexed_columns=[table.company, table.id_hash])))
         cursor.execute(*table.select(table.id,
@@ -261,6 +264,7 @@ class BookingPlan:
     scope_persons: dict = field(default_factory=lambda: defaultdict(int))
     scope_info: dict = field(default_factory=dict)
     total: Decimal = Decimal(0)
+    reference: str | None = None  # the order's, once written
 
     @property
     def persons(self):
@@ -388,15 +392,15 @@ def write_booking(plan, idempotency_key=None, now=None):
     `sold_out`, `daily_limit`) and the caller's transaction must roll back.
     Run it under READ COMMITTED (dbtools.use_read_committed) on PostgreSQL.
     """
-    pool = Pool()
     now = now or now_utc()
     company, slot = plan.company, plan.slot
     # Rows no one else writes first; contended claims last.
-    order_table = pool.get('scenic.order').__table__()
-    line_table = pool.get('scenic.order.line').__table__()
-    ticket_table = pool.get('scenic.ticket').__table__()
+    order_table = sql_table('scenic.order')
+    line_table = sql_table('scenic.order.line')
+    ticket_table = sql_table('scenic.ticket')
+    plan.reference = new_reference()
     order_id, = insert(order_table, [{
-                'company': company, 'reference': new_reference(),
+                'company': company, 'reference': plan.reference,
                 'channel': plan.channel, 'slot': slot.id,
                 'visit_date': slot.date, 'state': 'reserved',
                 'contact_name': plan.request.contact_name,
@@ -455,7 +459,9 @@ def book(channel, request, idempotency_key, now=None, client=None):
         return replay, True
     plan = plan_booking(channel, request, now=now)
     check_holds(channel, plan, client=client, now=now)
-    return write_booking(plan, idempotency_key, now=now), False
+    order_id = write_booking(plan, idempotency_key, now=now)
+    count_hold(channel, client, now=now)
+    return order_id, False
 
 
 # --- bounds and unpaid-hold limits (issue 15) ----------------------------------
@@ -486,11 +492,10 @@ def check_holds(channel, plan, client=None, now=None):
     hold_limit: a public booking page cannot hold a whole slot), and per
     client address an hour (429, counted in scenic.rate_limit)."""
     from . import ratelimit
-    pool = Pool()
-    order = pool.get('scenic.order').__table__()
-    line = pool.get('scenic.order.line').__table__()
+    order = sql_table('scenic.order')
+    line = sql_table('scenic.order.line')
     now = now or now_utc()
-    cursor = Transaction().connection.cursor()
+    cursor = db_cursor()
     held = ((order.slot == plan.slot.id) & (order.state == 'reserved')
         & (order.hold_expires_at > naive(now)))
     phone = plan.request.contact_phone
@@ -514,8 +519,17 @@ def check_holds(channel, plan, client=None, now=None):
         ratelimit.check('hold-client', client,
             limit(channel.code, 'max_holds_client'), 3600,
             "Too many bookings from this address: pay the ones held, or "
-            "try again later.")
-        ratelimit.add('hold-client', client, 3600)
+            "try again later.", now=now)
+
+
+def count_hold(channel, client, now=None):
+    """Count a hold written for the client address (check_holds' limit).
+
+    Last before commit: every booking from one address (a NAT, a campus)
+    updates that counter row, so its lock is held the shortest time."""
+    from . import ratelimit
+    if client:
+        ratelimit.add('hold-client', client, 3600, now=now)
 
 
 # --- payment, cancellation, expiry ---------------------------------------------
@@ -524,12 +538,45 @@ def _lock_order(order_id):
     "Serialize payment, cancellation and expiry of one order."
     Order = Pool().get('scenic.order')
     table = Order.__table__()
-    cursor = Transaction().connection.cursor()
+    cursor = db_cursor()
     cursor.execute(*lock(table.select(table.id, where=table.id == order_id)))
     if not cursor.fetchone():
         raise BookingError('not_found', "No such order.")
     forget()
     return Order(order_id)
+
+
+def check_payable(Order, state, paid, hold_expires_at, total, amount, now):
+    """The rules of paying an order: True when it is a retry of a payment
+    that went through (answer the order again), None when it may be paid;
+    else BookingError. `paid` is what its payments took, hold_expires_at
+    naive UTC. The API's path and the booking engine both call it."""
+    if state in PAID_STATES and paid == amount:
+        return True
+    if not Order.may_enter(state, 'paid'):
+        raise BookingError('not_payable',
+            f"This order is {state} and cannot be paid.")
+    if hold_expires_at.replace(tzinfo=dt.timezone.utc) <= now:
+        raise BookingError('not_payable',
+            "The hold on this order has expired.")
+    if amount != total:
+        raise BookingError('amount_mismatch',
+            f"The amount must be the order's total, {total}.",
+            'amount')
+
+
+def ticket_code(signer, company_id, ticket_id, ticket_type_id, valid_from,
+        valid_until, persons, entries, holder_hash):
+    "The signed code of a paid ticket (valid_from/until naive UTC)."
+    payload = ticketcode.TicketPayload(
+        ticket_id=ticket_id, area_id=company_id,
+        ticket_type_id=ticket_type_id,
+        valid_from=valid_from.replace(tzinfo=dt.timezone.utc),
+        valid_until=valid_until.replace(tzinfo=dt.timezone.utc),
+        persons=persons, entries=entries, key_id=signer.key_id,
+        holder_hash=(pii_vault().code_holder_hash(holder_hash)
+            if holder_hash else b''))
+    return ticketcode.encode(payload, signer)
 
 
 def pay(order_id, provider_name, amount, now=None):
@@ -540,24 +587,14 @@ def pay(order_id, provider_name, amount, now=None):
     Ticket = pool.get('scenic.ticket')
     now = now or now_utc()
     order = _lock_order(order_id)
-    if order.state in PAID_STATES:
-        paid = sum(p.amount for p in order.payments if p.kind == 'payment')
-        if paid == amount:
-            return order  # a retried payment: the same answer again
-    if not Order.may_enter(order.state, 'paid'):
-        raise BookingError('not_payable',
-            f"This order is {order.state} and cannot be paid.")
-    if order.hold_expires_at.replace(tzinfo=dt.timezone.utc) <= now:
-        raise BookingError('not_payable',
-            "The hold on this order has expired.")
-    if amount != order.total:
-        raise BookingError('amount_mismatch',
-            f"The amount must be the order's total, {order.total}.",
-            'amount')
+    paid = sum(p.amount for p in order.payments if p.kind == 'payment')
+    if check_payable(Order, order.state, paid, order.hold_expires_at,
+            order.total, amount, now):
+        return order  # a retried payment: the same answer again
     provider = get_provider(provider_name, order.channel.code)
     reference = provider.charge(order.reference, amount, order.currency.code)
 
-    table = pool.get('scenic.payment').__table__()
+    table = sql_table('scenic.payment')
     insert(table, [{
                 'company': order.company.id, 'order': order.id,
                 'kind': 'payment', 'provider': provider_name,
@@ -566,26 +603,20 @@ def pay(order_id, provider_name, amount, now=None):
                 }])
     signer = SigningKey.active_signer(order.company)
     ticket_table = Ticket.__table__()
-    cursor = Transaction().connection.cursor()
+    cursor = db_cursor()
     signed = []
     for ticket in order.tickets:
-        payload = ticketcode.TicketPayload(
-            ticket_id=ticket.id, area_id=order.company.id,
-            ticket_type_id=ticket.ticket_type.id,
-            valid_from=ticket.valid_from.replace(tzinfo=dt.timezone.utc),
-            valid_until=ticket.valid_until.replace(tzinfo=dt.timezone.utc),
-            persons=ticket.persons, entries=ticket.entries_allowed,
-            key_id=signer.key_id,
-            holder_hash=(pii_vault().code_holder_hash(ticket.holder_hash)
-                if ticket.holder_hash else b''))
         # One statement a ticket, as each has its own code; the allowed
         # states are the declared table's.
         cursor.execute(*ticket_table.update(
                 [ticket_table.state, ticket_table.code,
                     ticket_table.key_id, ticket_table.write_date,
                     ticket_table.write_uid],
-                ['valid', ticketcode.encode(payload, signer),
-                    signer.key_id, naive(now), Transaction().user],
+                ['valid', ticket_code(signer, order.company.id, ticket.id,
+                        ticket.ticket_type.id, ticket.valid_from,
+                        ticket.valid_until, ticket.persons,
+                        ticket.entries_allowed, ticket.holder_hash),
+                    signer.key_id, naive(now), db_user()],
                 where=(ticket_table.id == ticket.id)
                 & ticket_table.state.in_(Ticket.sources('valid'))))
         if cursor.rowcount:
@@ -666,7 +697,7 @@ def cancel(order_id, now=None, by_back_office=False):
                 for l in order.lines):
             raise BookingError('not_cancellable',
                 "The refund period of these tickets is over.")
-        payment_table = pool.get('scenic.payment').__table__()
+        payment_table = sql_table('scenic.payment')
         for payment in order.payments:
             if payment.kind != 'payment':
                 continue
@@ -697,7 +728,7 @@ def expire_holds(now=None, limit=500):
     Order = pool.get('scenic.order')
     table = Order.__table__()
     now = now or now_utc()
-    cursor = Transaction().connection.cursor()
+    cursor = db_cursor()
     cursor.execute(*lock(table.select(table.id,
                 where=(table.state == 'reserved')
                 & (table.hold_expires_at <= naive(now)),
@@ -728,7 +759,7 @@ def mark_orders_used(order_ids, now=None):
         return
     Order = Pool().get('scenic.order')
     order = Order.__table__()
-    ticket = Pool().get('scenic.ticket').__table__()
+    ticket = sql_table('scenic.ticket')
     unused = Exists(ticket.select(ticket.id,
         where=(ticket.order == order.id) & (ticket.state != 'used')))
     these = SQL_OPERATORS['in'](order.id, sorted(set(order_ids)))

@@ -97,16 +97,7 @@ class SigningKey(CompanyMixin, ModelSQL, ModelView):
         keys = cls.search([
                 ('company', '=', company.id), ('state', '=', 'active')])
         key = keys[0] if keys else cls.generate(company)
-        cache_key = (company.id, key.key_id, key.private_key_encrypted)
-        signer = _signers.get(cache_key)
-        if signer is None:
-            private = base64.b64decode(
-                pii_vault().decrypt(key.private_key_encrypted,
-                    purpose='signing'))
-            signer = ticketcode.SigningKey.from_private_bytes(
-                key.key_id, private)
-            _signers[cache_key] = signer
-        return signer
+        return signer_of(company.id, key.key_id, key.private_key_encrypted)
 
     @classmethod
     def keyring(cls, company):
@@ -135,3 +126,15 @@ class RotateKeys(Wizard):
                     'scenic_ticket.msg_signing_key_no_company'))
         SigningKey.rotate([Company(company)])
         return 'open_'
+
+
+def signer_of(company_id, key_id, private_key_encrypted):
+    "The signer of a stored key, decrypted once per process."
+    cache_key = (company_id, key_id, private_key_encrypted)
+    signer = _signers.get(cache_key)
+    if signer is None:
+        private = base64.b64decode(
+            pii_vault().decrypt(private_key_encrypted, purpose='signing'))
+        signer = ticketcode.SigningKey.from_private_bytes(key_id, private)
+        _signers[cache_key] = signer
+    return signer

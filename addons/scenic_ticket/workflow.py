@@ -27,6 +27,12 @@ modules extend it through PoolMeta and call super(), e.g.::
 
 The records are already in their new state when the hook runs; an exception
 it raises rolls the whole transaction back.
+
+A listener also declares the states it acts on in `_state_hooks` (in
+`__setup__`: ``cls._state_hooks = cls._state_hooks | {'used'}``): the
+booking engine (engine.py), which books and pays outside a Tryton
+transaction, hands a request whose moves enter a hooked state to the Tryton
+path, which runs the hook.
 """
 import functools
 
@@ -43,6 +49,8 @@ from .exceptions import StateError
 class StateMachine(Workflow):
     "Workflow whose transition table also governs SQL paths and hooks."
     __slots__ = ()
+    # the states whose entry on_state_change listeners act on
+    _state_hooks = frozenset()
 
     @classmethod
     def sources(cls, to_state):
@@ -128,8 +136,8 @@ def sql_transition(Model, table, to_state, where, columns=(), values=()):
         return []
     where &= state.in_(sources)
     columns = [state, table.write_uid, table.write_date, *columns]
-    values = [to_state, Transaction().user, dbtools.utcnow(), *values]
-    cursor = Transaction().connection.cursor()
+    values = [to_state, dbtools.user(), dbtools.utcnow(), *values]
+    cursor = dbtools.cursor()
     if backend.name == 'postgresql':
         cursor.execute(*table.update(columns, values, where=where,
                 returning=[table.id]))
@@ -151,5 +159,11 @@ def entered(Model, to_state, ids):
     (row by row, with `WHERE state IN Model.sources(to_state)`): make the
     ORM read them again and call the hook."""
     if ids:
+        if dbtools.in_session():
+            # the engine runs no hook: it hands hooked moves to Tryton
+            if to_state in Model._state_hooks:
+                raise RuntimeError(f"{Model.__name__} entering {to_state} "
+                    "has listeners: the booking engine must not move it")
+            return
         dbtools.forget(Model.__name__)
         Model.on_state_change(to_state, sorted(ids))

@@ -1,0 +1,472 @@
+"""The booking engine: the booking API's rush routes without Tryton's
+request handling, in front of trytond's WSGI application.
+
+    gunicorn 'scenic_ticket.engine:make_app()'
+
+serves every path trytond serves (sao, JSON-RPC, every other API route are
+handed to trytond's application unchanged) and answers these ones itself on
+PostgreSQL, with the same paths, fields and error codes:
+
+    POST /<db>/scenic/v1/orders              book
+    GET  /<db>/scenic/v1/orders/<reference>  an order
+    POST /<db>/scenic/v1/orders/<reference>/pay
+
+What it skips is what the profile showed costs (bench/README.md): the
+Tryton transaction per request and the ORM reads that rendered the answer.
+What it keeps is every rule: it parses with api.parse_booking, plans with
+reservation.plan_booking (the same Catalogue snapshot, pricing and ID
+rules), checks holds with reservation.check_holds, writes with
+reservation.write_booking and pays with reservation.check_payable /
+ticket_code, all on its own psycopg connection (dbtools.Session) under READ
+COMMITTED, committing before it answers. Answers are api.order_json.
+
+Freshness: the Catalogue snapshot is rebuilt (by catalogue._build, in a
+Tryton transaction) when trytond clears its `scenic_ticket.catalogue`
+cache: the engine LISTENs on trytond's cache channel (`[cache]
+clean_timeout = 0`) and also reads the cache's `ir_cache` timestamp (the
+other mode) each booking. Channels and slots are read per request.
+
+State-change hook: bookings insert `reserved` rows (no move, as on the
+Tryton path); a payment moves tickets to `valid` and the order to `paid`.
+When a module declares a listener for those states
+(`StateMachine._state_hooks`), the payment is handed to the Tryton route,
+which runs the hook; today none does (scenic_group listens on `used`).
+Other cases handed to Tryton: SQLite, an area's first payment (which makes
+its signing key), a payment with a provider the configuration does not
+list for the channel (refusals, payment on a partner's account).
+"""
+import datetime as dt
+import io
+import json
+import logging
+import re
+import threading
+import time
+from types import SimpleNamespace
+from zoneinfo import ZoneInfo
+
+from sql import Flavor
+
+from trytond import backend, config
+
+from . import api, catalogue as catalogue_module, dbtools, providers
+from . import reservation
+from .errors import ApiError, BookingError
+from .signing import signer_of
+from .web import error_response, json_body, json_response
+
+logger = logging.getLogger(__name__)
+
+RETRIES = 3
+ROUTES = [
+    ('POST', re.compile(r'^/([^/]+)/scenic/v1/orders$'), 'book'),
+    ('GET', re.compile(r'^/([^/]+)/scenic/v1/orders/([^/]+)$'), 'get'),
+    ('POST', re.compile(r'^/([^/]+)/scenic/v1/orders/([^/]+)/pay$'),
+        'pay'),
+    ]
+CATALOGUE_CACHE = 'scenic_ticket.catalogue'
+
+
+class Delegate(Exception):
+    "Hand this request to trytond's application."
+
+
+class Engine:
+    "One database: its connection pool, caches and cache listener."
+
+    def __init__(self, database_name, min_size=1, max_size=8):
+        import psycopg
+        from psycopg.conninfo import make_conninfo
+        from psycopg_pool import ConnectionPool
+
+        from .web import database_pool
+        self.database_name = database_name
+        pool = database_pool(database_name)
+        if pool is None:
+            raise ApiError('not_found', "No such database.")
+        self.pool = pool
+        self.Order = pool.get('scenic.order')
+        self.Ticket = pool.get('scenic.ticket')
+        self.conninfo = make_conninfo(
+            config.get('database', 'uri'), dbname=database_name)
+
+        def configure(connection):
+            connection.isolation_level = (
+                psycopg.IsolationLevel.READ_COMMITTED)
+        self.connections = ConnectionPool(self.conninfo, min_size=min_size,
+            max_size=max_size, configure=configure, open=True,
+            name=f'scenic-engine-{database_name}')
+        self.generation = 0
+        self.closed = False
+        self.catalogues = {}  # company: (generation, stamp, Catalogue)
+        self.lock = threading.Lock()
+        self.listener = threading.Thread(target=self._listen, daemon=True,
+            name=f'scenic-engine-listen-{database_name}')
+        self.listener.start()
+
+    def close(self):
+        self.closed = True
+        self.listener.join(5)
+        self.connections.close()
+
+    # --- freshness -------------------------------------------------------
+
+    def _listen(self):
+        "Bump the generation when trytond clears the catalogue's cache."
+        import psycopg
+        while not self.closed:
+            try:
+                with psycopg.connect(self.conninfo, autocommit=True) as conn:
+                    conn.execute('LISTEN "ir_cache"')
+                    self.generation += 1  # what passed while not listening
+                    while not self.closed:
+                        for notify in conn.notifies(timeout=0.5):
+                            try:
+                                names = json.loads(notify.payload or '[]')
+                            except ValueError:
+                                names = []
+                            if not names or CATALOGUE_CACHE in names:
+                                self.generation += 1
+            except Exception:
+                logger.warning("booking engine: cache listener lost; "
+                    "reconnecting", exc_info=True)
+                time.sleep(1)
+
+    def catalogue(self, conn, company):
+        "The area's Catalogue, rebuilt when the back office changed it."
+        row = conn.execute(
+            "SELECT timestamp FROM ir_cache WHERE name = %s",
+            (CATALOGUE_CACHE,)).fetchone()
+        stamp = row[0] if row else None
+        generation = self.generation
+        cached = self.catalogues.get(company)
+        if cached and cached[0] == generation and cached[1] == stamp:
+            return cached[2]
+        snapshot = self._build(company)
+        result = catalogue_module.Catalogue(company, snapshot=snapshot)
+        self.catalogues[company] = (generation, stamp, result)
+        return result
+
+    def _build(self, company):
+        from trytond.transaction import Transaction
+        token = dbtools._session.set(None)  # the ORM's own transaction
+        try:
+            with Transaction().start(self.database_name, 0, readonly=True,
+                    context={'company': company, 'companies': [company]}):
+                return catalogue_module._build(company)
+        finally:
+            dbtools._session.reset(token)
+            Flavor.set(backend.Database.flavor)
+
+    # --- requests --------------------------------------------------------
+
+    def channel(self, conn, request):
+        "authenticate(): the active channel of the request's key."
+        from .area import Channel
+        header = request.headers.get('Authorization', '')
+        scheme, _, key = header.partition(' ')
+        row = None
+        if scheme.lower() == 'bearer' and key.strip():
+            row = conn.execute(
+                "SELECT id, company, code, hold_minutes FROM scenic_channel "
+                "WHERE api_key_hash = %s AND active",
+                (Channel.hash_key(key.strip()),)).fetchone()
+        if not row:
+            raise BookingError('unauthorized',
+                "A valid channel key is required: "
+                "'Authorization: Bearer <key>'.")
+        return SimpleNamespace(id=row[0], code=row[2], hold_minutes=row[3],
+            company=SimpleNamespace(id=row[1]))
+
+    def run(self, func, request, *args):
+        "func(conn, request, *args) on a pooled connection, with retries."
+        import psycopg
+        for attempt in range(RETRIES + 1):
+            with self.connections.connection() as conn:
+                token = dbtools.use_session(dbtools.Session(conn, 0))
+                Flavor.set(backend.Database.flavor)
+                try:
+                    return func(conn, request, *args)
+                except (psycopg.errors.IntegrityError,
+                        psycopg.errors.SerializationFailure,
+                        psycopg.errors.DeadlockDetected):
+                    conn.rollback()
+                    if attempt == RETRIES:
+                        raise
+                except BaseException:
+                    conn.rollback()
+                    raise
+                finally:
+                    dbtools.end_session(token)
+
+    def book(self, conn, request):
+        channel = self.channel(conn, request)
+        key = (request.headers.get('Idempotency-Key') or '').strip()
+        if not key or len(key) > 200:
+            raise BookingError('invalid_request',
+                "Send an Idempotency-Key header (at most 200 characters) "
+                "so that a retried request does not book twice.",
+                'Idempotency-Key')
+        booking = api.parse_booking(json_body(request))
+        client = request.remote_addr or 'unknown'
+        replay = reservation._find_replay(channel.id, key, booking.digest())
+        if replay:
+            order = self.load_order(conn, order_id=replay)
+            conn.commit()
+            return json_response(api.order_json(order, self.database_name,
+                    tz=order.tz), status=201,
+                headers={'Idempotent-Replayed': 'true'})
+        now = dbtools.now_utc()
+        catalogue = self.catalogue(conn, channel.company.id)
+        plan = reservation.plan_booking(channel, booking, now=now,
+            catalogue=catalogue)
+        reservation.check_holds(channel, plan, client=client, now=now)
+        reservation.write_booking(plan, key, now=now)
+        conn.commit()   # durable before the answer
+        # The per-address hold counter after the booking, in a transaction
+        # of its own that does not wait for the disk: every booking from one
+        # address (a NAT) updates that row, and holding its lock through the
+        # booking's commit serialised them at one disk flush each. A crash
+        # may forget a few counts; never a booking.
+        self.count_hold(conn, channel, client, now)
+        return json_response(api.order_json(
+                self.planned_order(plan, catalogue, now),
+                self.database_name, tz=catalogue.timezone), status=201)
+
+    @staticmethod
+    def count_hold(conn, channel, client, now):
+        import psycopg
+        for attempt in range(2):
+            conn.execute("SET LOCAL synchronous_commit TO off")
+            try:
+                reservation.count_hold(channel, client, now=now)
+            except psycopg.errors.IntegrityError:
+                # a racing first count of the window: count on its row
+                conn.rollback()
+                continue
+            conn.commit()
+            return
+
+    @staticmethod
+    def planned_order(plan, catalogue, now):
+        "The order just written, as order_json reads it: from the plan."
+        types = {t.id: t for t in catalogue.snapshot.types}
+        return SimpleNamespace(reference=plan.reference, state='reserved',
+            total=plan.total,
+            currency=SimpleNamespace(code=catalogue.currency_code),
+            visit_date=plan.slot.date, slot=plan.slot,
+            contact_name=plan.request.contact_name,
+            hold_expires_at=dbtools.naive(
+                now + dt.timedelta(minutes=plan.hold_minutes)),
+            lines=[SimpleNamespace(ticket_type=types[l['ticket_type']],
+                    quantity=l['quantity'], persons=l['persons'],
+                    unit_price=l['unit_price'], amount=l['amount'])
+                for l in plan.lines],
+            tickets=[])
+
+    def get(self, conn, request, reference):
+        channel = self.channel(conn, request)
+        order = self.load_order(conn, reference=reference,
+            channel=channel.id)
+        conn.commit()
+        return json_response(api.order_json(order, self.database_name,
+                tz=order.tz))
+
+    def pay(self, conn, request, reference):
+        Order, Ticket = self.Order, self.Ticket
+        if ({'paid'} & Order._state_hooks) or (
+                {'valid'} & Ticket._state_hooks):
+            raise Delegate
+        channel = self.channel(conn, request)
+        data = json_body(request)
+        provider_name = data.get('provider')
+        if not isinstance(provider_name, str):
+            raise BookingError('invalid_request',
+                "'provider' must name a payment provider.", 'provider')
+        if 'amount' not in data:
+            raise BookingError('invalid_request',
+                "'amount' is required.", 'amount')
+        amount = api.parse_amount(data['amount'])
+        if provider_name not in providers.configured(channel.code):
+            # refusals, and providers that consult the database (payment
+            # on a partner's account), are the Tryton route's
+            raise Delegate
+        now = dbtools.now_utc()
+        row = conn.execute(
+            'SELECT o.id, o.state, o.total, o.hold_expires_at, o.company, '
+            'o.currency, c.code, ('
+            'SELECT sum(p.amount) FROM scenic_payment p '
+            'WHERE p."order" = o.id AND p.kind = %s) '
+            'FROM scenic_order o JOIN currency_currency c '
+            'ON c.id = o.currency '
+            'WHERE o.reference = %s AND o.channel = %s FOR UPDATE OF o',
+            ('payment', reference, channel.id)).fetchone()
+        if not row:
+            raise BookingError('not_found', "No such order.")
+        order_id, state, total, expires, company, currency, code, paid = row
+        if not reservation.check_payable(Order, state, paid or 0, expires,
+                total, amount, now):
+            key = conn.execute(
+                "SELECT key_id, private_key_encrypted "
+                "FROM scenic_signing_key WHERE company = %s "
+                "AND state = 'active' ORDER BY id LIMIT 1",
+                (company,)).fetchone()
+            if not key:
+                raise Delegate  # the area's first payment makes its key
+            provider = providers.get_provider(provider_name, channel.code)
+            charged = provider.charge(reference, amount, code)
+            dbtools.insert(dbtools.table('scenic.payment'), [{
+                        'company': company, 'order': order_id,
+                        'kind': 'payment', 'provider': provider_name,
+                        'provider_reference': charged, 'amount': amount,
+                        'currency': currency, 'date': dbtools.naive(now),
+                        }])
+            signer = signer_of(company, key[0], key[1])
+            sources = Ticket.sources('valid')
+            tickets = conn.execute(
+                'SELECT id, ticket_type, valid_from, valid_until, persons, '
+                'entries_allowed, holder_hash FROM scenic_ticket '
+                'WHERE "order" = %s AND state = ANY(%s) ORDER BY id',
+                (order_id, sources)).fetchall()
+            written = dbtools.naive(now)
+            with conn.cursor() as cursor:
+                # one statement a ticket (each its own code), pipelined
+                cursor.executemany(
+                    "UPDATE scenic_ticket SET state = 'valid', code = %s, "
+                    'key_id = %s, write_date = %s, write_uid = 0 '
+                    'WHERE id = %s AND state = ANY(%s)',
+                    [(reservation.ticket_code(signer, company, t[0], t[1],
+                                t[2], t[3], t[4], t[5], t[6]),
+                            signer.key_id, written, t[0], sources)
+                        for t in tickets])
+            table = dbtools.table('scenic.order')
+            reservation.sql_transition(Order, table, 'paid',
+                table.id == order_id, [table.paid_at], [written])
+            conn.commit()   # durable before the answer
+        order = self.load_order(conn, order_id=order_id)
+        conn.commit()
+        return json_response(api.order_json(order, self.database_name,
+                tz=order.tz))
+
+    def load_order(self, conn, order_id=None, reference=None,
+            channel=None):
+        "An order as order_json reads it, in three statements."
+        if order_id is not None:
+            where, params = 'o.id = %s', (order_id,)
+        else:
+            where, params = ('o.reference = %s AND o.channel = %s',
+                (reference, channel))
+        row = conn.execute(
+            'SELECT o.id, o.reference, o.state, o.total, c.code, '
+            'o.visit_date, o.contact_name, o.hold_expires_at, s.id, '
+            's.zone, s.date, s.start_time, s.end_time, s.capacity, '
+            's.booked, a.timezone '
+            'FROM scenic_order o '
+            'JOIN currency_currency c ON c.id = o.currency '
+            'JOIN scenic_time_slot s ON s.id = o.slot '
+            'JOIN company_company a ON a.id = o.company '
+            f'WHERE {where} LIMIT 1', params).fetchone()
+        if not row:
+            raise BookingError('not_found', "No such order.")
+        tz = ZoneInfo(row[15] or 'Asia/Shanghai')
+        slot = catalogue_module.SlotInfo(row[8], row[9], row[10], row[11],
+            row[12], row[13], row[14] or 0, tz)
+        lines = [SimpleNamespace(
+                ticket_type=SimpleNamespace(code=r[0], name=r[1]),
+                quantity=r[2], persons=r[3], unit_price=r[4], amount=r[5])
+            for r in conn.execute(
+                'SELECT t.code, t.name, l.quantity, l.persons, '
+                'l.unit_price, l.amount FROM scenic_order_line l '
+                'JOIN scenic_ticket_type t ON t.id = l.ticket_type '
+                'WHERE l."order" = %s ORDER BY l.id', (row[0],))]
+        tickets = []
+        if row[2] not in {'reserved', 'expired', 'cancelled'}:
+            tickets = [SimpleNamespace(id=r[0],
+                    ticket_type=SimpleNamespace(code=r[1]), state=r[2],
+                    code=r[3], holder_masked=r[4], persons=r[5],
+                    entries_allowed=r[6], valid_from=r[7],
+                    valid_until=r[8])
+                for r in conn.execute(
+                    'SELECT k.id, t.code, k.state, k.code, '
+                    'k.holder_masked, k.persons, k.entries_allowed, '
+                    'k.valid_from, k.valid_until FROM scenic_ticket k '
+                    'JOIN scenic_ticket_type t ON t.id = k.ticket_type '
+                    'WHERE k."order" = %s ORDER BY k.id', (row[0],))]
+        return SimpleNamespace(id=row[0], reference=row[1], state=row[2],
+            total=row[3], currency=SimpleNamespace(code=row[4]),
+            visit_date=row[5], contact_name=row[6], hold_expires_at=row[7],
+            slot=slot, lines=lines, tickets=tickets, tz=tz)
+
+
+class EngineApp:
+    "WSGI: the engine's routes on PostgreSQL, trytond's app for the rest."
+
+    def __init__(self, application):
+        self.application = application
+        self.engines = {}
+        self.lock = threading.Lock()
+
+    def engine(self, database_name):
+        engine = self.engines.get(database_name)
+        if engine is None:
+            with self.lock:
+                engine = self.engines.get(database_name)
+                if engine is None:
+                    engine = Engine(database_name)
+                    self.engines[database_name] = engine
+        return engine
+
+    def close(self):
+        for engine in self.engines.values():
+            engine.close()
+        self.engines.clear()
+
+    def route(self, environ):
+        method = environ.get('REQUEST_METHOD')
+        path = environ.get('PATH_INFO', '')
+        for route_method, pattern, name in ROUTES:
+            if method == route_method:
+                match = pattern.match(path)
+                if match:
+                    return name, match.groups()
+        return None, None
+
+    def __call__(self, environ, start_response):
+        if backend.name != 'postgresql':
+            return self.application(environ, start_response)
+        name, groups = self.route(environ)
+        if name is None:
+            return self.application(environ, start_response)
+        from trytond.protocols.wrappers import Request
+        request = Request(environ)
+        database_name, *args = groups
+        try:
+            try:
+                engine = self.engine(database_name)
+                response = engine.run(
+                    getattr(engine, name), request, *args)
+            except ApiError as error:
+                response = error_response(error)
+        except Delegate:
+            # the body may have been read: hand it on as it came
+            data = request.get_data(cache=True)
+            environ['wsgi.input'] = io.BytesIO(data)
+            environ['CONTENT_LENGTH'] = str(len(data))
+            return self.application(environ, start_response)
+        except Exception:
+            logger.exception("booking engine: %s %s failed",
+                environ.get('REQUEST_METHOD'), name)
+            response = error_response(ApiError('internal_error',
+                    "The server could not handle this request; "
+                    "nothing was changed."))
+        return response(environ, start_response)
+
+
+def make_app():
+    """The WSGI application to serve: trytond's (its pools initialised as
+    trytond.application does) behind the engine.
+
+        gunicorn 'scenic_ticket.engine:make_app()'
+    """
+    from trytond.application import app as application
+    return EngineApp(application)

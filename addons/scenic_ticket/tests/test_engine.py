@@ -1,0 +1,159 @@
+"""The booking API through the booking engine (engine.py), on PostgreSQL.
+
+Every test of test_booking runs again with the engine in front of trytond's
+application, so the contract (paths, fields, codes) is the same whichever
+serves it; then what is the engine's own: it answers without trytond's
+request handling, sees a back-office price change within 2 s, and hands a
+payment with state-change listeners to the Tryton path.
+"""
+import time
+import unittest
+from decimal import Decimal
+
+from werkzeug.test import Client
+
+from trytond import backend
+from trytond.cache import MemoryCache
+from trytond.pool import Pool
+from trytond.protocols.wrappers import Response
+from trytond.tests.test_tryton import DB_NAME
+from trytond.transaction import Transaction
+from trytond.wsgi import app as tryton_app
+
+from ..engine import EngineApp
+from . import test_booking
+from .test_booking import new_id
+
+
+class CountingApp:
+    "trytond's application, counting the requests handed to it."
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, environ, start_response):
+        self.calls.append(
+            (environ['REQUEST_METHOD'], environ['PATH_INFO']))
+        return tryton_app(environ, start_response)
+
+
+@unittest.skipUnless(backend.name == 'postgresql',
+    "the booking engine serves PostgreSQL")
+class EngineBookingAPITestCase(test_booking.BookingAPITestCase):
+    "Test the booking API through the booking engine"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.tryton = CountingApp()
+        cls.engine_app = EngineApp(cls.tryton)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.engine_app.close()
+        super().tearDownClass()
+
+    def client(self):
+        return Client(self.engine_app, Response)
+
+    def test_engine_answers_without_tryton(self):
+        "Book, pay and read an order without trytond's request handling"
+        slot = self.day_slot()
+        del self.tryton.calls[:]
+        booked = self.book(self.body(slot, [new_id()]))
+        self.assertEqual(booked.status_code, 201, booked.get_data())
+        paid = self.pay(booked.json)
+        self.assertEqual(paid.status_code, 200, paid.get_data())
+        got = self.client().get(self.url(f"/orders/{booked.json['order']}"),
+            headers=self.headers(idempotency=False))
+        self.assertEqual(got.json, paid.json)
+        self.assertEqual(self.tryton.calls, [])
+        # the rows are the back office's, with their audit columns
+        with Transaction().start(DB_NAME, 0, readonly=True):
+            Order = Pool().get('scenic.order')
+            order, = Order.search(
+                [('reference', '=', booked.json['order'])])
+            self.assertEqual(order.state, 'paid')
+            self.assertTrue(order.create_date)
+            self.assertEqual(order.create_uid.id, 0)
+            self.assertTrue(all(t.code and t.create_date
+                    for t in order.tickets))
+            self.assertEqual([p.amount for p in order.payments],
+                [Decimal('100')])
+
+    def test_price_change_seen_within_2s(self):
+        "A price edited in the back office is quoted by the engine in 2 s"
+        self.check_price_change_seen()
+
+    def test_price_change_seen_within_2s_listening(self):
+        "Also when trytond notifies cache changes (clean_timeout = 0)"
+        from trytond import config
+        section = config.has_section('cache')
+        if not section:
+            config.add_section('cache')
+        previous = config.get('cache', 'clean_timeout', default=None)
+        config.set('cache', 'clean_timeout', '0')
+        try:
+            self.check_price_change_seen('77')
+        finally:
+            if previous is None:
+                config.remove_option('cache', 'clean_timeout')
+            else:
+                config.set('cache', 'clean_timeout', previous)
+            # stop the listener trytond started in this process meanwhile
+            # (it would keep a session on the test database)
+            MemoryCache.drop(DB_NAME)
+
+    def check_price_change_seen(self, new_price='123'):
+        slot = self.day_slot()
+        self.assertEqual(
+            self.book(self.body(slot, [new_id()])).json['total'], '100.00')
+
+        def set_price(price):
+            with Transaction().start(DB_NAME, 0) as transaction:
+                TicketType = Pool().get('scenic.ticket.type')
+                TicketType.write(TicketType.search(
+                        [('code', '=', 'ADULT')]),
+                    {'base_price': Decimal(price)})
+                transaction.commit()
+        set_price(new_price)
+        try:
+            deadline = time.monotonic() + 2
+            while True:
+                total = self.book(self.body(slot, [new_id()])).json['total']
+                if total == f'{new_price}.00' or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            self.assertEqual(total, f'{new_price}.00')
+        finally:
+            set_price('100')
+
+    def test_hooked_payment_goes_to_tryton(self):
+        "A payment whose moves have hook listeners is paid by Tryton"
+        slot = self.day_slot()
+        booked = self.book(self.body(slot, [new_id()])).json
+        Ticket = Pool(DB_NAME).get('scenic.ticket')
+        hooks = Ticket._state_hooks
+        Ticket._state_hooks = hooks | {'valid'}
+        del self.tryton.calls[:]
+        try:
+            paid = self.pay(booked)
+        finally:
+            Ticket._state_hooks = hooks
+        self.assertEqual(paid.status_code, 200, paid.get_data())
+        self.assertEqual(paid.json['state'], 'paid')
+        self.assertEqual(self.tryton.calls,
+            [('POST', f"/{DB_NAME}/scenic/v1/orders/{booked['order']}/pay")])
+
+    def test_unknown_key_and_other_routes(self):
+        "A wrong key is refused by the engine; other routes reach Tryton"
+        slot = self.day_slot()
+        del self.tryton.calls[:]
+        response = self.book(self.body(slot, [new_id()]), key='nope')
+        self.assertError(response, 401, 'unauthorized')
+        self.assertEqual(self.tryton.calls, [])
+        self.client().get(self.url('/openapi.json'))
+        self.assertEqual(self.tryton.calls,
+            [('GET', f'/{DB_NAME}/scenic/v1/openapi.json')])
+
+
