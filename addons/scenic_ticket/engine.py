@@ -28,9 +28,11 @@ other mode) each booking. Channels and slots are read per request.
 
 State-change hook: bookings insert `reserved` rows (no move, as on the
 Tryton path); a payment moves tickets to `valid` and the order to `paid`.
-When a module declares a listener for those states
-(`StateMachine._state_hooks`), the payment is handed to the Tryton route,
-which runs the hook; today none does (scenic_group listens on `used`).
+SQL listeners of those moves (`workflow.sql_hook`: the slot-sales rollup)
+run in the engine's transaction; when a module declares an ORM listener
+for those states (`StateMachine._state_hooks`), the payment is handed to
+the Tryton route, which runs the hook; today none does (scenic_group
+listens on `used`).
 Other cases handed to Tryton: SQLite, an area's first payment (which makes
 its signing key), a payment with a provider the configuration does not
 list for the channel (refusals, payment on a partner's account).
@@ -54,6 +56,7 @@ from . import reservation
 from .errors import ApiError, BookingError
 from .signing import signer_of
 from .web import error_response, json_body, json_response
+from .workflow import entered
 
 logger = logging.getLogger(__name__)
 
@@ -339,6 +342,8 @@ class Engine:
                                 t[2], t[3], t[4], t[5], t[6]),
                             signer.key_id, written, t[0], sources)
                         for t in tickets])
+            # the SQL state hooks (slot-sales rollup) run here too
+            entered(Ticket, 'valid', [t[0] for t in tickets])
             table = dbtools.table('scenic.order')
             reservation.sql_transition(Order, table, 'paid',
                 table.id == order_id, [table.paid_at], [written])

@@ -1,8 +1,8 @@
 """Sales per slot and day, by channel and ticket type: what the dashboards'
 *Today* page and the notebooks read instead of grouping every ticket.
 
-Kept current in the transaction that changes a sale, through the state
-hook (`on_state_change`, workflow.py): a ticket entering `valid` (its order
+Kept current in the transaction that changes a sale, through SQL state
+hooks (`workflow.sql_hook`, which the booking engine runs too): a ticket entering `valid` (its order
 paid) adds to its group, one entering `revoked` (refunded) takes itself out,
 an order entering `refunded` adds its tickets to the refunded figures. Each
 transition has a single source state (order.py's tables), so the hook's
@@ -32,7 +32,9 @@ from trytond.model import Index, ModelSQL, Unique, fields
 from trytond.pool import Pool, PoolMeta
 from trytond.transaction import Transaction
 
+from . import dbtools
 from .area import CompanyMixin
+from .workflow import sql_hook
 
 UTC = dt.timezone.utc
 # Transactions that started before the last refresh may commit after it.
@@ -154,12 +156,8 @@ class SlotSales(CompanyMixin, ModelSQL):
 def count_sales(ticket_ids, sign=1):
     """Add the tickets with these ids to their slots' sold figures (sign
     1: they entered `valid`) or take them out (sign -1: `revoked`), in the
-    current transaction. The booking engine calls it wherever tickets
-    become sold without the hook."""
-    pool = Pool()
-    ticket = pool.get('scenic.ticket').__table__()
-    order = pool.get('scenic.order').__table__()
-    line = pool.get('scenic.order.line').__table__()
+    current transaction (Tryton's or the booking engine's)."""
+    ticket, order, line = _tables()
     _apply(ticket, order, line, SQL_OPERATORS['in'](ticket.id, ticket_ids),
         [Count(Literal(1)) * sign, Sum(ticket.persons) * sign,
             Sum(line.unit_price) * sign, Literal(0), Literal(0)])
@@ -169,13 +167,25 @@ def count_refunds(order_ids):
     """Add the tickets of the orders with these ids (which entered
     `refunded`) to their slots' refunded figures, in the current
     transaction."""
-    pool = Pool()
-    ticket = pool.get('scenic.ticket').__table__()
-    order = pool.get('scenic.order').__table__()
-    line = pool.get('scenic.order.line').__table__()
+    ticket, order, line = _tables()
     _apply(ticket, order, line, SQL_OPERATORS['in'](ticket.order, order_ids),
         [Literal(0), Literal(0), Literal(0), Count(Literal(1)),
             Sum(line.unit_price)])
+
+
+@sql_hook('scenic.ticket', 'valid', 'revoked')
+def _tickets_moved(to_state, ids):
+    count_sales(ids, 1 if to_state == 'valid' else -1)
+
+
+@sql_hook('scenic.order', 'refunded')
+def _orders_refunded(to_state, ids):
+    count_refunds(ids)
+
+
+def _tables():
+    return (dbtools.table('scenic.ticket'), dbtools.table('scenic.order'),
+        dbtools.table('scenic.order.line'))
 
 
 COUNTED = ['tickets', 'persons', 'amount', 'refunded', 'refunded_amount']
@@ -183,11 +193,8 @@ COUNTED = ['tickets', 'persons', 'amount', 'refunded', 'refunded_amount']
 
 def _apply(ticket, order, line, where, deltas):
     "Add the grouped deltas of the tickets matching `where` to the rows."
-    pool = Pool()
-    SlotSales = pool.get('scenic.slot.sales')
-    table = SlotSales.__table__()
-    transaction = Transaction()
-    cursor = transaction.connection.cursor()
+    table = dbtools.table('scenic.slot.sales')
+    cursor = dbtools.cursor()
     cursor.execute(*ticket.join(order, condition=ticket.order == order.id
             ).join(line, condition=ticket.line == line.id
             ).select(ticket.company, ticket.slot, ticket.visit_date,
@@ -197,8 +204,8 @@ def _apply(ticket, order, line, where, deltas):
                     order.channel, ticket.ticket_type],
                 order_by=[ticket.slot, order.channel, ticket.ticket_type]))
     groups = cursor.fetchall()
-    now = dt.datetime.now(UTC).replace(tzinfo=None)
-    user = transaction.user
+    now = dbtools.utcnow()
+    user = dbtools.user()
     for company, slot, date, channel, ticket_type, *values in groups:
         values = [v or 0 for v in values]
         if backend.name == 'postgresql':
@@ -246,14 +253,6 @@ class Ticket(metaclass=PoolMeta):
     __name__ = 'scenic.ticket'
 
     @classmethod
-    def on_state_change(cls, to_state, ids):
-        super().on_state_change(to_state, ids)
-        if to_state == 'valid':
-            count_sales(ids, 1)
-        elif to_state == 'revoked':
-            count_sales(ids, -1)
-
-    @classmethod
     def __setup__(cls):
         super().__setup__()
         t = cls.__table__()
@@ -263,16 +262,6 @@ class Ticket(metaclass=PoolMeta):
                         Index.Range())),
                 Index(t, (t.slot, Index.Equality())),
                 })
-
-
-class Order(metaclass=PoolMeta):
-    __name__ = 'scenic.order'
-
-    @classmethod
-    def on_state_change(cls, to_state, ids):
-        super().on_state_change(to_state, ids)
-        if to_state == 'refunded':
-            count_refunds(ids)
 
 
 class Cron(metaclass=PoolMeta):

@@ -33,6 +33,11 @@ A listener also declares the states it acts on in `_state_hooks` (in
 booking engine (engine.py), which books and pays outside a Tryton
 transaction, hands a request whose moves enter a hooked state to the Tryton
 path, which runs the hook.
+
+A listener that only writes SQL through `dbtools` (cursor, user, table)
+registers with `@sql_hook(model name, state, ...)` instead: it runs on
+both paths, from the base on_state_change and from `entered` in the
+engine's session, so the engine keeps its own fast path for those states.
 """
 import functools
 
@@ -44,6 +49,26 @@ from trytond.transaction import Transaction
 
 from . import dbtools
 from .exceptions import StateError
+
+
+_sql_hooks = {}
+
+
+def sql_hook(model_name, *states):
+    """Register function(to_state, ids), run after rows of model_name
+    entered one of states, in the same transaction, on the Tryton path and
+    in the booking engine's session alike: it must use dbtools' cursor,
+    user and table only (no Pool, no Transaction)."""
+    def decorator(func):
+        for state in states:
+            _sql_hooks.setdefault((model_name, state), []).append(func)
+        return func
+    return decorator
+
+
+def run_sql_hooks(model_name, to_state, ids):
+    for func in _sql_hooks.get((model_name, to_state), ()):
+        func(to_state, ids)
 
 
 class StateMachine(Workflow):
@@ -83,6 +108,7 @@ class StateMachine(Workflow):
     def on_state_change(cls, to_state, ids):
         """Called after the records with these ids entered to_state, in the
         same transaction. Extend through PoolMeta and call super()."""
+        run_sql_hooks(cls.__name__, to_state, ids)
 
     @classmethod
     def write(cls, *args):
@@ -160,10 +186,12 @@ def entered(Model, to_state, ids):
     ORM read them again and call the hook."""
     if ids:
         if dbtools.in_session():
-            # the engine runs no hook: it hands hooked moves to Tryton
+            # the engine runs no ORM listener: it hands those moves to
+            # Tryton; SQL listeners run here
             if to_state in Model._state_hooks:
                 raise RuntimeError(f"{Model.__name__} entering {to_state} "
                     "has listeners: the booking engine must not move it")
+            run_sql_hooks(Model.__name__, to_state, sorted(ids))
             return
         dbtools.forget(Model.__name__)
         Model.on_state_change(to_state, sorted(ids))

@@ -81,6 +81,23 @@ class EngineBookingAPITestCase(test_booking.BookingAPITestCase):
             self.assertEqual([p.amount for p in order.payments],
                 [Decimal('100')])
 
+    def test_engine_payment_runs_sql_hooks(self):
+        "A payment through the engine keeps the slot-sales rollup current"
+        slot = self.day_slot()
+
+        def sold():
+            with Transaction().start(DB_NAME, 0, readonly=True):
+                SlotSales = Pool().get('scenic.slot.sales')
+                return sum(s.tickets for s in SlotSales.search(
+                        [('slot', '=', slot)]))
+        before = sold()
+        del self.tryton.calls[:]
+        booked = self.book(self.body(slot, [new_id(), new_id()]))
+        paid = self.pay(booked.json)
+        self.assertEqual(paid.status_code, 200, paid.get_data())
+        self.assertEqual(self.tryton.calls, [])
+        self.assertEqual(sold(), before + 2)
+
     def test_price_change_seen_within_2s(self):
         "A price edited in the back office is quoted by the engine in 2 s"
         self.check_price_change_seen()
