@@ -361,6 +361,29 @@ class PartnerAPITestCase(routes.AreaRouteTestCase):
                 [('slot', '=', slot)])
             self.assertEqual(allotment.sold, 0)
 
+    def test_expired_hold_returns_to_allotment(self):
+        "An unpaid partner hold that expires gives its places back"
+        slot = self.day_slot(capacity=20, allot=10)
+        body = self.order_body(slot, ticket_type='GROUP5', persons=5)
+        self.assertEqual(self.create(body).status_code, 201)
+        self.assertEqual(self.slot_state(slot), (10, 10))
+        with Transaction().start(DB_NAME, 0) as transaction:
+            from scenic_ticket import reservation
+            Allotment = Pool().get('scenic.group.allotment')
+            allotment, = Allotment.search([('slot', '=', slot)])
+            self.assertEqual(allotment.sold, 5)
+            self.assertTrue(reservation.expire_holds(
+                    now=dt.datetime(2099, 1, 1, tzinfo=dt.timezone.utc)))
+            transaction.commit()
+        self.assertEqual(self.call('GET', f"/orders/"
+                f"{body['partner_order_id']}").json['state'], 'expired')
+        # Held for the partner again, not given to the general pool.
+        self.assertEqual(self.slot_state(slot), (10, 10))
+        with Transaction().start(DB_NAME, 0, readonly=True):
+            allotment, = Pool().get('scenic.group.allotment').search(
+                [('slot', '=', slot)])
+            self.assertEqual(allotment.sold, 0)
+
     def test_partial_refund_by_visitor(self):
         "A refund of some visitors keeps the others valid"
         slot = self.day_slot(capacity=20, allot=10)
