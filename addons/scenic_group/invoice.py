@@ -82,7 +82,10 @@ def invoice_month(partner, year, month, post=True):
     first, last = month_bounds(year, month)
     company = partner.company
     with Transaction().set_context(company=company.id):
-        Invoice.lock()
+        # One invoice per partner and month: concurrent runs queue on the
+        # partner's row (the lock its confirmations take).
+        from .booking import lock_partner
+        lock_partner(partner)
         if Invoice.search([('group_partner', '=', partner.id),
                     ('group_month', '=', first),
                     ('state', '!=', 'cancelled')], limit=1):
