@@ -29,7 +29,7 @@ from trytond.transaction import Transaction
 from trytond.wizard import Button, StateAction, StateView, Wizard
 
 from .exceptions import InvoiceError
-from .statement import month_bounds, statement
+from .statement import PartnerMonth, active_partner, month_bounds, statement
 
 INVOICED_ACCOUNT = '112201'
 RECEIVABLE_ACCOUNT = '1122'
@@ -250,23 +250,9 @@ def setup_dunning(company, levels=(15, 30, 60)):
     return procedure
 
 
-class InvoiceMonthStart(ModelView):
+class InvoiceMonthStart(PartnerMonth, ModelView):
     "Invoice the Month"
     __name__ = 'scenic.group.invoice_month.start'
-    partner = fields.Many2One(
-        'scenic.group.partner', "Partner", required=True)
-    year = fields.Integer("Year", required=True)
-    month = fields.Integer("Month", required=True)
-
-    @staticmethod
-    def default_year():
-        from .statement import _last_month
-        return _last_month()[0]
-
-    @staticmethod
-    def default_month():
-        from .statement import _last_month
-        return _last_month()[1]
 
 
 class InvoiceMonth(Wizard):
@@ -280,10 +266,7 @@ class InvoiceMonth(Wizard):
     invoice = StateAction('account_invoice.act_invoice_out_form')
 
     def default_start(self, fields):
-        if (Transaction().context.get('active_model')
-                == 'scenic.group.partner' and self.record):
-            return {'partner': self.record.id}
-        return {}
+        return active_partner(self)
 
     def do_invoice(self, action):
         invoice = invoice_month(
