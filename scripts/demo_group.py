@@ -48,6 +48,10 @@ def load_group_demo(database):
                 companies=[company.id]):
             _load(company)
         transaction.commit()
+    # Posting invoices locks sequences: a transaction of its own, started
+    # again with the locks it asks for (as scenic_finance's demo does).
+    from scenic_finance.demo import _run
+    _run(database, _invoicing)
     return True
 
 
@@ -173,6 +177,44 @@ def _load(company):
                 description="Bank transfer")
     Order.settle_arrivals(date=today)
     enqueue_used(ota_tickets)
+
+
+def _invoicing():
+    """Invoice sequences, 30-day terms and the dunning procedure; last
+    month's invoice of the partners that had orders then."""
+    from trytond.pool import Pool
+    from trytond.transaction import Transaction
+    Partner = Pool().get('scenic.group.partner')
+    company, = Pool().get('company.company').search([], limit=1)
+    with Transaction().set_context(company=company.id,
+            companies=[company.id]):
+        _invoice_partners(company, Partner.search(
+                [('company', '=', company.id)]))
+
+
+def _invoice_partners(company, partners):
+    from scenic_group.invoice import (
+        invoice_month, setup_dunning, setup_invoicing)
+    from trytond.pool import Pool
+    Term = Pool().get('account.invoice.payment_term')
+    Party = Pool().get('party.party')
+    today = dt.date.today()
+    setup_invoicing(company)
+    setup_dunning(company)
+    term, = Term.create([{'name': "30 days", 'lines': [('create', [{
+                        'type': 'remainder',
+                        'relativedeltas': [('create', [{'days': 30}])],
+                        }])]}])
+    Party.write([p.party for p in partners],
+        {'customer_payment_term': term.id})
+    last = today.replace(day=1) - dt.timedelta(days=1)
+    Entry = Pool().get('scenic.group.entry')
+    for partner in partners:
+        if Entry.search([('partner', '=', partner.id),
+                    ('kind', 'in', ['charge', 'refund', 'no_show']),
+                    ('date', '>=', last.replace(day=1)),
+                    ('date', '<=', last)], limit=1):
+            invoice_month(partner, last.year, last.month)
 
 
 def _mark_used(tickets, slot):

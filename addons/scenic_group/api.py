@@ -7,33 +7,24 @@ that commits before the call runs: a nonce is spent even when the call is
 refused or retried, so a captured request cannot be played again.
 """
 import datetime as dt
-import functools
-import logging
 import re
 
 from scenic_common import partnersign
 
-from scenic_ticket import reservation
+from scenic_ticket import reservation, web
 from scenic_ticket.api import (
     PHONE_RE, _text, money, order_json, parse_amount, parse_booking,
     parse_date)
 from scenic_ticket.dbtools import naive, now_utc, use_read_committed
-from scenic_ticket.errors import ApiError
-from scenic_ticket.web import (
-    RETRIES, database_pool, error_response, json_body, json_response)
+from scenic_ticket.web import json_body, json_response
 
-from trytond import backend
-from trytond.model.modelsql import SQLConstraintError
 from trytond.pool import Pool
 from trytond.transaction import Transaction
-from trytond.wsgi import app
 
 from . import booking, notice
 from .booking import PartnerError
 from .money import record_charge
 from .openapi import openapi_document
-
-logger = logging.getLogger(__name__)
 
 PREFIX = '/<database_name>/scenic/partner/v1'
 PARTNER_ORDER_ID_RE = re.compile(r'^[A-Za-z0-9._:-]{1,64}$')
@@ -88,61 +79,19 @@ def authenticate(pool, request, now=None):
     return result
 
 
+def check_signature(pool, request):
+    "web.endpoint's signature check: the partner that signed the request."
+    partner_id, company = authenticate(pool, request)
+    return 'scenic.group.partner', partner_id, company
+
+
 def endpoint(path, methods, readonly=False, signed=True):
-    """Route a handler(request, partner, **kwargs) -> Response: the
-    signature is checked once, the call itself is one transaction (READ
-    COMMITTED for writes) retried when it raced on a unique key."""
-    def decorator(func):
-        @app.route(PREFIX + path, methods=methods)
-        @functools.wraps(func)
-        def wrapper(request, database_name, **kwargs):
-            try:
-                pool = database_pool(database_name)
-                if pool is None:
-                    raise PartnerError('not_found', "No such database.")
-                partner_id = company = None
-                if signed:
-                    partner_id, company = authenticate(pool, request)
-                for attempt in range(RETRIES + 1):
-                    try:
-                        return _call(pool, func, request, readonly,
-                            partner_id, company, kwargs)
-                    except (backend.DatabaseIntegrityError,
-                            backend.DatabaseOperationalError,
-                            SQLConstraintError):
-                        if attempt == RETRIES:
-                            raise
-            except ApiError as error:
-                # Codes and fields only: messages never hold ID numbers
-                # but the log should not depend on it.
-                logger.info("partner API %s %s refused: %s %s",
-                    request.method, path, error.code, error.field or '')
-                if not isinstance(error, PartnerError):
-                    error = PartnerError(
-                        error.code, error.message, error.field)
-                return error_response(error)
-            except Exception:
-                logger.exception("partner API %s %s failed",
-                    request.method, path)
-                return error_response(PartnerError('internal_error',
-                        "The server could not handle this request; "
-                        "nothing was changed."))
-        return wrapper
-    return decorator
-
-
-def _call(pool, func, request, readonly, partner_id, company, kwargs):
-    with Transaction().start(pool.database_name, 0, readonly=readonly):
-        if not readonly:
-            use_read_committed()
-        context = {}
-        if company:
-            context = {'company': company, 'companies': [company]}
-        with Transaction().set_context(context):
-            partner = None
-            if partner_id:
-                partner = pool.get('scenic.group.partner')(partner_id)
-            return func(request, partner, **kwargs)
+    """Route a handler(request, partner, **kwargs) -> Response through
+    web.endpoint: the signature is checked once, the call itself is one
+    transaction (READ COMMITTED for writes) retried when it raced."""
+    return web.endpoint(path, methods, PREFIX, readonly=readonly,
+        auth=signed, check_signature=check_signature,
+        error_class=PartnerError, log_refusals="partner API")
 
 
 # --- rendering ---------------------------------------------------------------

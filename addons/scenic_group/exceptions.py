@@ -20,3 +20,7 @@ class CreditLimitWarning(UserWarning):
 
 class GroupOrderError(UserError):
     pass
+
+
+class InvoiceError(UserError):
+    pass

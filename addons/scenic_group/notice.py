@@ -283,6 +283,18 @@ class Order(metaclass=PoolMeta):
     __name__ = 'scenic.order'
 
     @classmethod
+    def on_state_change(cls, to_state, ids):
+        """An unpaid partner hold that expired gives its places back to the
+        partner's allotment (held for it again until the release time),
+        as a cancelled one does (hook of scenic_ticket)."""
+        super().on_state_change(to_state, ids)
+        if to_state == 'expired' and ids:
+            from .booking import give_back_allotment
+            for order in cls.browse(ids):
+                if order.allotment and order.allotted_persons:
+                    give_back_allotment(order, order.allotted_persons)
+
+    @classmethod
     @ModelView.button
     def cancel(cls, orders):
         "Back office cancel: partners' allotments and notices follow."

@@ -55,9 +55,9 @@ def statement(partner, year, month):
         }
 
 
-class StatementStart(ModelView):
-    "Monthly Statement"
-    __name__ = 'scenic.group.statement.start'
+class PartnerMonth:
+    "A partner and a month, last month by default (start of a wizard)."
+    __slots__ = ()
     partner = fields.Many2One(
         'scenic.group.partner', "Partner", required=True)
     year = fields.Integer("Year", required=True)
@@ -78,6 +78,19 @@ def _last_month():
     return last.year, last.month
 
 
+def active_partner(wizard):
+    "The start values of a wizard run on a partner: that partner."
+    if (Transaction().context.get('active_model')
+            == 'scenic.group.partner' and wizard.record):
+        return {'partner': wizard.record.id}
+    return {}
+
+
+class StatementStart(PartnerMonth, ModelView):
+    "Monthly Statement"
+    __name__ = 'scenic.group.statement.start'
+
+
 class StatementWizard(Wizard):
     "Monthly Statement"
     __name__ = 'scenic.group.statement'
@@ -89,11 +102,7 @@ class StatementWizard(Wizard):
     print_ = StateReport('scenic.group.statement.report')
 
     def default_start(self, fields):
-        values = {}
-        if (Transaction().context.get('active_model')
-                == 'scenic.group.partner' and self.record):
-            values['partner'] = self.record.id
-        return values
+        return active_partner(self)
 
     def do_print_(self, action):
         return action, {

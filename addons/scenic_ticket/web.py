@@ -144,7 +144,8 @@ def json_body(request):
 
 
 def endpoint(path, methods, prefix, authenticate=None, readonly=False,
-        auth=True):
+        auth=True, check_signature=None, error_class=ApiError,
+        log_refusals=None):
     """Route a handler(request, caller, **kwargs) -> Response.
 
     `authenticate(request)` returns the caller (a channel, a gate box…) and
@@ -152,6 +153,13 @@ def endpoint(path, methods, prefix, authenticate=None, readonly=False,
     the handler gets None. Each call is one transaction; writes run READ
     COMMITTED (see dbtools.use_read_committed) and are retried when two
     requests raced on a unique key or the database asked for a retry.
+
+    A signed API passes `check_signature(pool, request)` instead: it runs
+    once, before the call and in a transaction of its own (it spends the
+    request's nonce, which must stay spent when the call is refused or
+    retried), and returns (caller's model, caller's id, area id).
+    Refusals are answered as `error_class`; with `log_refusals` (a name)
+    each is logged by its code and field only, never its message.
     """
     def decorator(func):
         @app.route(prefix + path, methods=methods)
@@ -160,11 +168,14 @@ def endpoint(path, methods, prefix, authenticate=None, readonly=False,
             try:
                 pool = database_pool(database_name)
                 if pool is None:
-                    raise ApiError('not_found', "No such database.")
+                    raise error_class('not_found', "No such database.")
+                signed = None
+                if check_signature and auth:
+                    signed = check_signature(pool, request)
                 for attempt in range(RETRIES + 1):
                     try:
                         return _call(pool, func, request, readonly,
-                            authenticate if auth else None, kwargs)
+                            authenticate if auth else None, signed, kwargs)
                     except (backend.DatabaseIntegrityError,
                             backend.DatabaseOperationalError,
                             SQLConstraintError):
@@ -174,24 +185,34 @@ def endpoint(path, methods, prefix, authenticate=None, readonly=False,
                         if attempt == RETRIES:
                             raise
             except ApiError as error:
+                if log_refusals:
+                    logger.info("%s %s %s refused: %s %s", log_refusals,
+                        request.method, path, error.code, error.field or '')
+                if not isinstance(error, error_class):
+                    error = error_class(
+                        error.code, error.message, error.field)
                 return error_response(error)
             except Exception as error:
                 if database_unavailable(error):
                     return unavailable_response(prefix, path, error)
                 logger.exception("%s%s failed", prefix, path)
-                return error_response(ApiError('internal_error',
+                return error_response(error_class('internal_error',
                         "The server could not handle this request; "
                         "nothing was changed."))
         return wrapper
     return decorator
 
 
-def _call(pool, func, request, readonly, authenticate, kwargs):
+def _call(pool, func, request, readonly, authenticate, signed, kwargs):
     with Transaction().start(pool.database_name, 0, readonly=readonly):
         if not readonly:
             use_read_committed()
-        caller, company = authenticate(request) if authenticate else (
-            None, None)
+        caller, company = None, None
+        if signed:
+            model, caller_id, company = signed
+            caller = pool.get(model)(caller_id)
+        elif authenticate:
+            caller, company = authenticate(request)
         context = {}
         if company:
             context = {'company': company, 'companies': [company]}

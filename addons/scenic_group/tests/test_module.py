@@ -7,6 +7,8 @@ from scenic_ticket.tests.tools import configure_pii_key
 class ScenicGroupTestCase(CompanyTestMixin, ModuleTestCase):
     "Test scenic_group module"
     module = 'scenic_group'
+    # Invoicing and dunning are extras (invoice.py, invoice.xml).
+    extras = ['scenic_finance', 'account_invoice', 'account_dunning']
 
     @classmethod
     def setUpClass(cls):

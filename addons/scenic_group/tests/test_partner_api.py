@@ -2,7 +2,6 @@
 contracts, allotments, orders, refunds, credit and notices. Each test books
 on a day of its own. The concurrency tests need PostgreSQL."""
 import datetime as dt
-import itertools
 import json
 import time
 import unittest
@@ -11,40 +10,25 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 from scenic_common import partnersign
-from scenic_common.idnumber import make_resident_id
 from scenic_common.simpartner import SimulatedPartner
-from scenic_ticket.slot import area_timezone
-from scenic_ticket.tests.tools import (
-    configure_pii_key, create_area, create_slot, create_ticket_type,
-    create_zone)
+from scenic_ticket.tests import routes
+from scenic_ticket.tests.routes import id_numbers
+from scenic_ticket.tests.tools import create_slot, create_ticket_type
 
 from trytond import backend
 from trytond.pool import Pool
-from trytond.tests.test_tryton import DB_NAME, RouteTestCase
+from trytond.tests.test_tryton import DB_NAME
 from trytond.transaction import Transaction
 
 KEY = 'test-ota'
 SECRET = 'test-ota-secret'
 NOTICE_SECRET = 'test-ota-notice-secret'
-_days = itertools.count(1)
-_people = itertools.count(5000)
+new_id = id_numbers('310104', dt.date(1955, 1, 1), start=5000)
 
 
-def new_id():
-    n = next(_people)
-    return make_resident_id(
-        '310104', dt.date(1955, 1, 1) + dt.timedelta(days=n % 15000),
-        n % 999 + 1)
-
-
-class PartnerAPITestCase(RouteTestCase):
+class PartnerAPITestCase(routes.AreaRouteTestCase):
     "Test the partner API"
     module = 'scenic_group'
-
-    @classmethod
-    def setUpClass(cls):
-        configure_pii_key()
-        super().setUpClass()
 
     @classmethod
     def setUpDatabase(cls):
@@ -53,14 +37,8 @@ class PartnerAPITestCase(RouteTestCase):
         Party = pool.get('party.party')
         Partner = pool.get('scenic.group.partner')
         Contract = pool.get('scenic.group.contract')
-        User = pool.get('res.user')
-        company = create_area()
-        User.write([User(Transaction().user)], {
-                'companies': [('add', [company.id])],
-                'company': company.id})
+        company, main = cls.create_main_area()
         with Transaction().set_context(company=company.id):
-            main = create_zone(company, 'MAIN', daily_max=100000,
-                instant_max=50000)
             adult = create_ticket_type(company, 'ADULT', '120',
                 zones=[('add', [main.id])])
             group5 = create_ticket_type(company, 'GROUP5', '500',
@@ -141,8 +119,7 @@ class PartnerAPITestCase(RouteTestCase):
             Company = pool.get('company.company')
             Allotment = pool.get('scenic.group.allotment')
             company, = Company.search([])
-            today = dt.datetime.now(area_timezone(company)).date()
-            date = today + dt.timedelta(days=next(_days) + 2)
+            date = self.new_day(company, offset=2)
             with Transaction().set_context(company=company.id):
                 slot = create_slot(company, date, (10, 0), (10, 30),
                     capacity=capacity)
@@ -151,11 +128,6 @@ class PartnerAPITestCase(RouteTestCase):
                         release_at=release_at or dt.datetime(2099, 1, 1))
             transaction.commit()
             return slot.id
-
-    def slot_state(self, slot_id):
-        with Transaction().start(DB_NAME, 0, readonly=True):
-            slot = Pool().get('scenic.time_slot')(slot_id)
-            return slot.booked, slot.available
 
     def order_body(self, slot, ids=None, poid=None, ticket_type='ADULT',
             persons=None):
@@ -383,6 +355,29 @@ class PartnerAPITestCase(RouteTestCase):
         poid = body['partner_order_id']
         cancelled = self.call('POST', f'/orders/{poid}/cancel')
         self.assertEqual(cancelled.json['state'], 'cancelled')
+        self.assertEqual(self.slot_state(slot), (10, 10))
+        with Transaction().start(DB_NAME, 0, readonly=True):
+            allotment, = Pool().get('scenic.group.allotment').search(
+                [('slot', '=', slot)])
+            self.assertEqual(allotment.sold, 0)
+
+    def test_expired_hold_returns_to_allotment(self):
+        "An unpaid partner hold that expires gives its places back"
+        slot = self.day_slot(capacity=20, allot=10)
+        body = self.order_body(slot, ticket_type='GROUP5', persons=5)
+        self.assertEqual(self.create(body).status_code, 201)
+        self.assertEqual(self.slot_state(slot), (10, 10))
+        with Transaction().start(DB_NAME, 0) as transaction:
+            from scenic_ticket import reservation
+            Allotment = Pool().get('scenic.group.allotment')
+            allotment, = Allotment.search([('slot', '=', slot)])
+            self.assertEqual(allotment.sold, 5)
+            self.assertTrue(reservation.expire_holds(
+                    now=dt.datetime(2099, 1, 1, tzinfo=dt.timezone.utc)))
+            transaction.commit()
+        self.assertEqual(self.call('GET', f"/orders/"
+                f"{body['partner_order_id']}").json['state'], 'expired')
+        # Held for the partner again, not given to the general pool.
         self.assertEqual(self.slot_state(slot), (10, 10))
         with Transaction().start(DB_NAME, 0, readonly=True):
             allotment, = Pool().get('scenic.group.allotment').search(

@@ -4,7 +4,6 @@ Each test books on a day of its own, so per-ID and daily counters of one
 test never meet another's. The concurrency tests need PostgreSQL.
 """
 import datetime as dt
-import itertools
 import random
 import sys
 import unittest
@@ -14,52 +13,31 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 from scenic_common import ticketcode
-from scenic_common.idnumber import make_resident_id
 
 from trytond import backend
 from trytond.pool import Pool
-from trytond.tests.test_tryton import DB_NAME, RouteTestCase
+from trytond.tests.test_tryton import DB_NAME
 from trytond.transaction import Transaction
 
-from ..slot import area_timezone
-from .tools import (
-    configure_pii_key, create_area, create_slot, create_ticket_type,
-    create_zone)
+from . import routes
+from .routes import id_numbers
+from .tools import configure_pii_key, create_slot, create_ticket_type
 
 WEB_KEY = 'test-web-key-0123456789'
 KIOSK_KEY = 'test-kiosk-key-0123456789'
-_days = itertools.count(1)
-_people = itertools.count(1)
+new_id = id_numbers('110105', dt.date(1960, 1, 1))
 
 
-def new_id():
-    n = next(_people)
-    return make_resident_id(
-        '110105', dt.date(1960, 1, 1) + dt.timedelta(days=n % 15000),
-        n % 999 + 1)
-
-
-class BookingAPITestCase(RouteTestCase):
+class BookingAPITestCase(routes.AreaRouteTestCase):
     "Test the booking API"
     module = 'scenic_ticket'
-
-    @classmethod
-    def setUpClass(cls):
-        configure_pii_key()
-        super().setUpClass()
 
     @classmethod
     def setUpDatabase(cls):
         pool = Pool()
         Channel = pool.get('scenic.channel')
-        User = pool.get('res.user')
-        company = create_area()
-        User.write([User(Transaction().user)], {
-                'companies': [('add', [company.id])],
-                'company': company.id})
+        company, main = cls.create_main_area()
         with Transaction().set_context(company=company.id):
-            main = create_zone(company, 'MAIN', daily_max=100000,
-                instant_max=50000)
             web, kiosk = Channel.create([
                     {'company': company.id, 'name': "Web", 'code': 'web',
                         'kind': 'online', 'booking_page': True},
@@ -98,10 +76,7 @@ class BookingAPITestCase(RouteTestCase):
             Company = pool.get('company.company')
             Zone = pool.get('scenic.zone')
             company, = Company.search([])
-            # Days from the area's today: the machine's date is another
-            # from 16:00 UTC (Shanghai's midnight) or in another zone.
-            today = dt.datetime.now(area_timezone(company)).date()
-            date = today + dt.timedelta(days=next(_days))
+            date = self.new_day(company)
             with Transaction().set_context(company=company.id):
                 slot = create_slot(company, date, (10, 0), (10, 30),
                     capacity=capacity)
@@ -148,11 +123,6 @@ class BookingAPITestCase(RouteTestCase):
         self.assertTrue(error['message'])
         if field is not None:
             self.assertEqual(error.get('field'), field)
-
-    def slot_state(self, slot_id):
-        with Transaction().start(DB_NAME, 0, readonly=True):
-            slot = Pool().get('scenic.time_slot')(slot_id)
-            return slot.booked, slot.available
 
     # --- availability ------------------------------------------------------
 
