@@ -256,8 +256,8 @@ def get_availability(request, channel):
             })
 
 
-@endpoint('/orders', ['POST'])
-def post_order(request, channel):
+def idempotency_key(request):
+    "The booking request's Idempotency-Key header, checked."
     key = (request.headers.get('Idempotency-Key') or '').strip()
     if not key:
         raise BookingError('invalid_request',
@@ -268,6 +268,12 @@ def post_order(request, channel):
         raise BookingError('invalid_request',
             f"The Idempotency-Key header is longer than "
             f"{MAX_IDEMPOTENCY_KEY} characters.", 'Idempotency-Key')
+    return key
+
+
+@endpoint('/orders', ['POST'])
+def post_order(request, channel):
+    key = idempotency_key(request)
     booking = parse_booking(json_body(request))
     order_id, replayed = reservation.book(channel, booking, key,
         client=request.remote_addr or 'unknown')

@@ -204,12 +204,7 @@ class Engine:
 
     def book(self, conn, request):
         channel = self.channel(conn, request)
-        key = (request.headers.get('Idempotency-Key') or '').strip()
-        if not key or len(key) > 200:
-            raise BookingError('invalid_request',
-                "Send an Idempotency-Key header (at most 200 characters) "
-                "so that a retried request does not book twice.",
-                'Idempotency-Key')
+        key = api.idempotency_key(request)
         booking = api.parse_booking(json_body(request))
         client = request.remote_addr or 'unknown'
         replay = reservation._find_replay(channel.id, key, booking.digest())
