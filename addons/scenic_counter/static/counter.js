@@ -1,7 +1,8 @@
 // The ticket window's screen. Keyboard first:
 //   1-9     add one ticket of the n-th type (real-name types then wait for
 //           the ID card: the desk reader types the number and Enter, like
-//           a keyboard wedge; a box on the counter PC does the same)
+//           a keyboard wedge; or the counter PC's box reads it: GET
+//           <box>/idcard, polled while an ID is awaited)
 //   Enter   with the ID field empty: go to payment; in payment: pay
 //           (cash tendered empty = exact amount)
 //   ↑ ↓     choose the time slot      F2 X report   F4 close the shift
@@ -80,15 +81,42 @@
     try { state = await call('/state'); } catch (e) { message = e.message; }
     render();
   }
+  // The counter PC's IoT box (its local API; the page's origin is in the
+  // box's api.allowed_origins): scenic.counter.box = its address,
+  // scenic.counter.boxtoken = its api.token, set once in local storage.
+  function boxHeaders() {
+    return {'Authorization': 'Bearer ' + (localStorage.getItem('scenic.counter.boxtoken') || ''),
+      'Content-Type': 'application/json'};
+  }
   async function print(jobs) {
     // The counter PC's IoT box prints; without one the tickets are listed.
     const box = localStorage.getItem('scenic.counter.box');
     if (!box || !jobs.length) return jobs.length;
     const response = await fetch(box + '/print', {method: 'POST',
-      headers: {'Content-Type': 'application/json'},
-      body: JSON.stringify({jobs: jobs})});
-    return response.ok ? jobs.length : 0;
+      headers: boxHeaders(), body: JSON.stringify({jobs: jobs})});
+    return response.ok ? (await response.json()).printed : 0;
   }
+  // The desk ID reader through the box: polled while an ID is awaited; a
+  // card is taken once per presentation (the keyboard wedge still works).
+  let cardOnReader = null;
+  setInterval(async () => {
+    const box = localStorage.getItem('scenic.counter.box');
+    if (!box || !state || !state.shift || !(needsId() || mode === 'pickup')) return;
+    try {
+      const response = await fetch(box + '/idcard', {headers: boxHeaders()});
+      const read = await response.json();
+      const number = read.card ? read.card.id_number : null;
+      if (number && number !== cardOnReader) {
+        if (mode === 'pickup') {
+          const field = document.getElementById('pickup-id');
+          if (field) { field.value = number; field.form.requestSubmit(); }
+        } else {
+          readId(number, read.card.name);
+        }
+      }
+      cardOnReader = number;
+    } catch (e) { /* the box is down: the keyboard wedge remains */ }
+  }, 500);
   function total() {
     return cart.reduce((s, line) => s + Number(line.type.price) * Math.max(line.visitors.length, line.type.real_name ? 0 : 1), 0);
   }
@@ -104,10 +132,10 @@
     if (!type.real_name) line.visitors.push(null);
     mode = 'sell'; render();
   }
-  function readId(number) {
+  function readId(number, name) {
     const line = cart.find((l) => l.type.real_name && l.visitors.length < l.count);
     if (!line) return;
-    line.visitors.push({name: '', id_number: number.trim()});
+    line.visitors.push({name: name || '', id_number: number.trim()});
     render();
   }
   async function pay(tendered, trade, paycode) {
