@@ -16,6 +16,8 @@ client. A cashier acts only on their own open shift.
     GET  /<db>/scenic/counter/v1/report     X (open) or Z (closed) job
     POST /<db>/scenic/counter/v1/drawer     open the drawer (audited)
     POST /<db>/scenic/counter/v1/reprint    {"order"}: jobs, counted
+    GET  /<db>/scenic/counter/v1/statement  ?provider&date: a wallet's
+                                             settlement file (supervisor)
     POST /<db>/scenic/counter/v1/pickup     {"id_number"} (today's orders
                                              of that ID) or {"reference",
                                              "phone"}: their jobs
@@ -36,6 +38,7 @@ from scenic_ticket.web import database_pool, json_body, json_response
 from trytond.exceptions import UserError
 from trytond.model.exceptions import AccessError
 from trytond.pool import Pool
+from trytond.protocols.wrappers import Response
 from trytond.transaction import Transaction
 from trytond.wsgi import app
 
@@ -447,3 +450,41 @@ def post_pickup(request, user):
         jobs.extend(window.print_order(session, order))
     return json_response({'orders': [o.reference for o in orders],
             'jobs': jobs, 'printed': window.simulated_print(jobs)})
+
+
+@counter_endpoint('/statement', ['GET'], readonly=True)
+def get_statement(request, user):
+    """A wallet's settlement file for a past day (WeChat Pay's trade bill
+    CSV, Alipay's zip), as the provider serves it, for finance to import:
+    supervisors only. ?provider=wechat|alipay&date=YYYY-MM-DD"""
+    from scenic_ticket.providers import PROVIDERS
+
+    from .counter import is_supervisor
+    from .wallets import ProviderError
+    if not is_supervisor():
+        raise refuse('forbidden',
+            "Only a supervisor downloads the wallets' statements.")
+    name = request.args.get('provider', '')
+    provider = PROVIDERS.get(name)
+    inner = getattr(provider, 'inner', None)
+    if name not in WALLET_METHODS or not hasattr(inner, 'statement'):
+        raise refuse('invalid_request', "provider: a configured wallet "
+            f"({', '.join(WALLET_METHODS)}).", 'provider')
+    try:
+        day = dt.date.fromisoformat(request.args.get('date', ''))
+    except ValueError:
+        raise refuse('invalid_request', "date: YYYY-MM-DD.", 'date')
+    if day >= dt.datetime.now(area_timezone(user.company)).date():
+        raise refuse('invalid_request',
+            "A day's statement exists from the next day on.", 'date')
+    try:
+        content = inner.statement(day)
+    except (ProviderError, OSError) as error:
+        raise refuse('payment_failed', str(error))
+    suffix = 'zip' if name == 'alipay' else 'csv'
+    return Response(content, content_type=(
+            'application/zip' if suffix == 'zip'
+            else 'text/csv; charset=utf-8'), headers={
+            'Content-Disposition':
+            f'attachment; filename="{name}-{day.isoformat()}.{suffix}"',
+            'Cache-Control': 'no-store'})

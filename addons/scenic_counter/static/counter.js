@@ -6,7 +6,9 @@
 //   Enter   with the ID field empty: go to payment; in payment: pay
 //           (cash tendered empty = exact amount)
 //   ↑ ↓     choose the time slot      F2 X report   F4 close the shift
-//   F8      open the drawer           F9 pickup by ID card   Esc  clear
+//   F8      open the drawer           F9 pickup (ID card, or reference
+//   F6      a wallet's statement         + phone)                Esc  clear
+//           (supervisors)
 // One adult ticket: 1, [ID read], Enter, Enter = 3 keystrokes + the read.
 'use strict';
 (function () {
@@ -19,9 +21,9 @@
       tendered: '实收', change: '找零', idcard: '请刷身份证',
       sold: '已售', receipt: '小票', printed: '已打印', close: '交班',
       counted: '清点', expected: '应有', difference: '差额',
-      pickup: '取票', reference: '订单号', phone: '手机号', picked: '已取订单', empty: '空', lang: 'English', method: '付款方式',
+      statement: '下载对账单', date: '日期', provider: '支付机构', pickup: '取票', reference: '订单号', phone: '手机号', picked: '已取订单', empty: '空', lang: 'English', method: '付款方式',
       trade: '交易号', paycode: '扫付款码', pending: '待主管审批', closed: '已交班',
-      keys: '1-9 选票种 · Enter 收款 · F2 X报表 · F4 交班 · F8 钱箱 · F9 取票 · Esc 清空'},
+      keys: '1-9 选票种 · Enter 收款 · F2 X报表 · F4 交班 · F6 对账单 · F8 钱箱 · F9 取票 · Esc 清空'},
     en: {login: 'Log in', user: 'User', password: 'Password',
       open: 'Open shift', window: 'Window', float: 'Float',
       slots: 'Time slots', left: 'left', types: 'Ticket types',
@@ -29,10 +31,10 @@
       change: 'Change', idcard: 'Read the ID card', sold: 'Sold',
       receipt: 'Receipt', printed: 'Printed', close: 'Close shift',
       counted: 'Counted', expected: 'Expected', difference: 'Difference',
-      pickup: 'Pickup', reference: 'Order reference', phone: 'Phone', picked: 'Orders picked up', empty: 'empty', lang: '中文', method: 'Method',
+      statement: 'Download statement', date: 'Date', provider: 'Wallet', pickup: 'Pickup', reference: 'Order reference', phone: 'Phone', picked: 'Orders picked up', empty: 'empty', lang: '中文', method: 'Method',
       trade: 'Trade number', paycode: 'Scan payment code', pending: 'Awaiting supervisor',
       closed: 'Shift closed',
-      keys: '1-9 type · Enter pay · F2 X report · F4 close · F8 drawer · F9 pickup · Esc clear'},
+      keys: '1-9 type · Enter pay · F2 X report · F4 close · F6 statement · F8 drawer · F9 pickup · Esc clear'},
   };
   let lang = localStorage.getItem('scenic.counter.lang') || 'zh';
   let auth = sessionStorage.getItem('scenic.counter.auth');
@@ -235,6 +237,23 @@
         el('label', {}, t('reference'), reference), el('label', {}, t('phone'), phone),
         el('button', {type: 'submit', id: 'pickup-go'}, t('pickup'))));
       focus = id;
+    } else if (mode === 'statement') {
+      // F6 (supervisors): a wallet's settlement file for a past day.
+      const provider = el('select', {id: 'statement-provider'}, el('option', {value: 'wechat'}, 'WeChat Pay'),
+        el('option', {value: 'alipay'}, 'Alipay'));
+      const yesterday = new Date(Date.now() - 86400000).toISOString().slice(0, 10);
+      const date = el('input', {id: 'statement-date', type: 'date', value: yesterday});
+      parts.push(el('form', {id: 'statement-form', on: {submit: async (e) => {
+        e.preventDefault();
+        const response = await fetch(api + '/statement?provider=' + provider.value + '&date=' + date.value,
+          {headers: {'Authorization': 'Session ' + auth}});
+        if (!response.ok) { message = (await response.json()).error.message; render(); return; }
+        const link = el('a', {href: URL.createObjectURL(await response.blob()),
+          download: `${provider.value}-${date.value}.${provider.value === 'alipay' ? 'zip' : 'csv'}`});
+        link.click(); mode = 'sell'; message = ''; render();
+      }}}, el('h2', {}, t('statement')), el('label', {}, t('provider'), provider),
+        el('label', {}, t('date'), date), el('button', {type: 'submit'}, t('statement'))));
+      focus = date;
     } else if (mode === 'close') {
       const inputs = ['100', '50', '20', '10', '5', '1', '0.5', '0.1'].map((d) =>
         el('input', {'data-d': d, inputmode: 'numeric', size: '4'}));
@@ -289,6 +308,7 @@
     else if (e.key === 'ArrowDown' && mode === 'sell') { slotIndex = Math.min(state.slots.length - 1, slotIndex + 1); render(); }
     else if (e.key === 'F2') { e.preventDefault(); try { await print([await call('/report')]); } catch (err) { message = err.message; render(); } }
     else if (e.key === 'F4') { e.preventDefault(); mode = 'close'; render(); }
+    else if (e.key === 'F6') { e.preventDefault(); mode = 'statement'; render(); }
     else if (e.key === 'F9') { e.preventDefault(); mode = 'pickup'; picked = null; render(); }
     else if (e.key === 'F8') { e.preventDefault(); try { await call('/drawer', {}); } catch (err) { message = err.message; render(); } }
     else if (mode === 'pay' && (e.key === 'ArrowLeft' || e.key === 'ArrowRight')) {

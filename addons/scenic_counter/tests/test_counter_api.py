@@ -215,3 +215,43 @@ class CounterAPITestCase(RouteTestCase):
                 'phone': '138 0013 8000'}).json
         self.assertEqual(picked['orders'], [reference])
         self.assertEqual(len(picked['jobs']), 1)
+
+    def test_wallet_statement_download(self):
+        "A supervisor downloads WeChat Pay's bill; a cashier cannot"
+        import datetime as dt
+        import hashlib
+        import json
+
+        from scenic_ticket.providers import PROVIDERS, register
+
+        from .. import wallets
+        from ..intent import RecordedProvider
+        from .test_wallets import MERCHANT, FakeWeChat
+        gateway = FakeWeChat(MERCHANT)
+        previous = PROVIDERS.get('wechat')
+        register(RecordedProvider(gateway.adapter()))
+        self.addCleanup(lambda: register(previous) if previous
+            else PROVIDERS.pop('wechat', None))
+        rows = '交易时间,商户订单号\n`2026-12-03 10:00:00,`O1'
+        text = json.dumps(rows).encode()
+        gateway.script = {
+            '/v3/bill/tradebill': [(200, {'hash_type': 'SHA1',
+                        'hash_value': hashlib.sha1(text).hexdigest(),
+                        'download_url': wallets.WeChatPay.base_url
+                        + '/v3/billdownload/file?token=T2'})],
+            '/v3/billdownload/file': [(200, rows)]}
+        yesterday = (dt.date.today() - dt.timedelta(days=2)).isoformat()
+        path = f'/statement?provider=wechat&date={yesterday}'
+        cashier = self.get(path, self.login('cashier1'))
+        self.assertEqual(cashier.json['error']['code'], 'forbidden')
+        supervisor = self.login('super1')
+        answer = self.get(path, supervisor)
+        self.assertEqual(answer.status_code, 200, answer.get_data())
+        self.assertEqual(answer.get_data(), text)
+        self.assertIn(f'wechat-{yesterday}.csv',
+            answer.headers['Content-Disposition'])
+        self.assertEqual(self.get('/statement?provider=cash&date='
+                f'{yesterday}', supervisor).json['error']['field'],
+            'provider')
+        self.assertEqual(self.get('/statement?provider=wechat&date=x',
+                supervisor).json['error']['field'], 'date')
