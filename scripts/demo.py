@@ -470,6 +470,8 @@ Scenic demo ({'PostgreSQL' if uri else 'SQLite'}, database {args.database!r})
     for login, password in demo_users():
         print(f"    {login:<12} {password}")
     print(f"""  booking page  http://{args.listen}/{args.database}/scenic/book
+  counter       http://{args.listen}/{args.database}/scenic/counter  (cashier)
+  kiosk         http://{args.listen}/{args.database}/scenic/kiosk#key=demo-kiosk-key
   booking API   http://{args.listen}/{args.database}/scenic/v1/openapi.json
                 (channel key: demo-web-key)
   gate box      http://{args.box_listen}/status  (MAIN-IN, MAIN-OUT;

@@ -21,6 +21,9 @@ METHODS = [
     ("模拟支付 Simulated", 'simulated'),
     ]
 FLOAT = Decimal('500')
+# The kiosk's channel key: the kiosk page keeps it in the kiosk PC's local
+# storage (README: /demo/scenic/kiosk#key=demo-kiosk-key).
+KIOSK_KEY = 'demo-kiosk-key'
 
 
 def load_counter(database, company_id, cashier_login='cashier'):
@@ -114,6 +117,7 @@ def _create(pool, company_id, cashier_login):
     Method.create([{'company': company_id, 'name': name,
                 'account': cash_account.id, 'cash': provider == 'cash',
                 'scenic_provider': provider} for name, provider in METHODS])
+    channels['kiosk'].set_api_key(KIOSK_KEY)
     cashier, = User.search([('login', '=', cashier_login)])
     with Transaction().set_user(cashier.id):
         Session.open_shift(points[0], FLOAT)

@@ -2,3 +2,5 @@
 # Importing the routes registers them with trytond's WSGI application.
 from . import counter_api  # noqa: F401
 from . import counter_page  # noqa: F401
+from . import kiosk_api  # noqa: F401
+from . import notify  # noqa: F401

@@ -10,13 +10,17 @@ client. A cashier acts only on their own open shift.
     POST /<db>/scenic/counter/v1/shift      {"point", "float"}: open
     POST /<db>/scenic/counter/v1/sell       {"slot", "items", "method",
                                              "tendered"?, "trade_number"?,
-                                             "key"}: sale + print jobs
+                                             "payment_code"?, "key"}:
+                                             sale + print jobs
     POST /<db>/scenic/counter/v1/close      {"counts": {"100": 3, …}}
     GET  /<db>/scenic/counter/v1/report     X (open) or Z (closed) job
     POST /<db>/scenic/counter/v1/drawer     open the drawer (audited)
     POST /<db>/scenic/counter/v1/reprint    {"order"}: jobs, counted
-    POST /<db>/scenic/counter/v1/pickup     {"id_number"}: today's orders
-                                             of that ID, their jobs
+    GET  /<db>/scenic/counter/v1/statement  ?provider&date: a wallet's
+                                             settlement file (supervisor)
+    POST /<db>/scenic/counter/v1/pickup     {"id_number"} (today's orders
+                                             of that ID) or {"reference",
+                                             "phone"}: their jobs
 
 Errors are scenic_ticket's ``{"error": {"code", "message", "field"?}}``.
 """
@@ -26,7 +30,7 @@ import logging
 from decimal import Decimal, InvalidOperation
 
 from scenic_ticket import reservation
-from scenic_ticket.api import money
+from scenic_ticket.api import PHONE_RE, money
 from scenic_ticket.errors import CODES, ApiError
 from scenic_ticket.slot import area_timezone
 from scenic_ticket.web import database_pool, json_body, json_response
@@ -34,15 +38,27 @@ from scenic_ticket.web import database_pool, json_body, json_response
 from trytond.exceptions import UserError
 from trytond.model.exceptions import AccessError
 from trytond.pool import Pool
+from trytond.protocols.wrappers import Response
 from trytond.transaction import Transaction
 from trytond.wsgi import app
 
 from . import txn, window
 from .exceptions import CounterError
+from .intent import RecordedProvider
 
 PREFIX = '/<database_name>/scenic/counter/v1'
 logger = logging.getLogger(__name__)
 WINDOW_METHODS = ['cash', 'unionpay', 'simulated']
+# Wallets take the visitor's payment code at the window (micropay) when
+# their adapter is configured ([scenic_wechatpay] / [scenic_alipay]).
+WALLET_METHODS = ['wechat', 'alipay']
+
+
+def window_methods():
+    "The providers a window may take now, in the page's order."
+    from scenic_ticket.providers import PROVIDERS
+    return WINDOW_METHODS + [name for name in WALLET_METHODS
+        if isinstance(PROVIDERS.get(name), RecordedProvider)]
 
 
 # The window's own refusals beside the booking API's codes (errors.CODES):
@@ -199,12 +215,49 @@ def _decimal(value, field):
     return result
 
 
+def sellable(channel, language=None):
+    """(slots, types) the channel sells now: today's slots still to come,
+    then tomorrow's (evening sales), with places left; the types with
+    their prices, names in `language`, adults first. The counter
+    and the kiosk pages show these."""
+    pool = Pool()
+    TicketType = pool.get('scenic.ticket.type')
+    company = channel.company
+    today = dt.datetime.now(area_timezone(company)).date()
+    slots = []
+    for day in (today, today + dt.timedelta(days=1)):
+        slots.extend(reservation.availability(channel, day)[1])
+    now = dt.datetime.now(dt.timezone.utc)
+    result, types = [], {}
+    for slot, prices in slots:
+        if slot.aware(slot.end_time) <= now or not prices:
+            continue
+        result.append({'id': slot.id,
+                'date': slot.date.isoformat(),
+                'start': slot.start_time.strftime('%H:%M'),
+                'end': slot.end_time.strftime('%H:%M'),
+                'left': slot.capacity - slot.booked})
+        for ttype, price in prices:
+            types.setdefault(ttype.code, {'code': ttype.code,
+                    'name': ttype.name, 'price': money(price),
+                    'real_name': ttype.real_name,
+                    'persons': ttype.persons})
+    # Names in the page's language (the catalogue keeps one).
+    with Transaction().set_context(language=language):
+        names = {t.code: t.name for t in TicketType.search([
+                    ('company', '=', company.id),
+                    ('code', 'in', list(types))])}
+    for code, entry in types.items():
+        entry['name'] = names.get(code, entry['name'])
+    return result, sorted(types.values(),
+        key=lambda t: (not t['code'].startswith('ADULT'), t['code']))
+
+
 @counter_endpoint('/state', ['GET'])
 def get_state(request, user):
     pool = Pool()
     Point = pool.get('sale.point')
     Method = pool.get('sale.point.payment.method')
-    TimeSlot = pool.get('scenic.time_slot')
     company = user.company
     session = _my_shift(user)
     points = Point.search([('company', '=', company.id),
@@ -216,43 +269,14 @@ def get_state(request, user):
         'methods': [{'id': m.id, 'name': m.name,
                 'provider': m.scenic_provider}
             for m in sorted(Method.search([('company', '=', company.id),
-                        ('scenic_provider', 'in', WINDOW_METHODS)]),
-                key=lambda m: WINDOW_METHODS.index(m.scenic_provider))],
+                        ('scenic_provider', 'in', window_methods())]),
+                key=lambda m: window_methods().index(m.scenic_provider))],
         'slots': [], 'types': [],
         }
     if session:
-        channel = session.point.scenic_channel
-        today = dt.datetime.now(area_timezone(company)).date()
-        # Today's slots still to come, then tomorrow's (evening sales).
-        slots = []
-        for day in (today, today + dt.timedelta(days=1)):
-            slots.extend(reservation.availability(channel, day)[1])
-        now = dt.datetime.now(dt.timezone.utc)
-        types = {}
-        for slot, prices in slots:
-            if slot.aware(slot.end_time) <= now or not prices:
-                continue
-            result['slots'].append({'id': slot.id,
-                    'date': slot.date.isoformat(),
-                    'start': slot.start_time.strftime('%H:%M'),
-                    'end': slot.end_time.strftime('%H:%M'),
-                    'left': slot.capacity - slot.booked})
-            for ttype, price in prices:
-                types.setdefault(ttype.code, {'code': ttype.code,
-                        'name': ttype.name, 'price': money(price),
-                        'real_name': ttype.real_name,
-                        'persons': ttype.persons})
-        # Names in the cashier's language (the catalogue keeps one).
-        TicketType = pool.get('scenic.ticket.type')
-        language = user.language.code if user.language else None
-        with Transaction().set_context(language=language):
-            names = {t.code: t.name for t in TicketType.search([
-                        ('company', '=', company.id),
-                        ('code', 'in', list(types))])}
-        for code, entry in types.items():
-            entry['name'] = names.get(code, entry['name'])
-        result['types'] = sorted(types.values(),
-            key=lambda t: (not t['code'].startswith('ADULT'), t['code']))
+        result['slots'], result['types'] = sellable(
+            session.point.scenic_channel,
+            user.language.code if user.language else None)
     return json_response(result)
 
 
@@ -314,10 +338,16 @@ def post_sell(request, user):
     if not isinstance(slot, int) or isinstance(slot, bool):
         raise refuse('invalid_request', "slot must be a slot id.",
             'slot')
+    code = data.get('payment_code')
+    if code is not None and (not isinstance(code, str)
+            or not code.isdigit() or not 10 <= len(code) <= 32):
+        raise refuse('invalid_request', "payment_code: the digits of the "
+            "visitor's payment code, as scanned.", 'payment_code')
     result = window.sell(session, slot, _items(data),
         methods[0], tendered=tendered,
         trade_number=data.get('trade_number') or None,
-        idempotency_key=f'counter-{session.id}-{key}')
+        idempotency_key=f'counter-{session.id}-{key}',
+        payment_code=code)
     order = Order(result['order_id'])
     if result['replay']:
         # The page lost the first answer: the same jobs, not a new print.
@@ -385,16 +415,76 @@ def post_reprint(request, user):
 
 @counter_endpoint('/pickup', ['POST'])
 def post_pickup(request, user):
+    """Today's paid orders of the ID card on the desk reader, or the order
+    of a reference with its contact phone (the visitor without the card:
+    the two factors a visitor holds, checked by the cashier); their
+    tickets printed."""
+    Order = Pool().get('scenic.order')
     data = json_body(request)
     session = _require_shift(user)
     number = data.get('id_number')
-    if not isinstance(number, str) or not number.strip():
-        raise refuse('invalid_request', "Read the visitor's ID card.",
-            'id_number')
-    today = dt.datetime.now(area_timezone(user.company)).date()
-    orders = window.find_by_id(user.company.id, number.strip(), today)
+    reference = data.get('reference')
+    if isinstance(reference, str) and reference.strip():
+        phone = data.get('phone')
+        phone = phone.replace(' ', '').replace('-', '') if isinstance(
+            phone, str) else ''
+        if not PHONE_RE.match(phone):
+            raise refuse('invalid_request',
+                "The order's contact phone is needed with its reference.",
+                'phone')
+        orders = Order.search([('company', '=', user.company.id),
+                ('reference', '=', reference.strip()),
+                ('contact_phone', '=', phone),
+                ('state', 'in', ['paid', 'partly_used'])])
+        if not orders:
+            raise refuse('not_found', "No paid order with this reference "
+                "and phone.", 'reference')
+    elif isinstance(number, str) and number.strip():
+        today = dt.datetime.now(area_timezone(user.company)).date()
+        orders = window.find_by_id(user.company.id, number.strip(), today)
+    else:
+        raise refuse('invalid_request', "Read the visitor's ID card, or "
+            "give the order reference and phone.", 'id_number')
     jobs = []
     for order in orders:
         jobs.extend(window.print_order(session, order))
     return json_response({'orders': [o.reference for o in orders],
             'jobs': jobs, 'printed': window.simulated_print(jobs)})
+
+
+@counter_endpoint('/statement', ['GET'], readonly=True)
+def get_statement(request, user):
+    """A wallet's settlement file for a past day (WeChat Pay's trade bill
+    CSV, Alipay's zip), as the provider serves it, for finance to import:
+    supervisors only. ?provider=wechat|alipay&date=YYYY-MM-DD"""
+    from scenic_ticket.providers import PROVIDERS
+
+    from .counter import is_supervisor
+    from .wallets import ProviderError
+    if not is_supervisor():
+        raise refuse('forbidden',
+            "Only a supervisor downloads the wallets' statements.")
+    name = request.args.get('provider', '')
+    provider = PROVIDERS.get(name)
+    inner = getattr(provider, 'inner', None)
+    if name not in WALLET_METHODS or not hasattr(inner, 'statement'):
+        raise refuse('invalid_request', "provider: a configured wallet "
+            f"({', '.join(WALLET_METHODS)}).", 'provider')
+    try:
+        day = dt.date.fromisoformat(request.args.get('date', ''))
+    except ValueError:
+        raise refuse('invalid_request', "date: YYYY-MM-DD.", 'date')
+    if day >= dt.datetime.now(area_timezone(user.company)).date():
+        raise refuse('invalid_request',
+            "A day's statement exists from the next day on.", 'date')
+    try:
+        content = inner.statement(day)
+    except (ProviderError, OSError) as error:
+        raise refuse('payment_failed', str(error))
+    suffix = 'zip' if name == 'alipay' else 'csv'
+    return Response(content, content_type=(
+            'application/zip' if suffix == 'zip'
+            else 'text/csv; charset=utf-8'), headers={
+            'Content-Disposition':
+            f'attachment; filename="{name}-{day.isoformat()}.{suffix}"',
+            'Cache-Control': 'no-store'})

@@ -1,7 +1,10 @@
-"""The counter page: one HTML shell and its two assets, served by trytond.
+"""The counter and kiosk pages: HTML shells and their assets, served by
+trytond.
 
     GET /<db>/scenic/counter                 the window's screen
-    GET /<db>/scenic/counter/static/<name>   counter.js, counter.css
+    GET /<db>/scenic/kiosk                   the self-service kiosk's screen
+    GET /<db>/scenic/counter/static/<name>   counter.js, counter.css,
+                                             kiosk.js, kiosk.css
 
 The page logs in with Tryton's own JSON-RPC login and then talks to the
 counter API (counter_api.py). Keyboard first: see static/counter.js.
@@ -20,6 +23,8 @@ STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
 ASSETS = {
     'counter.js': 'text/javascript; charset=utf-8',
     'counter.css': 'text/css; charset=utf-8',
+    'kiosk.js': 'text/javascript; charset=utf-8',
+    'kiosk.css': 'text/css; charset=utf-8',
     }
 # The page posts print jobs to the IoT box of the counter PC.
 CSP = PAGE_HEADERS['Content-Security-Policy'].replace(
@@ -59,6 +64,29 @@ def get_counter(request, database_name):
 </head><body data-db="{db}">
 <main id="app" aria-live="polite"><p>…</p></main>
 <script src="/{db}/scenic/counter/static/counter.js?v={versions['counter.js']}"></script>
+</body></html>"""
+    headers = dict(PAGE_HEADERS)
+    headers['Content-Security-Policy'] = CSP
+    return Response(page, content_type='text/html; charset=utf-8',
+        headers=headers)
+
+
+@app.route('/<database_name>/scenic/kiosk', methods=['GET'])
+def get_kiosk(request, database_name):
+    """The kiosk's touch screen. It reads its channel key (and, with
+    several kiosks on one channel, its sale point id) and its IoT box's
+    address from the kiosk PC's local storage, set once by the installer
+    on the page's setup screen."""
+    db = html.escape(database_name, quote=True)
+    versions = {n: _asset(n)[1] for n in ASSETS}
+    page = f"""<!DOCTYPE html>
+<html lang="zh-CN"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1, user-scalable=no">
+<title>自助售票 · Self-service tickets</title>
+<link rel="stylesheet" href="/{db}/scenic/counter/static/kiosk.css?v={versions['kiosk.css']}">
+</head><body data-db="{db}">
+<main id="app" aria-live="polite"><p>…</p></main>
+<script src="/{db}/scenic/counter/static/kiosk.js?v={versions['kiosk.js']}"></script>
 </body></html>"""
     headers = dict(PAGE_HEADERS)
     headers['Content-Security-Policy'] = CSP

@@ -15,18 +15,25 @@ from trytond.transaction import Transaction
 
 from scenic_ticket.errors import ApiError
 from scenic_ticket.providers import PaymentProvider
+from scenic_ticket.workflow import StateMachine, transition
 
 INTENT_KEY = 'scenic_payment_intent'    # context: the sale's key
 
 
-class ProviderIntent(ModelSQL, ModelView):
-    "A call to a payment provider, recorded before it is made."
+class ProviderIntent(StateMachine, ModelSQL, ModelView):
+    """A call to a payment provider, recorded before it is made.
+
+    A charge or refund goes pending -> done when the answer is back. A
+    QR shown on screen (native pay, operation 'native') stays pending with
+    the code URL as result until the provider's verified notification
+    moves it to paid (window.apply_notification)."""
     __name__ = 'scenic.counter.provider_intent'
     key = fields.Char("Key", required=True, readonly=True)
     provider = fields.Char("Provider", required=True, readonly=True)
     operation = fields.Selection([
             ('charge', "Charge"),
             ('refund', "Refund"),
+            ('native', "QR on Screen"),
             ], "Operation", required=True, readonly=True)
     reference = fields.Char("Reference", readonly=True,
         help="The order reference or the original trade number.")
@@ -34,9 +41,11 @@ class ProviderIntent(ModelSQL, ModelView):
     state = fields.Selection([
             ('pending', "Pending"),
             ('done', "Done"),
+            ('paid', "Paid"),
             ], "State", required=True, readonly=True)
     result = fields.Char("Result", readonly=True,
-        help="The provider's trade or refund number.")
+        help="The provider's trade or refund number; for a QR on screen "
+        "the code URL shown.")
 
     @classmethod
     def __setup__(cls):
@@ -47,6 +56,19 @@ class ProviderIntent(ModelSQL, ModelView):
                 'scenic_counter.msg_intent_unique'),
             ]
         cls._sql_indexes.add(Index(t, (t.key, Index.Equality())))
+        cls._transitions |= {
+            ('pending', 'done'),
+            ('pending', 'paid'),
+            }
+
+    @staticmethod
+    def default_state():
+        return 'pending'
+
+    @classmethod
+    @transition('paid')
+    def paid(cls, intents):
+        "The visitor paid the QR: the provider's notification verified."
 
 
 def _in_own_transaction(func):

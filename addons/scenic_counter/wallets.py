@@ -34,6 +34,8 @@ answers. `urllib_transport` is the real one.
 """
 import base64
 import datetime as dt
+import hashlib
+import hmac
 import json
 import secrets
 import time
@@ -343,6 +345,32 @@ class WeChatPay(WalletProvider):
                 f"WeChat Pay refused the QR order: {data.get('message')}.")
         return data['code_url']
 
+    # -- settlement ----------------------------------------------------
+    def statement(self, day):
+        """The day's trade bill (交易账单, CSV text as bytes) that finance
+        imports: asked for with a signed request, downloaded from WeChat
+        Pay's own host only and checked against the SHA1 it announced."""
+        status, data = self.request('GET', '/v3/bill/tradebill?bill_date='
+            f'{day.isoformat()}&bill_type=ALL')
+        if status != 200:
+            raise ProviderError(f"WeChat Pay has no bill for {day}: "
+                f"{data.get('message')}.")
+        url = data.get('download_url') or ''
+        if not url.startswith(self.base_url + '/'):
+            raise ProviderError("WeChat Pay's bill is not on its host.")
+        path = url[len(self.base_url):]
+        status, _, content = self.transport('GET', url, {
+                'Authorization': self.authorization('GET', path, ''),
+                'Accept': '*/*'}, b'')
+        if status != 200:
+            raise ProviderError(f"WeChat Pay's bill download failed "
+                f"({status}).")
+        if data.get('hash_type') != 'SHA1' or not hmac.compare_digest(
+                hashlib.sha1(content).hexdigest(),
+                str(data.get('hash_value', '')).lower()):
+            raise ProviderError("WeChat Pay's bill does not match its hash.")
+        return content
+
     def parse_notification(self, headers, body, now=None):
         """A verified payment notification: dict(out_trade_no, trade,
         amount (Decimal), paid) — ForgedNotification if not genuine."""
@@ -494,6 +522,26 @@ class Alipay(WalletProvider):
             raise PaymentDeclined(
                 f"Alipay refused the QR order: {data.get('sub_msg')}.")
         return data['qr_code']
+
+    # Where Alipay serves its bills (the answer's URL must be there).
+    bill_host = 'https://dwbillcenter.alipay.com/'
+
+    def statement(self, day):
+        """The day's trade bill (a zip of CSV files, as bytes): its URL
+        from a signed, verified answer, downloaded from Alipay's bill
+        host only."""
+        data = self.call('alipay.data.dataservice.bill.downloadurl.query',
+            {'bill_type': 'trade', 'bill_date': day.isoformat()})
+        if data.get('code') != '10000':
+            raise ProviderError(f"Alipay has no bill for {day}: "
+                f"{data.get('sub_msg') or data.get('msg')}.")
+        url = data.get('bill_download_url') or ''
+        if not url.startswith(self.bill_host):
+            raise ProviderError("Alipay's bill is not on its bill host.")
+        status, _, content = self.transport('GET', url, {}, b'')
+        if status != 200:
+            raise ProviderError(f"Alipay's bill download failed ({status}).")
+        return content
 
     def parse_notification(self, headers, body, now=None):
         "Form-encoded notification, verified RSA2 over the sorted pairs."

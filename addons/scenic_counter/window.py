@@ -7,13 +7,16 @@ sale for the books as a sale_point sale with one line per ticket type and
 a payment carrying shift, cashier, method and trade number.
 """
 import datetime as dt
+import hmac
+import json
 import secrets
 import threading
 from decimal import Decimal
 
 from scenic_ticket import reservation
 from scenic_ticket.errors import BookingError
-from scenic_ticket.providers import PROVIDERS, PaymentProvider, register
+from scenic_ticket.providers import (
+    PROVIDERS, PaymentProvider, SimulatedProvider, allowed, register)
 from scenic_ticket.reservation import BookingRequest, Item, Visitor
 
 from scenic_common import idnumber
@@ -52,6 +55,77 @@ class CollectedAtWindow(PaymentProvider):
 for _name in ('cash', 'unionpay'):
     if _name not in PROVIDERS:
         register(CollectedAtWindow(_name))
+
+
+class SimulatedWallet(SimulatedProvider):
+    """The demo's wallet (scenic_ticket's simulated provider, which still
+    approves a charge at once) with a QR on screen: the code URL opens the
+    simulated pay page (notify.py), whose notification carries the QR's
+    random token; it is genuine only if it matches the token recorded
+    with the QR (the intent), as a real wallet's signature must verify."""
+    pay_page = '/{database}/scenic/kiosk/simpay/{token}'
+
+    def charge(self, order_reference, amount, currency):
+        notified = Transaction().context.get('scenic_notified') or {}
+        if order_reference in notified:
+            return notified[order_reference]
+        return super().charge(order_reference, amount, currency)
+
+    def native_qr(self, order_reference, amount, currency):
+        return self.pay_page.format(database=Pool().database_name,
+            token=secrets.token_urlsafe(16))
+
+    def parse_notification(self, headers, body, now=None):
+        from .wallets import ForgedNotification
+        Intent = Pool().get('scenic.counter.provider_intent')
+        try:
+            data = json.loads(body)
+            reference, token = data['out_trade_no'], data['token']
+        except (ValueError, TypeError, KeyError):
+            raise ForgedNotification("Not a simulated wallet notification.")
+        if not isinstance(reference, str) or not isinstance(token, str):
+            raise ForgedNotification("Not a simulated wallet notification.")
+        intents = Intent.search([('provider', '=', self.name),
+                ('operation', '=', 'native'), ('reference', '=', reference)])
+        if not intents or not hmac.compare_digest(
+                intents[0].result.rsplit('/', 1)[-1], token):
+            raise ForgedNotification("The QR token does not match.")
+        return {'out_trade_no': reference, 'trade': f'SIM-QR-{token[:16]}',
+            'amount': intents[0].amount, 'paid': True}
+
+
+register(SimulatedWallet())
+
+
+def native_qr(order, provider_name):
+    """The code URL to show as a QR for the visitor to pay `order` with
+    `provider_name` (a wallet's native pay / precreate): made once per
+    order and recorded as an intent (the same QR again when asked again);
+    the payment arrives by the provider's notification."""
+    Intent = Pool().get('scenic.counter.provider_intent')
+    provider = PROVIDERS.get(provider_name)
+    inner = getattr(provider, 'inner', provider)
+    channel = order.channel.code if order.channel else None
+    if not hasattr(inner, 'native_qr') \
+            or provider_name not in allowed(channel):
+        raise CounterError('invalid_request', gettext(
+                'scenic_counter.msg_no_qr_provider', provider=provider_name))
+    if order.state != 'reserved':
+        raise CounterError('invalid_request', gettext(
+                'scenic_counter.msg_order_not_payable',
+                order=order.reference))
+    found = Intent.search([('provider', '=', provider_name),
+            ('operation', '=', 'native'),
+            ('reference', '=', order.reference)])
+    if found:
+        return found[0].result
+    code_url = inner.native_qr(order.reference, order.total,
+        order.currency.code)
+    Intent.create([{'key': f'native-{order.reference}',
+                'provider': provider_name, 'operation': 'native',
+                'reference': order.reference, 'amount': order.total,
+                'state': 'pending', 'result': code_url}])
+    return code_url
 
 
 def _read_key(value):
@@ -128,13 +202,24 @@ def apply_notification(provider_name, headers, body, now=None):
     if info['amount'] != order.total:
         raise CounterError('amount_mismatch',
             f"Notified {info['amount']}, the order is {order.total}.")
+    # A notification comes with no user: the order's area is the company
+    # (the payment's postings need it).
     with Transaction().set_context({
+                'company': order.company.id,
+                'companies': [order.company.id],
                 'scenic_notified': {order.reference: info['trade']},
                 INTENT_KEY: f"notify-{info['trade']}"}):
         before = len([p for p in order.payments if p.kind == 'payment'])
         order = reservation.pay(order.id, provider_name, order.total,
             now=now)
     after = len([p for p in order.payments if p.kind == 'payment'])
+    Intent = pool.get('scenic.counter.provider_intent')
+    qr = Intent.search([('provider', '=', provider_name),
+            ('operation', '=', 'native'),
+            ('reference', '=', order.reference),
+            ('state', '=', 'pending')])
+    if qr:
+        Intent.paid(qr)
     return order if after > before else None
 
 

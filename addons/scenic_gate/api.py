@@ -11,6 +11,7 @@ import logging
 import re
 from decimal import Decimal
 
+from scenic_common import protocol
 from scenic_ticket import web
 from scenic_ticket.dbtools import now_utc
 from scenic_ticket.errors import ApiError
@@ -188,8 +189,19 @@ def _parse_heartbeat(data):
             raise ApiError('invalid_request',
                 f"'errors' must be an integer from 0 to {MAX_COUNT}.",
                 f'{where}.errors')
+        paper = device.get('paper')
+        if paper is not None and paper not in protocol.PAPER_STATES:
+            raise ApiError('invalid_request', "'paper' must be one of "
+                f"{', '.join(protocol.PAPER_STATES)}.", f'{where}.paper')
+        last_error = device.get('last_error')
+        if last_error is not None and (not isinstance(last_error, str)
+                or len(last_error) > protocol.DEVICE_ERROR_LENGTH):
+            raise ApiError('invalid_request', "'last_error' must be a "
+                f"string of at most {protocol.DEVICE_ERROR_LENGTH} "
+                "characters.", f'{where}.last_error')
         parsed.append({'kind': device['kind'], 'name': name,
-                'ok': device.get('ok') is True, 'errors': errors})
+                'ok': device.get('ok') is True, 'errors': errors,
+                'paper': paper, 'last_error': last_error or None})
     return {
         'version': version,
         'outbox': count('outbox'),

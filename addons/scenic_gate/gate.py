@@ -36,6 +36,7 @@ DEVICE_KIND_LABELS = {
     'rfid_reader': "RFID Reader",
     'camera': "Camera",
     'kiosk': "Kiosk",
+    'printer': "Ticket Printer",
     }
 # The protocol's kinds (scenic_common.protocol), labelled.
 DEVICE_KINDS = [(k, DEVICE_KIND_LABELS[k]) for k in protocol.DEVICE_KINDS]
@@ -499,7 +500,11 @@ class Box(CompanyMixin, StateMachine, ModelSQL, ModelView):
                 'ok': bool(device.get('ok')),
                 'errors': device.get('errors') or 0,
                 'last_report': now,
+                'paper': device.get('paper'),
                 }
+            if device.get('last_error'):
+                # Kept until another error replaces it.
+                values['last_error'] = device['last_error']
             record = known.get((device['kind'], device['name']))
             if record:
                 Device.write([record], values)
@@ -520,6 +525,15 @@ class Device(ModelSQL, ModelView):
     ok = fields.Boolean("OK", readonly=True)
     errors = fields.Integer("Errors", readonly=True)
     last_report = fields.DateTime("Last Report", readonly=True)
+    paper = fields.Selection([
+            (None, ""),
+            ('ok', "OK"),
+            ('low', "Low"),
+            ('out', "Out"),
+            ], "Paper", readonly=True,
+        help="A ticket printer's paper (windows and kiosks).")
+    last_error = fields.Char("Last Error", readonly=True,
+        help="The device's last error as its box reported it.")
 
     @classmethod
     def __setup__(cls):

@@ -22,7 +22,8 @@ from dataclasses import replace
 from . import idnumber
 
 __all__ = [
-    'IN', 'OUT', 'BOTH', 'MEDIA', 'DEVICE_KINDS', 'BATCH_SIZE',
+    'IN', 'OUT', 'BOTH', 'MEDIA', 'DEVICE_KINDS', 'PAPER_STATES',
+    'DEVICE_ERROR_LENGTH', 'BATCH_SIZE',
     'ENTRY_MODES', 'entries_for', 'rule_id_for', 'record_use', 'merge_usage',
     'candidate_hashes']
 
@@ -35,7 +36,12 @@ BOTH = 'both'
 MEDIA = ('qr', 'id_card', 'rfid')
 # What a box reports in its heartbeat.
 DEVICE_KINDS = (
-    'turnstile', 'qr_reader', 'id_reader', 'rfid_reader', 'camera', 'kiosk')
+    'turnstile', 'qr_reader', 'id_reader', 'rfid_reader', 'camera', 'kiosk',
+    'printer')
+# A ticket printer's paper, as its heartbeat reports it.
+PAPER_STATES = ('ok', 'low', 'out')
+# The longest device error a heartbeat carries (the ERP's column).
+DEVICE_ERROR_LENGTH = 200
 # Scans in one upload (the ERP refuses more; the box sends at most this).
 BATCH_SIZE = 1000
 ENTRY_MODES = ('single', 'multiple', 'unlimited')

@@ -183,7 +183,7 @@ class BoxApp:
     def __init__(self, validator, store, gates, turnstile=None,
             sync=None, devices=None, photo_fetcher=None, name='',
             data_dir='.', api_token=None, staff_token=None,
-            allowed_origins=(), site=None):
+            allowed_origins=(), site=None, printer=None, idcard=None):
         self.validator = validator
         self.site = site
         self.store = store
@@ -198,6 +198,8 @@ class BoxApp:
         self.staff_token = staff_token
         self.allowed_origins = frozenset(o.rstrip('/').lower()
             for o in allowed_origins)
+        self.printer = printer          # a desk box's ticket printer
+        self.idcard = idcard            # a desk box's ID card reader
         self._turnstile_lock = threading.Lock()
         self._takes_direction = _accepts(turnstile, 'open_passages',
             'direction')
@@ -286,6 +288,51 @@ class BoxApp:
         site = self._site()
         return {'allotments': site.allotments(),
             'outbox': site.outbox_size(), **site.counts()}
+
+    def read_idcard(self):
+        """(200, {"card": {"name", "id_number"} | null}): the card on the
+        desk's reader now (the counter or kiosk page polls). The number
+        goes only to the page that asked (token and origin checked); it is
+        never logged or kept here."""
+        if self.idcard is None:
+            raise RequestError('This box has no desk ID card reader '
+                '([drivers.idcard] without a gate).', status=404,
+                code='no_device')
+        reader = getattr(self.idcard, 'reader', self.idcard)
+        try:
+            card = reader.read()
+        except Exception:
+            self.idcard.counters.add('read_errors')
+            logger.exception('ID card reader %s failed', self.idcard.name)
+            raise RequestError('The ID card reader failed.', status=503,
+                code='device_error') from None
+        if card is None:
+            return 200, {'card': None}
+        return 200, {'card': {'name': card.name,
+            'id_number': card.id_number}}
+
+    def print_jobs(self, body):
+        """(200, {"printed": n}) for {"jobs": [job, …]} (the ERP's print
+        jobs: tickets, receipts, reports), printed in order; a printer
+        error stops there and answers 409 with what was printed."""
+        from .drivers.printer import PrintError
+        if self.printer is None:
+            raise RequestError('This box has no printer ([drivers.printer]).',
+                status=404, code='no_device')
+        jobs = body.get('jobs') if isinstance(body, dict) else None
+        if not isinstance(jobs, list) or not jobs or len(jobs) > 100 \
+                or not all(isinstance(j, dict) for j in jobs):
+            raise RequestError('"jobs" must be a list of 1 to 100 print '
+                'jobs.', field='jobs')
+        printed = 0
+        for job in jobs:
+            try:
+                self.printer.print_job(job)
+            except PrintError as error:
+                return 409, {'printed': printed, 'error': {
+                    'code': 'printer_error', 'message': str(error)}}
+            printed += 1
+        return 200, {'printed': printed}
 
     def scan(self, body, role='device'):
         """(status, JSON) for a /scan body (already JSON-decoded); only
@@ -440,12 +487,47 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header('Content-Type', content_type)
         self.send_header('Content-Length', str(len(data)))
         self.send_header('Cache-Control', 'no-store')
+        self._cors_headers()
         self.end_headers()
         if self.command != 'HEAD':
             self.wfile.write(data)
 
     def _error(self, error):
         self._send(error.status, error.body())
+
+    def _cors_headers(self):
+        """A page of an allowed origin (the counter or kiosk page served by
+        the ERP, api.allowed_origins) may read the answer."""
+        origin = self.headers.get('Origin')
+        if not origin:
+            return
+        origin = origin.strip().rstrip('/')
+        if origin.lower() in self.app.allowed_origins:
+            self.send_header('Access-Control-Allow-Origin', origin)
+            self.send_header('Vary', 'Origin')
+
+    def do_OPTIONS(self):
+        """The browser's preflight (no token in it): allowed origins only."""
+        try:
+            origin = self.headers.get('Origin')
+            if not origin or origin.strip().rstrip('/').lower() \
+                    not in self.app.allowed_origins:
+                raise RequestError('Requests from this web origin are not '
+                    'allowed (api.allowed_origins).', status=403,
+                    code='forbidden_origin')
+            self.app.check_origin(origin, self.headers.get('Host'))
+        except RequestError as error:
+            self._error(error)
+            return
+        self.send_response(204)
+        self._cors_headers()
+        self.send_header('Access-Control-Allow-Methods', 'GET, POST')
+        self.send_header('Access-Control-Allow-Headers',
+            'Authorization, Content-Type')
+        self.send_header('Access-Control-Allow-Private-Network', 'true')
+        self.send_header('Access-Control-Max-Age', '600')
+        self.send_header('Content-Length', '0')
+        self.end_headers()
 
     def _guard(self, handler):
         try:
@@ -500,7 +582,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         def handle():
             path = urlsplit(self.path).path
-            if path not in ('/scan', '/site/sell'):
+            if path not in ('/scan', '/site/sell', '/print'):
                 raise RequestError('Not found.', status=404,
                     code='not_found')
             kind = (self.headers.get('Content-Type') or '').split(';')[0]
@@ -515,6 +597,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise RequestError('The body is not JSON.') from None
             if path == '/site/sell':
                 status, answer = self.app.sell(body, self.role)
+            elif path == '/print':
+                status, answer = self.app.print_jobs(body)
             else:
                 status, answer = self.app.scan(body, self.role)
             self._send(status, answer)
@@ -528,6 +612,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if path == '/site':
                 self._send(200, self.app.site_status())
+                return
+            if path == '/idcard':
+                self._send(*self.app.read_idcard())
                 return
             if path.startswith('/photos/'):
                 found = self.app.photo(path[len('/photos/'):])

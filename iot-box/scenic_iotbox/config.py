@@ -19,9 +19,11 @@ __all__ = ['ConfigError', 'Config', 'ErpConfig', 'GateConfig',
 DEFAULT_LISTEN = ('127.0.0.1', 8100)
 MIN_TOKEN = 16
 LOOPBACK_NAMES = ('localhost', 'localhost.localdomain')
-DRIVER_KINDS = ('turnstile', 'qr', 'rfid', 'idcard', 'biometric', 'camera')
+DRIVER_KINDS = ('turnstile', 'qr', 'rfid', 'idcard', 'biometric', 'camera',
+    'printer')
 DEFAULT_DRIVERS = {'turnstile': 'none', 'qr': 'none', 'rfid': 'none',
-    'idcard': 'none', 'biometric': 'none', 'camera': 'none'}
+    'idcard': 'none', 'biometric': 'none', 'camera': 'none',
+    'printer': 'none'}
 
 
 class ConfigError(ValueError):
@@ -248,10 +250,31 @@ def parse(data, base=Path('.'), path=None):
         raise ConfigError('api.allowed_origins', 'must be a list of web '
             'origins such as "https://staff.example.com".')
 
-    gates = data.get('gates')
-    if not isinstance(gates, list) or not gates:
+    drivers = {}
+    for kind, table in _table(data, 'drivers').items():
+        prefix = f'drivers.{kind}'
+        if kind not in DRIVER_KINDS:
+            raise ConfigError(prefix, 'unknown device kind (one of '
+                f'{", ".join(DRIVER_KINDS)}).')
+        if not isinstance(table, dict):
+            raise ConfigError(prefix, 'must be a table.')
+        driver = _str(table, prefix, 'driver', DEFAULT_DRIVERS[kind])
+        if not driver:
+            raise ConfigError(f'{prefix}.driver', 'must not be empty.')
+        options = {k: v for k, v in table.items() if k != 'driver'}
+        drivers[kind] = DriverConfig(kind, driver, options)
+
+    # A desk box (a ticket window's or a kiosk's PC: a printer, an ID
+    # card reader without a gate) serves no gate.
+    desk = drivers.get('printer', DriverConfig('printer', 'none')).driver \
+        != 'none' or (drivers.get('idcard') is not None
+            and drivers['idcard'].driver != 'none'
+            and not drivers['idcard'].options.get('gate'))
+    gates = data.get('gates', [] if desk else None)
+    if not isinstance(gates, list) or not (gates or desk):
         raise ConfigError('gates', 'list at least one gate: [[gates]] '
-            'code = "MAIN-IN".')
+            'code = "MAIN-IN" (a desk box: [drivers.printer] or '
+            '[drivers.idcard] without a gate).')
     gate_configs = []
     for i, gate in enumerate(gates):
         prefix = f'gates[{i}]'
@@ -269,20 +292,6 @@ def parse(data, base=Path('.'), path=None):
             raise ConfigError(f'{prefix}.code', f'gate {code!r} is listed '
                 'twice.')
         gate_configs.append(GateConfig(code, tuple(lanes)))
-
-    drivers = {}
-    for kind, table in _table(data, 'drivers').items():
-        prefix = f'drivers.{kind}'
-        if kind not in DRIVER_KINDS:
-            raise ConfigError(prefix, 'unknown device kind (one of '
-                f'{", ".join(DRIVER_KINDS)}).')
-        if not isinstance(table, dict):
-            raise ConfigError(prefix, 'must be a table.')
-        driver = _str(table, prefix, 'driver', DEFAULT_DRIVERS[kind])
-        if not driver:
-            raise ConfigError(f'{prefix}.driver', 'must not be empty.')
-        options = {k: v for k, v in table.items() if k != 'driver'}
-        drivers[kind] = DriverConfig(kind, driver, options)
 
     return Config(
         erp=erp_config, gates=tuple(gate_configs), name=name,

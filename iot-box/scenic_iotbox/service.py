@@ -46,10 +46,14 @@ class Devices:
     camera: object = None
     readers: list = field(default_factory=list)
     others: list = field(default_factory=list)
+    # A desk box's (window, kiosk): read and print on the page's request.
+    printer: object = None
+    desk_idcard: object = None
 
     def all(self):
         seen, result = set(), []
-        for device in [self.turnstile, self.camera, *self.readers,
+        for device in [self.turnstile, self.camera, self.printer,
+                self.desk_idcard, *self.readers,
                 *self.biometrics.values(), *self.others]:
             if device is not None and id(device) not in seen:
                 seen.add(id(device))
@@ -94,7 +98,7 @@ def build_devices(config):
     """Devices for ``config.drivers`` (see the module docstring)."""
     devices = Devices()
     for kind in ('turnstile', 'qr', 'rfid', 'idcard', 'biometric',
-            'camera'):
+            'camera', 'printer'):
         driver = config.driver(kind)
         if driver.driver == 'none':
             continue
@@ -122,6 +126,11 @@ def build_devices(config):
                 devices.biometrics.update(face=device, fingerprint=device)
         elif kind == 'camera':
             devices.camera = device
+        elif kind == 'printer':
+            devices.printer = device
+        elif kind == 'idcard' and getattr(device, 'gate', None) is None:
+            # No gate: the desk's reader, read when the page asks.
+            devices.desk_idcard = device
         else:
             devices.readers.append(device)
     return devices
@@ -155,7 +164,8 @@ class Service:
             devices=self.devices.status, photo_fetcher=self.client.fetch,
             name=config.name, data_dir=config.data_dir,
             api_token=config.api_token, staff_token=config.staff_token,
-            allowed_origins=config.allowed_origins, site=self.site)
+            allowed_origins=config.allowed_origins, site=self.site,
+            printer=self.devices.printer, idcard=self.devices.desk_idcard)
         self.server = None
         self._stopped = threading.Event()
 

@@ -49,7 +49,7 @@ HEARTBEAT_KINDS = {'turnstile': 'turnstile', 'qr': 'qr_reader',
     'qr_decoder': 'qr_reader', 'idcard': 'id_reader',
     'id_reader': 'id_reader', 'rfid': 'rfid_reader',
     'rfid_reader': 'rfid_reader', 'camera': 'camera', 'biometric': 'camera',
-    'kiosk': 'kiosk'}
+    'kiosk': 'kiosk', 'printer': 'printer'}
 MAX_ANSWER = 256 * 1024 * 1024
 GZIP_MIN_BODY = 1024
 
@@ -533,7 +533,8 @@ class SyncEngine:
 
 def heartbeat_devices(devices):
     """Device statuses in the heartbeat's shape: ``{"kind", "name", "ok",
-    "errors"}`` with the ERP's kinds; the drivers' details stay local
+    "errors"}`` with the ERP's kinds, a printer's ``paper`` and a device's
+    ``last_error`` when it has them; the drivers' other details stay local
     (GET /status)."""
     result = []
     for device in devices:
@@ -547,8 +548,14 @@ def heartbeat_devices(devices):
         if isinstance(errors, bool) or not isinstance(errors, int) \
                 or errors < 0:
             errors = 0
-        result.append({'kind': kind, 'name': name,
-            'ok': device.get('ok') is True, 'errors': errors})
+        entry = {'kind': kind, 'name': name,
+            'ok': device.get('ok') is True, 'errors': errors}
+        if device.get('paper') in protocol.PAPER_STATES:
+            entry['paper'] = device['paper']
+        error = device.get('last_error') or device.get('error')
+        if isinstance(error, str) and error:
+            entry['last_error'] = error[:protocol.DEVICE_ERROR_LENGTH]
+        result.append(entry)
     return result[:64]
 
 

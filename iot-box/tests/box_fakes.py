@@ -409,7 +409,8 @@ class _Handler(BaseHTTPRequestHandler):
             for i, device in enumerate(body.get('devices') or []):
                 # scenic_gate's DEVICE_KINDS
                 if device.get('kind') not in ('turnstile', 'qr_reader',
-                        'id_reader', 'rfid_reader', 'camera', 'kiosk'):
+                        'id_reader', 'rfid_reader', 'camera', 'kiosk',
+                        'printer'):
                     self._send(422, {'error': {'code': 'invalid_request',
                         'message': 'bad kind',
                         'field': f'devices[{i}].kind'}})

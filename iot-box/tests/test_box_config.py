@@ -73,7 +73,7 @@ def test_driver_options_pass_through():
     (minimal(box__sync_interval=-1), 'box.sync_interval'),
     (minimal(box__sync_interval=True), 'box.sync_interval'),
     (minimal(box__timezone='Mars/Olympus'), 'box.timezone'),
-    (minimal(drivers={'printer': {'driver': 'x'}}), 'drivers.printer'),
+    (minimal(drivers={'scale': {'driver': 'x'}}), 'drivers.scale'),
     (minimal(drivers={'turnstile': 'sim'}), 'drivers.turnstile'),
     (minimal(drivers={'turnstile': {'driver': ''}}),
         'drivers.turnstile.driver'),

@@ -10,6 +10,7 @@ the boxes make, at the slot's time).
 """
 import base64
 import datetime as dt
+import os
 import sqlite3
 from decimal import Decimal
 
@@ -106,3 +107,50 @@ def test_counter_sells_two_real_name_tickets(demo_server, make_browser,
         assert decision.opened, decision.message
         tickets.add(payload.ticket_id)
     assert len(tickets) == 2
+
+
+def test_counter_reads_the_id_card_through_the_box(demo_server,
+        make_browser):
+    """The desk reader on the counter PC's box (GET /idcard, token and
+    origin checked, the browser's preflight answered): one adult ticket
+    with 1, the card placed on the reader, Enter, Enter."""
+    from selenium.webdriver.common.keys import Keys
+
+    from scenic_iotbox.api import ApiServer, BoxApp
+    from scenic_iotbox.drivers.idcard import (
+        IDCardData, IDCardPoller, SimulatedIDCardReader)
+    from scenic_iotbox.drivers.printer import TicketPrinter
+    token = 'counter-box-token-0123456789'
+    reader = SimulatedIDCardReader()
+    printer = TicketPrinter.memory()
+    # A desk box: no gate, so neither validator nor store is used.
+    box = ApiServer(('127.0.0.1', 0), BoxApp(None, None, [],
+            api_token=token, allowed_origins=[demo_server.url],
+            printer=printer, idcard=IDCardPoller(reader)))
+    box.start()
+    number = make_resident_id('330106', dt.date(1983, 2, 14),
+        os.getpid() % 997 + 1)
+    driver = make_browser(lang='zh-CN', timeout=WAIT)
+    try:
+        driver.get(f'{demo_server.url}/{demo_server.database}/scenic/counter')
+        driver.execute_script(
+            "localStorage.setItem('scenic.counter.box', arguments[0]);"
+            "localStorage.setItem('scenic.counter.boxtoken', arguments[1]);",
+            box.url, token)
+        _keys(driver, '#login', 'cashier')
+        _keys(driver, '#password', 'cashier-demo', Keys.ENTER)
+        _wait(driver).until(lambda d: '成人票' in d.find_element(
+                'css selector', '#types').text)
+        _keys(driver, '#idcard', '1')
+        reader.place(IDCardData('张三', number))
+        _wait(driver).until(lambda d: number[-4:] in d.find_element(
+                'css selector', '#cart').text)
+        reader.take()
+        _keys(driver, '#idcard', Keys.ENTER)
+        _keys(driver, '#tendered', Keys.ENTER)
+        sold = _wait(driver).until(lambda d: d.find_element(
+                'css selector', '#last').text)
+        assert '1' in sold, sold
+    finally:
+        box.stop()
+    assert reader.counters['card_reads'] >= 1

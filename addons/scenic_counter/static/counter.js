@@ -1,11 +1,14 @@
 // The ticket window's screen. Keyboard first:
 //   1-9     add one ticket of the n-th type (real-name types then wait for
 //           the ID card: the desk reader types the number and Enter, like
-//           a keyboard wedge; a box on the counter PC does the same)
+//           a keyboard wedge; or the counter PC's box reads it: GET
+//           <box>/idcard, polled while an ID is awaited)
 //   Enter   with the ID field empty: go to payment; in payment: pay
 //           (cash tendered empty = exact amount)
 //   ↑ ↓     choose the time slot      F2 X report   F4 close the shift
-//   F8      open the drawer           F9 pickup by ID card   Esc  clear
+//   F8      open the drawer           F9 pickup (ID card, or reference
+//   F6      a wallet's statement         + phone)                Esc  clear
+//           (supervisors)
 // One adult ticket: 1, [ID read], Enter, Enter = 3 keystrokes + the read.
 'use strict';
 (function () {
@@ -18,9 +21,9 @@
       tendered: '实收', change: '找零', idcard: '请刷身份证',
       sold: '已售', receipt: '小票', printed: '已打印', close: '交班',
       counted: '清点', expected: '应有', difference: '差额',
-      pickup: '取票', empty: '空', lang: 'English', method: '付款方式',
-      trade: '交易号', pending: '待主管审批', closed: '已交班',
-      keys: '1-9 选票种 · Enter 收款 · F2 X报表 · F4 交班 · F8 钱箱 · F9 取票 · Esc 清空'},
+      statement: '下载对账单', date: '日期', provider: '支付机构', pickup: '取票', reference: '订单号', phone: '手机号', picked: '已取订单', empty: '空', lang: 'English', method: '付款方式',
+      trade: '交易号', paycode: '扫付款码', pending: '待主管审批', closed: '已交班',
+      keys: '1-9 选票种 · Enter 收款 · F2 X报表 · F4 交班 · F6 对账单 · F8 钱箱 · F9 取票 · Esc 清空'},
     en: {login: 'Log in', user: 'User', password: 'Password',
       open: 'Open shift', window: 'Window', float: 'Float',
       slots: 'Time slots', left: 'left', types: 'Ticket types',
@@ -28,15 +31,15 @@
       change: 'Change', idcard: 'Read the ID card', sold: 'Sold',
       receipt: 'Receipt', printed: 'Printed', close: 'Close shift',
       counted: 'Counted', expected: 'Expected', difference: 'Difference',
-      pickup: 'Pickup', empty: 'empty', lang: '中文', method: 'Method',
-      trade: 'Trade number', pending: 'Awaiting supervisor',
+      statement: 'Download statement', date: 'Date', provider: 'Wallet', pickup: 'Pickup', reference: 'Order reference', phone: 'Phone', picked: 'Orders picked up', empty: 'empty', lang: '中文', method: 'Method',
+      trade: 'Trade number', paycode: 'Scan payment code', pending: 'Awaiting supervisor',
       closed: 'Shift closed',
-      keys: '1-9 type · Enter pay · F2 X report · F4 close · F8 drawer · F9 pickup · Esc clear'},
+      keys: '1-9 type · Enter pay · F2 X report · F4 close · F6 statement · F8 drawer · F9 pickup · Esc clear'},
   };
   let lang = localStorage.getItem('scenic.counter.lang') || 'zh';
   let auth = sessionStorage.getItem('scenic.counter.auth');
   let state = null, slotIndex = 0, cart = [], mode = 'sell', methodIndex = 0;
-  let last = null, message = '', saleKey = newKey();
+  let last = null, picked = null, message = '', saleKey = newKey();
   const app = document.getElementById('app');
   const t = (k) => T[lang][k];
 
@@ -80,15 +83,42 @@
     try { state = await call('/state'); } catch (e) { message = e.message; }
     render();
   }
+  // The counter PC's IoT box (its local API; the page's origin is in the
+  // box's api.allowed_origins): scenic.counter.box = its address,
+  // scenic.counter.boxtoken = its api.token, set once in local storage.
+  function boxHeaders() {
+    return {'Authorization': 'Bearer ' + (localStorage.getItem('scenic.counter.boxtoken') || ''),
+      'Content-Type': 'application/json'};
+  }
   async function print(jobs) {
     // The counter PC's IoT box prints; without one the tickets are listed.
     const box = localStorage.getItem('scenic.counter.box');
     if (!box || !jobs.length) return jobs.length;
     const response = await fetch(box + '/print', {method: 'POST',
-      headers: {'Content-Type': 'application/json'},
-      body: JSON.stringify({jobs: jobs})});
-    return response.ok ? jobs.length : 0;
+      headers: boxHeaders(), body: JSON.stringify({jobs: jobs})});
+    return response.ok ? (await response.json()).printed : 0;
   }
+  // The desk ID reader through the box: polled while an ID is awaited; a
+  // card is taken once per presentation (the keyboard wedge still works).
+  let cardOnReader = null;
+  setInterval(async () => {
+    const box = localStorage.getItem('scenic.counter.box');
+    if (!box || !state || !state.shift || !(needsId() || mode === 'pickup')) return;
+    try {
+      const response = await fetch(box + '/idcard', {headers: boxHeaders()});
+      const read = await response.json();
+      const number = read.card ? read.card.id_number : null;
+      if (number && number !== cardOnReader) {
+        if (mode === 'pickup') {
+          const field = document.getElementById('pickup-id');
+          if (field) { field.value = number; field.form.requestSubmit(); }
+        } else {
+          readId(number, read.card.name);
+        }
+      }
+      cardOnReader = number;
+    } catch (e) { /* the box is down: the keyboard wedge remains */ }
+  }, 500);
   function total() {
     return cart.reduce((s, line) => s + Number(line.type.price) * Math.max(line.visitors.length, line.type.real_name ? 0 : 1), 0);
   }
@@ -104,13 +134,13 @@
     if (!type.real_name) line.visitors.push(null);
     mode = 'sell'; render();
   }
-  function readId(number) {
+  function readId(number, name) {
     const line = cart.find((l) => l.type.real_name && l.visitors.length < l.count);
     if (!line) return;
-    line.visitors.push({name: '', id_number: number.trim()});
+    line.visitors.push({name: name || '', id_number: number.trim()});
     render();
   }
-  async function pay(tendered, trade) {
+  async function pay(tendered, trade, paycode) {
     const method = state.methods[methodIndex];
     const items = cart.map((line) => line.type.real_name
       ? {ticket_type: line.type.code, visitors: line.visitors}
@@ -118,7 +148,8 @@
     try {
       const sale = await call('/sell', {slot: state.slots[slotIndex].id,
         items: items, method: method.id, tendered: tendered || null,
-        trade_number: trade || null, key: saleKey});
+        trade_number: trade || null, payment_code: paycode || undefined,
+        key: saleKey});
       // Printed by the window's printer (the demo's simulated one) or
       // sent to the counter PC's box.
       if (!sale.printed) sale.printed = await print(sale.jobs);
@@ -173,16 +204,56 @@
       const method = state.methods[methodIndex];
       const tendered = el('input', {id: 'tendered', inputmode: 'decimal'});
       const trade = el('input', {id: 'trade'});
+      // The handheld scanner types the visitor's payment code and Enter.
+      const paycode = el('input', {id: 'paycode', inputmode: 'numeric', autocomplete: 'off'});
+      const wallet = method.provider === 'wechat' || method.provider === 'alipay';
       const form = el('form', {id: 'pay-form', on: {submit: (e) => {
-        e.preventDefault(); pay(tendered.value, trade.value); }}},
+        e.preventDefault(); pay(tendered.value, trade.value, wallet ? paycode.value.trim() : null); }}},
         el('p', {}, t('method') + ': ', ...state.methods.map((m, i) => el('button', {type: 'button',
           class: i === methodIndex ? 'chosen' : '', on: {click: () => { methodIndex = i; render(); }}}, m.name))),
         method.provider === 'cash' ? el('label', {}, t('tendered'), tendered) : null,
         method.provider === 'unionpay' ? el('label', {}, t('trade'), trade) : null,
+        wallet ? el('label', {}, t('paycode'), paycode) : null,
         el('button', {type: 'submit', id: 'pay'}, t('pay')));
       parts.push(form);
-      focus = method.provider === 'unionpay' ? trade : tendered;
+      focus = method.provider === 'unionpay' ? trade : wallet ? paycode : tendered;
       if (method.provider === 'simulated') focus = form.querySelector('#pay');
+    } else if (mode === 'pickup') {
+      // F9: the ID card on the desk reader, or the reference and phone.
+      const id = el('input', {id: 'pickup-id', autocomplete: 'off'});
+      const reference = el('input', {id: 'pickup-ref', autocomplete: 'off'});
+      const phone = el('input', {id: 'pickup-phone', inputmode: 'tel', autocomplete: 'off'});
+      parts.push(el('form', {id: 'pickup-form', on: {submit: async (e) => {
+        e.preventDefault();
+        const body = id.value.trim() ? {id_number: id.value.trim()}
+          : {reference: reference.value.trim(), phone: phone.value.trim()};
+        try {
+          const r = await call('/pickup', body);
+          if (!r.printed) r.printed = await print(r.jobs);
+          picked = r; mode = 'sell'; message = '';
+        } catch (err) { message = err.message; }
+        render();
+      }}}, el('h2', {}, t('pickup')), el('label', {}, t('idcard'), id),
+        el('label', {}, t('reference'), reference), el('label', {}, t('phone'), phone),
+        el('button', {type: 'submit', id: 'pickup-go'}, t('pickup'))));
+      focus = id;
+    } else if (mode === 'statement') {
+      // F6 (supervisors): a wallet's settlement file for a past day.
+      const provider = el('select', {id: 'statement-provider'}, el('option', {value: 'wechat'}, 'WeChat Pay'),
+        el('option', {value: 'alipay'}, 'Alipay'));
+      const yesterday = new Date(Date.now() - 86400000).toISOString().slice(0, 10);
+      const date = el('input', {id: 'statement-date', type: 'date', value: yesterday});
+      parts.push(el('form', {id: 'statement-form', on: {submit: async (e) => {
+        e.preventDefault();
+        const response = await fetch(api + '/statement?provider=' + provider.value + '&date=' + date.value,
+          {headers: {'Authorization': 'Session ' + auth}});
+        if (!response.ok) { message = (await response.json()).error.message; render(); return; }
+        const link = el('a', {href: URL.createObjectURL(await response.blob()),
+          download: `${provider.value}-${date.value}.${provider.value === 'alipay' ? 'zip' : 'csv'}`});
+        link.click(); mode = 'sell'; message = ''; render();
+      }}}, el('h2', {}, t('statement')), el('label', {}, t('provider'), provider),
+        el('label', {}, t('date'), date), el('button', {type: 'submit'}, t('statement'))));
+      focus = date;
     } else if (mode === 'close') {
       const inputs = ['100', '50', '20', '10', '5', '1', '0.5', '0.1'].map((d) =>
         el('input', {'data-d': d, inputmode: 'numeric', size: '4'}));
@@ -217,6 +288,9 @@
         last.change != null ? el('strong', {id: 'change'}, ` ${t('change')} ${money(last.change)}`) : null,
         ` · ${t('printed')} ${last.printed}/${last.jobs.length}`));
     }
+    if (picked) {
+      parts.push(el('section', {id: 'picked'}, `${t('picked')} ${picked.orders.length} · ${t('printed')} ${picked.printed}/${picked.jobs.length}`));
+    }
     parts.push(el('p', {class: 'error', id: 'message'}, message), el('footer', {}, t('keys')));
     app.replaceChildren(...parts);
     if (focus) focus.focus();
@@ -234,6 +308,8 @@
     else if (e.key === 'ArrowDown' && mode === 'sell') { slotIndex = Math.min(state.slots.length - 1, slotIndex + 1); render(); }
     else if (e.key === 'F2') { e.preventDefault(); try { await print([await call('/report')]); } catch (err) { message = err.message; render(); } }
     else if (e.key === 'F4') { e.preventDefault(); mode = 'close'; render(); }
+    else if (e.key === 'F6') { e.preventDefault(); mode = 'statement'; render(); }
+    else if (e.key === 'F9') { e.preventDefault(); mode = 'pickup'; picked = null; render(); }
     else if (e.key === 'F8') { e.preventDefault(); try { await call('/drawer', {}); } catch (err) { message = err.message; render(); } }
     else if (mode === 'pay' && (e.key === 'ArrowLeft' || e.key === 'ArrowRight')) {
       methodIndex = (methodIndex + (e.key === 'ArrowRight' ? 1 : state.methods.length - 1)) % state.methods.length; render(); }

@@ -123,3 +123,135 @@ class CounterAPITestCase(RouteTestCase):
             kinds = sorted(e.kind for e in Event.search([]))
         self.assertEqual(kinds,
             ['close', 'drawer', 'open', 'print', 'sale'])
+
+    def test_payment_code_at_the_window(self):
+        "A scanned WeChat payment code pays the sale (micropay)"
+        from unittest import mock
+
+        from scenic_ticket.providers import PROVIDERS, register
+        from trytond import backend
+
+        from .. import intent
+        from ..intent import RecordedProvider
+        from .test_wallets import MERCHANT, FakeWeChat
+        gateway = FakeWeChat(MERCHANT)
+        previous = PROVIDERS.get('wechat')
+        register(RecordedProvider(gateway.adapter()))
+        self.addCleanup(lambda: register(previous) if previous
+            else PROVIDERS.pop('wechat', None))
+        if backend.name == 'sqlite':
+            patcher = mock.patch.object(intent, '_in_own_transaction',
+                lambda func: func())
+            patcher.start()
+            self.addCleanup(patcher.stop)
+        me = self.login('cashier2')
+        state = self.get('/state', me).json
+        if not state['shift']:
+            self.assertEqual(self.post('/shift', me, {
+                        'point': state['points'][1]['id'], 'float': '0'}
+                    ).status_code, 201)
+            state = self.get('/state', me).json
+        wechat, = [m for m in state['methods'] if m['provider'] == 'wechat']
+        body = {'slot': state['slots'][0]['id'], 'method': wechat['id'],
+            'key': uuid.uuid4().hex, 'items': [{'ticket_type': 'CHILD',
+                    'visitors': [person(9)]}]}
+        refused = self.post('/sell', me, dict(body, payment_code='12ab'))
+        self.assertEqual(refused.json['error']['field'], 'payment_code')
+        # The window's transaction starts again once holding the receipt
+        # sequence's lock; with SQLite's inline intents (above) the retry
+        # calls again (on PostgreSQL the intent is committed first and
+        # the retry reuses it: test_race).
+        gateway.script = {'/v3/pay/transactions/codepay': [
+                (200, {'trade_state': 'SUCCESS',
+                        'transaction_id': '4200002001'})] * 3}
+        sale = self.post('/sell', me, dict(body,
+                payment_code='134567890123456789'))
+        self.assertEqual(sale.status_code, 201, sale.get_data())
+        method, path, sent = gateway.calls[0]
+        self.assertEqual(path, '/v3/pay/transactions/codepay')
+        self.assertEqual(sent['payer']['auth_code'], '134567890123456789')
+        self.assertEqual(sale.json['total'], '50.00')
+
+    def test_pickup_by_reference_and_phone(self):
+        "An order picked up by reference and phone prints its tickets"
+        import datetime as dt
+
+        from scenic_ticket import reservation
+        from scenic_ticket.tests.tools import create_slot
+
+        from .. import window
+        from .tools import SHANGHAI
+        me = self.login('super1')
+        state = self.get('/state', me).json
+        if not state['shift']:
+            self.assertEqual(self.post('/shift', me, {
+                        'point': state['points'][0]['id'], 'float': '0'}
+                    ).status_code, 201, self.get('/state', me).get_data())
+            state = self.get('/state', me).json
+        with Transaction().start(DB_NAME, 0) as transaction:
+            Channel = Pool().get('scenic.channel')
+            channel, = Channel.search([('code', '=', 'office')])
+            with Transaction().set_context(company=channel.company.id):
+                # Its own slot (tomorrow): today's 3 places are sold by
+                # the other tests.
+                zone, = Pool().get('scenic.zone').search([])
+                slot = create_slot(channel.company, dt.datetime.now(
+                        SHANGHAI).date() + dt.timedelta(days=1), (0, 0),
+                    (23, 59), capacity=2, zone=zone)
+                order_id, _ = reservation.book(channel, window._request(
+                        slot.id, [{'ticket_type': 'CHILD',
+                                'visitors': [person(12)]}],
+                        contact_phone='13800138000'), 'pickup-by-ref-1')
+                order = reservation.pay(order_id, 'simulated',
+                    Pool().get('scenic.order')(order_id).total)
+                reference = order.reference
+            transaction.commit()
+        self.assertEqual(self.post('/pickup', me, {'reference': reference,
+                    'phone': '13900139000'}).json['error']['code'],
+            'not_found')
+        self.assertEqual(self.post('/pickup', me, {'reference': reference}
+                ).json['error']['field'], 'phone')
+        picked = self.post('/pickup', me, {'reference': reference,
+                'phone': '138 0013 8000'}).json
+        self.assertEqual(picked['orders'], [reference])
+        self.assertEqual(len(picked['jobs']), 1)
+
+    def test_wallet_statement_download(self):
+        "A supervisor downloads WeChat Pay's bill; a cashier cannot"
+        import datetime as dt
+        import hashlib
+        import json
+
+        from scenic_ticket.providers import PROVIDERS, register
+
+        from .. import wallets
+        from ..intent import RecordedProvider
+        from .test_wallets import MERCHANT, FakeWeChat
+        gateway = FakeWeChat(MERCHANT)
+        previous = PROVIDERS.get('wechat')
+        register(RecordedProvider(gateway.adapter()))
+        self.addCleanup(lambda: register(previous) if previous
+            else PROVIDERS.pop('wechat', None))
+        rows = '交易时间,商户订单号\n`2026-12-03 10:00:00,`O1'
+        text = json.dumps(rows).encode()
+        gateway.script = {
+            '/v3/bill/tradebill': [(200, {'hash_type': 'SHA1',
+                        'hash_value': hashlib.sha1(text).hexdigest(),
+                        'download_url': wallets.WeChatPay.base_url
+                        + '/v3/billdownload/file?token=T2'})],
+            '/v3/billdownload/file': [(200, rows)]}
+        yesterday = (dt.date.today() - dt.timedelta(days=2)).isoformat()
+        path = f'/statement?provider=wechat&date={yesterday}'
+        cashier = self.get(path, self.login('cashier1'))
+        self.assertEqual(cashier.json['error']['code'], 'forbidden')
+        supervisor = self.login('super1')
+        answer = self.get(path, supervisor)
+        self.assertEqual(answer.status_code, 200, answer.get_data())
+        self.assertEqual(answer.get_data(), text)
+        self.assertIn(f'wechat-{yesterday}.csv',
+            answer.headers['Content-Disposition'])
+        self.assertEqual(self.get('/statement?provider=cash&date='
+                f'{yesterday}', supervisor).json['error']['field'],
+            'provider')
+        self.assertEqual(self.get('/statement?provider=wechat&date=x',
+                supervisor).json['error']['field'], 'date')

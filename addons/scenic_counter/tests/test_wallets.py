@@ -5,6 +5,8 @@ generate, check the merchant's request signatures and sign their answers
 and notifications the way the providers document it.
 """
 import base64
+import datetime as dt
+import hashlib
 import json
 import os
 import time
@@ -263,11 +265,76 @@ class WeChatPayTestCase(unittest.TestCase):
             wallets.to_fen(Decimal('1.005'))
 
 
+class WeChatStatementTestCase(unittest.TestCase):
+    "The daily trade bill: downloaded, checked against its hash"
+
+    def setUp(self):
+        self.gateway = FakeWeChat(MERCHANT)
+        self.wechat = self.gateway.adapter()
+
+    def script(self, content, digest=None, url=None):
+        # FakeWeChat answers JSON text: the file is that text.
+        text = json.dumps(content).encode()
+        self.gateway.script = {
+            '/v3/bill/tradebill': [(200, {'hash_type': 'SHA1',
+                        'hash_value': digest or hashlib.sha1(text).hexdigest(),
+                        'download_url': url or (wallets.WeChatPay.base_url
+                            + '/v3/billdownload/file?token=T1')})],
+            '/v3/billdownload/file': [(200, content)]}
+        return text
+
+    def test_statement(self):
+        text = self.script('交易时间,公众账号ID\n`2026-12-03 10:00:00,wx')
+        self.assertEqual(self.wechat.statement(dt.date(2026, 12, 3)), text)
+        (_, path, _), (_, download, _) = self.gateway.calls
+        self.assertEqual(path, '/v3/bill/tradebill?bill_date=2026-12-03'
+            '&bill_type=ALL')
+        self.assertEqual(download, '/v3/billdownload/file?token=T1')
+
+    def test_statement_hash_mismatch(self):
+        self.script('rows', digest='0' * 40)
+        with self.assertRaises(wallets.ProviderError):
+            self.wechat.statement(dt.date(2026, 12, 3))
+
+    def test_statement_elsewhere_refused(self):
+        self.script('rows', url='https://evil.example/bill')
+        with self.assertRaises(wallets.ProviderError):
+            self.wechat.statement(dt.date(2026, 12, 3))
+        self.assertEqual(len(self.gateway.calls), 1)
+
+
 class AlipayTestCase(unittest.TestCase):
 
     def setUp(self):
         self.gateway = FakeAlipay(MERCHANT)
         self.alipay = self.gateway.adapter()
+
+    def test_statement(self):
+        "The bill's URL from a verified answer, fetched from the bill host"
+        downloads = []
+
+        def transport(method, url, headers, body):
+            if method == 'GET':
+                downloads.append(url)
+                return 200, {}, b'PK-zip-bytes'
+            return self.gateway(method, url, headers, body)
+        self.alipay.transport = transport
+        self.gateway.script = {
+            'alipay.data.dataservice.bill.downloadurl.query': [
+                {'code': '10000', 'bill_download_url':
+                    'https://dwbillcenter.alipay.com/downloadBillFile.resource'
+                    '?bizType=trade&fileId=F1'},
+                {'code': '10000', 'bill_download_url':
+                    'https://evil.example/bill.zip'},
+                {'code': '40004', 'sub_msg': 'bill not exist'}]}
+        self.assertEqual(self.alipay.statement(dt.date(2026, 12, 3)),
+            b'PK-zip-bytes')
+        self.assertEqual(self.gateway.calls[0][1],
+            {'bill_type': 'trade', 'bill_date': '2026-12-03'})
+        for _ in range(2):
+            with self.assertRaises(wallets.ProviderError):
+                self.alipay.statement(dt.date(2026, 12, 3))
+        self.assertEqual(len(downloads), 1)
 
     def test_micropay_synchronous(self):
         self.gateway.script = {'alipay.trade.pay': [

@@ -527,6 +527,43 @@ class GateAPITestCase(RouteTestCase):
                     data=raw, content_type='application/json',
                     headers=headers), 422, 'invalid_request', field)
 
+    def test_kiosk_printer_health(self):
+        "A kiosk's box reports its printer's paper and last error"
+        area = self.committed(build_area)
+        headers = self.enrolled_box(area)
+        box_id = int(headers['Authorization'].split()[1].split(':')[0])
+
+        def beat(**printer):
+            return self.client().post(self.url('/heartbeat'), json={
+                    'devices': [dict({'kind': 'printer', 'name': 'kiosk',
+                                'ok': True, 'errors': 0}, **printer),
+                        {'kind': 'id_reader', 'name': 'kiosk', 'ok': True,
+                            'errors': 0}]}, headers=headers)
+
+        def devices():
+            Box = Pool().get('scenic.gate.box')
+            box = Box(box_id)
+            return box.alarm, sorted((d.kind, d.ok, d.paper, d.last_error)
+                for d in box.devices)
+        self.assertEqual(beat(paper='low').status_code, 200)
+        self.assertEqual(self.read(devices), (None, [
+                    ('id_reader', True, None, None),
+                    ('printer', True, 'low', None)]))
+        beat(paper='out', ok=False, errors=1,
+            last_error='The printer is out of paper.')
+        self.assertEqual(self.read(devices), ('device', [
+                    ('id_reader', True, None, None),
+                    ('printer', False, 'out',
+                        'The printer is out of paper.')]))
+        # Paper back: the last error stays until another replaces it.
+        beat(paper='ok')
+        self.assertEqual(self.read(devices)[1][1],
+            ('printer', True, 'ok', 'The printer is out of paper.'))
+        self.assertError(beat(paper='plenty'), 422, 'invalid_request',
+            'devices[0].paper')
+        self.assertError(beat(last_error='x' * 201), 422,
+            'invalid_request', 'devices[0].last_error')
+
     # --- photos ------------------------------------------------------------
 
     def test_binding_photo(self):

@@ -222,6 +222,7 @@ class TicketPrinter(Device):
         self.paper = paper
         self.font = font
         self.jobs = []          # memory device: (job, bytes, image)
+        self.last_error = None  # reported in the heartbeat (kiosk health)
         self._lock = threading.Lock()
         self._seq = 0
 
@@ -245,11 +246,13 @@ class TicketPrinter(Device):
     def print_job(self, job):
         if self.paper == 'out':
             self.counters.add('paper_out')
-            raise PrintError('The printer is out of paper.')
+            self.last_error = 'The printer is out of paper.'
+            raise PrintError(self.last_error)
         try:
             image = render_job(job, self.width, self.font)
-        except PrintError:
+        except PrintError as error:
             self.counters.add('print_errors')
+            self.last_error = str(error)[:200]
             raise
         data = self.escpos_bytes(image)
         with self._lock:
@@ -274,6 +277,8 @@ class TicketPrinter(Device):
         result = super().status()
         result['paper'] = self.paper
         result['ok'] = result['ok'] and self.paper != 'out'
+        if self.last_error:
+            result['last_error'] = self.last_error
         return result
 
     def png_bytes(self, index=-1):
