@@ -8,18 +8,21 @@ import base64
 import datetime as dt
 import gzip
 import json
+import unittest
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from unittest import mock
 
 from scenic_common import ticketcode
 from scenic_ticket.tests.tools import configure_pii_key
 
+from trytond import backend
 from trytond.pool import Pool
 from trytond.tests.test_tryton import DB_NAME, RouteTestCase
 from trytond.transaction import Transaction
 
-from .tools import build_area, new_box, scan, slot_day
+from .tools import build_area, new_box, scan, sell, slot_day
 
 UTC = dt.timezone.utc
 
@@ -293,6 +296,57 @@ class SiteTestCase(RouteTestCase):
         self.assertEqual(self.slot_booked(area), before + 4)
         revoked = [r['ticket'] for r in self.sync(gate_headers)['revoked']]
         self.assertIn(sales[1]['ticket'], revoked)
+
+    @unittest.skipIf(backend.name != 'postgresql',
+        "concurrency is proven on PostgreSQL")
+    def test_concurrent_site_uploads_and_central_sales(self):
+        "One batch sent 4 times at once and a central rush: once, not oversold"
+        from scenic_ticket.dbtools import use_read_committed
+        from scenic_ticket.errors import BookingError
+        area = self.committed(build_area)
+        self.enterContext(slot_day(area))
+        box_id, token = self.committed(make_site, area)
+        headers = self.enrol(token)
+        before = self.slot_booked(area)
+        # 6 places for the site, 4 left for the central channels.
+        self.committed(allot, area, box_id, 6, capacity=before + 10)
+        self.committed(delegate, box_id)
+        site = self.sync(headers)['site']
+        batch = self.sales(site, area, 6)
+
+        def central(_):
+            with Transaction().start(DB_NAME, 1) as transaction:
+                use_read_committed()
+                try:
+                    sell(area, 'MULTI')
+                except BookingError as exc:
+                    return exc.code
+                transaction.commit()
+                return 'sold'
+
+        def upload(_):
+            return self.post_sales(headers, batch)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            uploads = [pool.submit(upload, n) for n in range(4)]
+            sold = list(pool.map(central, range(8)))
+            answers = [u.result() for u in uploads]
+        self.assertEqual(sorted(len(a['accepted']) for a in answers),
+            [0, 0, 0, 6])
+        self.assertEqual(sold.count('sold'), 4, sold)
+        self.assertEqual(self.slot_booked(area), before + 10)
+
+        def check():
+            Order = Pool().get('scenic.order')
+            Ticket = Pool().get('scenic.ticket')
+            self.assertEqual(Order.search([('channel.code', '=',
+                            f'SITE-{box_id}')], count=True), 6)
+            self.assertEqual(Ticket.search([('id', 'in',
+                            [s['ticket'] for s in batch]),
+                        ('state', '=', 'valid')], count=True), 6)
+            self.assertLessEqual(
+                Pool().get('scenic.time_slot')(area.slot).booked,
+                Pool().get('scenic.time_slot')(area.slot).capacity)
+        self.read(check)
 
     def upload_scans(self, headers, scans):
         response = self.client().post(self.url('/scans'),
