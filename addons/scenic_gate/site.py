@@ -24,7 +24,16 @@ account for:
 Sales come back with ``POST /sales`` (PROTOCOL.md): stored once by nonce,
 counted against the allotment; a sale the allotment cannot hold, outside
 the reserved ids or signed with another key is stored as a conflict,
-never dropped.
+never dropped. An accepted sale becomes, in the same transaction, a paid
+order of the site's channel (its own, code ``SITE-<box id>``) with its
+line, a `scenic.payment` of the method taken at the site's window, and
+its ticket: valid, with the reserved id and the very code the site signed
+(Ed25519 signatures are deterministic: the ERP signs the same payload
+with the delegated key and gets the same code). It is written by the
+booking path's `write_booking` with ``held=True``: the allotment already
+holds the places on the slot. A refund is the booking path's `cancel`:
+the place goes back to the slot's general pool (the site cannot sell it
+again: its ticket id is spent).
 """
 import base64
 import datetime as dt
@@ -36,10 +45,12 @@ from sql.aggregate import Count, Sum
 from scenic_common import ticketcode
 from scenic_ticket import reservation
 from scenic_ticket.area import CompanyMixin
-from scenic_ticket.dbtools import forget, lock, naive, now_utc
+from scenic_ticket.catalogue import Catalogue
+from scenic_ticket.dbtools import forget, insert, lock, naive, now_utc
 from scenic_ticket.errors import ApiError
 from scenic_ticket.slot import area_timezone
 from scenic_ticket.vault import pii_vault
+from scenic_ticket.workflow import sql_transition
 
 from trytond import backend
 from trytond.i18n import gettext
@@ -56,6 +67,28 @@ SALE_STATES = [
     ('conflict', "Conflict"),
     ]
 UTC = dt.timezone.utc
+# What a site's window takes (scenic_counter's window methods but the
+# simulated one); finance posts them as the box office's.
+SITE_METHODS = ('cash', 'unionpay')
+
+
+def window_entries(ticket_type):
+    "The entries a site signs into a code of this ticket type."
+    return getattr(ticket_type, 'entries_allowed', None) or 1
+
+
+def site_channel(box):
+    "The channel a site's sales are orders of: its own, made once."
+    Channel = Pool().get('scenic.channel')
+    code = f'SITE-{box.id}'
+    with Transaction().set_context(active_test=False):
+        channels = Channel.search([('company', '=', box.company.id),
+                ('code', '=', code)], limit=1)
+    if channels:
+        return channels[0]
+    channel, = Channel.create([{'company': box.company.id,
+                'name': box.name, 'code': code, 'kind': 'box_office'}])
+    return channel
 
 
 def reserve_ticket_ids(count):
@@ -260,6 +293,7 @@ class SiteAllotment(CompanyMixin, ModelSQL, ModelView):
                     'scenic_gate.msg_site_allotment_capacity',
                     slot=slot.rec_name, quota=quota))
         forget('scenic.time_slot')
+        site_channel(box)
         allotment, = cls.create([{
                     'company': slot.company.id, 'box': box.id,
                     'slot': slot.id, 'date': slot.date, 'quota': quota,
@@ -340,6 +374,9 @@ class SiteSale(CompanyMixin, ModelSQL, ModelView):
     amount = fields.Numeric("Amount", digits=(16, 2), required=True,
         readonly=True)
     payment = fields.Char("Payment", readonly=True)
+    order = fields.Many2One('scenic.order', "Order", readonly=True,
+        ondelete='RESTRICT',
+        help="The paid order an accepted sale became.")
     state = fields.Selection(SALE_STATES, "State", required=True,
         readonly=True)
     conflict = fields.Char("Conflict", readonly=True,
@@ -416,7 +453,7 @@ def site_section(box_id, company, now=None):
         prices.append({'ticket_type': ttype.id,
                 'price': str(ttype.base_price or Decimal(0)),
                 'persons': ttype.persons or 1,
-                'entries': getattr(ttype, 'entries_allowed', None) or 1})
+                'entries': window_entries(ttype)})
     return {'keys': keys, 'allotments': allotments, 'prices': prices}
 
 
@@ -505,8 +542,16 @@ def upload_sales(box_id, company, sales, through=None):
                 where=(sale_table.box == box_id)
                 & sale_table.nonce.in_(nonces[start:start + 500])))
         seen.update(n for n, in cursor)
-    keys = {k.key_id for k in SigningKey.search([
+    keys = {k.key_id: k for k in SigningKey.search([
                 ('delegated_to', '=', box_id)])}
+    Ticket = pool.get('scenic.ticket')
+    ticket_table = Ticket.__table__()
+    used_ids = set()
+    ticket_ids = sorted({s['ticket'] for s in sales})
+    for start in range(0, len(ticket_ids), 500):
+        cursor.execute(*ticket_table.select(ticket_table.id,
+                where=ticket_table.id.in_(ticket_ids[start:start + 500])))
+        used_ids.update(i for i, in cursor)
     slots = sorted({s['slot'] for s in sales})
     allotments = {}
     if slots:
@@ -538,9 +583,14 @@ def upload_sales(box_id, company, sales, through=None):
             reason = 'foreign_key'
         elif allotment['left'] < sale['persons']:
             reason = 'allotment_exhausted'
+        elif sale['ticket'] in used_ids:
+            reason = 'ticket_id_used'
+        elif (sale['payment'] or 'cash') not in SITE_METHODS:
+            reason = 'unknown_payment'
         else:
             allotment['left'] -= sale['persons']
             allotment['taken'] += sale['persons']
+            used_ids.add(sale['ticket'])
         if reason:
             conflicts.append({'nonce': sale['nonce'], 'reason': reason})
         else:
@@ -550,7 +600,8 @@ def upload_sales(box_id, company, sales, through=None):
                 naive(sale['at']), sale['slot'] if allotment else None,
                 sale['ticket_type'], sale['ticket'], sale['key_id'],
                 sale['persons'], sale['amount'], sale['payment'],
-                'conflict' if reason else 'accepted', reason, user, stamp])
+                'conflict' if reason else 'accepted', reason, user, stamp,
+                None if reason else sale])
     for allotment in sorted(allotments.values(), key=lambda a: a['id']):
         if allotment['taken']:
             cursor.execute(*allot_table.update(
@@ -573,6 +624,11 @@ def upload_sales(box_id, company, sales, through=None):
             if row[6] not in known:
                 raise _invalid(f"Ticket type {row[6]} is not a ticket type "
                     "of this area.", 'sales')
+        if any(row[-1] for row in rows):
+            orders = _write_orders(box, company, keys,
+                [row[-1] for row in rows if row[-1]])
+        for row in rows:
+            row[-1] = orders[row[-1]['nonce']] if row[-1] else None
         cursor.execute(*sale_table.insert(
                 [sale_table.company, sale_table.box, sale_table.allotment,
                     sale_table.nonce, sale_table.sold_at, sale_table.slot,
@@ -580,7 +636,7 @@ def upload_sales(box_id, company, sales, through=None):
                     sale_table.key_id, sale_table.persons,
                     sale_table.amount, sale_table.payment, sale_table.state,
                     sale_table.conflict, sale_table.create_uid,
-                    sale_table.create_date], rows))
+                    sale_table.create_date, sale_table.order], rows))
     if through is not None:
         through = naive(through)
         cursor.execute(*box_table.update(
@@ -591,6 +647,87 @@ def upload_sales(box_id, company, sales, through=None):
     forget('scenic.gate.site_allotment', 'scenic.gate.box')
     return {'accepted': accepted, 'duplicates': duplicates,
         'conflicts': conflicts}
+
+
+def _write_orders(box, company, keys, sales):
+    """Make each accepted sale a paid order of the site's channel, with
+    its line, payment and valid ticket (the reserved id, the site's code),
+    through the booking path's write step; return {nonce: order id}."""
+    pool = Pool()
+    Order = pool.get('scenic.order')
+    Ticket = pool.get('scenic.ticket')
+    TicketType = pool.get('scenic.ticket.type')
+    order_table = Order.__table__()
+    ticket_table = Ticket.__table__()
+    payment_table = pool.get('scenic.payment').__table__()
+    channel = site_channel(box)
+    catalogue = Catalogue(company.id)
+    infos = {t.id: t for t in catalogue.snapshot.types}
+    records = {t.id: t for t in TicketType.browse(
+            list({s['ticket_type'] for s in sales}))}
+    vault = pii_vault()
+    signers = {}
+    slots = {}
+    orders = {}
+    for sale in sales:
+        key_id = sale['key_id']
+        if key_id not in signers:
+            signers[key_id] = ticketcode.SigningKey.from_private_bytes(
+                key_id, base64.b64decode(vault.decrypt(
+                        keys[key_id].private_key_encrypted,
+                        purpose='signing')))
+        if sale['slot'] not in slots:
+            slots[sale['slot']] = catalogue.slot(sale['slot'])
+        slot = slots[sale['slot']]
+        info = infos[sale['ticket_type']]
+        entries = window_entries(records[sale['ticket_type']])
+        # As the box signs it: the slot's times to the second.
+        valid_from = slot.aware(slot.start_time).replace(microsecond=0)
+        valid_until = slot.aware(slot.end_time).replace(microsecond=0)
+        plan = reservation.BookingPlan(company=company.id,
+            channel=channel.id, slot=slot,
+            request=reservation.BookingRequest(slot=slot.id, items=[],
+                contact_name=box.name, contact_phone=None),
+            digest=None, currency=catalogue.snapshot.currency,
+            hold_minutes=0, total=sale['amount'])
+        plan.lines.append({'ticket_type': info.id, 'quantity': 1,
+                'persons': sale['persons'], 'unit_price': sale['amount'],
+                'amount': sale['amount'],
+                'price_explanation': f"Sold at site {box.name}"})
+        plan.tickets.append(reservation.PlannedTicket(line=0,
+                ticket_type=info, holder_hash=None, holder_masked=None,
+                valid_from=valid_from, valid_until=valid_until,
+                ticket_id=sale['ticket'], persons=sale['persons'],
+                entries=entries))
+        for scope, zone, maximum in catalogue.load_scopes(info):
+            plan.scope_persons[scope] += sale['persons']
+            plan.scope_info[scope] = (zone, maximum)
+        order_id = reservation.write_booking(plan, sale['nonce'],
+            now=sale['at'], held=True)
+        insert(payment_table, [{
+                    'company': company.id, 'order': order_id,
+                    'kind': 'payment',
+                    'provider': sale['payment'] or 'cash',
+                    'provider_reference':
+                        f"SITE-{box.id}-{sale['nonce']}",
+                    'amount': sale['amount'],
+                    'currency': catalogue.snapshot.currency,
+                    'date': naive(sale['at']),
+                    }])
+        code = ticketcode.encode(ticketcode.TicketPayload(
+                ticket_id=sale['ticket'], area_id=company.id,
+                ticket_type_id=info.id, valid_from=valid_from,
+                valid_until=valid_until, persons=sale['persons'],
+                entries=entries, key_id=key_id), signers[key_id])
+        sql_transition(Ticket, ticket_table, 'valid',
+            ticket_table.order == order_id,
+            [ticket_table.code, ticket_table.key_id], [code, key_id])
+        sql_transition(Order, order_table, 'paid',
+            order_table.id == order_id, [order_table.paid_at],
+            [naive(sale['at'])])
+        orders[sale['nonce']] = order_id
+    forget()
+    return orders
 
 
 def site_totals(box_id):

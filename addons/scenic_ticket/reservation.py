@@ -126,18 +126,21 @@ def _claim_slot(slot_id, persons):
     return cursor.rowcount == 1
 
 
-def _claim_daily(company, date, scope, zone, persons, maximum):
-    "Add persons to a day's counter unless it would pass the maximum."
+def _claim_daily(company, date, scope, zone, persons, maximum,
+        force=False):
+    """Add persons to a day's counter unless it would pass the maximum
+    (always, when `force`: a sale already made elsewhere is counted)."""
     table = sql_table('scenic.daily_load')
     cursor = db_cursor()
     where = ((table.company == company) & (table.date == date)
         & (table.scope == scope))
+    within = None if force else (table.booked + persons <= maximum)
 
     def claim():
         cursor.execute(*table.update(
                 [table.booked, table.maximum],
                 [table.booked + persons, maximum],
-                where=where & (table.booked + persons <= maximum)))
+                where=where & within if within is not None else where))
         return cursor.rowcount == 1
     # The counter exists but for the day's first booking: try it first, as
     # an insert would wait on whoever holds the row.
@@ -238,6 +241,12 @@ class PlannedTicket:
     holder_masked: str | None
     valid_from: dt.datetime
     valid_until: dt.datetime
+    # A site's sale (scenic_gate.site): the id reserved from the ticket
+    # sequence and signed into its code, and the persons and entries it
+    # signed; None takes a new id and the type's.
+    ticket_id: int | None = None
+    persons: int | None = None
+    entries: int | None = None
 
 
 @dataclass
@@ -382,7 +391,7 @@ def plan_booking(channel, request, now=None, catalogue=None):
     return plan
 
 
-def write_booking(plan, idempotency_key=None, now=None):
+def write_booking(plan, idempotency_key=None, now=None, held=False):
     """Write a BookingPlan as a held order; return the order id.
 
     The write step: inserts the order, its lines, visitors and tickets
@@ -391,6 +400,10 @@ def write_booking(plan, idempotency_key=None, now=None):
     conditional write; a claim that fails raises BookingError (`id_limit`,
     `sold_out`, `daily_limit`) and the caller's transaction must roll back.
     Run it under READ COMMITTED (dbtools.use_read_committed) on PostgreSQL.
+
+    `held`: the sale was made already from places held on the slot (a
+    remote site's allotment): the slot is not claimed again and the daily
+    counters count the persons without refusing them.
     """
     now = now or now_utc()
     company, slot = plan.company, plan.slot
@@ -414,7 +427,7 @@ def write_booking(plan, idempotency_key=None, now=None):
     line_ids = insert(line_table,
         [dict(line, order=order_id) for line in plan.lines])
     visitor_ids = _visitor_ids(company, plan.visitors)
-    insert(ticket_table, [{
+    insert(ticket_table, [dict({
                 'company': company, 'order': order_id,
                 'line': line_ids[t.line],
                 'ticket_type': t.ticket_type.id, 'slot': slot.id,
@@ -422,25 +435,27 @@ def write_booking(plan, idempotency_key=None, now=None):
                 'visitor': visitor_ids.get(t.holder_hash),
                 'holder_hash': t.holder_hash,
                 'holder_masked': t.holder_masked,
-                'persons': t.ticket_type.persons,
-                'entries_allowed': t.ticket_type.entries,
+                'persons': t.persons or t.ticket_type.persons,
+                'entries_allowed': (t.ticket_type.entries
+                    if t.entries is None else t.entries),
                 'valid_from': naive(t.valid_from),
                 'valid_until': naive(t.valid_until),
                 'state': 'reserved',
-                } for t in plan.tickets])
+                }, **({'id': t.ticket_id} if t.ticket_id else {}))
+            for t in plan.tickets])
 
     for id_hash, limit, field_ in sorted(plan.id_claims):
         if not _claim_id(company, slot.date, id_hash, limit):
             raise BookingError('id_limit',
                 "This ID already holds the most tickets allowed for that "
                 "day.", f'{field_}.id_number')
-    if not _claim_slot(slot.id, plan.persons):
+    if not held and not _claim_slot(slot.id, plan.persons):
         raise BookingError('sold_out',
             "Not enough places are left in this time slot.", 'slot')
     for scope in sorted(plan.scope_persons):
         zone, maximum = plan.scope_info[scope]
         if not _claim_daily(company, slot.date, scope, zone,
-                plan.scope_persons[scope], maximum):
+                plan.scope_persons[scope], maximum, force=held):
             raise BookingError('daily_limit',
                 "The daily maximum of visitors for that day is reached.",
                 'slot')

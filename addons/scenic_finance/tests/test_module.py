@@ -1,6 +1,7 @@
 import datetime as dt
 from decimal import Decimal
 from unittest import mock
+from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -93,6 +94,41 @@ class ScenicFinanceTestCase(CompanyTestMixin, ModuleTestCase):
             self.assertEqual(b['22210101'], D('12'))
             self.assertEqual(b['5001'], D('200'))
             self.assertEqual(b['2203'], D('0'))
+            self.assertMovesBalance(f.company)
+
+    @with_transaction()
+    def test_site_sales_post_as_window_cash(self):
+        "A remote site's uploaded sales post as the box office's cash"
+        from scenic_gate import site
+        f = finance_area()
+        pool = Pool()
+        Box = pool.get('scenic.gate.box')
+        Slot = pool.get('scenic.time_slot')
+        Allotment = pool.get('scenic.gate.site_allotment')
+        SigningKey = pool.get('scenic.signing_key')
+        with set_company(f.company):
+            box, = Box.create([{'company': f.company.id,
+                        'name': "Back Gate", 'site': True}])
+            allotment = Allotment.allot(box, Slot(f.area.slot), 3)
+            key = SigningKey.delegate(box)
+            ids = [i for first, last in site.parse_runs(allotment.ticket_ids)
+                for i in range(first, last + 1)]
+            yesterday = area_today(f.company) - dt.timedelta(1)
+            when = dt.datetime.combine(yesterday, dt.time(12),
+                ZoneInfo('Asia/Shanghai'))
+            sales = [{'nonce': f'site-sale-{i}', 'at': when,
+                    'slot': f.area.slot, 'ticket_type': f.area.adult,
+                    'ticket': ids[i], 'persons': 1, 'amount': D('106.00'),
+                    'payment': 'cash', 'key_id': key.key_id}
+                for i in range(2)]
+            answer = site.upload_sales(box.id, f.company, sales)
+            self.assertEqual(len(answer['accepted']), 2)
+            self.assertEqual(post(f.company, yesterday), [yesterday])
+            b = balances(f.company, ['1001', '2203', '22210101'])
+            # Cash at the site's window: 1001, deferred until the visit.
+            self.assertEqual(b['1001'], D('-212'))
+            self.assertEqual(b['2203'], D('200'))
+            self.assertEqual(b['22210101'], D('12'))
             self.assertMovesBalance(f.company)
 
     @with_transaction()

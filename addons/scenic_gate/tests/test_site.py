@@ -8,16 +8,21 @@ import base64
 import datetime as dt
 import gzip
 import json
+import unittest
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from unittest import mock
 
 from scenic_common import ticketcode
 from scenic_ticket.tests.tools import configure_pii_key
 
+from trytond import backend
 from trytond.pool import Pool
 from trytond.tests.test_tryton import DB_NAME, RouteTestCase
 from trytond.transaction import Transaction
 
-from .tools import build_area, new_box, slot_day
+from .tools import build_area, new_box, scan, sell, slot_day
 
 UTC = dt.timezone.utc
 
@@ -201,6 +206,153 @@ class SiteTestCase(RouteTestCase):
     def enrol_other(self, area):
         _, token = self.committed(new_box, area, "Another Gate")
         return self.enrol(token)
+
+    def test_site_sales_become_orders_and_tickets(self):
+        "Accepted site sales are paid orders with the site's tickets"
+        area = self.committed(build_area)
+        self.enterContext(slot_day(area))
+        box_id, token = self.committed(make_site, area)
+        headers = self.enrol(token)
+        before = self.slot_booked(area)
+        allotment_id = self.committed(allot, area, box_id, 5)
+        self.committed(delegate, box_id)
+        site = self.sync(headers)['site']
+        allotment = site['allotments'][0]
+        key = site['keys'][-1]
+        signer = ticketcode.SigningKey.from_private_bytes(key['key_id'],
+            base64.b64decode(key['private_key']))
+        sales = self.sales(site, area, 3)
+        sales[2]['persons'] = 2
+        # The codes as the box signs them (scenic_iotbox.site.sell).
+        price = {p['ticket_type']: p for p in site['prices']}[area.adult]
+        codes = {}
+        for sale in sales:
+            codes[sale['ticket']] = ticketcode.encode(
+                ticketcode.TicketPayload(ticket_id=sale['ticket'],
+                    area_id=area.company, ticket_type_id=area.adult,
+                    valid_from=dt.datetime.fromisoformat(
+                        allotment['start']).replace(microsecond=0),
+                    valid_until=dt.datetime.fromisoformat(
+                        allotment['end']).replace(microsecond=0),
+                    persons=sale['persons'], entries=price['entries'],
+                    key_id=key['key_id']), signer)
+        answer = self.post_sales(headers, sales)
+        self.assertEqual(len(answer['accepted']), 3)
+        # Re-sent: nothing is written twice.
+        again = self.post_sales(headers, sales)
+        self.assertEqual(len(again['duplicates']), 3)
+
+        def check_orders():
+            pool = Pool()
+            Ticket = pool.get('scenic.ticket')
+            Order = pool.get('scenic.order')
+            Sale = pool.get('scenic.gate.site_sale')
+            Allotment = pool.get('scenic.gate.site_allotment')
+            orders = Order.search([('channel.code', '=', f'SITE-{box_id}')])
+            self.assertEqual(len(orders), 3)
+            for sale in sales:
+                ticket = Ticket(sale['ticket'])
+                self.assertEqual(ticket.state, 'valid')
+                self.assertEqual(ticket.code, codes[sale['ticket']])
+                self.assertEqual(ticket.key_id, key['key_id'])
+                self.assertEqual(ticket.persons, sale['persons'])
+                order = ticket.order
+                self.assertEqual(order.state, 'paid')
+                self.assertEqual(order.total, Decimal('100.00'))
+                self.assertEqual(order.idempotency_key, sale['nonce'])
+                payment, = order.payments
+                self.assertEqual((payment.kind, payment.provider,
+                        payment.amount), ('payment', 'cash',
+                        Decimal('100.00')))
+                site_sale, = Sale.search([('nonce', '=', sale['nonce'])])
+                self.assertEqual(site_sale.order, order)
+            self.assertEqual(Allotment(allotment_id).sold, 4)
+        self.read(check_orders)
+        # The allotment held the places: the slot is not claimed again.
+        self.assertEqual(self.slot_booked(area), before + 5)
+
+        # Another gate's scan of a site ticket is an admission of a real
+        # ticket, not unknown_ticket.
+        gate_headers = self.enrol_other(area)
+        scans = [scan(area.gate_in, sales[0]['ticket'],
+                at=dt.datetime.now(UTC))]
+        answer = self.upload_scans(gate_headers, scans)
+        self.assertEqual(answer['conflicts'], [])
+        self.assertEqual(answer['accepted'], [scans[0]['nonce']])
+        self.assertEqual(self.read(lambda: Pool().get('scenic.ticket')(
+                    sales[0]['ticket']).state), 'used')
+
+        # A refund is the booking path's: the place goes back to the slot.
+        from scenic_ticket import reservation
+        from scenic_ticket.providers import PROVIDERS, SimulatedProvider
+        cash = PROVIDERS.get('cash') or type('Cash', (SimulatedProvider,),
+            {'name': 'cash', 'demo_only': False})()
+
+        def refund():
+            order = Pool().get('scenic.ticket')(sales[1]['ticket']).order
+            with mock.patch.dict(PROVIDERS, {'cash': cash}):
+                reservation.cancel(order.id, by_back_office=True)
+        self.committed(refund)
+        self.assertEqual(self.slot_booked(area), before + 4)
+        revoked = [r['ticket'] for r in self.sync(gate_headers)['revoked']]
+        self.assertIn(sales[1]['ticket'], revoked)
+
+    @unittest.skipIf(backend.name != 'postgresql',
+        "concurrency is proven on PostgreSQL")
+    def test_concurrent_site_uploads_and_central_sales(self):
+        "One batch sent 4 times at once and a central rush: once, not oversold"
+        from scenic_ticket.dbtools import use_read_committed
+        from scenic_ticket.errors import BookingError
+        area = self.committed(build_area)
+        self.enterContext(slot_day(area))
+        box_id, token = self.committed(make_site, area)
+        headers = self.enrol(token)
+        before = self.slot_booked(area)
+        # 6 places for the site, 4 left for the central channels.
+        self.committed(allot, area, box_id, 6, capacity=before + 10)
+        self.committed(delegate, box_id)
+        site = self.sync(headers)['site']
+        batch = self.sales(site, area, 6)
+
+        def central(_):
+            with Transaction().start(DB_NAME, 1) as transaction:
+                use_read_committed()
+                try:
+                    sell(area, 'MULTI')
+                except BookingError as exc:
+                    return exc.code
+                transaction.commit()
+                return 'sold'
+
+        def upload(_):
+            return self.post_sales(headers, batch)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            uploads = [pool.submit(upload, n) for n in range(4)]
+            sold = list(pool.map(central, range(8)))
+            answers = [u.result() for u in uploads]
+        self.assertEqual(sorted(len(a['accepted']) for a in answers),
+            [0, 0, 0, 6])
+        self.assertEqual(sold.count('sold'), 4, sold)
+        self.assertEqual(self.slot_booked(area), before + 10)
+
+        def check():
+            Order = Pool().get('scenic.order')
+            Ticket = Pool().get('scenic.ticket')
+            self.assertEqual(Order.search([('channel.code', '=',
+                            f'SITE-{box_id}')], count=True), 6)
+            self.assertEqual(Ticket.search([('id', 'in',
+                            [s['ticket'] for s in batch]),
+                        ('state', '=', 'valid')], count=True), 6)
+            self.assertLessEqual(
+                Pool().get('scenic.time_slot')(area.slot).booked,
+                Pool().get('scenic.time_slot')(area.slot).capacity)
+        self.read(check)
+
+    def upload_scans(self, headers, scans):
+        response = self.client().post(self.url('/scans'),
+            json={'scans': scans}, headers=headers)
+        self.assertEqual(response.status_code, 200, response.get_data())
+        return response.json
 
     def test_release_waits_for_the_site(self):
         "Unsold places go back at release time, once the site has synced"
