@@ -312,6 +312,8 @@ class Engine:
             if not key:
                 raise Delegate  # the area's first payment makes its key
             provider = providers.get_provider(provider_name, channel.code)
+            if not provider.engine_safe:
+                raise Delegate  # it records or calls out through Tryton
             charged = provider.charge(reference, amount, code)
             dbtools.insert(dbtools.table('scenic.payment'), [{
                         'company': company, 'order': order_id,

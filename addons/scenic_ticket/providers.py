@@ -34,6 +34,9 @@ class PaymentDeclined(Exception):
 
 class PaymentProvider:
     name = None
+    # charge() needs no Tryton transaction: the booking engine (engine.py)
+    # may call it on its own connection; others are paid on Tryton's route
+    engine_safe = False
 
     def charge(self, order_reference, amount, currency):
         "Take the amount; return the provider's reference of the payment."
@@ -48,6 +51,7 @@ class SimulatedProvider(PaymentProvider):
     "Approves every payment and refund at once, as a sandbox would."
     name = 'simulated'
     demo_only = True
+    engine_safe = True
 
     def charge(self, order_reference, amount, currency):
         return f'SIM-PAY-{secrets.token_hex(8)}'

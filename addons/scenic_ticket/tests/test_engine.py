@@ -162,6 +162,22 @@ class EngineBookingAPITestCase(test_booking.BookingAPITestCase):
         self.assertEqual(self.tryton.calls,
             [('POST', f"/{DB_NAME}/scenic/v1/orders/{booked['order']}/pay")])
 
+    def test_provider_needing_tryton_goes_to_tryton(self):
+        "A payment through a provider that is not engine-safe is Tryton's"
+        from ..providers import PROVIDERS
+        slot = self.day_slot()
+        booked = self.book(self.body(slot, [new_id()])).json
+        provider = PROVIDERS['simulated']
+        del self.tryton.calls[:]
+        provider.engine_safe = False
+        try:
+            paid = self.pay(booked)
+        finally:
+            del provider.engine_safe
+        self.assertEqual(paid.status_code, 200, paid.get_data())
+        self.assertEqual(self.tryton.calls,
+            [('POST', f"/{DB_NAME}/scenic/v1/orders/{booked['order']}/pay")])
+
     def test_unknown_key_and_other_routes(self):
         "A wrong key is refused by the engine; other routes reach Tryton"
         slot = self.day_slot()
