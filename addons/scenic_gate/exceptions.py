@@ -24,3 +24,7 @@ class BoxStateError(UserError):
 
 class DeletionError(UserError):
     pass
+
+
+class GateConfigurationError(UserError):
+    pass
