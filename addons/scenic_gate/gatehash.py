@@ -182,6 +182,24 @@ class GateHash(ModelSQL):
                 where=NotIn(table.generation, kept)))
 
 
+class Visitor(metaclass=PoolMeta):
+    __name__ = 'scenic.visitor'
+
+    @classmethod
+    def write(cls, *args):
+        """A corrected ID number drops the holder's gate hashes: the cron
+        derives them again, and the next sync sends the tickets anew."""
+        changed = [v.id for visitors, values in zip(args[::2], args[1::2])
+            if 'id_number' in values for v in visitors]
+        super().write(*args)
+        if changed:
+            table = Pool().get('scenic.gate.hash').__table__()
+            cursor = Transaction().connection.cursor()
+            for i in range(0, len(changed), 1000):
+                cursor.execute(*table.delete(
+                        where=table.visitor.in_(changed[i:i + 1000])))
+
+
 class Cron(metaclass=PoolMeta):
     __name__ = 'ir.cron'
 

@@ -633,6 +633,22 @@ class GateAPITestCase(RouteTestCase):
         self.assertEqual(synced['ticket'], ticket)
         self.assertEqual(synced['holder_hash'], expected(generation))
 
+        # A corrected ID number: its hash goes, the cron derives the new
+        # one and the next sync sends the ticket with it.
+        corrected = new_id()
+
+        def correct():
+            Ticket = Pool().get('scenic.ticket')
+            Visitor = Pool().get('scenic.visitor')
+            Visitor.write([Ticket(ticket).visitor], {'id_number': corrected})
+            return Pool().get('scenic.gate.hash').search([], count=True)
+        self.assertEqual(self.committed(correct), 0)
+        self.assertEqual(self.committed(fill_gate_hashes), 1)
+        id_type, number = self.read(holder)
+        self.assertEqual(number, corrected)
+        fixed, = self.sync(headers, later['watermark'])['tickets']
+        self.assertEqual(fixed['holder_hash'], expected(generation))
+
         # Rotation: the next generation is derived first, not sent yet.
         section = 'scenic_gate'
         if not config.has_section(section):
