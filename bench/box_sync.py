@@ -43,7 +43,6 @@ import signal
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from decimal import Decimal
@@ -72,10 +71,10 @@ PG_SETTINGS = dict(_measure.DURABLE_PG_SETTINGS)
 
 # Timeouts (seconds) of each phase, so that the run always ends by itself.
 TIMEOUT_ADMIN = 300
-TIMEOUT_LOAD_DEMO = 300
+TIMEOUT_LOAD_DEMO = 900
 TIMEOUT_DATA = 400
 TIMEOUT_HTTP = 120
-TIMEOUT_TOTAL = 900
+TIMEOUT_TOTAL = 2400
 
 # The bench's data (shares of the tickets and cards asked for).
 CARD_SHARE = 0.05
@@ -178,6 +177,26 @@ def _ids(cursor, table, count):
     cursor.execute(f"SELECT nextval('{table}_id_seq') "
         "FROM generate_series(1, %s)", (count,))
     return [r[0] for r in cursor.fetchall()]
+
+
+def erp_fill_hashes(conf, database):
+    """What the cron does within a minute of new sales: derive the missing
+    gate hashes (scenic.gate.hash.fill); returns count and CPU."""
+    from trytond import config as tconfig
+    tconfig.update_etc(str(conf))
+    from trytond.pool import Pool
+    from trytond.transaction import Transaction
+    Pool.start()
+    pool = Pool(database)
+    pool.init()
+    with Transaction().start(database, 0) as transaction:
+        t0, cpu0 = time.monotonic(), time.process_time()
+        derived = pool.get('scenic.gate.hash').fill()
+        transaction.commit()
+        cpu = time.process_time() - cpu0
+    return {'holders': derived, 'wall_s': round(time.monotonic() - t0, 2),
+        'cpu_s': round(cpu, 2), 'cpu_ms_per_holder': round(
+            1000 * cpu / derived, 1) if derived else None}
 
 
 def erp_setup(conf, params):
@@ -471,11 +490,42 @@ def _fill(pool, transaction, company, params, rng, timings):
             'binding_method', 'binding_ref', 'create_uid', 'create_date',
             'write_uid', 'write_date'], usage_rows)
     timings['insert_s'] = round(time.monotonic() - t0, 2)
+
+    # -- gate hashes (scenic_gate.gatehash), as the cron leaves them ---------
+    # The sync only reads stored hashes. Holders of today's single-entry
+    # tickets picked for ID-card scans get theirs from the cron's own
+    # derivation (scrypt, ~40 ms each: measured here); the others get rows
+    # of the same shape standing for what the cron derived earlier in the
+    # day (95 000 real derivations would cost the bench an hour of CPU).
+    t0 = time.monotonic()
+    single_today = [item for item in material['today'] if item['single']]
+    real = rng.sample(single_today, min(params['id_holders'],
+            len(single_today)))
+    real_visitors = set()
+    for item in real:
+        item['real_hash'] = True
+        real_visitors.add(visitors[item['visitor']][0])
+    window_visitors = sorted({row[7] for row in ticket_rows
+            if row[14] in ('valid', 'used')} - real_visitors)
+    created = _naive(now - dt.timedelta(hours=1))
+    _copy(cursor, 'scenic_gate_hash', ['company', 'visitor', 'generation',
+            'hash', 'create_uid', 'create_date'],
+        [(cid, visitor_id, 1, os.urandom(32).hex(), 0, created)
+            for visitor_id in window_visitors])
+    timings['gate_hash_rows_s'] = round(time.monotonic() - t0, 2)
+    GateHash = pool.get('scenic.gate.hash')
+    t0, cpu0 = time.monotonic(), time.process_time()
+    derived = GateHash.fill()
+    cpu = time.process_time() - cpu0
+    timings['gate_hash_fill'] = {'holders': derived,
+        'wall_s': round(time.monotonic() - t0, 2), 'cpu_s': round(cpu, 2),
+        'cpu_ms_per_holder': round(1000 * cpu / derived, 1)
+        if derived else None, 'stand_in_rows': len(window_visitors)}
     t0 = time.monotonic()
     transaction.commit()
     for table in ['scenic_visitor', 'scenic_order', 'scenic_order_line',
             'scenic_payment', 'scenic_ticket', 'scenic_card',
-            'scenic_ticket_usage']:
+            'scenic_ticket_usage', 'scenic_gate_hash']:
         cursor.execute(f'ANALYZE "{table}"')
     timings['commit_analyze_s'] = round(time.monotonic() - t0, 2)
     return {
@@ -497,26 +547,27 @@ def _fill(pool, transaction, company, params, rng, timings):
 # =============================================================================
 
 class Wire:
-    """Times and bytes of the box's HTTP calls: wraps urlopen (what
-    ErpClient calls), changing nothing of what goes over the wire."""
+    """Times and bytes of the box's HTTP calls: wraps the opener each
+    ErpClient sends through (``client.opener.open``, pinned-CA TLS or
+    plain http to loopback), changing nothing of what goes over the
+    wire."""
 
     def __init__(self):
-        self.original = urllib.request.urlopen
         self.last = None
 
-    def install(self):
-        urllib.request.urlopen = self.urlopen
+    def attach(self, client):
+        "Time every call `client` (an ErpClient) makes from now on."
+        original = client.opener.open
 
-    def uninstall(self):
-        urllib.request.urlopen = self.original
-
-    def urlopen(self, request, *args, **kwargs):
-        record = {'start': time.perf_counter(),
-            'sent': len(request.data or b'')}
-        response = self.original(request, *args, **kwargs)
-        record['headers'] = time.perf_counter()
-        self.last = record
-        return _Counted(response, record)
+        def open_(request, *args, **kwargs):
+            record = {'start': time.perf_counter(),
+                'sent': len(getattr(request, 'data', None) or b'')}
+            response = original(request, *args, **kwargs)
+            record['headers'] = time.perf_counter()
+            self.last = record
+            return _Counted(response, record)
+        client.opener.open = open_
+        return client
 
 
 class _Counted:
@@ -554,12 +605,12 @@ class TimedStore(Store):
             self.apply_s = time.perf_counter() - start
 
 
-def new_box(tmpdir, name, port):
+def new_box(tmpdir, name, port, wire):
     data = Path(tmpdir) / name
     data.mkdir()
     store = TimedStore(data / 'box.sqlite')
-    client = box_sync.ErpClient(f'http://127.0.0.1:{port}', DATABASE,
-        timeout=TIMEOUT_HTTP)
+    client = wire.attach(box_sync.ErpClient(f'http://127.0.0.1:{port}',
+        DATABASE, timeout=TIMEOUT_HTTP))
     client.credentials = store.credentials
     engine = box_sync.SyncEngine(store, client, name=name,
         hostname='bench')
@@ -572,6 +623,8 @@ def timed_sync(engine, wire):
     result = engine.sync()
     total = time.perf_counter() - start
     record = wire.last
+    if record is None or 'end' not in record:
+        raise BenchError("the box's HTTP call was not timed (Wire)")
     erp = record['headers'] - record['start']
     transfer = record['end'] - record['headers']
     apply_s = engine.store.apply_s
@@ -601,9 +654,12 @@ def erp_expected(uri, company, tz, now):
             tz))
     now_naive = _naive(now)
     queries = {
-        'tickets': ("SELECT count(*) FROM scenic_ticket WHERE company = %s "
-            "AND state IN ('valid', 'used') AND holder_hash IS NOT NULL "
-            "AND valid_from < %s AND valid_until > %s", (end, start)),
+        # with a stored gate hash of the current generation (1)
+        'tickets': ("SELECT count(*) FROM scenic_ticket t JOIN "
+            "scenic_gate_hash g ON g.visitor = t.visitor AND g.company = "
+            "t.company AND g.generation = 1 WHERE t.company = %s "
+            "AND t.state IN ('valid', 'used') AND t.holder_hash IS NOT NULL "
+            "AND t.valid_from < %s AND t.valid_until > %s", (end, start)),
         'cards': ("SELECT count(*) FROM scenic_card WHERE company = %s "
             "AND valid_until > %s", (now_naive - dt.timedelta(days=30),)),
         'keys': ("SELECT count(*) FROM scenic_signing_key "
@@ -718,9 +774,9 @@ def book_new_tickets(port, uri, count, day, rng):
 
 # --- scans -------------------------------------------------------------------
 
-# Entries by ID card (the rest by QR code).  Few: each one costs the box a
-# scan of its whole tickets table (see bench/README.md).
-ID_CARD_SHARE = 0.05
+# Entries by ID card (the rest by QR code): the holders whose gate hashes
+# the bench derives for real (--id-holders, spread over today's tickets);
+# each such scan costs the box one scrypt (~40 ms of CPU).
 SCAN_MIX = [    # kind, share, what the box must decide
     ('entry', 0.80, 'open'),        # today's tickets, some by ID card
     ('rescan', 0.06, 'deny'),       # the same ticket again: already_used
@@ -747,7 +803,7 @@ def plan_scans(material, tickets, count, tz, today, rng):
     for ticket in tickets[:shares['entry']]:
         at = dt.datetime.fromisoformat(ticket['valid_from']) + dt.timedelta(
             seconds=rng.uniform(0, 25 * 60))
-        if rng.random() < ID_CARD_SHARE:
+        if ticket.get('real_hash'):
             data, medium = bench_id(ticket['visitor']), 'id_card'
         else:
             data, medium = ticket['code'], 'qr'
@@ -934,9 +990,15 @@ def parse_args(argv):
         help="use this PostgreSQL server instead of a throwaway cluster "
         f"(database {DATABASE!r} is created and initialised if missing; "
         "it must not hold a previous run's data; for development)")
+    parser.add_argument('--id-holders', type=int, default=None,
+        help="holders whose gate hashes the ERP's cron derives for real "
+        "(scrypt) and who enter by ID card (default 400, 100 with "
+        "--quick); the others' stored hashes stand in for earlier runs")
     parser.add_argument('--seed', type=int, default=1)
     parser.add_argument('--erp-setup', nargs=2, metavar=('CONF', 'PARAMS'),
         help=argparse.SUPPRESS)
+    parser.add_argument('--erp-fill-hashes', nargs=2,
+        metavar=('CONF', 'OUT'), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     q = args.quick
     if args.tickets is None:
@@ -947,6 +1009,8 @@ def parse_args(argv):
         args.repeats = 2 if q else 3
     if args.new_tickets is None:
         args.new_tickets = 10 if q else 50
+    if args.id_holders is None:
+        args.id_holders = 100 if q else 400
     if args.tickets < 1000 or args.scans < 100 or args.repeats < 1:
         parser.error("at least 1000 tickets, 100 scans and 1 repeat")
     return args
@@ -954,6 +1018,10 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.erp_fill_hashes:
+        conf, out = args.erp_fill_hashes
+        Path(out).write_text(json.dumps(erp_fill_hashes(conf, DATABASE)))
+        return 0
     if args.erp_setup:
         conf, params = args.erp_setup
         params = Path(params)
@@ -994,6 +1062,7 @@ def main(argv=None):
         params.write_text(json.dumps({'database': DATABASE,
                     'tickets': args.tickets, 'seed': args.seed,
                     'boxes': args.repeats + 1,
+                    'id_holders': args.id_holders,
                     'processes': args.sign_processes}))
         _measure.run_step([sys.executable, __file__, '--erp-setup', conf,
                 params], _measure.setup_env(tmpdir),
@@ -1016,14 +1085,12 @@ def main(argv=None):
         meter = _measure.CPUMeter({'server': server.process.pid,
                 'postgres': _measure.postmaster_pid(uri, DATABASE)},
             own='box')
-        wire.install()
-        stack.callback(wire.uninstall)
         tokens = list(setup['tokens'])
         box_ids = list(setup['boxes'])
 
         # -- 1. full sync of fresh boxes -------------------------------------
         log("warm-up: one full sync (not measured)")
-        store, engine, _ = new_box(tmpdir, 'warm-up', server.port)
+        store, engine, _ = new_box(tmpdir, 'warm-up', server.port, wire)
         engine.enrol(tokens.pop())
         box_ids.pop()
         timed_sync(engine, wire)
@@ -1035,7 +1102,7 @@ def main(argv=None):
             with meter.measure() as cpu:
                 start = time.perf_counter()
                 store, engine, data_dir = new_box(tmpdir, f'box-{i + 1}',
-                    server.port)
+                    server.port, wire)
                 engine.enrol(tokens[i])
                 enrol_s = time.perf_counter() - start
                 part = timed_sync(engine, wire)
@@ -1095,6 +1162,11 @@ def main(argv=None):
         if len(new_ids) != args.new_tickets:
             failures.add('incremental_booked', f'{len(new_ids)} tickets '
                 f'of {args.new_tickets}')
+        out = Path(tmpdir) / 'fill.json'
+        _measure.run_step([sys.executable, __file__, '--erp-fill-hashes',
+                conf, out], _measure.setup_env(tmpdir),
+            "the cron's gate hashes of the new tickets", TIMEOUT_DATA, log)
+        cron_fill = json.loads(out.read_text())
         with meter.measure() as cpu:
             part = timed_sync(engine, wire)
         after = store.counts()
@@ -1112,7 +1184,7 @@ def main(argv=None):
             **{k: _r(v) if isinstance(v, float) else v
                 for k, v in part.items()},
             tickets_before=before['tickets'], tickets_after=after['tickets'],
-            missing=len(missing), cpu=_cpu(cpu))
+            missing=len(missing), cpu=_cpu(cpu), cron_fill=cron_fill)
         emit(lines['incremental'])
 
         # -- 3. scans decided by the box, then uploaded ----------------------

@@ -12,7 +12,7 @@ added (a demo loaded before scenic_gate gets them).
 
 --enrol-box enrols the demo's box (a new secret each time) and writes its
 credentials for `scenic-iotbox run` ({"box", "secret", "area",
-"lookup_key"}, mode 0600); nothing else is loaded then.
+"gate_generations"}, mode 0600); nothing else is loaded then.
 """
 import argparse
 import datetime as dt
@@ -360,7 +360,7 @@ def enrol_box(database, config_file, path):
     path for `scenic-iotbox run` (box.credentials)."""
     from proteus import config
     config.set_trytond(database=database, config_file=config_file)
-    from scenic_ticket.vault import lookup_key_b64
+    from scenic_gate.gatehash import generation_answer
     from trytond.pool import Pool
     from trytond.transaction import Transaction
     with Transaction().start(database, 0) as transaction:
@@ -372,7 +372,8 @@ def enrol_box(database, config_file, path):
         token, _ = boxes[0].new_enrolment_token()
         box, secret = Box.enrol(token, hostname=socket.gethostname())
         credentials = {'box': box.id, 'secret': secret,
-            'area': box.company.id, 'lookup_key': lookup_key_b64()}
+            'area': box.company.id,
+            'gate_generations': generation_answer(box.company.id)}
         transaction.commit()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -16,13 +16,13 @@ from scenic_ticket import web
 from scenic_ticket.dbtools import now_utc
 from scenic_ticket.errors import ApiError
 from scenic_ticket.slot import area_timezone
-from scenic_ticket.vault import lookup_key_b64
 from scenic_ticket.web import json_body, json_response
 
 from trytond.pool import Pool
 from trytond.protocols.wrappers import Response
 
 from . import site, sync, upload
+from .gatehash import generation_answer
 from .gate import DEVICE_KINDS
 
 
@@ -112,7 +112,7 @@ def post_enrol(request, box):
             'box': record.id,
             'secret': secret,
             'area': record.company.id,
-            'lookup_key': lookup_key_b64(),
+            'gate_generations': generation_answer(record.company.id),
             }, status=201)
 
 

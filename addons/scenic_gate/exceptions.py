@@ -28,3 +28,7 @@ class DeletionError(UserError):
 
 class SiteError(UserError):
     pass
+
+
+class GateConfigurationError(UserError):
+    pass

@@ -3,9 +3,10 @@
 Set-based SQL, no ORM: a fresh box of a busy area takes 100 000 tickets and
 cards in one answer.
 
-The watermark is `<ISO time>#<format>`: the time the answer was read, and
-the format of the snapshot (a box holding another format gets a full
-snapshot). Records are picked by their change time: `create_date`,
+The watermark is `<ISO time>#<format>.<generation>`: the time the answer
+was read, the format of the snapshot and the area's current gate-hash
+generation (a box holding another format or generation gets a full
+snapshot: after a rotation every ticket's hash is new). Records are picked by their change time: `create_date`,
 `write_date` and, for tickets, their order's `paid_at` and their
 `revoked_at` (the booking path writes those, not `write_date`). A writer
 that started before a sync and committed after it stamps its rows before
@@ -49,19 +50,19 @@ def max_age():
             'scenic_gate', 'sync_max_days', default=7))
 
 
-def make_watermark(now):
+def make_watermark(now, generation=1):
     return (f"{now.astimezone(UTC).isoformat(timespec='microseconds')}"
-        f"#{SYNC_FORMAT}")
+        f"#{SYNC_FORMAT}.{generation}")
 
 
-def parse_watermark(text, now):
+def parse_watermark(text, now, generation=1):
     """The aware time of a watermark, or None when a full snapshot is due:
     no watermark, an unknown one, one of another format, or too old."""
     if not text or not isinstance(text, str) or len(text) > 100:
         return None
     # A '+' sent unencoded in the query string arrives as a space.
     moment, _, version = text.replace(' ', '+').partition('#')
-    if version != str(SYNC_FORMAT):
+    if version != f'{SYNC_FORMAT}.{generation}':
         return None
     try:
         moment = dt.datetime.fromisoformat(moment)
@@ -161,14 +162,26 @@ def _day_start(day, tz):
     return naive(dt.datetime.combine(day, dt.time(), tz))
 
 
+def ticket_window(tz, now):
+    """(start, end), aware: today and tomorrow in the area, the tickets a
+    box can match to an ID card (and whose gate hashes are derived)."""
+    today = now.astimezone(tz).date()
+    start = dt.datetime.combine(today, dt.time(), tz)
+    end = dt.datetime.combine(today + dt.timedelta(days=2), dt.time(), tz)
+    return start, end
+
+
 class _Request:
     "What every list of a snapshot reads: the area, the clock, the cutoff."
 
     def __init__(self, company, since_text, database_name, now):
+        from .gatehash import live_generations
         self.now = now
         self.tz = area_timezone(company)
         self.iso = _Clock(self.tz)
-        self.since = parse_watermark(since_text, now)
+        self.generations = live_generations()
+        self.generation = self.generations[0][0]
+        self.since = parse_watermark(since_text, now, self.generation)
         self.full = self.since is None
         # Rows stamped after `cutoff` are sent (None: all of them).
         self.cutoff = None if self.full else naive(self.since - overlap())
@@ -187,12 +200,14 @@ class _Request:
 
 def snapshot(company, since_text, database_name, now=None):
     """The sync answer for the boxes of an area (a dict, ready for JSON)."""
+    from .gatehash import generation_answer
     r = _Request(company, since_text, database_name, now or now_utc())
     rules, rules_changed, default_rule = _rules(r)
     return {
-        'watermark': make_watermark(r.now),
+        'watermark': make_watermark(r.now, r.generation),
         'full': r.full,
         'area': {'id': r.cid, 'timezone': str(r.tz)},
+        'gate_generations': generation_answer(r.cid),
         'keys': _keys(r),
         'revoked': _revoked(r),
         'ticket_types': _ticket_types(r, bool(rules_changed), default_rule),
@@ -353,7 +368,6 @@ def _cards(r):
             condition=visitor.id == card.holder).select(
             card.number.as_('uid'), card.id.as_('card'),
             card.ticket_type.as_('ticket_type'), card.state.as_('state'),
-            card.holder_hash.as_('holder_hash'),
             visitor.id_masked.as_('holder_masked'),
             r.time(card.valid_from).as_('valid_from'),
             r.time(card.valid_until).as_('valid_until'),
@@ -363,12 +377,15 @@ def _cards(r):
 
 
 def _tickets(r):
-    "Real-name tickets of today and tomorrow, for 'ID card as ticket'."
+    """Real-name tickets of today and tomorrow, for 'ID card as ticket',
+    with their holder's stored gate hash of the current generation
+    (scenic_gate.gatehash): a ticket whose hash the cron has not derived
+    yet comes with a later sync, when it has."""
     pool = Pool()
     ticket = pool.get('scenic.ticket').__table__()
     order = pool.get('scenic.order').__table__()
-    window_start = _day_start(r.today, r.tz)
-    window_end = _day_start(r.today + dt.timedelta(days=2), r.tz)
+    stored = pool.get('scenic.gate.hash').__table__()
+    window_start, window_end = (naive(t) for t in ticket_window(r.tz, r.now))
     where = ((ticket.company == r.cid)
         & ticket.state.in_(['valid', 'used'])
         & (ticket.holder_hash != Null)
@@ -378,10 +395,14 @@ def _tickets(r):
         previous_end = _day_start(
             r.since.astimezone(r.tz).date() + dt.timedelta(days=2), r.tz)
         where &= (_changed(ticket, r.cutoff) | (order.paid_at > r.cutoff)
+            | (stored.create_date > r.cutoff)
             | (ticket.valid_from >= previous_end))
     return r.listing(ticket.join(
-            order, condition=order.id == ticket.order).select(
-            ticket.id.as_('ticket'), ticket.holder_hash.as_('holder_hash'),
+            order, condition=order.id == ticket.order).join(
+            stored, condition=(stored.visitor == ticket.visitor)
+            & (stored.company == r.cid)
+            & (stored.generation == r.generation)).select(
+            ticket.id.as_('ticket'), stored.hash.as_('holder_hash'),
             ticket.code.as_('code'),
             r.time(ticket.valid_from).as_('valid_from'),
             r.time(ticket.valid_until).as_('valid_until'),

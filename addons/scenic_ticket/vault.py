@@ -1,10 +1,10 @@
 """The key vault: one key from the configuration ([scenic] pii_key) from
 which the keys that encrypt ID numbers, channel API keys and signing keys
 are derived (one per purpose), and that keys the look-up hashes of ID
-numbers (boxes get that hashing key, which cannot decrypt anything), unless
-[scenic] pii_lookup_key does. Rotation: README "Keys and their rotation".
+numbers and the gate boxes' peppers, unless [scenic] pii_lookup_key does.
+No key derived here leaves the ERP: boxes get only per-area peppers
+(scenic_gate.gatehash). Rotation: README "Keys and their rotation".
 """
-import base64
 from functools import lru_cache
 
 from scenic_common.pii import DEMO_PII_KEY, PIIVault
@@ -94,13 +94,3 @@ def reencrypt_all(batch=500):
     for cache in Transaction().cache.values():     # records read before
         cache.clear()
     return counts
-
-
-def lookup_key():
-    """The 32-byte key of the look-up hashes: boxes match ID cards to
-    real-name tickets with it; it cannot decrypt."""
-    return pii_vault().lookup_key()
-
-
-def lookup_key_b64():
-    return base64.b64encode(lookup_key()).decode()

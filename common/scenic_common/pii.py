@@ -99,7 +99,7 @@ class PIIVault:
     still decrypt, with any purpose, until re-encrypted.
     """
 
-    __slots__ = ('_masters', '_lookup_key', '_code_key')
+    __slots__ = ('_masters', '_lookup_key', '_code_key', '_gate_key')
 
     def __init__(self, master_key, previous=(), lookup_master=None):
         masters = [_master_bytes(master_key)]
@@ -110,6 +110,8 @@ class PIIVault:
         self._lookup_key = _derive(lookup, b'scenic-pii lookup-hash v1')
         # never leaves the ERP (boxes get only the look-up key)
         self._code_key = _derive(lookup, b'scenic-pii code-holder v1')
+        # never leaves the ERP: the areas' gate peppers are derived from it
+        self._gate_key = _derive(lookup, b'scenic-gate secret v1')
 
     def __repr__(self):
         return '<PIIVault (keys hidden)>'
@@ -202,6 +204,11 @@ class PIIVault:
         """The raw key of the look-up hashes, for gate boxes: with it they
         match ID cards to tickets; it cannot decrypt anything."""
         return self._lookup_key
+
+    def gate_secret(self):
+        """The ERP-only secret the areas' gate-hash peppers are derived
+        from (``scenic_common.protocol.gate_pepper``)."""
+        return self._gate_key
 
     def lookup_hash(self, id_type, number):
         """Same document, same hash: usable in a UNIQUE constraint."""

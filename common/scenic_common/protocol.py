@@ -13,10 +13,16 @@ the ERP's re-check of the uploaded scan agree:
   several boxes serve one area);
 - ``merge_usage``: the box's usage merged with the ERP's view at sync;
 - ``candidate_hashes``: the look-up hashes of an ID number read at a gate,
-  under every document type it is valid for.
+  under every document type it is valid for;
+- ``gate_pepper``, ``gate_hash``, ``parse_generations``: the slow, salted
+  gate hashes of ID numbers (per area and generation) that boxes match
+  ID cards with (iot-box/PROTOCOL.md, "Threat model").
 
 Pure Python: no Tryton, no drivers, no clock.
 """
+import base64
+import hashlib
+import hmac
 from dataclasses import replace
 
 from . import idnumber
@@ -25,7 +31,8 @@ __all__ = [
     'IN', 'OUT', 'BOTH', 'MEDIA', 'DEVICE_KINDS', 'PAPER_STATES',
     'DEVICE_ERROR_LENGTH', 'BATCH_SIZE',
     'ENTRY_MODES', 'entries_for', 'rule_id_for', 'record_use', 'merge_usage',
-    'candidate_hashes']
+    'candidate_hashes', 'GATE_LOG2_N', 'gate_pepper', 'gate_hash',
+    'parse_generations', 'generation_answer', 'gate_hashes']
 
 # Directions of a scan; a gate may serve both.
 IN = 'in'
@@ -137,3 +144,80 @@ def candidate_hashes(lookup_hash, number, id_type=None):
             continue
         hashes.append(lookup_hash(kind, normalized))
     return hashes
+
+
+# scrypt cost of a gate hash (N = 2**GATE_LOG2_N, r = 8, p = 1, 32 bytes):
+# about 40 ms of CPU and 16 MiB per derivation, at the box (an ID-card
+# scan) and at the ERP (one per holder, area and generation), and for
+# whoever tests candidate ID numbers against a copied box store.
+GATE_LOG2_N = 14
+GATE_R = 8
+GATE_P = 1
+_GATE_MAXMEM = 64 * 1024 * 1024
+
+
+def gate_pepper(gate_secret, area, generation):
+    """An area's pepper for one generation (32 bytes): the scrypt salt of
+    its gate hashes. ``gate_secret`` never leaves the ERP; one pepper says
+    nothing about another area's or generation's."""
+    return hmac.new(gate_secret,
+        f'scenic-gate pepper v1 {int(area)} {int(generation)}'.encode(),
+        hashlib.sha256).digest()
+
+
+def gate_hash(pepper, id_type, number, log2_n=GATE_LOG2_N, r=GATE_R,
+        p=GATE_P):
+    """The gate hash of a document (hex): scrypt of "<type>:<normalised
+    number>" salted with the generation's pepper."""
+    if not isinstance(pepper, bytes) or len(pepper) < 16:
+        raise ValueError('the pepper must be raw bytes (32)')
+    if not 10 <= int(log2_n) <= 20:
+        raise ValueError('log2_n must be from 10 to 20')
+    message = f'{id_type}:{idnumber.normalize(id_type, number)}'
+    return hashlib.scrypt(message.encode('utf-8'), salt=pepper,
+        n=2 ** int(log2_n), r=int(r), p=int(p), maxmem=_GATE_MAXMEM,
+        dklen=32).hex()
+
+
+def generation_answer(gate_secret, area, generations):
+    """What enrolment and sync send of an area's live generations
+    (``[(generation, log2_n)]``, current first)."""
+    return [{'generation': gen, 'log2_n': log2_n, 'r': GATE_R,
+            'p': GATE_P, 'pepper': base64.b64encode(
+                gate_pepper(gate_secret, area, gen)).decode()}
+        for gen, log2_n in generations]
+
+
+def parse_generations(items):
+    """The live generations of an enrolment or sync answer, checked:
+    ``[{'generation', 'log2_n', 'r', 'p', 'pepper' (bytes)}]``, current
+    first. ValueError when malformed."""
+    if not isinstance(items, list) or not items or len(items) > 8:
+        raise ValueError('gate_generations must be a list of 1 to 8')
+    parsed = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise ValueError('a gate generation must be an object')
+        try:
+            gen = item['generation']
+            log2_n, r, p = item['log2_n'], item['r'], item['p']
+            pepper = base64.b64decode(item['pepper'], validate=True)
+        except (KeyError, TypeError, ValueError):
+            raise ValueError('a gate generation needs generation, '
+                'log2_n, r, p and a base64 pepper') from None
+        for value in (gen, log2_n, r, p):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError('gate generation numbers must be integers')
+        if not (gen >= 1 and 10 <= log2_n <= 20 and 1 <= r <= 32
+                and 1 <= p <= 4 and len(pepper) >= 16):
+            raise ValueError('gate generation out of range')
+        parsed.append({'generation': gen, 'log2_n': log2_n, 'r': r,
+                'p': p, 'pepper': pepper})
+    return parsed
+
+
+def gate_hashes(generation, number, id_type=None):
+    """``candidate_hashes`` under one parsed generation (the box's)."""
+    return candidate_hashes(lambda kind, normalized: gate_hash(
+            generation['pepper'], kind, normalized, generation['log2_n'],
+            generation['r'], generation['p']), number, id_type)

@@ -136,7 +136,7 @@ def test_rule_id_for():
 @given(st.dates(min_value=datetime(1930, 1, 1).date(),
         max_value=datetime(2020, 1, 1).date()), st.integers(0, 999))
 def test_candidate_hashes_erp_and_box(birth, sequence):
-    "The ERP (vault) and the box (look-up key only) hash a number alike"
+    "The ERP's look-up hashes and a hash function given its key agree"
     vault = pii.PIIVault('a-master-key-for-the-tests-0123456789abcdef')
     key = vault.lookup_key()
 
@@ -150,6 +150,24 @@ def test_candidate_hashes_erp_and_box(birth, sequence):
         idnumber.RESIDENT_ID) == [
         vault.lookup_hash(idnumber.RESIDENT_ID, number)]
     assert protocol.candidate_hashes(vault.lookup_hash, '@@@') == []
+
+
+def test_gate_hashes_are_salted_per_area_and_generation():
+    "Gate hashes: the ERP's gate secret, one pepper per area × generation"
+    vault = pii.PIIVault('a-master-key-for-the-tests-0123456789abcdef')
+    secret = vault.gate_secret()
+    assert secret != vault.lookup_key() and len(secret) == 32
+    number = idnumber.make_resident_id('110105', datetime(1980, 2, 3).date(),
+        5)
+    hashes = {protocol.gate_hash(protocol.gate_pepper(secret, area, gen),
+            idnumber.RESIDENT_ID, number, 10)
+        for area in (1, 2) for gen in (1, 2)}
+    assert len(hashes) == 4
+    generation, = protocol.parse_generations(
+        protocol.generation_answer(secret, 1, [(1, 10)]))
+    assert protocol.gate_hashes(generation, number.lower()) == [
+        protocol.gate_hash(protocol.gate_pepper(secret, 1, 1),
+            idnumber.RESIDENT_ID, number, 10)]
 
 
 def test_constants():

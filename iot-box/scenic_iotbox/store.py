@@ -1,20 +1,25 @@
 """The box's local SQLite store.
 
 One file (``<data_dir>/box.sqlite``, mode 0600: it holds the box secret and
-the ID look-up key), WAL journal, ``synchronous=FULL`` so that a committed
+the area's gate-hash peppers), WAL journal, ``synchronous=FULL`` so that a committed
 scan survives a power cut.  One connection and one lock: every write is a
 ``BEGIN IMMEDIATE`` transaction under the lock, so decisions are serialised
 (SQLite has one writer anyway; a decision plus its fsync takes a few ms).
 
 Tables
-    meta          key/value: watermark, area, timezone, last sync, revoked.
-    credentials   the box id, secret, area and ID look-up key (one row).
+    meta          key/value: watermark, area, timezone, last sync, revoked,
+                  gate_generations (the area's live gate-hash generations
+                  with their peppers, JSON, current first).
+    credentials   the box id, secret and area (one row; the old ID
+                  look-up key column stays empty).
     keys          trusted Ed25519 public keys (key_id, raw bytes, retired).
     revoked       revoked ticket ids.
     ticket_types, rules, zones, gates, cards
                   the ERP's synced data (zones.inside is the ERP's count).
-    tickets       today's and tomorrow's real-name tickets: holder_hash ->
-                  signed code, for "ID card as ticket".
+    tickets       today's and tomorrow's real-name tickets: holder_hash
+                  (the holder's gate hash, scrypt under the current
+                  generation's pepper) -> signed code, for "ID card as
+                  ticket".
     usage         per ticket or card (kind, ref): entries, last entry/exit,
                   inside, binding (ref, method, template and photo files).
     outbox        every scan, by nonce, with the JSON payload to upload, its
@@ -52,13 +57,16 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from scenic_common import gate as gatelib
 from scenic_common import protocol
+from scenic_common import protocol
 from scenic_common.ticketcode import revocation_message
 
 __all__ = ['Store', 'StoreError', 'ts', 'parse_ts', 'normalize_uid']
 
 # 2: the ``pending`` counters (rebuilt from the outbox when an older
 # store is opened)
-SCHEMA_VERSION = 2
+# 3: gate hashes (iot-box/PROTOCOL.md, "Threat model"): the ID look-up key
+# and every hash made with it are wiped; the next sync is a full one
+SCHEMA_VERSION = 3
 SYNCED_TABLES = ('keys', 'revoked', 'ticket_types', 'rules', 'zones',
     'gates', 'cards', 'tickets')
 
@@ -326,7 +334,19 @@ class Store:
                     >= SCHEMA_VERSION:
                 return
             self.rebuild_pending(conn)
+            self.wipe_lookup_hashes(conn)
             self.set_meta('schema_version', SCHEMA_VERSION, conn)
+
+    @staticmethod
+    def wipe_lookup_hashes(conn):
+        """Forget the ID look-up key of stores before gate hashes and all
+        that was hashed with it; ask for a full sync (gate hashes)."""
+        conn.execute('UPDATE credentials SET lookup_key = NULL')
+        conn.execute('DELETE FROM tickets')
+        conn.execute('UPDATE cards SET holder_hash = NULL')
+        conn.execute("UPDATE usage SET binding_ref = NULL "
+            "WHERE binding_ref LIKE 'id:%' AND binding_ref NOT LIKE 'id:g%'")
+        conn.execute("DELETE FROM meta WHERE key = 'watermark'")
 
     def rebuild_pending(self, conn):
         """Recount ``pending`` from the outbox (inside a transaction)."""
@@ -399,31 +419,48 @@ class Store:
     # --- credentials -----------------------------------------------------
 
     def credentials(self):
-        row = self.query_one('SELECT box, secret, area, lookup_key '
+        row = self.query_one('SELECT box, secret, area '
             'FROM credentials WHERE id = 1')
         if row is None:
             return None
         return {'box': row['box'], 'secret': row['secret'],
-            'area': row['area'],
-            'lookup_key': bytes(row['lookup_key'])
-            if row['lookup_key'] is not None else None}
+            'area': row['area']}
 
-    def save_credentials(self, box, secret, area, lookup_key, now):
-        """``lookup_key`` raw bytes or the enrolment's base64 text."""
-        if isinstance(lookup_key, str):
-            lookup_key = base64.b64decode(lookup_key, validate=True)
+    def save_credentials(self, box, secret, area, generations, now):
+        """``generations``: the enrolment's ``gate_generations``."""
+        parsed = protocol.parse_generations(generations)
         with self.transaction() as conn:
             conn.execute('DELETE FROM credentials')
             conn.execute('INSERT INTO credentials (id, box, secret, area, '
-                'lookup_key, enrolled_at) VALUES (1, ?, ?, ?, ?, ?)',
-                (int(box), str(secret), area, lookup_key, ts(now)))
+                'enrolled_at) VALUES (1, ?, ?, ?, ?)',
+                (int(box), str(secret), area, ts(now)))
             conn.execute("DELETE FROM meta WHERE key IN ('revoked', "
                 "'watermark')")
+            self._set_generations(conn, parsed)
             if area is not None:
                 conn.execute(
                     'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT '
                     '(key) DO UPDATE SET value = excluded.value',
                     ('area_id', str(area)))
+        self.generation += 1
+
+    def _set_generations(self, conn, parsed):
+        self.set_meta('gate_generations', json.dumps([dict(g,
+                    pepper=base64.b64encode(g['pepper']).decode())
+                for g in parsed]), conn)
+
+    def gate_generations(self):
+        """The area's live gate-hash generations, current first
+        (``protocol.parse_generations``'s shape); [] before enrolment."""
+        text = self.get_meta('gate_generations')
+        if not text:
+            return []
+        cached = getattr(self, '_generations_cache', None)
+        if cached is not None and cached[0] == text:
+            return cached[1]
+        parsed = protocol.parse_generations(json.loads(text))
+        self._generations_cache = (text, parsed)
+        return parsed
 
     def revoke_box(self):
         """The ERP revoked this box: forget everything synced and the
@@ -730,6 +767,8 @@ class Store:
                 self.set_meta('area_id', int(area['id']), conn)
             if area.get('timezone'):
                 self.set_meta('timezone', str(area['timezone']), conn)
+            if rows['generations'] is not None:
+                self._set_generations(conn, rows['generations'])
             self.set_meta('watermark', answer.get('watermark'), conn)
             self.set_meta('last_sync_at', ts(now), conn)
             if full:
@@ -966,5 +1005,8 @@ def _prepare(answer):
         if table == 'cards':
             values = [normalize_uid(v) for v in values]
         deletes.append((table, columns[table], values))
+    generations = answer.get('gate_generations')
+    if generations is not None:
+        generations = protocol.parse_generations(generations)
     return {'upserts': upserts, 'deletes': deletes, 'usage': usage,
-        'keys': keys}
+        'keys': keys, 'generations': generations}

@@ -191,7 +191,7 @@ class ErpClient:
     def enrol(self, token, name, hostname):
         answer = self.request('POST', '/enrol', {'token': token,
             'name': name, 'hostname': hostname}, auth=False)
-        for key in ('box', 'secret', 'lookup_key'):
+        for key in ('box', 'secret', 'gate_generations'):
             if key not in answer:
                 raise ErpRejected(f'Enrolment answer without "{key}".')
         return answer
@@ -264,7 +264,7 @@ class SyncEngine:
     def enrol(self, token):
         answer = self.client.enrol(token, self.name, self.hostname)
         self.store.save_credentials(answer['box'], answer['secret'],
-            answer.get('area'), answer['lookup_key'], self.clock())
+            answer.get('area'), answer['gate_generations'], self.clock())
         logger.info('Enrolled as box %s', answer['box'])
         return answer
 
@@ -274,7 +274,7 @@ class SyncEngine:
         if self.credentials_file and self.credentials_file.exists():
             data = json.loads(self.credentials_file.read_text())
             self.store.save_credentials(data['box'], data['secret'],
-                data.get('area'), data['lookup_key'], self.clock())
+                data.get('area'), data['gate_generations'], self.clock())
             return True
         if self.enrolment_token:
             token, self.enrolment_token = self.enrolment_token, None

@@ -167,6 +167,7 @@ class Validator:
         self._keyring_generation = None
         self._keyring_lock = threading.Lock()
         self.errors = 0
+        self._last_derivation = None    # ((generation, number, type), hashes)
 
     # --- cached synced data ----------------------------------------------
 
@@ -265,12 +266,11 @@ class Validator:
             return [_Candidate('card', card.id, card=card,
                 card_row=row)], None
         if medium == 'id_card':
-            credentials = self.store.credentials()
-            key = credentials and credentials.get('lookup_key')
-            if not key:
+            generations = self.store.gate_generations()
+            if not generations:
                 return [], self._deny(gatelib.NO_TICKET_TODAY, 'This box '
                     'is not enrolled: it cannot match ID cards.', direction)
-            hashes = idhash.candidate_hashes(key, request.data,
+            hashes = self._gate_hashes(generations[0], request.data,
                 request.id_type)
             if not hashes:
                 return [], self._deny(gatelib.MALFORMED,
@@ -333,7 +333,8 @@ class Validator:
                 return
             if method == 'id_card':
                 if id_number:
-                    ref = self._id_ref(id_number, request.id_type)
+                    ref = self._id_ref(id_number, request.id_type,
+                        under=usage.binding_ref)
                     candidate.binding_ok = ref is not None and (
                         ref == usage.binding_ref)
                     candidate.binding_info = {'method': method,
@@ -396,13 +397,34 @@ class Validator:
                 capture['template_path'] = path
         candidate.capture = capture
 
-    def _id_ref(self, number, id_type=None):
-        credentials = self.store.credentials()
-        key = credentials and credentials.get('lookup_key')
-        if not key:
+    def _gate_hashes(self, generation, number, id_type=None):
+        """Gate hashes of a read number under a generation; the last
+        derivation is kept for the same request's binding (one scrypt
+        for a look-up and its binding, not two)."""
+        key = (generation['generation'], number, id_type)
+        last = self._last_derivation
+        if last is not None and last[0] == key:
+            return last[1]
+        hashes = idhash.candidate_hashes(generation, number, id_type)
+        self._last_derivation = (key, hashes)
+        return hashes
+
+    def _id_ref(self, number, id_type=None, under=None):
+        """The ID-card binding reference of a read number: under the
+        current generation, or the generation of reference `under` (the
+        one to compare with), None when that generation is gone."""
+        generations = self.store.gate_generations()
+        if not generations:
             return None
-        hashes = idhash.candidate_hashes(key, number, id_type)
-        return f'id:{hashes[0]}' if hashes else None
+        generation = generations[0]
+        if under is not None:
+            wanted = idhash.ref_generation(under)
+            generation = next((g for g in generations
+                    if g['generation'] == wanted), None)
+            if generation is None:
+                return None
+        hashes = self._gate_hashes(generation, number, id_type)
+        return idhash.binding_ref(generation, hashes[0]) if hashes else None
 
     def _image(self, request, gate):
         if request.image:

@@ -12,14 +12,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
-from scenic_common import pii, ticketcode
+from scenic_common import pii, protocol, ticketcode
 from scenic_common.ticketcode import SigningKey, TicketPayload
 
 SHANGHAI = ZoneInfo('Asia/Shanghai')
 AREA = 1
 MASTER = 'fake-erp-pii-master-key-long-enough-0123456789'
 VAULT = pii.PIIVault(MASTER)
-LOOKUP_KEY = VAULT.lookup_key()
+# The area's gate-hash generations the ERP sends at enrolment and sync (a
+# cheap scrypt, N = 2**10, to keep the tests fast; the ERP's is 2**14).
+GENERATIONS = protocol.generation_answer(VAULT.gate_secret(), AREA, [(1, 10)])
+
+
+def gate_hash(number, id_type='resident_id', generation=None):
+    "The gate hash the ERP would send for a holder (current generation)."
+    generation = generation or GENERATIONS[0]
+    return protocol.gate_hash(base64.b64decode(generation['pepper']),
+        id_type, number, generation['log2_n'])
+
 KEY = SigningKey.generate(1)
 NOW = datetime(2026, 5, 1, 10, 0, tzinfo=SHANGHAI)
 SLOT_START = datetime(2026, 5, 1, 9, 0, tzinfo=SHANGHAI)
@@ -113,7 +123,8 @@ def demo_data():
 def full_answer(data=None, watermark=None):
     """A full sync answer of ``data`` (default: the demo's)."""
     answer = {'watermark': watermark or f'{iso(NOW)}#0', 'full': True,
-        'area': {'id': AREA, 'timezone': 'Asia/Shanghai'}}
+        'area': {'id': AREA, 'timezone': 'Asia/Shanghai'},
+        'gate_generations': GENERATIONS}
     for table, items in (data or demo_data()).items():
         answer[table] = [dict(i) for i in items]
     return answer
@@ -220,7 +231,8 @@ class FakeErp:
                 'usage': 'ticket', 'keys': 'key_id'}
             answer = {'watermark': f'{iso(NOW)}#{self.changes}',
                 'full': full, 'area': {'id': AREA,
-                    'timezone': 'Asia/Shanghai'}}
+                    'timezone': 'Asia/Shanghai'},
+                'gate_generations': GENERATIONS}
             for table, items in self.data.items():
                 key = keys.get(table, 'id')
                 if full:
@@ -364,7 +376,7 @@ class _Handler(BaseHTTPRequestHandler):
             secret = secrets.token_urlsafe(32)
             erp.boxes[box] = secret
             self._send(201, {'box': box, 'secret': secret, 'area': AREA,
-                'lookup_key': base64.b64encode(LOOKUP_KEY).decode()})
+                'gate_generations': GENERATIONS})
             return
         box = self._box()
         if box is None:

@@ -35,8 +35,8 @@ def store(tmp_path):
 @pytest.fixture
 def synced_store(store, clock):
     """A store enrolled and holding the fake ERP's demo data."""
-    from box_fakes import AREA, LOOKUP_KEY, full_answer
-    store.save_credentials(42, 'secret', AREA, LOOKUP_KEY, clock())
+    from box_fakes import AREA, GENERATIONS, full_answer
+    store.save_credentials(42, 'secret', AREA, GENERATIONS, clock())
     store.apply_sync(full_answer(), clock())
     return store
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from box_fakes import AREA, LOOKUP_KEY, NOW, Clock, full_answer, sign
+from box_fakes import AREA, GENERATIONS, NOW, Clock, full_answer, sign
 from scenic_iotbox.store import Store
 from scenic_iotbox.validator import ScanRequest, Validator
 
@@ -51,7 +51,7 @@ def assert_exact(store):
 
 def synced(path, clock):
     store = Store(path)
-    store.save_credentials(42, 'secret', AREA, LOOKUP_KEY, clock())
+    store.save_credentials(42, 'secret', AREA, GENERATIONS, clock())
     store.apply_sync(full_answer(), clock())
     return store
 
@@ -252,7 +252,7 @@ def test_store_of_schema_1_is_recounted_at_open(tmp_path, clock):
     conn.close()
     store = Store(path)
     try:
-        assert store.get_meta('schema_version') == '2'
+        assert store.get_meta('schema_version') == '3'
         assert counters(store) == recount(store) == {('zone', ZONE): 5,
             ('card', COUNT_CARD): 1}
         assert store.zone_load(ZONE).inside == 1234 + 5

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from box_fakes import (
-    AREA, LOOKUP_KEY, NOW, SHANGHAI, demo_data, full_answer, iso)
+    AREA, GENERATIONS, NOW, SHANGHAI, demo_data, full_answer, iso)
 from scenic_common.gate import Usage
 from scenic_iotbox.store import Store, StoreError, normalize_uid, ts
 
@@ -22,11 +22,20 @@ def test_pragmas_and_file_mode(store):
 def test_credentials_round_trip(store, clock):
     assert store.credentials() is None
     import base64
-    store.save_credentials(42, 's3cret', AREA,
-        base64.b64encode(LOOKUP_KEY).decode(), clock())
+    store.save_credentials(42, 's3cret', AREA, GENERATIONS, clock())
     assert store.credentials() == {'box': 42, 'secret': 's3cret',
-        'area': AREA, 'lookup_key': LOOKUP_KEY}
+        'area': AREA}
+    generation, = store.gate_generations()
+    assert generation['pepper'] == base64.b64decode(
+        GENERATIONS[0]['pepper'])
+    assert (generation['generation'], generation['log2_n']) == (1, 10)
     assert store.get_meta('area_id') == '1'
+    # malformed generations are refused, whole
+    for bad in [[], [{'generation': 1}], 'x', [dict(GENERATIONS[0],
+            pepper='@@')], [dict(GENERATIONS[0], log2_n=40)]]:
+        with pytest.raises(ValueError):
+            store.save_credentials(43, 'x', AREA, bad, clock())
+    assert store.credentials()['box'] == 42
 
 
 def test_full_sync_round_trip(store, clock):
@@ -262,3 +271,45 @@ def test_holder_lookup_uses_the_index(store, clock):
     found = store.tickets_for_holder([f'{1:064X}'],
         clock() - timedelta(hours=1), clock() + timedelta(hours=1))
     assert found == [(41, 'SC1:1')]
+
+
+def test_store_of_schema_2_forgets_the_lookup_key(tmp_path, clock):
+    """A store of before gate hashes: the ID look-up key and every hash
+    made with it are wiped at open, and the next sync is a full one."""
+    import sqlite3
+
+    from scenic_common import pii
+    path = tmp_path / 'old.sqlite'
+    store = Store(path)
+    store.save_credentials(42, 's3cret', AREA, GENERATIONS, clock())
+    data = demo_data()
+    data['tickets'] = [{'ticket': 40, 'holder_hash': 'ab' * 32,
+        'code': 'SC1:x', 'valid_from': iso(NOW), 'valid_until': iso(NOW)}]
+    store.apply_sync(full_answer(data, watermark='w#1'), clock())
+    store.close()
+    lookup_key = pii.PIIVault('k' * 40).lookup_key()
+    conn = sqlite3.connect(path)
+    conn.execute('UPDATE credentials SET lookup_key = ?', (lookup_key,))
+    conn.execute("UPDATE cards SET holder_hash = ?", ('cd' * 32,))
+    conn.execute("INSERT INTO usage (kind, ref, binding_ref) VALUES "
+        "('ticket', 40, ?), ('ticket', 41, 'id:g1:ef'), "
+        "('card', 5, 'face-1')", ('id:' + 'ab' * 32,))
+    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+
+    store = Store(path)
+    try:
+        assert store.get_meta('schema_version') == '3'
+        assert store.credentials() == {'box': 42, 'secret': 's3cret',
+            'area': AREA}
+        assert store.query_one('SELECT lookup_key FROM credentials')[0] \
+            is None
+        assert store.query('SELECT * FROM tickets') == []
+        assert {r[0] for r in store.query(
+                'SELECT holder_hash FROM cards')} == {None}
+        assert dict(store.query('SELECT ref, binding_ref FROM usage')) == {
+            40: None, 41: 'id:g1:ef', 5: 'face-1'}
+        assert store.get_meta('watermark') is None
+    finally:
+        store.close()

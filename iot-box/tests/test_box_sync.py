@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from box_fakes import AREA, LOOKUP_KEY, NOW, sign
+from box_fakes import AREA, GENERATIONS, NOW, sign
 from scenic_iotbox.store import Store
 from scenic_iotbox.sync import (
     BoxRevoked, ErpClient, ErpRejected, ErpUnauthorized, ErpUnavailable,
@@ -58,7 +58,8 @@ def test_enrol(store, fake_erp, clock):
     creds = store.credentials()
     assert creds['box'] == 42 == answer['box']
     assert creds['secret'] == fake_erp.boxes[42]
-    assert creds['lookup_key'] == LOOKUP_KEY
+    assert 'lookup_key' not in creds
+    assert [g['generation'] for g in store.gate_generations()] == [1]
     assert store.get_meta('area_id') == str(AREA)
     # the token is spent
     with pytest.raises(ErpUnauthorized):
@@ -256,7 +257,7 @@ def test_conflicts_are_acknowledged_and_kept(engine, store, fake_erp, box,
     first = box.scan(ScanRequest('MAIN-IN', 1, 'qr', code))
     # another box, cut off, admitted the same single-entry ticket
     other_store = Store(tmp_path / 'other.sqlite')
-    other_store.save_credentials(42, fake_erp.boxes[42], AREA, LOOKUP_KEY,
+    other_store.save_credentials(42, fake_erp.boxes[42], AREA, GENERATIONS,
         clock())
     other_engine = engine_for(other_store, fake_erp, clock)
     other_engine.sync()

@@ -4,8 +4,8 @@ import threading
 from datetime import datetime, timedelta
 
 from box_fakes import (
-    ID_NUMBER, NOW, SHANGHAI, SLOT_END, SLOT_START,
-    VAULT, full_answer, iso, sign)
+    GENERATIONS, ID_NUMBER, NOW, SHANGHAI, SLOT_END, SLOT_START,
+    VAULT, full_answer, gate_hash, iso, sign)
 from scenic_common.idnumber import make_resident_id
 from scenic_common.ticketcode import SigningKey
 from scenic_iotbox.validator import ScanRequest, Validator
@@ -215,7 +215,7 @@ def test_count_card_decrements_locally(validator, synced_store, clock):
 def real_name_ticket(ticket_id, number, start=SLOT_START, end=SLOT_END,
         type_id=5, entries=1):
     return {'ticket': ticket_id,
-        'holder_hash': VAULT.lookup_hash('resident_id', number),
+        'holder_hash': gate_hash(number),
         'code': sign(ticket_id, type_id=type_id, entries=entries,
             valid_from=start, valid_until=end, holder=number),
         'valid_from': iso(start), 'valid_until': iso(end)}
@@ -333,7 +333,11 @@ def test_id_card_binding(validator, synced_store):
     code = sign(7010, type_id=8, entries=3)
     first = validator.scan(qr(code, id_number=ID_NUMBER))
     assert first.decision.opened and first.decision.needs_binding
-    assert first.binding['ref'].startswith('id:')
+    # the reference is the gate hash under the current generation, never
+    # a hash a look-up key could reproduce
+    assert first.binding['ref'] == f'id:g1:{gate_hash(ID_NUMBER)}'
+    assert VAULT.lookup_hash('resident_id', ID_NUMBER) not in \
+        first.binding['ref']
     other = make_resident_id('110105', datetime(1990, 1, 1).date(), 12)
     assert validator.scan(qr(code, gate='MAIN-OUT')).decision.opened
     assert validator.scan(qr(code)).decision.reason == 'binding_required'
@@ -341,6 +345,24 @@ def test_id_card_binding(validator, synced_store):
         'binding_mismatch'
     assert validator.scan(qr(code, id_number=ID_NUMBER.lower())) \
         .decision.opened
+    # A rotation: generation 2 becomes current, 1 stays live; the binding
+    # made under 1 is still checked under 1.
+    from scenic_common import protocol
+    rotated = protocol.generation_answer(VAULT.gate_secret(), 1,
+        [(2, 10), (1, 10)])
+    synced_store.apply_sync({'watermark': 'w#r', 'full': False,
+        'gate_generations': rotated}, NOW)
+    assert validator.scan(qr(code, id_number=other)).decision.reason == \
+        'binding_mismatch'
+    ref = first.binding['ref']
+    assert validator._id_ref(ID_NUMBER, under=ref) == ref
+    assert validator._id_ref(ID_NUMBER).startswith('id:g2:')
+    assert validator.scan(qr(code, id_number=ID_NUMBER)).decision.opened
+    # once generation 1 is gone, its bindings cannot be checked: staff
+    synced_store.apply_sync({'watermark': 'w#s', 'full': False,
+        'gate_generations': rotated[:1]}, NOW)
+    assert validator._id_ref(ID_NUMBER, under=ref) is None
+    assert GENERATIONS[0]['generation'] == 1
 
 
 def test_revoked_box_admits_nobody(validator, synced_store):

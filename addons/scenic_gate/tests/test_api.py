@@ -11,7 +11,7 @@ import unittest
 from concurrent.futures import ThreadPoolExecutor
 
 from scenic_common import gate as engine
-from scenic_common import ticketcode
+from scenic_common import protocol, ticketcode
 from scenic_common.idnumber import RESIDENT_ID
 from scenic_ticket.reservation import BookingError
 from scenic_ticket.tests.tools import configure_pii_key
@@ -22,8 +22,8 @@ from trytond.tests.test_tryton import DB_NAME, RouteTestCase
 from trytond.transaction import Transaction
 
 from .tools import (
-    SHANGHAI, age_area, area_time, build_area, issue_card, new_box, new_id,
-    refund, scan, sell, slot_day)
+    SHANGHAI, age_area, area_time, build_area, fill_gate_hashes, issue_card,
+    new_box, new_id, refund, scan, sell, slot_day)
 
 PNG = (b'\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00'
     b'\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89')
@@ -95,18 +95,24 @@ class GateAPITestCase(RouteTestCase):
         self.assertEqual(data['box'], box_id)
         self.assertEqual(data['area'], area.company)
         self.assertEqual(len(data['secret']), 43)
-        key = base64.b64decode(data['lookup_key'])
-        self.assertEqual(len(key), 32)
+        # No key of the ERP: the area's gate-hash generations, each with
+        # its scrypt parameters and pepper (PROTOCOL.md, "Threat model").
+        self.assertNotIn('lookup_key', data)
+        generation, = data['gate_generations']
+        self.assertEqual((generation['generation'], generation['log2_n'],
+                generation['r'], generation['p']), (1, 14, 8, 1))
+        pepper = base64.b64decode(generation['pepper'])
+        self.assertEqual(len(pepper), 32)
 
         def check_key():
-            # The key gives the ERP's own look-up hashes: an ID card read
-            # at the gate matches its real-name tickets.
             from scenic_ticket.vault import pii_vault
-            number = new_id()
-            expected = pii_vault().lookup_hash(RESIDENT_ID, number)
-            got = hmac.new(key, f'{RESIDENT_ID}:{number}'.encode(),
-                hashlib.sha256).hexdigest()
-            self.assertEqual(got, expected)
+            vault = pii_vault()
+            self.assertEqual(pepper, protocol.gate_pepper(
+                    vault.gate_secret(), area.company, 1))
+            # nothing that keys the ERP's look-up hashes
+            self.assertNotIn(vault.lookup_key(), pepper)
+            self.assertNotEqual(protocol.gate_pepper(
+                    vault.gate_secret(), area.company + 1, 1), pepper)
             Box = Pool().get('scenic.gate.box')
             box = Box(box_id)
             self.assertEqual(box.state, 'enrolled')
@@ -172,6 +178,7 @@ class GateAPITestCase(RouteTestCase):
         refunded, = self.committed(sell, area)
         card = self.committed(issue_card, area, 'count', remaining=10)
         lost = self.committed(issue_card, area)
+        self.committed(fill_gate_hashes)
         self.committed(age_area, area.company)
 
         full = self.sync(headers)
@@ -205,7 +212,8 @@ class GateAPITestCase(RouteTestCase):
         self.assertEqual(synced['uid'], card.number)
         self.assertEqual(synced['state'], 'active')
         self.assertEqual(synced['remaining'], 10)
-        self.assertEqual(synced['holder_hash'], card.holder_hash)
+        # boxes never use a card's holder hash: it is not sent
+        self.assertNotIn('holder_hash', synced)
         self.assertTrue(synced['valid_until'].endswith('+08:00'))
         self.assertEqual(sorted(t['ticket'] for t in full['tickets']),
             [kept, refunded])
@@ -233,6 +241,7 @@ class GateAPITestCase(RouteTestCase):
             return new.id
         new_card = self.committed(change_cards)
         sold, = self.committed(sell, area)
+        self.committed(fill_gate_hashes)
 
         changed = self.sync(headers, same['watermark'])
         self.assertFalse(changed['full'])
@@ -245,7 +254,6 @@ class GateAPITestCase(RouteTestCase):
         self.assertEqual(cards[new_card]['state'], 'active')
         self.assertEqual(cards[new_card]['uid'], '04FFEEDDCC')
         self.assertEqual(cards[new_card]['remaining'], 10)
-        self.assertEqual(cards[new_card]['holder_hash'], card.holder_hash)
         self.assertEqual([g['code'] for g in changed['gates']], ['MUSEUM'])
         self.assertFalse(changed['gates'][0]['active'])
         self.assertEqual([t['ticket'] for t in changed['tickets']], [sold])
@@ -255,7 +263,8 @@ class GateAPITestCase(RouteTestCase):
         # Unknown, foreign and stale watermarks give a full snapshot.
         old = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30))
         for since in ['garbage', full['watermark'].split('#')[0] + '#999',
-                f"{old.isoformat()}#1"]:
+                f"{old.isoformat()}#1.1",
+                full['watermark'].split('#')[0] + '#1.2']:
             self.assertTrue(self.sync(headers, since)['full'], since)
         # The old UID is refused as replaced at the gate from now on.
         state = engine.CardInfo(uid=card.number, id=card.id,
@@ -620,12 +629,113 @@ class GateAPITestCase(RouteTestCase):
         self.assertFalse(keyring.revocation_ok(active['key_id'],
                 base64.b64decode(retired['revocation'])))
 
+    def test_gate_hashes_stored_then_synced(self):
+        """Gate hashes are derived by the cron and only read by the sync;
+        a rotation prepares the next generation, then a full sync"""
+        from unittest import mock
+
+        from trytond import config
+        area = self.committed(build_area)
+        self.enterContext(slot_day(area))  # tickets of today and tomorrow
+        headers = self.enrolled_box(area)
+        ticket, = self.committed(sell, area)
+
+        def holder():
+            from scenic_ticket.vault import pii_vault
+            Ticket = Pool().get('scenic.ticket')
+            visitor = Ticket(ticket).visitor
+            return (visitor.id_type, pii_vault().decrypt(
+                    visitor.id_encrypted))
+        id_type, number = self.read(holder)
+
+        def expected(generation):
+            pepper = base64.b64decode(generation['pepper'])
+            return protocol.gate_hash(pepper, id_type, number,
+                generation['log2_n'])
+
+        # The sync never derives: with scrypt out of reach it still answers,
+        # without the ticket whose hash is not stored yet.
+        with mock.patch.object(protocol, 'gate_hash',
+                side_effect=AssertionError('derived in the sync')):
+            first = self.sync(headers)
+        self.assertEqual(first['tickets'], [])
+        self.assertEqual(self.committed(fill_gate_hashes), 1)
+        self.assertEqual(self.committed(fill_gate_hashes), 0)
+        with mock.patch.object(protocol, 'gate_hash',
+                side_effect=AssertionError('derived in the sync')):
+            later = self.sync(headers, first['watermark'])
+        self.assertFalse(later['full'])
+        synced, = later['tickets']
+        generation, = later['gate_generations']
+        self.assertEqual(synced['ticket'], ticket)
+        self.assertEqual(synced['holder_hash'], expected(generation))
+
+        # A corrected ID number: its hash goes, the cron derives the new
+        # one and the next sync sends the ticket with it.
+        corrected = new_id()
+
+        def correct():
+            Ticket = Pool().get('scenic.ticket')
+            Visitor = Pool().get('scenic.visitor')
+            Visitor.write([Ticket(ticket).visitor], {'id_number': corrected})
+            return Pool().get('scenic.gate.hash').search([], count=True)
+        self.assertEqual(self.committed(correct), 0)
+        self.assertEqual(self.committed(fill_gate_hashes), 1)
+        id_type, number = self.read(holder)
+        self.assertEqual(number, corrected)
+        fixed, = self.sync(headers, later['watermark'])['tickets']
+        self.assertEqual(fixed['holder_hash'], expected(generation))
+
+        # Rotation: the next generation is derived first, not sent yet.
+        section = 'scenic_gate'
+        if not config.has_section(section):
+            config.add_section(section)
+        saved = {k: config.get(section, k, default=None)
+            for k in ['gate_generations', 'gate_generation_next']}
+        try:
+            config.set(section, 'gate_generation_next', '2:12')
+            self.assertEqual(self.committed(fill_gate_hashes), 1)
+            same = self.sync(headers, later['watermark'])
+            self.assertFalse(same['full'])
+            self.assertEqual(
+                [g['generation'] for g in same['gate_generations']], [1])
+            # then it becomes current: a full snapshot with the new hashes
+            # and both peppers (the old one checks bindings made under it)
+            config.set(section, 'gate_generations', '2:12, 1')
+            config.set(section, 'gate_generation_next', '')
+            rotated = self.sync(headers, same['watermark'])
+            self.assertTrue(rotated['full'])
+            new, old = rotated['gate_generations']
+            self.assertEqual((new['generation'], new['log2_n'],
+                    old['generation']), (2, 12, 1))
+            self.assertNotEqual(new['pepper'], old['pepper'])
+            synced, = rotated['tickets']
+            self.assertEqual(synced['holder_hash'], expected(new))
+            self.assertTrue(rotated['watermark'].endswith('#1.2'))
+
+            def purge():
+                GateHash = Pool().get('scenic.gate.hash')
+                GateHash.purge()
+                return sorted(h.generation for h in GateHash.search([]))
+            self.assertEqual(self.committed(purge), [2])
+            # a malformed configuration is refused with its own message
+            config.set(section, 'gate_generations', '2, 2')
+            with Transaction().start(DB_NAME, 0, readonly=True):
+                from scenic_gate.exceptions import GateConfigurationError
+                from scenic_gate.gatehash import live_generations
+                with self.assertRaises(GateConfigurationError):
+                    live_generations()
+        finally:
+            for key, value in saved.items():
+                config.set(section, key, value or '')
+
     def test_synced_codes_verify(self):
         "The synced keys verify the synced codes, and revocations tell"
         area = self.committed(build_area)
         self.enterContext(slot_day(area))  # tickets of today and tomorrow
         headers = self.enrolled_box(area)
         ticket, = self.committed(sell, area)
+        self.committed(fill_gate_hashes)
         data = self.sync(headers)
         keyring = ticketcode.Keyring()
         for key in data['keys']:

@@ -162,6 +162,11 @@ def sell(area, code='ADULT', quantity=1, persons=None):
     return [t.id for t in sorted(Order(order_id).tickets, key=lambda t: t.id)]
 
 
+def fill_gate_hashes():
+    "What the cron does every minute: derive the missing gate hashes."
+    return Pool().get('scenic.gate.hash').fill()
+
+
 def refund(ticket_id, now=None):
     Ticket = Pool().get('scenic.ticket')
     ticket = Ticket(ticket_id)
@@ -214,7 +219,7 @@ def age_area(company_id, hours=1):
             ('scenic.card', ['state_changed_at']),
             ('scenic.ticket', ['revoked_at']),
             ('scenic.order', ['paid_at']),
-            ('scenic.ticket.usage', [])]:
+            ('scenic.ticket.usage', []), ('scenic.gate.hash', [])]:
         table = pool.get(model).__table__()
         columns = [getattr(table, n)
             for n in ['create_date', 'write_date'] + extra]

@@ -650,6 +650,62 @@ class BookingAPITestCase(routes.AreaRouteTestCase):
 
     @unittest.skipIf(backend.name != 'postgresql',
         "concurrency is proven on PostgreSQL")
+    def test_visitors_inserted_in_one_order(self):
+        """Two bookings naming the same new visitors in opposite orders
+        insert them in one order (by hash): neither waits on the other's
+        second row while holding its first (a deadlock without the sort)"""
+        import threading
+        from unittest import mock
+
+        from psycopg.errors import SerializationFailure
+        from scenic_common import idnumber
+
+        from .. import reservation
+        from ..vault import pii_vault
+        numbers = [new_id(), new_id()]
+        # both transactions hold their first visitor before either inserts
+        # its second (the barrier gives up after 3 s: with the sort the
+        # second transaction is already waiting on the first one's row)
+        barrier = threading.Barrier(2, timeout=3)
+        real_mask = idnumber.mask
+        seen = threading.local()
+
+        def mask(number):
+            seen.calls = getattr(seen, 'calls', 0) + 1
+            if seen.calls == 2:
+                try:
+                    barrier.wait()
+                except threading.BrokenBarrierError:
+                    pass
+            return real_mask(number)
+
+        def insert(order):
+            # a serialisation failure is retried, as the API does; a
+            # deadlock (DeadlockDetected) fails the test
+            for _ in range(3):
+                try:
+                    with Transaction().start(DB_NAME, 0) as transaction:
+                        company, = Pool().get('company.company').search([])
+                        vault = pii_vault()
+                        visitors = [(reservation.Visitor(name="V",
+                                    id_type='resident_id', id_number=n,
+                                    field='v'),
+                                n, vault.lookup_hash('resident_id', n))
+                            for n in order]
+                        ids = reservation._visitor_ids(company.id, visitors)
+                        transaction.commit()
+                        return ids
+                except SerializationFailure:
+                    continue
+            raise AssertionError('not inserted in 3 attempts')
+        with mock.patch.object(reservation.idnumber, 'mask', mask), \
+                ThreadPoolExecutor(max_workers=2) as pool:
+            first, second = pool.map(insert, [numbers, numbers[::-1]])
+        self.assertEqual(first, second)
+        self.assertEqual(len(set(first.values())), 2)
+
+    @unittest.skipIf(backend.name != 'postgresql',
+        "concurrency is proven on PostgreSQL")
     def test_concurrent_same_id_books_once(self):
         "20 simultaneous orders with one ID for one day: exactly one wins"
         slot = self.day_slot(capacity=100)
