@@ -1,5 +1,7 @@
 import datetime as dt
+import io
 import os
+import zipfile
 from decimal import Decimal
 from unittest import mock
 
@@ -29,7 +31,8 @@ def day(month, d):
 class ScenicFinanceTestCase(CompanyTestMixin, ModuleTestCase):
     "Test scenic_finance module"
     module = 'scenic_finance'
-    extras = ['scenic_account_cn']
+    # With the box office, so its views and postings are checked too.
+    extras = ['scenic_account_cn', 'scenic_counter']
 
     @classmethod
     def setUpClass(cls):
@@ -269,6 +272,42 @@ class ScenicFinanceTestCase(CompanyTestMixin, ModuleTestCase):
             self.assertEqual(settlement.state, 'settled')
             with self.assertRaises(SettlementError):
                 Day.write([settlement], {'money_in': D(1)})
+
+    @with_transaction()
+    def test_settlement_report_renders(self):
+        "The printed settlement: per method expected, settled, fees; moves"
+        pool = Pool()
+        Day = pool.get('scenic.finance.day')
+        Report = pool.get('scenic.finance.day.report', type='report')
+        from ..wallet import import_wallet_file, settlement_file
+        f = finance_area()
+        h, t = f.history, f.types
+        with set_company(f.company):
+            h.sell(t['adult'], '100', at(3, 1), provider='alipay')
+            h.sell(t['adult'], '35.50', at(3, 1, 11), provider='cash')
+            post(f.company, day(3, 1))
+            import_wallet_file(f.company, 'alipay',
+                settlement_file(f.company, day(3, 1), 'alipay'))
+            settlement, = Day.search([])
+            summary = settlement.report_summary()
+            methods = {m['name']: m for m in summary['methods']}
+            self.assertEqual(set(methods), {'Alipay', 'Cash'})
+            self.assertEqual(
+                (methods['Alipay']['expected'], methods['Alipay']['posted'],
+                    methods['Alipay']['settled'], methods['Alipay']['fees']),
+                (D(100), D(100), D(100), D('0.60')))
+            self.assertEqual(methods['Cash']['settled'], D('35.50'))
+            self.assertEqual(len(summary['moves']), 1)
+            with mock.patch('shutil.which', return_value=None):
+                ext, content, _, name = Report.execute([settlement.id], {})
+            self.assertEqual(ext, 'odt')
+            # Without LibreOffice, the ODT itself.
+            with zipfile.ZipFile(io.BytesIO(content)) as odt:
+                text = odt.read('content.xml').decode('utf-8')
+            for expected in ['Daily Settlement', 'Alipay', '100.00', '0.60',
+                    '35.50', 'Receipts', '2025']:
+                self.assertIn(expected, text)
+            self.assertNotIn('&lt;', text)  # every directive was replaced
 
     @with_transaction()
     def test_settle_refuses_mismatch(self):
