@@ -80,6 +80,9 @@ def setup_area(company, years=None, vat='vat_6', language=None):
                     'tax': tax[0].id if tax else None,
                     'fee_account': accounts['5603'].id,
                     'difference_account': accounts['5051'].id,
+                    'cash_pending_account': accounts['1901'].id,
+                    'cash_loss_account': accounts['5711'].id,
+                    'cash_gain_account': accounts['5301'].id,
                     'methods': [('create', [{
                                     'method': m,
                                     'account': accounts[METHOD_ACCOUNTS[m]].id,

@@ -10,7 +10,7 @@ from decimal import Decimal
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
-from scenic_ticket.dbtools import insert as _insert
+from scenic_ticket.dbtools import forget, insert as _insert
 from scenic_ticket.reservation import mark_orders_used
 
 
@@ -82,6 +82,10 @@ class History:
         cursor.execute(*table.select(table.order,
                 where=table.id.in_(list(ticket_ids))))
         mark_orders_used([r[0] for r in cursor.fetchall()], now=when)
+        # The states changed under the ORM: records read before must not
+        # answer from the transaction's cache (a used ticket read as
+        # still valid would be refunded after it was earned).
+        forget('scenic.ticket', 'scenic.order')
 
     def refund(self, order_id, ticket_ids, when, amount=None,
             provider=None):

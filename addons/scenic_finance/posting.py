@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from sql import Literal, Null
 from sql.aggregate import Count, Min, Sum
-from sql.operators import Exists
+from sql.conditionals import Case
 
 from trytond.i18n import gettext
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
@@ -34,11 +34,13 @@ from scenic_ticket.area import CompanyMixin
 from .exceptions import PostingError
 
 CENT = Decimal('0.01')
+HALF_CENT = Decimal('0.005')
 DAY_CARDS = {'annual_card', 'season_card'}
 KINDS = [
     ('receipts', "Receipts"),
     ('refunds', "Refunds"),
     ('recognition', "Revenue Recognition"),
+    ('cash', "Cash Differences"),
     ]
 RECOGNITION_KINDS = [
     ('use', "Use"),
@@ -190,6 +192,12 @@ class Batch(CompanyMixin, ModelSQL, ModelView):
         kind = dict(KINDS)[self.kind]
         return f"{self.date} {kind}"
 
+    @classmethod
+    def post_extra(cls, poster):
+        """Post what other modules add to a day (the box office's cash
+        differences), after the tickets' batches; `poster` is the day's
+        Poster (its `batch(kind)` and `make_move`)."""
+
 
 class Recognition(CompanyMixin, ModelSQL, ModelView):
     "Revenue earned on one ticket on one day."
@@ -310,6 +318,7 @@ class Poster:
         # partial use gives back only what is left.
         self.recognition()
         self.refunds()
+        pool.get('scenic.finance.batch').post_extra(self)
         self.day.compute_lines()
         return self.day
 
@@ -497,34 +506,34 @@ class Poster:
         ticket = Ticket.__table__()
         ttype = pool.get('scenic.ticket.type').__table__()
         scan = pool.get('scenic.gate.scan').__table__()
-        entries = scan.select(Count(Literal(1)),
-            where=(scan.ticket == ticket.id) & (scan.decision == 'open')
-            & (scan.direction == 'in') & (scan.time < self.end))
-        first = scan.select(Min(scan.time),
-            where=(scan.ticket == ticket.id) & (scan.decision == 'open')
-            & (scan.direction == 'in') & (scan.time < self.end))
-        entered = scan.select(Literal(1),
-            where=(scan.ticket == ticket.id) & (scan.decision == 'open')
-            & (scan.direction == 'in') & (scan.time < self.end))
+        deferred = ((ticket.company == self.company.id)
+            & (ticket.finance_state == 'deferred'))
+        # The entries of the deferred tickets so far, one row per ticket:
+        # a join grouped by ticket, not sub-selects run for every ticket.
+        entered = ticket.join(scan, condition=scan.ticket == ticket.id)
+        entries = entered.select(
+            scan.ticket.as_('ticket'), Count(Literal(1)).as_('entries'),
+            Min(scan.time).as_('first_entry'),
+            where=deferred & (scan.decision == 'open')
+            & (scan.direction == 'in') & (scan.time < self.end),
+            group_by=[scan.ticket])
         query = ticket.join(ttype,
-            condition=ticket.ticket_type == ttype.id).select(
+            condition=ticket.ticket_type == ttype.id).join(entries,
+            type_='LEFT', condition=entries.ticket == ticket.id).select(
                 ticket.id, ticket.ticket_type, ttype.category,
                 ticket.entries_allowed, ticket.valid_from,
                 ticket.valid_until, ticket.state, ticket.write_date,
                 ticket.revoked_at,
                 ticket.finance_net, ticket.finance_earned,
-                entries.as_('entries'), first.as_('first_entry'),
-                where=(ticket.company == self.company.id)
-                & (ticket.finance_state == 'deferred')
+                entries.entries, entries.first_entry,
+                where=deferred
                 & ((ticket.valid_until <= self.end)
                     | ttype.category.in_(list(DAY_CARDS))
-                    | Exists(entered)
+                    | (entries.ticket != Null)
                     | ((ticket.state == 'used')
                         & (ticket.write_date < self.end))))
         self.cursor.execute(*query)
         rows = []
-        closed = []
-        partial = []
         by_type = defaultdict(Decimal)
         categories = {}
         for (id_, type_id, category, allowed, valid_from, valid_until,
@@ -540,10 +549,6 @@ class Poster:
             rows.append((id_, kind, delta))
             by_type[type_id] += delta
             categories[type_id] = category
-            if target == net:
-                closed.append(id_)
-            else:
-                partial.append((id_, target))
         if not rows:
             return
         batch = self.batch('recognition')
@@ -556,15 +561,21 @@ class Poster:
             self.cursor.execute(*recognition.insert(columns, [
                         [self.company.id, batch.id, i, self.date, k, a,
                             self.user, self.now] for i, k, a in chunk]))
-        for chunk in _chunks(closed):
-            self.cursor.execute(*ticket.update(
-                    [ticket.finance_earned, ticket.finance_state],
-                    [ticket.finance_net, 'closed'],
-                    where=ticket.id.in_(chunk)))
-        for id_, target in partial:
-            self.cursor.execute(*ticket.update(
-                    [ticket.finance_earned], [target],
-                    where=ticket.id == id_))
+        # One statement from the rows just written: what each ticket earned
+        # today is added, and a ticket fully earned leaves the deferral
+        # (compared within half a cent: SQLite sums its numerics as floats;
+        # the bound Decimal is text to SQLite, so it is added, never
+        # compared: any number sorts before any text there).
+        earned = recognition.select(recognition.ticket.as_('ticket'),
+            recognition.amount.as_('amount'),
+            where=recognition.batch == batch.id)
+        self.cursor.execute(*ticket.update(
+                [ticket.finance_earned, ticket.finance_state],
+                [ticket.finance_earned + earned.amount,
+                    Case((ticket.finance_earned + earned.amount + HALF_CENT
+                            > ticket.finance_net, 'closed'),
+                        else_=ticket.finance_state)],
+                from_=[earned], where=ticket.id == earned.ticket))
         TicketType = pool.get('scenic.ticket.type')
         lines = _Lines()
         total = Decimal(0)

@@ -62,6 +62,17 @@ class PostingRule(CompanyMixin, ModelSQL, ModelView):
         domain=_account_domain,
         help="Where a payment that differs from its tickets' prices "
         "posts the difference.")
+    cash_pending_account = fields.Many2One(
+        'account.account', "Cash Difference Account",
+        domain=_account_domain,
+        help="Cash short or over at the box office until approved "
+        "(1901 待处理财产损溢).")
+    cash_loss_account = fields.Many2One(
+        'account.account', "Cash Shortage Account", domain=_account_domain,
+        help="An approved cash shortage (5711 营业外支出).")
+    cash_gain_account = fields.Many2One(
+        'account.account', "Cash Overage Account", domain=_account_domain,
+        help="An approved cash overage (5301 营业外收入).")
     methods = fields.One2Many(
         'scenic.finance.rule.method', 'rule', "Payment Methods")
 
@@ -93,9 +104,14 @@ class PostingRule(CompanyMixin, ModelSQL, ModelView):
             type_ = getattr(self, field).type
             if type_.statement != 'income' or not type_.revenue:
                 fail(field, 'not_revenue')
-        for field in ['fee_account', 'difference_account']:
-            if getattr(self, field).type.statement != 'income':
+        for field in ['fee_account', 'difference_account',
+                'cash_loss_account', 'cash_gain_account']:
+            account = getattr(self, field)
+            if account and account.type.statement != 'income':
                 fail(field, 'not_income')
+        if (self.cash_pending_account
+                and self.cash_pending_account.type.statement != 'balance'):
+            fail('cash_pending_account', 'not_balance')
 
     @classmethod
     def for_company(cls, company):

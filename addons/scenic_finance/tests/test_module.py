@@ -1,9 +1,12 @@
 import datetime as dt
+import io
+import os
+import zipfile
 from decimal import Decimal
 from unittest import mock
 from zoneinfo import ZoneInfo
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from trytond.model.exceptions import AccessError
@@ -29,7 +32,8 @@ def day(month, d):
 class ScenicFinanceTestCase(CompanyTestMixin, ModuleTestCase):
     "Test scenic_finance module"
     module = 'scenic_finance'
-    extras = ['scenic_account_cn']
+    # With the box office, so its views and postings are checked too.
+    extras = ['scenic_account_cn', 'scenic_counter']
 
     @classmethod
     def setUpClass(cls):
@@ -306,6 +310,42 @@ class ScenicFinanceTestCase(CompanyTestMixin, ModuleTestCase):
                 Day.write([settlement], {'money_in': D(1)})
 
     @with_transaction()
+    def test_settlement_report_renders(self):
+        "The printed settlement: per method expected, settled, fees; moves"
+        pool = Pool()
+        Day = pool.get('scenic.finance.day')
+        Report = pool.get('scenic.finance.day.report', type='report')
+        from ..wallet import import_wallet_file, settlement_file
+        f = finance_area()
+        h, t = f.history, f.types
+        with set_company(f.company):
+            h.sell(t['adult'], '100', at(3, 1), provider='alipay')
+            h.sell(t['adult'], '35.50', at(3, 1, 11), provider='cash')
+            post(f.company, day(3, 1))
+            import_wallet_file(f.company, 'alipay',
+                settlement_file(f.company, day(3, 1), 'alipay'))
+            settlement, = Day.search([])
+            summary = settlement.report_summary()
+            methods = {m['name']: m for m in summary['methods']}
+            self.assertEqual(set(methods), {'Alipay', 'Cash'})
+            self.assertEqual(
+                (methods['Alipay']['expected'], methods['Alipay']['posted'],
+                    methods['Alipay']['settled'], methods['Alipay']['fees']),
+                (D(100), D(100), D(100), D('0.60')))
+            self.assertEqual(methods['Cash']['settled'], D('35.50'))
+            self.assertEqual(len(summary['moves']), 1)
+            with mock.patch('shutil.which', return_value=None):
+                ext, content, _, name = Report.execute([settlement.id], {})
+            self.assertEqual(ext, 'odt')
+            # Without LibreOffice, the ODT itself.
+            with zipfile.ZipFile(io.BytesIO(content)) as odt:
+                text = odt.read('content.xml').decode('utf-8')
+            for expected in ['Daily Settlement', 'Alipay', '100.00', '0.60',
+                    '35.50', 'Receipts', '2025']:
+                self.assertIn(expected, text)
+            self.assertNotIn('&lt;', text)  # every directive was replaced
+
+    @with_transaction()
     def test_settle_refuses_mismatch(self):
         "A day whose moves do not carry its money cannot be settled"
         pool = Pool()
@@ -478,16 +518,21 @@ class ScenicFinanceTestCase(CompanyTestMixin, ModuleTestCase):
         Ticket = Pool().get('scenic.ticket')
         state = {'day': 0}
 
-        # derandomize: the same examples on every run. Some random sequences
-        # leave a 5001 balance from an earlier example (found 2026-12-04,
-        # not yet explained); until it is, CI runs a fixed set.
-        @settings(max_examples=12, deadline=None, derandomize=True,
-            database=None, suppress_health_check=list(HealthCheck))
+        # Random examples on every run (SCENIC_FINANCE_EXAMPLES for more);
+        # no example database, so CI runs stay independent.
+        @settings(max_examples=int(os.environ.get(
+                    'SCENIC_FINANCE_EXAMPLES', 12)),
+            deadline=None, database=None,
+            suppress_health_check=list(HealthCheck))
         @given(st.lists(st.tuples(
                     st.sampled_from(['sell', 'use', 'refund', 'wait']),
                     st.integers(0, 50), st.integers(1, 3),
                     st.sampled_from(['100', '35.50', '0.99'])),
                 min_size=1, max_size=12))
+        # Found by a random run: the ticket read before its entry must
+        # not be refunded as if still valid after it.
+        @example([('sell', 0, 1, '100'), ('use', 0, 1, '100'),
+                ('refund', 0, 1, '100')])
         def run(steps):
             with rolled_back():
                 base = 1 + state['day'] % 200

@@ -1,0 +1,216 @@
+"The box office's shifts through the daily posting (scenic_counter)."
+import datetime as dt
+from decimal import Decimal
+
+from trytond.modules.company.tests import CompanyTestMixin, set_company
+from trytond.pool import Pool
+from trytond.tests.test_tryton import ModuleTestCase, with_transaction
+from trytond.transaction import Transaction
+
+from scenic_ticket.tests.tools import configure_pii_key, create_user
+
+from .tools import YEAR, at, balances, finance_area, post
+
+D = Decimal
+
+
+def day(month, d):
+    return dt.date(YEAR, month, d)
+
+
+def windows(f, tolerance='5'):
+    "A window and a cash method on the finance area, and its cashiers."
+    pool = Pool()
+    Point = pool.get('sale.point')
+    Method = pool.get('sale.point.payment.method')
+    TransferType = pool.get('sale.point.cash.transfer.type')
+    Journal = pool.get('account.journal')
+    Location = pool.get('stock.location')
+    Sequence = pool.get('ir.sequence.strict')
+    ModelData = pool.get('ir.model.data')
+    from scenic_account_cn.chart import accounts_by_code
+    company = f.company
+    with set_company(company):
+        accounts = accounts_by_code(company)
+        cash_journal, = Journal.search([('type', '=', 'cash')], limit=1)
+        storage, = Location.search([('code', '=', 'STO')])
+        customer, = Location.search([('code', '=', 'CUS')])
+        difference, float_type = TransferType.create([{
+                    'company': company.id, 'name': name,
+                    'journal': cash_journal.id,
+                    'account': accounts['1901'].id,
+                    } for name in ["Shortage/overage", "Float from safe"]])
+        sequence, = Sequence.create([{
+                    'name': "Window 1", 'company': company.id,
+                    'sequence_type': ModelData.get_id(
+                        'sale_point', 'sequence_type_sale'),
+                    'prefix': 'W1-'}])
+        point, = Point.create([{
+                    'name': "东门1号窗口", 'company': company.id,
+                    'journal': f.rule.journal.id, 'sequence': sequence.id,
+                    'storage_location': storage.id,
+                    'customer_location': customer.id,
+                    'scenic_kind': 'window',
+                    'scenic_channel': f.area.channel,
+                    'cash_tolerance': D(tolerance),
+                    'difference_transfer_type': difference.id,
+                    'float_transfer_type': float_type.id,
+                    }])
+        cash, = Method.create([{
+                    'company': company.id, 'name': "Cash",
+                    'account': accounts['1001'].id, 'cash': True,
+                    'scenic_provider': 'cash'}])
+        cashier = create_user(company, 'cashier', 'cashier1')
+        supervisor = create_user(company, 'supervisor', 'super1')
+    return point, cash, cashier, supervisor
+
+
+class ScenicFinanceCounterTestCase(CompanyTestMixin, ModuleTestCase):
+    "Test scenic_finance with the box office"
+    module = 'scenic_finance'
+    extras = ['scenic_account_cn', 'scenic_counter']
+
+    @classmethod
+    def setUpClass(cls):
+        configure_pii_key()
+        super().setUpClass()
+
+    def cash_lines(self, company, date):
+        "(account code, debit, credit, description) of the day's cash move."
+        Batch = Pool().get('scenic.finance.batch')
+        batches = Batch.search([('company', '=', company.id),
+                ('date', '=', date), ('kind', '=', 'cash')])
+        if not batches:
+            return None, []
+        batch, = batches
+        return batch, sorted((l.account.code, l.debit, l.credit,
+                l.description) for l in batch.move.lines)
+
+    @with_transaction()
+    def test_shortage_to_1901_then_5711_on_approval(self):
+        "A short shift: 1901 when counted, 5711 the day it is approved"
+        pool = Pool()
+        Session = pool.get('sale.point.cash.session')
+        f = finance_area()
+        point, cash, cashier, supervisor = windows(f, tolerance='5')
+        with set_company(f.company):
+            # The day has a sale (posting starts at the first payment).
+            f.history.sell(f.types['adult'], '100', at(3, 1, 9))
+            with Transaction().set_user(cashier.id):
+                session = Session.open_shift(point, '200',
+                    now=at(3, 1, 8))
+                closed = session.close_shift({100: 1, 50: 1, 10: 4},
+                    now=at(3, 1, 18))  # 190: 10 short, beyond tolerance
+            self.assertEqual(closed.state, 'pending')
+            post(f.company, day(3, 1))
+            batch, lines = self.cash_lines(f.company, day(3, 1))
+            self.assertEqual([l[:3] for l in lines], [
+                    ('1001', D(0), D(10)), ('1901', D(10), D(0))])
+            self.assertIn("东门1号窗口", lines[0][3])
+            self.assertIn(cashier.rec_name, lines[0][3])
+            self.assertEqual(batch.counted_sessions, (Session(closed.id),))
+            Day = pool.get('scenic.finance.day')
+            first, = Day.search([('date', '=', day(3, 1))])
+            self.assertEqual(first.cash_difference, D(-10))
+
+            # Approved the next morning: cleared to 5711 with that day.
+            with Transaction().set_user(supervisor.id):
+                Session.approve([closed], now=at(3, 2, 9))
+            post(f.company, day(3, 2))
+            batch, lines = self.cash_lines(f.company, day(3, 2))
+            self.assertEqual([l[:3] for l in lines], [
+                    ('1901', D(0), D(10)), ('5711', D(10), D(0))])
+            self.assertEqual(batch.late, 0)
+            b = balances(f.company, ['1001', '1901', '5711'])
+            self.assertEqual(b, {'1001': D(10), '1901': D(0),
+                    '5711': D(-10)})
+            # Posting again posts nothing new.
+            post(f.company, day(3, 3))
+            self.assertEqual(balances(f.company, ['1901', '5711']),
+                {'1901': D(0), '5711': D(-10)})
+
+    @with_transaction()
+    def test_overage_within_tolerance_to_5301(self):
+        "An overage within tolerance: counted and cleared the same day"
+        Session = Pool().get('sale.point.cash.session')
+        f = finance_area()
+        point, cash, cashier, supervisor = windows(f, tolerance='5')
+        with set_company(f.company):
+            # The day has a sale (posting starts at the first payment).
+            f.history.sell(f.types['adult'], '100', at(3, 1, 9))
+            with Transaction().set_user(cashier.id):
+                session = Session.open_shift(point, '200',
+                    now=at(3, 1, 8))
+                closed = session.close_shift({100: 2, 1: 2},
+                    now=at(3, 1, 18))
+            self.assertEqual(closed.state, 'closed')
+            post(f.company, day(3, 1))
+            _, lines = self.cash_lines(f.company, day(3, 1))
+            self.assertEqual(sorted(l[:3] for l in lines), [
+                    ('1001', D(2), D(0)), ('1901', D(0), D(2)),
+                    ('1901', D(2), D(0)), ('5301', D(0), D(2))])
+            self.assertEqual(balances(f.company, ['1901', '5301']),
+                {'1901': D(0), '5301': D(2)})
+
+    @with_transaction()
+    def test_late_close_posts_with_next_day(self):
+        "A shift counted on a day already posted goes with the next day"
+        pool = Pool()
+        Session = pool.get('sale.point.cash.session')
+        Batch = pool.get('scenic.finance.batch')
+        f = finance_area()
+        point, cash, cashier, supervisor = windows(f, tolerance='0')
+        with set_company(f.company):
+            f.history.sell(f.types['adult'], '100', at(3, 1, 9))
+            post(f.company, day(3, 1))
+            moves = {b.move for b in Batch.search([('date', '=', day(3, 1))])}
+            with Transaction().set_user(cashier.id):
+                session = Session.open_shift(point, '200',
+                    now=at(3, 1, 8))
+                # Recorded after 3-1 was posted, dated 3-1.
+                session.close_shift({100: 1, 50: 1, 20: 2},
+                    now=at(3, 1, 20))
+            post(f.company, day(3, 2))
+            self.assertEqual(
+                {b.move for b in Batch.search([('date', '=', day(3, 1))])},
+                moves)
+            self.assertEqual(self.cash_lines(f.company, day(3, 1)),
+                (None, []))
+            batch, lines = self.cash_lines(f.company, day(3, 2))
+            self.assertEqual(batch.late, 1)
+            self.assertEqual([l[:3] for l in lines], [
+                    ('1001', D(0), D(10)), ('1901', D(10), D(0))])
+            self.assertIn("2025-03-01", lines[0][3])
+
+    @with_transaction()
+    def test_settlement_cashier_is_the_shifts(self):
+        "A counter payment's cashier is the shift's, not who wrote the row"
+        pool = Pool()
+        Session = pool.get('sale.point.cash.session')
+        Order = pool.get('scenic.order')
+        Day = pool.get('scenic.finance.day')
+        from scenic_counter.window import _record_sale
+        f = finance_area()
+        point, cash, cashier, supervisor = windows(f)
+        with set_company(f.company):
+            with Transaction().set_user(cashier.id):
+                session = Session.open_shift(point, '0', now=at(3, 1, 8))
+            # The payment row is written by another user (a sync job).
+            order_id, _ = f.history.sell(f.types['adult'], '100',
+                at(3, 1, 10), provider='cash')
+            online_id, _ = f.history.sell(f.types['adult'], '35.50',
+                at(3, 1, 11), provider='wechat')
+            order = Order(order_id)
+            _record_sale(session, order, cash, order.total,
+                order.payments[0].provider_reference)
+            post(f.company, day(3, 1))
+            settlement, = Day.search([('date', '=', day(3, 1))])
+            money = {(l.method, l.cashier): l.money_in
+                for l in settlement.lines if l.money_in}
+            admin = Transaction().user
+            self.assertEqual(money, {
+                    ('cash', cashier): D(100),
+                    ('wechat', pool.get('res.user')(admin)): D('35.50')})
+
+
+del ModuleTestCase
