@@ -294,7 +294,7 @@ def post_shift(request, user):
     return json_response({'shift': _shift_json(session)}, status=201)
 
 
-def _items(data):
+def parse_items(data):
     items = data.get('items')
     if not isinstance(items, list) or not items:
         raise refuse('invalid_request', "items must be a list.",
@@ -343,7 +343,7 @@ def post_sell(request, user):
             or not code.isdigit() or not 10 <= len(code) <= 32):
         raise refuse('invalid_request', "payment_code: the digits of the "
             "visitor's payment code, as scanned.", 'payment_code')
-    result = window.sell(session, slot, _items(data),
+    result = window.sell(session, slot, parse_items(data),
         methods[0], tendered=tendered,
         trade_number=data.get('trade_number') or None,
         idempotency_key=f'counter-{session.id}-{key}',

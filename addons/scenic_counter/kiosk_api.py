@@ -36,7 +36,7 @@ from trytond.i18n import gettext
 from trytond.pool import Pool
 
 from . import window
-from .counter_api import _items, sellable
+from .counter_api import parse_items, sellable
 from .exceptions import CounterError
 
 PREFIX = '/<database_name>/scenic/kiosk/v1'
@@ -135,7 +135,7 @@ def post_order(request, kiosk):
     if not isinstance(slot, int) or isinstance(slot, bool):
         raise ApiError('invalid_request', "slot must be a slot id.", 'slot')
     order_id, _ = reservation.book(kiosk.channel,
-        window._request(slot, _items(data)),
+        window._request(slot, parse_items(data)),
         f'kiosk-{kiosk.point.id}-{key}', client=f'kiosk-{kiosk.point.id}')
     release_claims()
     order = Pool().get('scenic.order')(order_id)

@@ -16,6 +16,7 @@ current. Boxes get every live generation's pepper (enrolment and sync);
 tickets are matched under the current one, and ID-card bindings under the
 generation they were made in (their reference says which).
 """
+import datetime as dt
 import time
 
 from sql import Conflict, Null
@@ -33,7 +34,16 @@ from trytond.pool import Pool, PoolMeta
 from trytond.transaction import Transaction
 
 from .exceptions import GateConfigurationError
-from .sync import ticket_window
+
+
+def ticket_window(tz, now):
+    """(start, end), aware: today and tomorrow in the area, the tickets a
+    box can match to an ID card (and whose gate hashes are derived)."""
+    today = now.astimezone(tz).date()
+    start = dt.datetime.combine(today, dt.time(), tz)
+    end = dt.datetime.combine(today + dt.timedelta(days=2), dt.time(), tz)
+    return start, end
+
 
 BATCH = 500
 

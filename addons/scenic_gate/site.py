@@ -44,6 +44,7 @@ from sql.aggregate import Count, Sum
 
 from scenic_common import ticketcode
 from scenic_ticket import reservation
+from scenic_ticket.allotment import AllotmentMixin
 from scenic_ticket.area import CompanyMixin
 from scenic_ticket.catalogue import Catalogue
 from scenic_ticket.dbtools import forget, insert, lock, naive, now_utc
@@ -224,7 +225,7 @@ class SigningKey(metaclass=PoolMeta):
         return key
 
 
-class SiteAllotment(CompanyMixin, ModelSQL, ModelView):
+class SiteAllotment(AllotmentMixin, CompanyMixin, ModelSQL, ModelView):
     """Places of a time slot held for a site box until the release time.
 
     The held places count as booked on the slot, so no other channel sells
@@ -234,18 +235,9 @@ class SiteAllotment(CompanyMixin, ModelSQL, ModelView):
         'scenic.gate.box', "Site", required=True, ondelete='RESTRICT',
         readonly=True, domain=[('company', '=', Eval('company', -1)),
             ('site', '=', True)])
-    slot = fields.Many2One(
-        'scenic.time_slot', "Time Slot", required=True, ondelete='RESTRICT',
-        readonly=True, domain=[('company', '=', Eval('company', -1))])
-    date = fields.Date("Date", readonly=True)
-    quota = fields.Integer("Quota", required=True, readonly=True)
-    sold = fields.Integer("Sold", required=True, readonly=True)
-    release_at = fields.DateTime("Release At", required=True, readonly=True)
-    released = fields.Boolean("Released", readonly=True)
     ticket_ids = fields.Text(
         "Ticket IDs", readonly=True,
         help="The ticket ids reserved for the site's codes (runs).")
-    remaining = fields.Function(fields.Integer("Remaining"), 'get_remaining')
 
     @classmethod
     def __setup__(cls):
@@ -255,22 +247,6 @@ class SiteAllotment(CompanyMixin, ModelSQL, ModelView):
             ('slot_box_unique', Unique(t, t.slot, t.box),
                 'scenic_gate.msg_site_allotment_unique'),
             ]
-        cls._sql_indexes.add(Index(t,
-                (t.released, Index.Equality()),
-                (t.release_at, Index.Range()),
-                where=t.released == False))  # noqa: E712
-        cls._order = [('date', 'DESC'), ('id', 'DESC')]
-
-    @staticmethod
-    def default_sold():
-        return 0
-
-    @staticmethod
-    def default_released():
-        return False
-
-    def get_remaining(self, name):
-        return 0 if self.released else self.quota - self.sold
 
     @classmethod
     def allot(cls, box, slot, quota, release_at=None):
@@ -286,9 +262,7 @@ class SiteAllotment(CompanyMixin, ModelSQL, ModelView):
             end = dt.datetime.combine(slot.date, slot.end_time,
                 tzinfo=area_timezone(slot.company))
             release_at = naive(end.astimezone(UTC))
-        # The partner allotment's claim (scenic_group): held places count
-        # as booked, within the capacity.
-        if not reservation._claim_slot(slot.id, quota):
+        if not cls.hold_places(slot.id, quota):
             raise SiteError(gettext(
                     'scenic_gate.msg_site_allotment_capacity',
                     slot=slot.rec_name, quota=quota))

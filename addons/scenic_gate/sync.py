@@ -35,6 +35,8 @@ from trytond import backend, config
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
+from .gatehash import generation_answer, live_generations, ticket_window
+
 
 SYNC_FORMAT = 1
 UTC = dt.timezone.utc
@@ -162,20 +164,10 @@ def _day_start(day, tz):
     return naive(dt.datetime.combine(day, dt.time(), tz))
 
 
-def ticket_window(tz, now):
-    """(start, end), aware: today and tomorrow in the area, the tickets a
-    box can match to an ID card (and whose gate hashes are derived)."""
-    today = now.astimezone(tz).date()
-    start = dt.datetime.combine(today, dt.time(), tz)
-    end = dt.datetime.combine(today + dt.timedelta(days=2), dt.time(), tz)
-    return start, end
-
-
 class _Request:
     "What every list of a snapshot reads: the area, the clock, the cutoff."
 
     def __init__(self, company, since_text, database_name, now):
-        from .gatehash import live_generations
         self.now = now
         self.tz = area_timezone(company)
         self.iso = _Clock(self.tz)
@@ -200,7 +192,6 @@ class _Request:
 
 def snapshot(company, since_text, database_name, now=None):
     """The sync answer for the boxes of an area (a dict, ready for JSON)."""
-    from .gatehash import generation_answer
     r = _Request(company, since_text, database_name, now or now_utc())
     rules, rules_changed, default_rule = _rules(r)
     return {

@@ -4,6 +4,7 @@ import datetime as dt
 import secrets as _secrets
 from functools import lru_cache
 
+from scenic_ticket.allotment import AllotmentMixin
 from scenic_ticket.area import CompanyMixin
 from scenic_ticket.dbtools import forget
 
@@ -404,7 +405,7 @@ class ContractPrice(ModelSQL, ModelView):
                         ticket_type=line.ticket_type.rec_name))
 
 
-class Allotment(CompanyMixin, ModelSQL, ModelView):
+class Allotment(AllotmentMixin, CompanyMixin, ModelSQL, ModelView):
     """Places of a time slot held for a partner until the release time.
 
     The held places count as booked on the slot, so no other channel sells
@@ -417,15 +418,6 @@ class Allotment(CompanyMixin, ModelSQL, ModelView):
         'scenic.group.partner', "Partner", required=True,
         ondelete='RESTRICT', readonly=True,
         domain=[('company', '=', Eval('company', -1))])
-    slot = fields.Many2One(
-        'scenic.time_slot', "Time Slot", required=True, ondelete='RESTRICT',
-        readonly=True, domain=[('company', '=', Eval('company', -1))])
-    date = fields.Date("Date", readonly=True)
-    quota = fields.Integer("Quota", required=True, readonly=True)
-    sold = fields.Integer("Sold", required=True, readonly=True)
-    release_at = fields.DateTime("Release At", required=True, readonly=True)
-    released = fields.Boolean("Released", readonly=True)
-    remaining = fields.Function(fields.Integer("Remaining"), 'get_remaining')
 
     @classmethod
     def __setup__(cls):
@@ -435,22 +427,6 @@ class Allotment(CompanyMixin, ModelSQL, ModelView):
             ('slot_partner_unique', Unique(t, t.slot, t.partner),
                 'scenic_group.msg_allotment_unique'),
             ]
-        cls._sql_indexes.add(Index(t,
-                (t.released, Index.Equality()),
-                (t.release_at, Index.Range()),
-                where=t.released == False))  # noqa: E712
-        cls._order = [('date', 'DESC'), ('id', 'DESC')]
-
-    @staticmethod
-    def default_sold():
-        return 0
-
-    @staticmethod
-    def default_released():
-        return False
-
-    def get_remaining(self, name):
-        return 0 if self.released else self.quota - self.sold
 
     @classmethod
     def allot(cls, partner, slot, quota, release_at=None):
@@ -458,8 +434,6 @@ class Allotment(CompanyMixin, ModelSQL, ModelView):
 
         Refused when the slot has fewer places left.
         """
-        pool = Pool()
-        TimeSlot = pool.get('scenic.time_slot')
         if quota < 1:
             raise AllotmentError(gettext('scenic_group.msg_allotment_quota'))
         if release_at is None:
@@ -470,13 +444,7 @@ class Allotment(CompanyMixin, ModelSQL, ModelView):
                 tzinfo=_tz(slot.company)).astimezone(dt.timezone.utc)
             release_at = (start - dt.timedelta(hours=hours)).replace(
                 tzinfo=None)
-        table = TimeSlot.__table__()
-        cursor = Transaction().connection.cursor()
-        cursor.execute(*table.update(
-                [table.booked], [table.booked + quota],
-                where=(table.id == slot.id)
-                & (table.booked + quota <= table.capacity)))
-        if cursor.rowcount != 1:
+        if not cls.hold_places(slot.id, quota):
             raise AllotmentError(gettext(
                     'scenic_group.msg_allotment_capacity',
                     slot=slot.rec_name, quota=quota))
