@@ -26,6 +26,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -161,11 +162,31 @@ def time_queries(uri, day, start, end):
     return figures
 
 
+def _children_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def server_cpu(uri):
+    """CPU seconds of the PostgreSQL server: the postmaster, its ended
+    children (the finished sessions' backends) and its live ones."""
+    pid = _measure.postmaster_pid(uri, 'postgres')
+    if pid is None:
+        raise BenchError("cannot find the cluster's postmaster")
+    fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+    ended = (int(fields[13]) + int(fields[14])) / _measure.CLOCK_TICKS
+    return (_measure.proc_cpu(pid) + ended
+        + sum(_measure.proc_cpu(c) for c in _measure.children(pid)))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--size', choices=sorted(SIZES), default='small')
     parser.add_argument('--days', type=int)
     parser.add_argument('--visitors', type=int)
+    parser.add_argument('--python-generator', action='store_true',
+        help="the per-ticket Python generator instead of the set-based "
+        "one (scripts/simulate_history.py --set-based)")
     parser.add_argument('--erp-uploads', nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.erp_uploads:
@@ -184,20 +205,30 @@ def main(argv=None):
         log("starting a throwaway PostgreSQL cluster")
         uri = stack.enter_context(throwaway_cluster())
         conf = _measure.write_config(tmpdir, uri, PII_KEY)
-        _measure.initialise(uri, conf, tmpdir, DATABASE, log)
+        _measure.initialise(uri, conf, tmpdir, DATABASE, log,
+            timeout_demo=1200)
         env = _measure.setup_env(tmpdir)
+        server_before = server_cpu(uri)
+        client_before = _children_cpu()
+        generated = time.monotonic()
         result = _measure.run_step([sys.executable,
                 _measure.ROOT / 'scripts' / 'simulate_history.py', '-c',
                 conf, '-d', DATABASE, '--days', days, '--visitors',
-                visitors], env, f"history: {days} days, {visitors} "
-            "visitors a weekday", 3600, log)
+                visitors] + ([] if args.python_generator
+                else ['--set-based']), env, f"history: {days} days, "
+            f"{visitors} visitors a weekday", 3600, log)
+        generation = {'wall': time.monotonic() - generated,
+            'client_cpu': _children_cpu() - client_before,
+            'server_cpu': server_cpu(uri) - server_before}
         print(result.stdout.strip().splitlines()[-1])
         with _measure.pg_connect(uri, DATABASE) as conn:
             counts = {t: conn.execute(f'SELECT count(*) FROM {t}'
-                ).fetchone()[0] for t in ['scenic_ticket',
+                ).fetchone()[0] for t in ['scenic_order', 'scenic_ticket',
                     'scenic_gate_scan', 'scenic_zone_minute',
                     'scenic_gate_quarter', 'scenic_slot_sales']}
             conn.execute('ANALYZE')
+            size = conn.execute('SELECT pg_database_size(%s)',
+                (DATABASE,)).fetchone()[0]
             end = conn.execute("SELECT MAX(visit_date) FROM scenic_ticket "
                 "WHERE state = 'used'").fetchone()[0]
         log(f"rows: {counts}")
@@ -214,6 +245,17 @@ def main(argv=None):
     print(f"\n== analytics on PostgreSQL: {days} days, {visitors} visitors "
         f"a weekday: {counts['scenic_ticket']:,} tickets, "
         f"{counts['scenic_gate_scan']:,} scans ==")
+    generator = ('Python per ticket' if args.python_generator
+        else 'set-based in PostgreSQL')
+    print(f"history generated ({generator}): {generation['wall']:.0f} s "
+        f"wall, CPU {generation['client_cpu']:.0f} s client + "
+        f"{generation['server_cpu']:.0f} s server (backends): "
+        f"{counts['scenic_order']:,} orders, {counts['scenic_ticket']:,} "
+        f"tickets, {counts['scenic_gate_scan']:,} scans; rollups "
+        f"{counts['scenic_zone_minute']:,} zone minutes, "
+        f"{counts['scenic_gate_quarter']:,} gate quarters, "
+        f"{counts['scenic_slot_sales']:,} slot-sales rows; database "
+        f"{size / 2 ** 20:,.0f} MiB")
     print("dashboard refresh queries (day {}, {} runs each): target p95 "
         "< 100 ms".format(end, REFRESH_RUNS))
     for name, f in figures['refresh'].items():

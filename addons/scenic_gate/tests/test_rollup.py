@@ -3,6 +3,7 @@ after random uploads (hypothesis), on the backend the tests run on."""
 import datetime as dt
 import unittest
 import uuid
+from unittest import mock
 from collections import defaultdict
 from contextlib import contextmanager
 from decimal import Decimal
@@ -352,3 +353,147 @@ class ReportRoleTestCase(unittest.TestCase):
             with psycopg.connect(admin, autocommit=True) as con:
                 con.execute(f'DROP OWNED BY "{role}"')
                 con.execute(f'DROP ROLE "{role}"')
+
+
+def _simulate_history_module():
+    "scripts/simulate_history.py of this checkout (not a package)."
+    import importlib.util
+    from pathlib import Path
+    path = (Path(__file__).resolve().parents[3] / 'scripts'
+        / 'simulate_history.py')
+    spec = importlib.util.spec_from_file_location('simulate_history', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class SetBasedHistoryTestCase(unittest.TestCase):
+    "The set-based (PostgreSQL) history generator"
+
+    @classmethod
+    def setUpClass(cls):
+        configure_pii_key()
+        activate_module('scenic_gate')
+
+    @with_transaction()
+    def test_set_based_history_is_consistent(self):
+        "A set-based history: rollups, scans, counters and reports agree"
+        from trytond import backend
+        if backend.name != 'postgresql':
+            self.skipTest("the set-based generator is PostgreSQL's")
+        from scenic_analytics import reports
+        from scenic_analytics.db import Database
+        from scenic_ticket.tests.tools import create_ticket_type
+        from trytond.modules.company.tests import set_company
+        from .tools import new_box
+        sim = _simulate_history_module()
+        pool = Pool()
+        Channel = pool.get('scenic.channel')
+        Company = pool.get('company.company')
+        area = build_area()
+        new_box(area)
+        company = Company(area.company)
+        with set_company(company):
+            Channel.create([{'company': area.company, 'code': code,
+                        'name': code.title(), 'kind': kind}
+                    for code, kind in [('web', 'online'), ('ota', 'ota'),
+                        ('box_office', 'box_office'), ('kiosk', 'kiosk'),
+                        ('agency', 'agency')]])
+            for code, price in [('ADULT', '100'), ('CHILD', '50'),
+                    ('SENIOR', '60'), ('STUDENT', '70')]:
+                create_ticket_type(company, code, price)
+        days, visitors = 5, 400
+        with Transaction().set_context(company=area.company):
+            counts = sim.simulate_set_based(area.company, days, visitors,
+                seed=3, log=lambda message: None)
+        self.assertEqual(counts['slots'], days * len(sim.SLOT_HOURS))
+        self.assertGreater(counts['tickets'], days * visitors * 0.7)
+        self.assertGreater(counts['scans'], counts['tickets'])
+        cursor = Transaction().connection.cursor()
+
+        def one(sql, *params):
+            cursor.execute(sql, (area.company,) + params)
+            return cursor.fetchall()
+        # Scans: every admitted one has its (used) ticket, in then out;
+        # refused ones have none.
+        self.assertEqual(one("""SELECT s.decision, s.direction, t.state,
+                    count(*) FROM scenic_gate_scan AS s
+                LEFT JOIN scenic_ticket AS t ON t.id = s.ticket
+                WHERE s.company = %s
+                GROUP BY 1, 2, 3 ORDER BY 1, 2"""), [
+                ('deny', 'in', None, mock.ANY),
+                ('open', 'in', 'used', mock.ANY),
+                ('open', 'out', 'used', mock.ANY)])
+        rows = one("""SELECT count(*) FROM scenic_ticket AS t
+            WHERE t.company = %s AND t.state = 'used' AND (
+                SELECT count(*) FROM scenic_gate_scan AS s
+                WHERE s.ticket = t.id AND s.decision = 'open') <> 2""")
+        self.assertEqual(rows, [(0,)])
+        self.assertEqual(one("""SELECT count(*) FROM scenic_gate_scan AS a
+                JOIN scenic_gate_scan AS b ON b.ticket = a.ticket
+                    AND b.direction = 'out'
+                WHERE a.company = %s AND a.direction = 'in'
+                    AND b.time < a.time"""), [(0,)])
+        # Counters: slots' booked = their orders' persons, within capacity;
+        # lines' persons = their tickets; orders' total = their lines.
+        self.assertEqual(one("""SELECT count(*) FROM scenic_time_slot AS s
+                WHERE s.company = %s AND s.date < %s AND (s.booked > s.capacity
+                    OR s.booked <> COALESCE((SELECT sum(l.persons)
+                        FROM scenic_order AS o
+                        JOIN scenic_order_line AS l ON l."order" = o.id
+                        WHERE o.slot = s.id), 0))""", area.day), [(0,)])
+        self.assertEqual(one("""SELECT count(*) FROM scenic_order_line AS l
+                JOIN scenic_order AS o ON o.id = l."order"
+                WHERE o.company = %s AND (l.persons <> (
+                        SELECT count(*) FROM scenic_ticket AS t
+                        WHERE t.line = l.id)
+                    OR o.total <> l.amount
+                    OR l.amount <> l.unit_price * l.quantity)"""), [(0,)])
+        # Payments: one per order, a refund per refunded order.
+        self.assertEqual(one("""SELECT count(*) FROM scenic_order AS o
+                WHERE o.company = %s AND (
+                    (SELECT count(*) FROM scenic_payment AS p
+                        WHERE p."order" = o.id AND p.kind = 'payment') <> 1
+                    OR (SELECT count(*) FROM scenic_payment AS p
+                        WHERE p."order" = o.id AND p.kind = 'refund')
+                    <> CASE WHEN o.state = 'refunded' THEN 1 ELSE 0 END)"""),
+            [(0,)])
+        # The zone's headcount = the entries of the day's tickets.
+        self.assertEqual(one("""SELECT count(*)
+                FROM scenic_zone_headcount AS h WHERE h.company = %s
+                AND h.entries <> (SELECT count(*) FROM scenic_gate_scan AS s
+                    JOIN scenic_ticket AS t ON t.id = s.ticket
+                    WHERE t.visit_date = h.date AND s.direction = 'in'
+                        AND s.decision = 'open')"""), [(0,)])
+        # Rollups equal their recomputations.
+        self.assertEqual(stored(area.company), recomputed(area.company))
+        cursor.execute('SELECT id FROM scenic_time_slot WHERE company = %s '
+            'AND date < %s', (area.company, area.day))
+        slots = [s for s, in cursor.fetchall()]
+        self.assertEqual(len(slots), days * len(sim.SLOT_HOURS))
+        for slot in slots:
+            self.assertEqual(sales_rows(slot), recomputed_sales(slot))
+        # The ids' sequences continue after the rows written.
+        cursor.execute('SELECT max(id) FROM scenic_ticket')
+        top, = cursor.fetchone()
+        cursor.execute("SELECT nextval('scenic_ticket_id_seq')")
+        self.assertGreater(cursor.fetchone()[0], top)
+        # The analytics reports read it (in this transaction).
+        db = Database.__new__(Database)
+        db.url, db.kind = None, 'postgresql'
+        db.connection = Transaction().connection
+        end = area.day - dt.timedelta(days=1)
+        start = area.day - dt.timedelta(days=days)
+        for name, query in [
+                ('arrival_curve', reports.arrival_curve),
+                ('dwell_times', reports.dwell_times),
+                ('no_shows', reports.no_shows),
+                ('demand_pricing', reports.demand_pricing),
+                ('channel_mix', reports.channel_mix)]:
+            with self.subTest(report=name):
+                self.assertGreater(len(query(db, area.company, start, end)),
+                    0)
+        self.assertGreater(len(reports.sales_of_day(db, area.company, end)),
+            0)
+        self.assertGreater(len(reports.zone_headcount(db, area.company,
+                    end)), 0)
