@@ -9,7 +9,9 @@ database if missing; initialise it with trytond-admin (admin password
 'admin', Chinese loaded); load the demo data with scripts/load_demo.py; serve
 sao and the RPC at http://127.0.0.1:8000/ (trytond for SQLite, gunicorn for
 PostgreSQL), with trytond-cron beside it and the main gate's IoT box
-(scenic-iotbox, simulated turnstile) on http://127.0.0.1:8100/.  A second
+(scenic-iotbox, simulated turnstile) on http://127.0.0.1:8100/ and the
+kiosk's desk box (simulated ID card reader and ticket printer, for the
+kiosk and counter pages) on http://127.0.0.1:8101/.  A second
 run reuses the database: trytond-admin runs again only when the modules
 (addons/, load_demo.py, trytond's version) changed.
 
@@ -17,6 +19,7 @@ The functions are reused by tests/browser to build a demo in a temp dir.
 """
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import sqlite3
@@ -38,6 +41,7 @@ LOAD_DEMO = ROOT / 'scripts' / 'load_demo.py'
 BIN = Path(sys.executable).parent  # the venv's bin: trytond, gunicorn...
 DEFAULT_LISTEN = '127.0.0.1:8000'
 DEFAULT_BOX_LISTEN = '127.0.0.1:8100'
+DEFAULT_KIOSK_BOX_LISTEN = '127.0.0.1:8101'
 DEMO_PII_KEY = 'demo-only-pii-key-change-me-0123456789abcdef'
 ADMIN_PASSWORD = 'admin'
 ADMIN_EMAIL = 'admin@example.com'
@@ -156,10 +160,12 @@ def _stamp_path(var_dir, dbname, uri):
     return Path(var_dir).resolve() / f'{dbname}.{_db_key(uri)}.modules.sha256'
 
 
-def box_dir(var_dir, dbname='demo', uri=None):
+def box_dir(var_dir, dbname='demo', uri=None, kiosk=False):
     """The demo box's directory (configuration, credentials, its store):
-    one per database, as its credentials are."""
-    return Path(var_dir).resolve() / f'iotbox.{dbname}.{_db_key(uri)}'
+    one per database, as its credentials are; `kiosk`: the kiosk's desk
+    box's."""
+    prefix = 'iotbox-kiosk' if kiosk else 'iotbox'
+    return Path(var_dir).resolve() / f'{prefix}.{dbname}.{_db_key(uri)}'
 
 
 def environ(**values):
@@ -211,7 +217,9 @@ def prepare(var_dir, dbname='demo', listen=DEFAULT_LISTEN, uri=None,
     initialised = is_initialised(var_dir, dbname, uri)
     if not initialised:
         # A new database: the box's credentials and synced data are stale.
-        shutil.rmtree(box_dir(var_dir, dbname, uri), ignore_errors=True)
+        for kiosk in (False, True):
+            shutil.rmtree(box_dir(var_dir, dbname, uri, kiosk),
+                ignore_errors=True)
     if initialised and not force and stamp.exists() \
             and stamp.read_text().strip() == wanted:
         log(f"database {dbname!r} is up to date")
@@ -236,16 +244,20 @@ def prepare(var_dir, dbname='demo', listen=DEFAULT_LISTEN, uri=None,
     return conf
 
 
-def ensure_box(var_dir, conf, dbname='demo', uri=None, quiet=False):
-    """Enrol the demo box if it has no credentials yet (its old store goes:
-    it belongs to the previous enrolment) and return its directory."""
-    directory = box_dir(var_dir, dbname, uri)
+def ensure_box(var_dir, conf, dbname='demo', uri=None, quiet=False,
+        kiosk=False):
+    """Enrol the demo box (`kiosk`: the kiosk's desk box) if it has no
+    credentials yet (its old store goes: it belongs to the previous
+    enrolment) and return its directory."""
+    directory = box_dir(var_dir, dbname, uri, kiosk)
     credentials = directory / 'credentials.json'
     if not credentials.exists():
         shutil.rmtree(directory / 'data', ignore_errors=True)
+        name = load_demo.KIOSK_BOX if kiosk else load_demo.DEMO_BOX
         _run([sys.executable, LOAD_DEMO, '-c', conf, '-d', dbname,
-                '--enrol-box', credentials],
-            admin_env(var_dir, uri), 'enrol the demo box', quiet=quiet)
+                '--enrol-box', credentials, '--box', name],
+            admin_env(var_dir, uri), f'enrol the demo box {name!r}',
+            quiet=quiet)
     return directory
 
 
@@ -289,6 +301,94 @@ lanes = {channels}
 passage_delay = 1.0
 """)
     return path
+
+
+# The kiosk's desk box's API token, in the kiosk URL's fragment: published,
+# as the box listens on loopback only and answers the demo's origin only.
+DEMO_KIOSK_BOX_TOKEN = 'demo-kiosk-box-token'
+# The demo kiosk's simulated ID card: placed on the desk box's reader by
+# `demo.py --place-card` (a made-up number with a valid checksum).
+DEMO_ID_CARD = ('张三', '330106199005171230')
+
+
+def web_origins(listen):
+    """The origins a browser may show the demo's pages from (the desk
+    box's api.allowed_origins)."""
+    host, _, port = listen.rpartition(':')
+    origins = [f'http://{listen}', erp_url(listen)]
+    if host in ('127.0.0.1', '0.0.0.0', '::', '[::]', ''):
+        origins.append(f'http://localhost:{port}')
+    return list(dict.fromkeys(origins))
+
+
+def card_file(directory):
+    "The file holding the card on the kiosk box's simulated reader."
+    return Path(directory) / 'idcard.json'
+
+
+def place_card(directory, name=DEMO_ID_CARD[0], number=DEMO_ID_CARD[1]):
+    "Put a card on the kiosk box's simulated reader (until take_card)."
+    path = card_file(directory)
+    tmp = path.with_suffix('.tmp')
+    tmp.write_text(json.dumps({'name': name, 'id_number': number},
+            ensure_ascii=False), encoding='utf-8')
+    tmp.replace(path)       # the box never reads half a file
+
+
+def take_card(directory):
+    card_file(directory).unlink(missing_ok=True)
+
+
+def write_kiosk_box_config(directory, erp_url, origins, dbname='demo',
+        listen=DEFAULT_KIOSK_BOX_LISTEN, sync_interval=10,
+        heartbeat_interval=20):
+    """box.toml of the kiosk's desk box: no gate, a simulated ID card
+    reader (its card: card_file) and a ticket printer writing ESC/POS to
+    prints.bin and each ticket as a PNG under prints/; its API answers the
+    pages of `origins` with DEMO_KIOSK_BOX_TOKEN."""
+    directory = Path(directory)
+    path = directory / 'box.toml'
+    origins = ', '.join(json.dumps(o) for o in origins)
+    path.write_text(f"""# Written by scripts/demo.py: the demo kiosk's desk box.
+[erp]
+url = "{erp_url}"
+database = "{dbname}"
+timeout = 10
+
+[box]
+name = "demo-kiosk-1"
+data_dir = "data"
+credentials = "credentials.json"
+timezone = "Asia/Shanghai"
+sync_interval = {sync_interval}
+heartbeat_interval = {heartbeat_interval}
+max_backoff = 5
+
+[api]
+listen = "{listen}"
+token = "{DEMO_KIOSK_BOX_TOKEN}"   # demo only: in the kiosk URL's fragment
+allowed_origins = [{origins}]
+
+[drivers.idcard]
+driver = "sim"
+name = "kiosk-1-reader"
+card_file = {json.dumps(str(card_file(directory)))}
+
+[drivers.printer]
+driver = "file"
+name = "kiosk-1-printer"
+path = {json.dumps(str(directory / 'prints.bin'))}
+png_dir = {json.dumps(str(directory / 'prints'))}
+""")
+    return path
+
+
+def kiosk_url(listen, dbname, box_listen):
+    "The kiosk page's address with its one-time setup fragment."
+    fragment = urllib.parse.urlencode({'key': 'demo-kiosk-key',
+            'box': f'http://{box_listen}', 'token': DEMO_KIOSK_BOX_TOKEN},
+        safe=':/')
+    return f'http://{listen}/{dbname}/scenic/kiosk#{fragment}'
 
 
 def box_command(box_config):
@@ -400,7 +500,7 @@ def supervise(commands, grace=10):
         code = ended.returncode
         log(f"{Path(ended.args[0]).name} exited with {code}: stopping the "
             "others (another address: SCENIC_DEMO_LISTEN, "
-            "SCENIC_DEMO_BOX_LISTEN)")
+            "SCENIC_DEMO_BOX_LISTEN, SCENIC_DEMO_KIOSK_BOX_LISTEN)")
     except _Stop as received:             # asked to stop: a clean stop
         log(f"{signal.Signals(received.args[0]).name}: stopping")
     finally:
@@ -436,6 +536,19 @@ def main(argv=None):
         default=os.environ.get('SCENIC_DEMO_BOX_LISTEN', DEFAULT_BOX_LISTEN),
         help="host:port of the gate box's local API "
         "(env SCENIC_DEMO_BOX_LISTEN)")
+    parser.add_argument('--kiosk-box-listen',
+        default=os.environ.get('SCENIC_DEMO_KIOSK_BOX_LISTEN',
+            DEFAULT_KIOSK_BOX_LISTEN),
+        help="host:port of the kiosk's desk box's local API "
+        "(env SCENIC_DEMO_KIOSK_BOX_LISTEN)")
+    parser.add_argument('--place-card', nargs='?', metavar='ID_NUMBER',
+        const=DEMO_ID_CARD[1],
+        help="put an ID card on the running demo kiosk box's simulated "
+        "reader (default: a made-up valid number) and exit")
+    parser.add_argument('--card-name', default=DEMO_ID_CARD[0],
+        help="the name on the card of --place-card")
+    parser.add_argument('--take-card', action='store_true',
+        help="take the card off the kiosk box's reader and exit")
     parser.add_argument('--no-serve', action='store_true',
         help="only build the database")
     parser.add_argument('--force', action='store_true',
@@ -445,10 +558,24 @@ def main(argv=None):
     if uri and not uri.startswith(('postgresql://', 'postgres://')):
         parser.error(f"SCENIC_DATABASE_URI must be postgresql://..., "
             f"not {uri!r}")
+    if args.place_card or args.take_card:
+        directory = box_dir(args.var_dir, args.database, uri, kiosk=True)
+        if not directory.exists():
+            parser.error(f"{directory} does not exist: start the demo first")
+        if args.take_card:
+            take_card(directory)
+            log("card taken off the kiosk box's reader")
+        else:
+            place_card(directory, args.card_name, args.place_card)
+            log("card placed on the kiosk box's reader (--take-card to "
+                "take it off)")
+        return 0
     try:
         conf = prepare(args.var_dir, args.database, args.listen, uri,
             force=args.force)
         directory = ensure_box(args.var_dir, conf, args.database, uri)
+        kiosk_directory = ensure_box(args.var_dir, conf, args.database, uri,
+            kiosk=True)
     except DemoError as e:
         print(f"demo: ERROR: {e}", file=sys.stderr)
         return 1
@@ -456,6 +583,9 @@ def main(argv=None):
         return 0
     box_config = write_box_config(directory, erp_url(args.listen),
         args.database, args.box_listen)
+    kiosk_config = write_kiosk_box_config(kiosk_directory,
+        erp_url(args.listen), web_origins(args.listen), args.database,
+        args.kiosk_box_listen)
     argv, env = server_command(conf, args.database, uri, args.listen)
     partner_listen = os.environ.get('SCENIC_DEMO_PARTNER_LISTEN',
         DEFAULT_PARTNER_LISTEN)
@@ -471,7 +601,10 @@ Scenic demo ({'PostgreSQL' if uri else 'SQLite'}, database {args.database!r})
         print(f"    {login:<12} {password}")
     print(f"""  booking page  http://{args.listen}/{args.database}/scenic/book
   counter       http://{args.listen}/{args.database}/scenic/counter  (cashier)
-  kiosk         http://{args.listen}/{args.database}/scenic/kiosk#key=demo-kiosk-key
+  kiosk         {kiosk_url(args.listen, args.database, args.kiosk_box_listen)}
+                (its desk box: simulated ID card reader and printer; place
+                a card: python scripts/demo.py --place-card, take it:
+                --take-card; tickets: {kiosk_directory / 'prints'})
   booking API   http://{args.listen}/{args.database}/scenic/v1/openapi.json
                 (channel key: demo-web-key)
   gate box      http://{args.box_listen}/status  (MAIN-IN, MAIN-OUT;
@@ -484,7 +617,8 @@ Scenic demo ({'PostgreSQL' if uri else 'SQLite'}, database {args.database!r})
   stop with Ctrl-C
 """, flush=True)
     commands = [(argv, env), cron_command(conf, args.database, uri),
-        box_command(box_config), (dash_argv, dash_env)]
+        box_command(box_config), box_command(kiosk_config),
+        (dash_argv, dash_env)]
     if _port_free(partner_listen):
         commands.append(partner_command(partner_listen))
     else:

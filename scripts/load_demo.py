@@ -1,18 +1,20 @@
 #!/usr/bin/env python3
 """Load the Scenic demo: one scenic area with zones, ticket types, time slots,
 price rules, visitors, a chart of accounts, fiscal years, one user per role,
-the main gate (MAIN-IN, MAIN-OUT) with its IoT box, and two demo cards.
+the main gate (MAIN-IN, MAIN-OUT) with its IoT box, the kiosk's desk box,
+and two demo cards.
 
 Idempotent: if the demo area exists, only what is missing of the gates is
 added (a demo loaded before scenic_gate gets them).
 
     python scripts/load_demo.py -c var/trytond.conf -d demo
     python scripts/load_demo.py -c var/trytond.conf -d demo \
-        --enrol-box var/iotbox/credentials.json
+        --enrol-box var/iotbox/credentials.json [--box "Kiosk 1 box"]
 
---enrol-box enrols the demo's box (a new secret each time) and writes its
-credentials for `scenic-iotbox run` ({"box", "secret", "area",
-"gate_generations"}, mode 0600); nothing else is loaded then.
+--enrol-box enrols the demo's gate box, or --box the named one (a new
+secret each time) and writes its credentials for `scenic-iotbox run`
+({"box", "secret", "area", "gate_generations"}, mode 0600); nothing else
+is loaded then.
 """
 import argparse
 import datetime as dt
@@ -134,6 +136,10 @@ GATES = [
     ('MAIN-OUT', "Main Exit", 'MAIN', 'out', 2),
     ]
 DEMO_BOX = "Main gate box"
+# The kiosk's desk box (scripts/demo.py runs it on 127.0.0.1:8101 with a
+# simulated ID card reader and printer): no gate, its devices' health in
+# the registry (Gates > Boxes).
+KIOSK_BOX = "Kiosk 1 box"
 
 # Cards with known RFID UIDs, so that anyone can tap one at the demo box:
 # UID, card type, holder (index in DEMO_VISITORS), entries left.
@@ -355,9 +361,19 @@ def create_gates(company):
     return True
 
 
-def enrol_box(database, config_file, path):
-    """Enrol the demo's box (a new secret) and write its credentials to
-    path for `scenic-iotbox run` (box.credentials)."""
+def create_kiosk_box(company):
+    "The kiosk's desk box in the device registry, if missing."
+    from proteus import Model
+    Box = Model.get('scenic.gate.box')
+    if Box.find([('name', '=', KIOSK_BOX)]):
+        return False
+    Box(company=company, name=KIOSK_BOX).save()
+    return True
+
+
+def enrol_box(database, config_file, path, name=DEMO_BOX):
+    """Enrol the demo's box `name` (a new secret) and write its credentials
+    to path for `scenic-iotbox run` (box.credentials)."""
     from proteus import config
     config.set_trytond(database=database, config_file=config_file)
     from scenic_gate.gatehash import generation_answer
@@ -365,9 +381,9 @@ def enrol_box(database, config_file, path):
     from trytond.transaction import Transaction
     with Transaction().start(database, 0) as transaction:
         Box = Pool().get('scenic.gate.box')
-        boxes = Box.search([('name', '=', DEMO_BOX)], limit=1)
+        boxes = Box.search([('name', '=', name)], limit=1)
         if not boxes:
-            raise SystemExit(f"The demo box {DEMO_BOX!r} is not in database "
+            raise SystemExit(f"The demo box {name!r} is not in database "
                 f"{database!r}: load the demo first.")
         token, _ = boxes[0].new_enrolment_token()
         box, secret = Box.enrol(token, hostname=socket.gethostname())
@@ -420,6 +436,8 @@ def load(database, config_file):
         company, = Company.find([('party.name', '=', AREA_NAME)])
         if create_gates(company):
             print(f"Demo gates added to database {database!r}.")
+        if create_kiosk_box(company):
+            print(f"Demo kiosk box added to database {database!r}.")
         load_group_demo(database)
         load_counter(database, company.id)  # scenic_counter's box office
         print(f"Demo data already loaded in database {database!r}.")
@@ -431,6 +449,7 @@ def load(database, config_file):
     translate_names()
     create_visitors(company)
     create_gates(company)
+    create_kiosk_box(company)
     finance_history(database, company.id)
     create_users(company)
     load_group_demo(database)
@@ -446,9 +465,12 @@ def main(argv=None):
     parser.add_argument('-d', '--database', default='demo')
     parser.add_argument('--enrol-box', metavar='PATH',
         help="only enrol the demo's box and write its credentials to PATH")
+    parser.add_argument('--box', default=DEMO_BOX,
+        help="the box --enrol-box enrols (default: %(default)r; the "
+        f"kiosk's: {KIOSK_BOX!r})")
     args = parser.parse_args(argv)
     if args.enrol_box:
-        enrol_box(args.database, args.config, args.enrol_box)
+        enrol_box(args.database, args.config, args.enrol_box, args.box)
     else:
         load(args.database, args.config)
 

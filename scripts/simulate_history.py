@@ -113,7 +113,7 @@ def _area(company_id, days, end=None):
     gate_in = one('scenic.gate', 'code', 'MAIN-IN')
     gate_out = one('scenic.gate', 'code', 'MAIN-OUT')
     zone = gate_in.zone
-    box = one('scenic.gate.box', 'company', company_id)
+    box = gate_in.box       # the main gate's (the kiosk's box has no gate)
     if Slot.search([('company', '=', company_id), ('date', '>=', start),
                 ('date', '<', end)], limit=1):
         raise SystemExit(f"the area already has slots between {start} and "

@@ -22,6 +22,9 @@
 - ``demo_box`` (session): the demo's gate box as `make demo` runs it
   (enrolled by scripts/demo.py, `scenic-iotbox run`, simulated turnstile)
   on a free port, syncing with ``demo_server`` every half second.
+- ``demo_kiosk_box`` (session): the kiosk's desk box as `make demo` runs
+  it (simulated ID card reader and printer, the demo's origin allowed), on
+  a free port, heartbeating every half second.
 """
 import os
 import signal
@@ -217,3 +220,65 @@ def demo_box(demo_server, tmp_path_factory):
     if code != 0:
         pytest.fail(f"the demo box did not stop cleanly ({code}):\n"
             + log_tail(box.log), pytrace=False)
+
+
+@dataclass(frozen=True)
+class DemoKioskBox:
+    "The kiosk's desk box: url, its directory (card file, prints), log."
+    url: str
+    directory: Path
+    log: Path
+
+
+def kiosk_box_status(box):
+    "The kiosk box's /status (its API wants the token), None if silent."
+    import json
+    request = urllib.request.Request(box.url + '/status', headers={
+            'Authorization': f'Bearer {demo.DEMO_KIOSK_BOX_TOKEN}'})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return json.loads(answer.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _stop_box(process, log):
+    process.send_signal(signal.SIGTERM)
+    try:
+        code = process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        code = 'killed after 20 s'
+    if code != 0:
+        pytest.fail(f"the demo box did not stop cleanly ({code}):\n"
+            + log_tail(log), pytrace=False)
+
+
+@pytest.fixture(scope='session')
+def demo_kiosk_box(demo_server, tmp_path_factory):
+    if demo_server.var_dir is None:
+        pytest.skip("needs the demo the tests build (not "
+            "SCENIC_BROWSER_TEST_URL)")
+    var_dir = demo_server.var_dir
+    directory = demo.ensure_box(var_dir, var_dir / 'trytond.conf',
+        demo_server.database, quiet=True, kiosk=True)
+    listen = f'127.0.0.1:{pgcluster.free_port()}'
+    server_listen = demo_server.url.split('://', 1)[1]
+    config = demo.write_kiosk_box_config(directory, demo_server.url,
+        demo.web_origins(server_listen), demo_server.database, listen,
+        sync_interval=0.5, heartbeat_interval=0.5)
+    argv, env = demo.box_command(config)
+    box = DemoKioskBox(f'http://{listen}', directory,
+        tmp_path_factory.mktemp('demo-kiosk-box') / 'box.log')
+    with open(box.log, 'wb') as out:
+        process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
+            stdout=out, stderr=subprocess.STDOUT)
+    try:
+        online = until(lambda: (s := kiosk_box_status(box)) and s['online']
+            and s)
+        if not online:
+            pytest.fail("the demo kiosk box did not sync:\n"
+                + log_tail(box.log), pytrace=False)
+        yield box
+    finally:
+        _stop_box(process, box.log)

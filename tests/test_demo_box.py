@@ -26,5 +26,6 @@ def test_demo_box_admits_the_demo_card(demo_server, demo_box):
         'open', 3)
     assert until(lambda: inside() == before), inside()
 
-    box, = Model.get('scenic.gate.box', config=office).find([])
+    box, = Model.get('scenic.gate.box', config=office).find(
+        [('name', '=', 'Main gate box')])     # load_demo.DEMO_BOX
     assert (box.online, box.alarm) == (True, None)

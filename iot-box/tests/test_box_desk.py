@@ -120,3 +120,18 @@ def test_desk_box_needs_no_gate(tmp_path):
     with pytest.raises(ConfigError):    # a gate's reader: gates needed
         parse(dict(base, drivers={'idcard': {'driver': 'sim',
                         'gate': 'MAIN-IN'}}), tmp_path)
+
+
+def test_simulated_reader_card_file(tmp_path):
+    "The demo places a card on a running box's reader by writing a file"
+    path = tmp_path / 'idcard.json'
+    poller = IDCardPoller.simulated(card_file=str(path), name='kiosk')
+    assert poller.reader.read() is None
+    path.write_text(json.dumps({'name': '张三', 'id_number': NUMBER}),
+        encoding='utf-8')
+    assert poller.reader.read() == IDCardData('张三', NUMBER)
+    path.write_text('{"name": "张三"', encoding='utf-8')   # half written
+    assert poller.reader.read() is None
+    assert poller.reader.counters['read_errors'] == 1
+    path.unlink()
+    assert poller.reader.read() is None

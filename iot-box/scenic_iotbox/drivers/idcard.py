@@ -12,12 +12,14 @@ taken from the card, and the box only ever keeps the number's keyed hash.
 Log lines never contain them (``IDCardData.__repr__`` masks the number).
 """
 
+import json
 import logging
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from scenic_common import idnumber
 
@@ -81,11 +83,27 @@ class SimulatedIDCardReader(IDCardReader):
     queues a card that is read once then gone (a visitor tapping).  Cards
     with an invalid number are refused as a real reader's SAM would."""
 
-    def __init__(self, cards=(), name='sim'):
+    def __init__(self, cards=(), name='sim', card_file=None):
         super().__init__(name)
         self._lock = threading.Lock()
         self._present = None
         self._taps = deque(cards)
+        # The demo's way to place a card on a running box: the card on the
+        # reader is this JSON file's {"name", "id_number"} while it exists.
+        self.card_file = Path(card_file) if card_file else None
+
+    def _file_card(self):
+        if self.card_file is None:
+            return None
+        try:
+            data = json.loads(self.card_file.read_text(encoding='utf-8'))
+            return IDCardData(str(data['name']), str(data['id_number']))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError, KeyError):
+            # unreadable: no card (nothing from it is logged)
+            self.counters.add('read_errors')
+            return None
 
     def place(self, card):
         with self._lock:
@@ -102,6 +120,8 @@ class SimulatedIDCardReader(IDCardReader):
     def read(self):
         with self._lock:
             card = self._taps.popleft() if self._taps else self._present
+        if card is None:
+            card = self._file_card()
         if card is None:
             return None
         self.counters.add('card_reads')
@@ -129,11 +149,13 @@ class IDCardPoller(ScanReader):
 
     @classmethod
     def simulated(cls, gate=None, lane=1, direction=None, cards=(),
-            interval=0.3, name='sim'):
+            interval=0.3, name='sim', card_file=None):
         """Registry ``idcard``/``sim``: ``cards`` = [{"name", "id_number"}]
-        tapped once each (demo)."""
+        tapped once each (demo); ``card_file``: a JSON file holding the
+        card placed on the reader while it exists (the demo's desk box)."""
         reader = SimulatedIDCardReader(
-            [IDCardData(c['name'], c['id_number']) for c in cards], name)
+            [IDCardData(c['name'], c['id_number']) for c in cards], name,
+            card_file=card_file)
         return cls(reader, gate, lane, direction, interval, name=name)
 
     def poll_card(self):
