@@ -356,6 +356,11 @@ class KioskAPITestCase(RouteTestCase):
         self.expire_and_close(ref, cancel=True)
         self.assertEqual(self.intents(ref)['native'][0], 'closed')
         client = self.client()
+        # The simulated wallet's pay page no longer takes the payment.
+        page = client.get(qr['code_url'])
+        self.assertNotIn('simpay-pay', page.get_data(as_text=True))
+        self.assertEqual(client.post(qr['code_url'],
+                data={'order': ref}).status_code, 409)
         notify = f'/{self.db_name}/scenic/notify/simulated'
         token = qr['code_url'].rsplit('/', 1)[1]
         forged = client.post(notify, data=json.dumps(
