@@ -72,6 +72,9 @@ class ProviderIntent(StateMachine, ModelSQL, ModelView):
                 'scenic_counter.msg_intent_unique'),
             ]
         cls._sql_indexes.add(Index(t, (t.key, Index.Equality())))
+        # the QR of an order (notifications, the order's state hook)
+        cls._sql_indexes.add(Index(t, (t.reference, Index.Equality()),
+                (t.operation, Index.Equality())))
         cls._transitions |= {
             ('pending', 'done'),
             ('pending', 'paid'),

@@ -297,7 +297,7 @@ class KioskAPITestCase(RouteTestCase):
             Transaction().commit()
 
     def test_expired_qr_closed_late_payment_refunded(self):
-        "WeChat: an expired order's QR is closed once; paid late, refunded once"
+        "WeChat: an expired order's QR closed once; paid late, refunded once"
         from .test_wallets import MERCHANT, FakeWeChat, new_key
         gateway = FakeWeChat(MERCHANT)
         self.wallet('wechat', gateway.adapter(
