@@ -121,8 +121,9 @@ class KioskAPITestCase(RouteTestCase):
         client = self.client()
         notify = f'/{self.db_name}/scenic/notify/simulated'
         token = qr['code_url'].rsplit('/', 1)[1]
+        wrong = ('y' if token[0] == 'x' else 'x') + token[1:]
         forged = client.post(notify, data=json.dumps(
-                {'out_trade_no': ref, 'token': 'x' + token[1:]}))
+                {'out_trade_no': ref, 'token': wrong}))
         self.assertEqual(forged.status_code, 401)
         self.assertEqual(forged.json['code'], 'FAIL')
         self.assertFalse(self.get(f'/orders/{ref}').json['paid'])
@@ -363,8 +364,9 @@ class KioskAPITestCase(RouteTestCase):
                 data={'order': ref}).status_code, 409)
         notify = f'/{self.db_name}/scenic/notify/simulated'
         token = qr['code_url'].rsplit('/', 1)[1]
+        wrong = ('y' if token[0] == 'x' else 'x') + token[1:]
         forged = client.post(notify, data=json.dumps(
-                {'out_trade_no': ref, 'token': 'x' + token[1:]}))
+                {'out_trade_no': ref, 'token': wrong}))
         self.assertEqual(forged.status_code, 401)
         for _ in range(2):
             answer = client.post(notify, data=json.dumps(
