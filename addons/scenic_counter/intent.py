@@ -8,16 +8,29 @@ the sale's idempotency key; the answer is committed the same way. A retry
 finds the intent: with its answer it reuses it; without one (the process
 died during the call) it asks the provider what became of it (query)
 instead of charging again.
+
+A QR on screen (operation 'native') whose order expires or is cancelled
+unpaid is closed at the wallet: the order's state hook records a 'close'
+intent in the same transaction as the order's move (so it is never lost),
+and the cron `close_wallet_orders` makes the call and moves the QR
+pending -> closed. A wallet payment that arrives for an order no longer
+payable is refunded at once (window.apply_notification) and its QR moves
+to refunded.
 """
+import logging
+
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
-from trytond.pool import Pool
+from trytond.pool import Pool, PoolMeta
 from trytond.transaction import Transaction
 
 from scenic_ticket.errors import ApiError
-from scenic_ticket.providers import PaymentProvider
+from scenic_ticket.providers import PROVIDERS, PaymentDeclined, PaymentProvider
 from scenic_ticket.workflow import StateMachine, transition
 
+from .wallets import ProviderError
+
 INTENT_KEY = 'scenic_payment_intent'    # context: the sale's key
+logger = logging.getLogger(__name__)
 
 
 class ProviderIntent(StateMachine, ModelSQL, ModelView):
@@ -34,6 +47,7 @@ class ProviderIntent(StateMachine, ModelSQL, ModelView):
             ('charge', "Charge"),
             ('refund', "Refund"),
             ('native', "QR on Screen"),
+            ('close', "Close QR Order"),
             ], "Operation", required=True, readonly=True)
     reference = fields.Char("Reference", readonly=True,
         help="The order reference or the original trade number.")
@@ -42,6 +56,8 @@ class ProviderIntent(StateMachine, ModelSQL, ModelView):
             ('pending', "Pending"),
             ('done', "Done"),
             ('paid', "Paid"),
+            ('closed', "Closed"),
+            ('refunded', "Refunded"),
             ], "State", required=True, readonly=True)
     result = fields.Char("Result", readonly=True,
         help="The provider's trade or refund number; for a QR on screen "
@@ -56,9 +72,17 @@ class ProviderIntent(StateMachine, ModelSQL, ModelView):
                 'scenic_counter.msg_intent_unique'),
             ]
         cls._sql_indexes.add(Index(t, (t.key, Index.Equality())))
+        # the QR of an order (notifications, the order's state hook)
+        cls._sql_indexes.add(Index(t, (t.reference, Index.Equality()),
+                (t.operation, Index.Equality())))
         cls._transitions |= {
             ('pending', 'done'),
             ('pending', 'paid'),
+            # a QR whose order expired or was cancelled unpaid
+            ('pending', 'closed'),
+            # a QR paid after its order was no longer payable: refunded
+            ('pending', 'refunded'),
+            ('closed', 'refunded'),
             }
 
     @staticmethod
@@ -69,6 +93,86 @@ class ProviderIntent(StateMachine, ModelSQL, ModelView):
     @transition('paid')
     def paid(cls, intents):
         "The visitor paid the QR: the provider's notification verified."
+
+    @classmethod
+    @transition('closed')
+    def closed(cls, intents):
+        "The QR's order at the wallet is closed: it can no longer be paid."
+
+    @classmethod
+    @transition('refunded')
+    def refunded(cls, intents):
+        "The QR was paid too late: the payment went back (refund intent)."
+
+    @classmethod
+    def record_closes(cls, references):
+        """Record a 'close' intent for each pending QR of these orders
+        (the caller's transaction: the order's state change)."""
+        if not references:
+            return
+        natives = cls.search([('operation', '=', 'native'),
+                ('state', '=', 'pending'),
+                ('reference', 'in', list(references))])
+        keys = {(n.provider, f'close-{n.reference}') for n in natives}
+        existing = {(i.provider, i.key) for i in cls.search([
+                    ('operation', '=', 'close'),
+                    ('key', 'in', [k for _, k in keys])])} if keys else set()
+        cls.create([{'key': key, 'provider': provider,
+                    'operation': 'close', 'reference': key[len('close-'):],
+                    'state': 'pending'}
+                for provider, key in sorted(keys - existing)])
+
+    @classmethod
+    def close_wallet_orders(cls, limit=200):
+        """Cron: close at the wallet the QR orders recorded to close.
+
+        A close is harmless when repeated (the wallets answer a closed
+        order as closed), so a crash between the call and the commit only
+        makes the next run ask again. A QR no longer pending (paid or
+        refunded meanwhile) is not closed. Returns the QRs closed."""
+        closes = cls.search([('operation', '=', 'close'),
+                ('state', '=', 'pending')], order=[('id', 'ASC')],
+            limit=limit)
+        closed = []
+        for close in closes:
+            natives = cls.search([('provider', '=', close.provider),
+                    ('operation', '=', 'native'),
+                    ('reference', '=', close.reference),
+                    ('state', '=', 'pending')])
+            if natives:
+                provider = PROVIDERS.get(close.provider)
+                inner = getattr(provider, 'inner', provider)
+                try:
+                    if hasattr(inner, 'close_order'):
+                        inner.close_order(close.reference)
+                except (PaymentDeclined, ProviderError, OSError,
+                        ValueError) as error:
+                    # paid just now, or the wallet is away: the next run
+                    # asks again (a late payment is refunded on notice)
+                    logger.warning("closing %s QR order %s failed: %s",
+                        close.provider, close.reference,
+                        type(error).__name__)
+                    continue
+                cls.closed(natives)
+                closed.extend(natives)
+            cls.write([close], {'state': 'done'})
+        return closed
+
+
+class Order(metaclass=PoolMeta):
+    __name__ = 'scenic.order'
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._state_hooks = cls._state_hooks | {'expired', 'cancelled'}
+
+    @classmethod
+    def on_state_change(cls, to_state, ids):
+        super().on_state_change(to_state, ids)
+        if to_state in ('expired', 'cancelled'):
+            Intent = Pool().get('scenic.counter.provider_intent')
+            Intent.record_closes([o.reference for o in cls.browse(ids)])
 
 
 def _in_own_transaction(func):

@@ -21,3 +21,14 @@ class Rule(metaclass=PoolMeta):
         if model_names & OWN_MODELS:
             key = (*key, Transaction().user)
         return key
+
+
+class Cron(metaclass=PoolMeta):
+    __name__ = 'ir.cron'
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls.method.selection.append(
+            ('scenic.counter.provider_intent|close_wallet_orders',
+                "Close Expired Wallet QR Orders"))

@@ -114,6 +114,13 @@ def simpay(request, database_name, token):
             window.PROVIDERS) or len(token) > 64:
         return _simpay_page("模拟支付", "No such payment.", status=404)
     if request.method == 'POST':
+        # A closed QR (its order expired or was cancelled) cannot be paid,
+        # as at a real wallet.
+        if txn.run(database_name, 0, lambda: getattr(_simpay_intent(
+                        database_name, token), 'state', None),
+                readonly=True) in ('closed', 'refunded'):
+            return _simpay_page("已关闭 · Closed",
+                "This payment was closed.", status=409)
         # The wallet notifies the ERP (in-process: the same handler as
         # POST /notify/simulated).
         body = json.dumps({'out_trade_no': request.form.get('order', ''),
@@ -133,6 +140,8 @@ def simpay(request, database_name, token):
     reference, amount, state = intent
     if state == 'paid':
         return _simpay_page("已支付 · Paid", f"{reference} ✓")
+    if state in ('closed', 'refunded'):
+        return _simpay_page("已关闭 · Closed", "This payment was closed.")
     form = (f'<form method="post"><input type="hidden" name="order" '
         f'value="{html.escape(reference, quote=True)}">'
         '<button id="simpay-pay" type="submit" style="font-size:24px;'

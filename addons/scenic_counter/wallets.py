@@ -345,6 +345,21 @@ class WeChatPay(WalletProvider):
                 f"WeChat Pay refused the QR order: {data.get('message')}.")
         return data['code_url']
 
+    def close_order(self, order_reference):
+        """Close the unpaid QR order (its hold ended): it can no longer
+        be paid. A closed or unknown order is already closed; a paid one
+        raises PaymentDeclined (its notification refunds it)."""
+        status, data = self.request('POST', '/v3/pay/transactions/'
+            f'out-trade-no/{urllib.parse.quote(order_reference)}/close',
+            {'mchid': self.mchid})
+        if status in (200, 204):
+            return
+        state, _ = self._query_state(order_reference)
+        if state in ('absent', 'declined'):
+            return
+        raise PaymentDeclined(
+            f"WeChat Pay did not close the order ({state}).")
+
     # -- settlement ----------------------------------------------------
     def statement(self, day):
         """The day's trade bill (交易账单, CSV text as bytes) that finance
@@ -522,6 +537,20 @@ class Alipay(WalletProvider):
             raise PaymentDeclined(
                 f"Alipay refused the QR order: {data.get('sub_msg')}.")
         return data['qr_code']
+
+    def close_order(self, order_reference):
+        """alipay.trade.close of the unpaid QR order. A trade never
+        scanned does not exist at Alipay (nothing to close); a paid one
+        raises PaymentDeclined (its notification refunds it)."""
+        data = self.call('alipay.trade.close',
+            {'out_trade_no': order_reference})
+        if data.get('code') == '10000' \
+                or data.get('sub_code') == 'ACQ.TRADE_NOT_EXIST':
+            return
+        state, _ = self._query_state(order_reference)
+        if state in ('absent', 'declined'):
+            return
+        raise PaymentDeclined(f"Alipay did not close the order ({state}).")
 
     # Where Alipay serves its bills (the answer's URL must be there).
     bill_host = 'https://dwbillcenter.alipay.com/'

@@ -74,6 +74,16 @@ class SimulatedWallet(SimulatedProvider):
             return notified[order_reference]
         return super().charge(order_reference, amount, currency)
 
+    def close_order(self, order_reference):
+        "Nothing to call: closing is the QR's intent moving to closed."
+
+    def refund(self, payment_reference, amount, currency):
+        # one refund number per trade (what query_refund finds again)
+        return f'SIM-REFUND-{payment_reference}'
+
+    def query_refund(self, payment_reference):
+        return f'SIM-REFUND-{payment_reference}'
+
     def native_qr(self, order_reference, amount, currency):
         return self.pay_page.format(database=Pool().database_name,
             token=secrets.token_urlsafe(16))
@@ -205,6 +215,9 @@ def apply_notification(provider_name, headers, body, now=None):
     if info['amount'] != order.total:
         raise CounterError('amount_mismatch',
             f"Notified {info['amount']}, the order is {order.total}.")
+    if _late(order, now):
+        _refund_late(provider, order, info)
+        return None
     # A notification comes with no user: the order's area is the company
     # (the payment's postings need it).
     with Transaction().set_context({
@@ -224,6 +237,36 @@ def apply_notification(provider_name, headers, body, now=None):
     if qr:
         Intent.paid(qr)
     return order if after > before else None
+
+
+def _late(order, now=None):
+    """True when the order can no longer take this payment: expired or
+    cancelled, its hold over, or already paid (by another trade)."""
+    Order = Pool().get('scenic.order')
+    now = now or now_utc()
+    return (not Order.may_enter(order.state, 'paid')
+        or order.hold_expires_at.replace(tzinfo=dt.timezone.utc) <= now)
+
+
+def _refund_late(provider, order, info):
+    """A genuine payment for an order no longer payable: refunded at once
+    on its trade number, recorded as a refund intent (key
+    ``late-<trade>``, reference the trade, result the refund number) so
+    that a second delivery or a retried transaction refunds once; the
+    order's QR moves to refunded. The order and its payments are left as
+    they are (reservation.cancel refunds every payment row of an order,
+    so a late trade recorded there would be given back twice)."""
+    Intent = Pool().get('scenic.counter.provider_intent')
+    recorded = provider if isinstance(provider, RecordedProvider) \
+        else RecordedProvider(provider)
+    with Transaction().set_context({INTENT_KEY: f"late-{info['trade']}"}):
+        recorded.refund(info['trade'], info['amount'], order.currency.code)
+    qr = Intent.search([('provider', '=', provider.name),
+            ('operation', '=', 'native'),
+            ('reference', '=', order.reference),
+            ('state', 'in', Intent.sources('refunded'))])
+    if qr:
+        Intent.refunded(qr)
 
 
 def _collected(reference):

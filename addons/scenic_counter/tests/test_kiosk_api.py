@@ -121,8 +121,9 @@ class KioskAPITestCase(RouteTestCase):
         client = self.client()
         notify = f'/{self.db_name}/scenic/notify/simulated'
         token = qr['code_url'].rsplit('/', 1)[1]
+        wrong = ('y' if token[0] == 'x' else 'x') + token[1:]
         forged = client.post(notify, data=json.dumps(
-                {'out_trade_no': ref, 'token': 'x' + token[1:]}))
+                {'out_trade_no': ref, 'token': wrong}))
         self.assertEqual(forged.status_code, 401)
         self.assertEqual(forged.json['code'], 'FAIL')
         self.assertFalse(self.get(f'/orders/{ref}').json['paid'])
@@ -256,6 +257,129 @@ class KioskAPITestCase(RouteTestCase):
                 content_type='application/x-www-form-urlencoded')
             self.assertEqual(answer.get_data(as_text=True), 'success')
         self.assertEqual(self.payments(ref), ['2026K1'])
+
+    def intents(self, ref, trade=None):
+        "{operation: (state, result)} of the order's (and trade's) intents"
+        found = {}
+
+        @self.run_in_db
+        def read():
+            Intent = Pool().get('scenic.counter.provider_intent')
+            domain = [('reference', '=', ref)]
+            if trade:
+                domain = ['OR', domain, [('reference', '=', trade)]]
+            for intent in Intent.search(domain):
+                found[intent.operation] = (intent.state, intent.result,
+                    intent.key)
+        return found
+
+    def expire_and_close(self, ref, cancel=False):
+        "The order's hold expires (or it is cancelled); the cron runs twice"
+        import datetime as dt
+
+        from scenic_ticket import reservation
+
+        @self.run_in_db
+        def expire():
+            Order = Pool().get('scenic.order')
+            order, = Order.search([('reference', '=', ref)])
+            if cancel:
+                reservation.cancel(order.id)
+            else:
+                reservation.expire_holds(now=reservation.now_utc()
+                    + dt.timedelta(days=1))
+            self.assertEqual(Order(order.id).state,
+                'cancelled' if cancel else 'expired')
+            Transaction().commit()
+            Intent = Pool().get('scenic.counter.provider_intent')
+            Intent.close_wallet_orders()
+            Transaction().commit()
+            Intent.close_wallet_orders()
+            Transaction().commit()
+
+    def test_expired_qr_closed_late_payment_refunded(self):
+        "WeChat: an expired order's QR closed once; paid late, refunded once"
+        from .test_wallets import MERCHANT, FakeWeChat, new_key
+        gateway = FakeWeChat(MERCHANT)
+        self.wallet('wechat', gateway.adapter(
+                notify_url='https://example.test/notify/wechat'))
+        ref = self.buy(41)['order']
+        gateway.script = {'/v3/pay/transactions/native': [
+                (200, {'code_url': 'weixin://wxpay/bizpayurl?pr=K2'})]}
+        self.post(f'/orders/{ref}/qr', {'provider': 'wechat'})
+        close_path = f'/v3/pay/transactions/out-trade-no/{ref}/close'
+        gateway.script = {close_path: [(204, {})]}
+        self.expire_and_close(ref)
+        closes = [c for c in gateway.calls if c[1] == close_path]
+        self.assertEqual(closes, [('POST', close_path,
+                    {'mchid': '1900000001'})])
+        intents = self.intents(ref)
+        self.assertEqual(intents['native'][0], 'closed')
+        self.assertEqual(intents['close'][0], 'done')
+
+        # The visitor paid just before the close: the wallet notifies.
+        client = self.client()
+        url = f'/{self.db_name}/scenic/notify/wechat'
+        calls = len(gateway.calls)
+        headers, body = gateway.notification(ref, '4200009001', 10000,
+            key=new_key())
+        forged = client.post(url, headers=headers, data=body)
+        self.assertEqual((forged.status_code, forged.json['code']),
+            (401, 'FAIL'))
+        self.assertEqual(len(gateway.calls), calls)
+        gateway.script = {
+            '/v3/pay/transactions/id/4200009001': [(200, {
+                        'trade_state': 'SUCCESS',
+                        'amount': {'total': 10000}})],
+            '/v3/refund/domestic/refunds': [(200, {
+                        'status': 'PROCESSING', 'refund_id': '5030009'})],
+            }
+        headers, body = gateway.notification(ref, '4200009001', 10000)
+        for _ in range(2):
+            self.assertEqual(client.post(url, headers=headers, data=body
+                    ).status_code, 204)
+        refunds = [c for c in gateway.calls
+            if c[1] == '/v3/refund/domestic/refunds']
+        self.assertEqual(len(refunds), 1)
+        self.assertEqual(refunds[0][2]['transaction_id'], '4200009001')
+        self.assertEqual(refunds[0][2]['amount']['refund'], 10000)
+        self.assertEqual(self.payments(ref), [])
+        intents = self.intents(ref, '4200009001')
+        self.assertEqual(intents['native'][0], 'refunded')
+        self.assertEqual(intents['refund'],
+            ('done', '5030009', 'late-4200009001'))
+
+    def test_cancelled_qr_paid_late_simulated(self):
+        "Simulated wallet: a cancelled order's QR is closed; paid, refunded"
+        order = self.buy(42)
+        ref = order['order']
+        qr = self.post(f'/orders/{ref}/qr', {'provider': 'simulated'}).json
+        self.expire_and_close(ref, cancel=True)
+        self.assertEqual(self.intents(ref)['native'][0], 'closed')
+        client = self.client()
+        # The simulated wallet's pay page no longer takes the payment.
+        page = client.get(qr['code_url'])
+        self.assertNotIn('simpay-pay', page.get_data(as_text=True))
+        self.assertEqual(client.post(qr['code_url'],
+                data={'order': ref}).status_code, 409)
+        notify = f'/{self.db_name}/scenic/notify/simulated'
+        token = qr['code_url'].rsplit('/', 1)[1]
+        wrong = ('y' if token[0] == 'x' else 'x') + token[1:]
+        forged = client.post(notify, data=json.dumps(
+                {'out_trade_no': ref, 'token': wrong}))
+        self.assertEqual(forged.status_code, 401)
+        for _ in range(2):
+            answer = client.post(notify, data=json.dumps(
+                    {'out_trade_no': ref, 'token': token}))
+            self.assertEqual(answer.status_code, 204)
+        trade = f'SIM-QR-{token[:16]}'
+        intents = self.intents(ref, trade)
+        self.assertEqual(intents['native'][0], 'refunded')
+        self.assertEqual(intents['refund'],
+            ('done', f'SIM-REFUND-{trade}', f'late-{trade}'))
+        self.assertEqual(self.payments(ref), [])
+        self.assertEqual(self.get(f'/orders/{ref}').json['state'],
+            'cancelled')
 
     def run_in_db(self, func):
         from trytond.tests.test_tryton import DB_NAME

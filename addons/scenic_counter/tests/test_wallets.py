@@ -336,6 +336,24 @@ class AlipayTestCase(unittest.TestCase):
                 self.alipay.statement(dt.date(2026, 12, 3))
         self.assertEqual(len(downloads), 1)
 
+    def test_close_order(self):
+        "trade.close: closed, never scanned, closed before; paid refuses"
+        self.gateway.script = {
+            'alipay.trade.close': [{'code': '10000'},
+                {'code': '40004', 'sub_code': 'ACQ.TRADE_NOT_EXIST'},
+                {'code': '40004', 'sub_code': 'ACQ.TRADE_STATUS_ERROR'},
+                {'code': '40004', 'sub_code': 'ACQ.TRADE_STATUS_ERROR'}],
+            'alipay.trade.query': [
+                {'code': '10000', 'trade_status': 'TRADE_CLOSED'},
+                {'code': '10000', 'trade_status': 'TRADE_SUCCESS',
+                    'trade_no': '2026X'}]}
+        for _ in range(3):
+            self.alipay.close_order('ORD-1')
+        with self.assertRaises(PaymentDeclined):
+            self.alipay.close_order('ORD-1')
+        self.assertEqual(self.gateway.calls[0],
+            ('alipay.trade.close', {'out_trade_no': 'ORD-1'}))
+
     def test_micropay_synchronous(self):
         self.gateway.script = {'alipay.trade.pay': [
                 {'code': '10000', 'msg': 'Success', 'trade_no': '2026A1',
