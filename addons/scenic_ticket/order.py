@@ -261,6 +261,10 @@ class Ticket(CompanyMixin, StateMachine, ModelSQL, ModelView):
                     (t.visit_date, Index.Range())),
                 Index(t, (t.state, Index.Equality()),
                     (t.revoked_at, Index.Range())),
+                # The analysts' reports read a period of visit dates
+                # (scenic_analytics.reports.no_shows).
+                Index(t, (t.company, Index.Equality()),
+                    (t.visit_date, Index.Range())),
                 })
         cls._order = [('id', 'DESC')]
         cls._transitions |= TICKET_TRANSITIONS

@@ -7,12 +7,23 @@ production the URL names the `scenic_report` role, which has no grant on
 the columns holding ID numbers and phones, see roles.py).
 """
 import datetime as dt
+import re
 import sqlite3
 import urllib.parse
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
 UTC = dt.timezone.utc
+TZ_NAME = re.compile(r'^[A-Za-z0-9_+/-]+$')
+
+
+def _sqlite_local_date(value, tz):
+    "SQLite function: the local date (ISO text) of a naive UTC timestamp."
+    if value is None:
+        return None
+    moment = dt.datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return moment.astimezone(ZoneInfo(tz)).date().isoformat()
 
 
 class Database:
@@ -28,6 +39,8 @@ class Database:
             self.connection = sqlite3.connect(
                 f'file:{urllib.parse.quote(path)}?mode=ro', uri=True,
                 check_same_thread=False)
+            self.connection.create_function('scenic_local_date', 2,
+                _sqlite_local_date, deterministic=True)
             self.kind = 'sqlite'
         elif parsed.scheme in {'postgresql', 'postgres'}:
             import psycopg
@@ -59,6 +72,23 @@ class Database:
         elif isinstance(value, dt.date) and self.kind == 'sqlite':
             return value.isoformat()
         return value
+
+    def local_date(self, column, tz):
+        """SQL: the date in `tz` (a ZoneInfo) of a naive UTC timestamp
+        column, so that the database can group by local day."""
+        if not TZ_NAME.match(tz.key):
+            raise ValueError(f"bad time zone name {tz.key!r}")
+        if self.kind == 'sqlite':
+            return f"scenic_local_date({column}, '{tz.key}')"
+        return (f"CAST(({column} AT TIME ZONE 'UTC') "
+            f"AT TIME ZONE '{tz.key}' AS DATE)")
+
+    def seconds_between(self, start, end):
+        "SQL: whole seconds from timestamp column `start` to `end`."
+        if self.kind == 'sqlite':
+            return (f"CAST(ROUND((julianday({end}) - julianday({start})) "
+                f"* 86400) AS INTEGER)")
+        return f"CAST(EXTRACT(EPOCH FROM ({end} - {start})) AS INTEGER)"
 
     def rows(self, sql, params=()):
         if self.kind == 'sqlite':

@@ -410,24 +410,44 @@ def arrival_curve(db, company, start, end, zone=None):
 
 
 def dwell_times(db, company, start, end):
-    """Time between a ticket's last entry and its last exit, for tickets
-    whose holder entered on [start, end] and left after entering.
+    """Dwell times of the visits that entered on [start, end], as a
+    histogram counted in the database (one row per visit would be ~8,000 a
+    day at a busy area): visits per entry day and whole minute between a
+    ticket's last entry and its last exit (tickets that left after
+    entering). `dwell_quantile` reads percentiles from it.
 
-    Columns: ticket, day, day_type, entry, exit, minutes."""
+    Columns: day, day_type, minutes (whole minutes, rounded down),
+    visits."""
     tz = area_timezone(db, company)
     lo, _ = _day_bounds(start, tz)
     _, hi = _day_bounds(end, tz)
+    day = db.local_date('last_entry', tz)
+    minutes = f"{db.seconds_between('last_entry', 'last_exit')} / 60"
     frame = db.frame(
-        'SELECT ticket, last_entry AS entry, last_exit AS exit '
+        f'SELECT {day} AS day, {minutes} AS minutes, COUNT(*) AS visits '
         'FROM scenic_ticket_usage WHERE company = %s AND ticket IS NOT NULL '
         'AND last_entry >= %s AND last_entry < %s '
-        'AND last_exit > last_entry', (company, lo, hi),
-        timestamps=['entry', 'exit'], tz=tz)
-    frame['day'] = frame['entry'].dt.date
-    frame['minutes'] = (frame['exit'] - frame['entry']).dt.total_seconds() / 60
+        f'AND last_exit > last_entry GROUP BY {day}, {minutes}',
+        (company, lo, hi), dates=['day'])
+    columns = ['day', 'day_type', 'minutes', 'visits']
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    frame['minutes'] = frame['minutes'].astype(int)
+    frame['visits'] = frame['visits'].astype(int)
     frame = frame.merge(day_types(db, company, start, end), on='day',
         how='left')
-    return frame[['ticket', 'day', 'day_type', 'entry', 'exit', 'minutes']]
+    return frame.sort_values(['day', 'minutes'], ignore_index=True)[columns]
+
+
+def dwell_quantile(dwell, q=0.5, by='day_type'):
+    """The q-quantile of the dwell minutes in a `dwell_times` histogram,
+    per `by` group (the smallest minute with at least q of the visits at
+    or below it). Returns a Series indexed by the group."""
+    frame = dwell.sort_values([by, 'minutes'])
+    cumulative = frame.groupby(by)['visits'].cumsum()
+    totals = frame.groupby(by)['visits'].transform('sum')
+    reached = frame[cumulative >= q * totals]
+    return reached.groupby(by)['minutes'].first().astype(float)
 
 
 LEAD_BINS = [-1, 0, 1, 3, 7, 30, 10_000]
@@ -442,27 +462,31 @@ def no_shows(db, company, start, end):
     Columns: channel, lead_days, lead (bucket label), tickets, no_shows,
     rate."""
     tz = area_timezone(db, company)
+    booked = db.local_date('o.create_date', tz)
+    # Counted in the database by channel, visit day and local booking day
+    # (a few thousand groups instead of a row per ticket).
     frame = db.frame(
         'SELECT c.name AS channel, t.visit_date AS visit, '
-        'o.create_date AS booked_at, '
-        'CASE WHEN u.entries > 0 THEN 0 ELSE 1 END AS no_show '
+        f'{booked} AS booked, COUNT(*) AS tickets, '
+        'SUM(CASE WHEN u.entries > 0 THEN 0 ELSE 1 END) AS no_shows '
         'FROM scenic_ticket AS t JOIN scenic_order AS o ON o.id = t."order" '
         'JOIN scenic_channel AS c ON c.id = o.channel '
         'LEFT JOIN scenic_ticket_usage AS u ON u.ticket = t.id '
         "WHERE t.company = %s AND t.state IN ('valid', 'used', 'expired') "
         'AND o.paid_at IS NOT NULL AND t.visit_date >= %s '
-        'AND t.visit_date <= %s', (company, start, end),
-        dates=['visit'], timestamps=['booked_at'], tz=tz)
+        f'AND t.visit_date <= %s GROUP BY c.name, t.visit_date, {booked}',
+        (company, start, end), dates=['visit', 'booked'])
     columns = ['channel', 'lead', 'tickets', 'no_shows', 'rate']
     if frame.empty:
         return pd.DataFrame(columns=columns)
-    booked_day = frame['booked_at'].dt.tz_localize(None).dt.normalize()
-    frame['lead_days'] = (pd.to_datetime(frame['visit']) - booked_day
-        ).dt.days
+    frame['lead_days'] = (pd.to_datetime(frame['visit'])
+        - pd.to_datetime(frame['booked'])).dt.days
     frame['lead'] = pd.cut(frame['lead_days'], LEAD_BINS,
         labels=LEAD_LABELS).astype(str)
     result = frame.groupby(['channel', 'lead'], as_index=False).agg(
-        tickets=('no_show', 'size'), no_shows=('no_show', 'sum'))
+        tickets=('tickets', 'sum'), no_shows=('no_shows', 'sum'))
+    result['tickets'] = result['tickets'].astype(int)
+    result['no_shows'] = result['no_shows'].astype(int)
     result['rate'] = result['no_shows'] / result['tickets']
     return result[columns]
 
@@ -472,35 +496,55 @@ def demand_pricing(db, company, start, end):
     price paid against the ticket types' base price (uplift %), and when
     the slot sold out (hours before its start; NaN if it did not).
 
+    Prices come from the slot sales rollup (scenic.slot.sales: sold
+    tickets and their amount by channel and type); the last sale's time is
+    read from the tickets of the sold-out slots only.
+
     Columns: slot, date, capacity, booked, fill, avg_price, base_price,
     uplift_pct, sold_out_hours_before."""
     tz = area_timezone(db, company)
     frame = db.frame(
         'SELECT s.id AS slot, s.date, s.start_time, s.capacity, s.booked, '
-        'AVG(l.unit_price) AS avg_price, AVG(tt.base_price) AS base_price, '
-        'MAX(o.create_date) AS last_sale '
+        'SUM(ss.amount) AS amount, '
+        'SUM(ss.tickets * tt.base_price) AS base_amount, '
+        'SUM(ss.tickets) AS tickets '
         'FROM scenic_time_slot AS s '
-        'JOIN scenic_ticket AS t ON t.slot = s.id '
-        "AND t.state IN ('valid', 'used', 'expired') "
-        'JOIN scenic_order_line AS l ON l.id = t.line '
-        'JOIN scenic_order AS o ON o.id = t."order" '
-        'JOIN scenic_ticket_type AS tt ON tt.id = t.ticket_type '
+        'JOIN scenic_slot_sales AS ss ON ss.slot = s.id '
+        'JOIN scenic_ticket_type AS tt ON tt.id = ss.ticket_type '
         'WHERE s.company = %s AND s.date >= %s AND s.date <= %s '
-        'GROUP BY s.id, s.date, s.start_time, s.capacity, s.booked',
-        (company, start, end), dates=['date'], timestamps=['last_sale'],
-        tz=tz)
-    frame['avg_price'] = frame['avg_price'].astype(float)
-    frame['base_price'] = frame['base_price'].astype(float)
+        'GROUP BY s.id, s.date, s.start_time, s.capacity, s.booked '
+        'HAVING SUM(ss.tickets) > 0 ORDER BY s.id',
+        (company, start, end), dates=['date'])
+    columns = ['slot', 'date', 'capacity', 'booked', 'fill', 'avg_price',
+        'base_price', 'uplift_pct', 'sold_out_hours_before']
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    tickets = frame['tickets'].astype(float)
+    frame['avg_price'] = frame['amount'].astype(float) / tickets
+    frame['base_price'] = frame['base_amount'].astype(float) / tickets
     frame['fill'] = frame['booked'] / frame['capacity']
     frame['uplift_pct'] = ((frame['avg_price'] / frame['base_price'] - 1)
         * 100).round(1)
-    starts = pd.Series([_at(d, t, tz) for d, t in
-            zip(frame['date'], frame['start_time'])], dtype=object)
-    hours = [(s - l).total_seconds() / 3600 if f >= 1 else np.nan
-        for s, l, f in zip(starts, frame['last_sale'], frame['fill'])]
+    full = [int(s) for s in frame.loc[frame['fill'] >= 1, 'slot']]
+    last = {}
+    for i in range(0, len(full), 1000):
+        chunk = full[i:i + 1000]
+        sales = db.frame(
+            'SELECT t.slot, MAX(o.create_date) AS last_sale '
+            'FROM scenic_ticket AS t '
+            'JOIN scenic_order AS o ON o.id = t."order" '
+            f"WHERE t.slot IN ({', '.join(['%s'] * len(chunk))}) "
+            "AND t.state IN ('valid', 'used', 'expired') GROUP BY t.slot",
+            chunk, timestamps=['last_sale'], tz=tz)
+        last.update(zip(sales['slot'], sales['last_sale']))
+    hours = []
+    for slot, day, time, fill in zip(frame['slot'], frame['date'],
+            frame['start_time'], frame['fill']):
+        sale = last.get(slot) if fill >= 1 else None
+        hours.append((_at(day, time, tz) - sale).total_seconds() / 3600
+            if sale is not None else np.nan)
     frame['sold_out_hours_before'] = hours
-    return frame[['slot', 'date', 'capacity', 'booked', 'fill', 'avg_price',
-            'base_price', 'uplift_pct', 'sold_out_hours_before']]
+    return frame[columns]
 
 
 def channel_mix(db, company, start, end):

@@ -127,8 +127,24 @@ def test_day_types_and_arrival_curve(db):
 
 def test_dwell_times(db):
     frame = reports.dwell_times(db, 1, D, D)
-    assert sorted(frame['minutes']) == [45.0, 150.0]
-    assert set(frame['day_type']) == {'weekday'}
+    # a histogram counted in the database: one visit of 45 min, one of
+    # 150 (the card's usage is not a ticket's)
+    assert frame[['day', 'day_type', 'minutes', 'visits']].values.tolist(
+        ) == [[D, 'weekday', 45, 1], [D, 'weekday', 150, 1]]
+    assert reports.dwell_quantile(frame).to_dict() == {'weekday': 45.0}
+    assert reports.dwell_quantile(frame, 0.9).to_dict() == {
+        'weekday': 150.0}
+    assert reports.dwell_times(db, 1, D + 2 * day, D + 3 * day).empty
+
+
+def test_dwell_quantile_weighs_visits():
+    import pandas as pd
+    frame = pd.DataFrame({'day_type': ['weekday'] * 3 + ['weekend'],
+            'minutes': [150, 60, 90, 30], 'visits': [1, 5, 3, 2]})
+    # weekday: 9 visits, the 5th (median) is at 60, the 7th at 90
+    assert reports.dwell_quantile(frame).to_dict() == {
+        'weekday': 60.0, 'weekend': 30.0}
+    assert reports.dwell_quantile(frame, 0.7).to_dict()['weekday'] == 90.0
 
 
 def test_no_shows_by_channel_and_lead(db):
@@ -172,3 +188,15 @@ def test_forecast(db):
 def test_history_period_ends_with_arrivals(db):
     "D+1 has sales but no arrivals yet: the period ends on D."
     assert reports.history_period(db, 1, 2, now=NOW + 3 * day) == (D - day, D)
+
+
+def test_local_date_and_seconds_in_sql(db):
+    # 17:30 UTC is 01:30 the next day in Shanghai
+    moment = "'2026-01-01 17:30:00'"
+    assert db.scalar(f'SELECT {db.local_date(moment, TZ)}') == '2026-01-02'
+    assert db.scalar('SELECT ' + db.local_date(moment, ZoneInfo('UTC'))
+        ) == '2026-01-01'
+    assert db.scalar('SELECT ' + db.seconds_between(moment,
+            "'2026-01-01 19:05:30'")) == 5730
+    with pytest.raises(ValueError, match='time zone'):
+        db.local_date(moment, type('Zone', (), {'key': "UTC'; --"})())
