@@ -114,6 +114,14 @@ def _area(company_id, days, end=None):
     gate_out = one('scenic.gate', 'code', 'MAIN-OUT')
     zone = gate_in.zone
     box = gate_in.box       # the main gate's (the kiosk's box has no gate)
+    if box is None:
+        # gates not tied to a box (test areas): the area's first box
+        boxes = pool.get('scenic.gate.box').search(
+            [('company', '=', company_id)], order=[('id', 'ASC')], limit=1)
+        if not boxes:
+            raise SystemExit("the area has no gate box: load the demo data "
+                "first (scripts/load_demo.py)")
+        box, = boxes
     if Slot.search([('company', '=', company_id), ('date', '>=', start),
                 ('date', '<', end)], limit=1):
         raise SystemExit(f"the area already has slots between {start} and "

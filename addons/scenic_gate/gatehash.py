@@ -137,10 +137,12 @@ class GateHash(ModelSQL):
         return cursor.fetchall()
 
     @classmethod
-    def fill(cls, now=None, batch=BATCH, budget=None, commit=False):
+    def fill(cls, now=None, batch=BATCH, budget=None, commit=False,
+            companies=None):
         """Derive the missing hashes, `batch` holders at a time, until none
         is missing or `budget` seconds have passed; each batch committed
-        when `commit`. Returns how many were stored."""
+        when `commit`. Only the areas with ids in `companies` when given.
+        Returns how many were stored."""
         pool = Pool()
         Company = pool.get('company.company')
         now = now or now_utc()
@@ -151,7 +153,8 @@ class GateHash(ModelSQL):
         cursor = Transaction().connection.cursor()
         stored = 0
         for generation, log2_n in filled_generations():
-            for company in Company.search([]):
+            for company in (Company.browse(companies)
+                    if companies else Company.search([])):
                 pepper = protocol.gate_pepper(secret, company.id, generation)
                 while True:
                     rows = cls.missing(company, generation, now, batch)

@@ -659,8 +659,8 @@ class GateAPITestCase(RouteTestCase):
                 side_effect=AssertionError('derived in the sync')):
             first = self.sync(headers)
         self.assertEqual(first['tickets'], [])
-        self.assertEqual(self.committed(fill_gate_hashes), 1)
-        self.assertEqual(self.committed(fill_gate_hashes), 0)
+        self.assertEqual(self.committed(fill_gate_hashes, area), 1)
+        self.assertEqual(self.committed(fill_gate_hashes, area), 0)
         with mock.patch.object(protocol, 'gate_hash',
                 side_effect=AssertionError('derived in the sync')):
             later = self.sync(headers, first['watermark'])
@@ -678,9 +678,10 @@ class GateAPITestCase(RouteTestCase):
             Ticket = Pool().get('scenic.ticket')
             Visitor = Pool().get('scenic.visitor')
             Visitor.write([Ticket(ticket).visitor], {'id_number': corrected})
-            return Pool().get('scenic.gate.hash').search([], count=True)
+            return Pool().get('scenic.gate.hash').search(
+                [('company', '=', area.company)], count=True)
         self.assertEqual(self.committed(correct), 0)
-        self.assertEqual(self.committed(fill_gate_hashes), 1)
+        self.assertEqual(self.committed(fill_gate_hashes, area), 1)
         id_type, number = self.read(holder)
         self.assertEqual(number, corrected)
         fixed, = self.sync(headers, later['watermark'])['tickets']
@@ -694,7 +695,7 @@ class GateAPITestCase(RouteTestCase):
             for k in ['gate_generations', 'gate_generation_next']}
         try:
             config.set(section, 'gate_generation_next', '2:12')
-            self.assertEqual(self.committed(fill_gate_hashes), 1)
+            self.assertEqual(self.committed(fill_gate_hashes, area), 1)
             same = self.sync(headers, later['watermark'])
             self.assertFalse(same['full'])
             self.assertEqual(
