@@ -242,8 +242,10 @@ def revenue(db, company, start, end):
     5051 其他业务收入). Recognition moves are split by the tickets they
     earned (scenic.finance.recognition); revenue lines of refund moves (a
     fee kept, or money given back beyond the deferral) have source
-    'refunds' and channel / ticket type '-'. The column `revenue` sums to
-    the ledger's figure for these accounts (ledger_totals).
+    'refunds', and those of other posted moves (a partner invoice's
+    no-show allowance, a manual entry) source 'adjustments', both with
+    channel / ticket type '-'. The column `revenue` sums to the ledger's
+    figure for these accounts (ledger_totals).
 
     Columns: day, channel, ticket_type, source, revenue (Decimal)."""
     accounts = _in(_ledger_accounts(db, company))
@@ -272,10 +274,20 @@ def revenue(db, company, start, end):
         (company, start, end), dates=['day'])
     other['channel'] = other['ticket_type'] = '-'
     other['source'] = 'refunds'
-    frame = pd.concat([f for f in [earned[columns], other[columns]]
-            if not f.empty]) if not (earned.empty and other.empty) else None
-    if frame is None:
+    adjusted = db.frame(
+        'SELECT m.date AS day, SUM(l.credit) - SUM(l.debit) AS revenue '
+        'FROM account_move_line AS l '
+        'JOIN account_move AS m ON m.id = l.move '
+        f"WHERE m.company = %s AND m.state = 'posted' AND l.account IN "
+        f'{accounts} AND m.date >= %s AND m.date <= %s AND NOT EXISTS ('
+        'SELECT 1 FROM scenic_finance_batch AS b WHERE b.move = m.id) '
+        'GROUP BY m.date', (company, start, end), dates=['day'])
+    adjusted['channel'] = adjusted['ticket_type'] = '-'
+    adjusted['source'] = 'adjustments'
+    parts = [f[columns] for f in [earned, other, adjusted] if not f.empty]
+    if not parts:
         return pd.DataFrame(columns=columns)
+    frame = pd.concat(parts)
     frame = _money(frame.reset_index(drop=True), ['revenue'])
     frame = frame[frame['revenue'] != 0]
     return frame.sort_values(['day', 'source', 'channel', 'ticket_type'],
