@@ -171,7 +171,7 @@ def test_revenue_from_the_ledger_on_postgresql(pg_history):
     with connect(pg_history.url) as db:
         revenue = reports.revenue(db, company, start, end)
         assert sum(revenue['revenue']) == ledger
-        assert set(revenue['source']) <= {'recognition', 'refunds'}
+        assert set(revenue['source']) <= {'recognition', 'refunds', 'adjustments'}
         cash = reports.cash_received(db, company, start, end)
         by_day = cash.groupby('day')['net'].agg(lambda s: sum(s, 0))
         assert {d: v for d, v in by_day.items() if v} == {
