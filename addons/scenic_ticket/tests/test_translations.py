@@ -1,5 +1,6 @@
 """Every user-visible string of every Scenic module has its Simplified
-Chinese translation in the module's locale/zh_CN.po.
+Chinese translation in the module's locale/zh_CN.po, and every label of
+the web pages (booking page, counter, kiosk) exists in both languages.
 
 The strings are taken the way Tryton takes them: all the modules (with their
 optional dependencies) activated, then the "Set Translations" wizard (view
@@ -28,6 +29,44 @@ LANG = 'zh_CN'
 # The named placeholders gettext fills in (a bare "3%" in a tax name is
 # just text).
 PLACEHOLDER = re.compile(r'%\(\w+\)[-#0 +]*\d*(?:\.\d+)?[sdifr]')
+
+
+# The web pages' label tables: {file: name of the {zh: {...}, en: {...}}}.
+PAGES = {
+    'scenic_ticket/static/app.js': 'I18N',
+    'scenic_counter/static/counter.js': 'T',
+    'scenic_counter/static/kiosk.js': 'T',
+    }
+JS_STRING = re.compile(
+    r"'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"|`(?:\\.|[^`\\])*`")
+JS_COMMENT = re.compile(r'^\s*//.*$', re.MULTILINE)
+
+
+def page_labels(path, name):
+    """{language: {key}} of a page's label table, read without running the
+    script: strings blanked, then the keys at the top of each language."""
+    source = JS_STRING.sub("''", JS_COMMENT.sub('', path.read_text()))
+    start = source.index('{', source.index(f'const {name} = {{'))
+    labels, depth, language, expect_key = {}, 0, None, False
+    for match in re.finditer(r"[{}(),\[\]]|(\w+)\s*:", source[start:]):
+        token = match.group(0)
+        if token in '{([':
+            depth += 1
+            expect_key = token == '{'
+        elif token in '})]':
+            depth -= 1
+            if depth == 0:
+                break
+        elif token == ',':
+            expect_key = True
+        elif expect_key and depth == 1:
+            language = match.group(1)
+            labels[language] = set()
+            expect_key = False
+        elif expect_key and depth == 2:
+            labels[language].add(match.group(1))
+            expect_key = False
+    return labels
 
 
 def po_entries(module):
@@ -85,6 +124,24 @@ class TranslationTestCase(unittest.TestCase):
                     f'    msgctxt "{c}"  msgid {m!r}' for c, m in lacking)
         self.assertFalse(missing, '\n' + '\n'.join(missing))
 
+    @with_transaction()
+    def test_translations_load(self):
+        "Tryton loads each zh_CN.po entry onto its string (as -l zh_CN does)"
+        Translation = Pool().get('ir.translation')
+        sources = self.source_strings()
+        unloaded = []
+        for module in MODULES:
+            Translation.translation_import(
+                LANG, module, [str(ADDONS / module / 'locale' / f'{LANG}.po')])
+            content = Translation.translation_export(LANG, module)
+            loaded = {
+                (e.msgctxt, e.msgid) for e in polib.pofile(
+                    content.decode('utf-8') if content else '')
+                if e.msgstr.strip()}
+            unloaded.extend(f'{module}: "{c}" {m!r}'
+                for c, m in sorted(sources[module] - loaded))
+        self.assertFalse(unloaded, '\n' + '\n'.join(unloaded))
+
     def test_placeholders_kept(self):
         "A translation keeps the %(name)s placeholders of its English"
         wrong = []
@@ -109,3 +166,32 @@ class TranslationTestCase(unittest.TestCase):
                     twice.append(f'{module}: "{key[0]}" {key[1]!r}')
                 seen.add(key)
         self.assertFalse(twice, '\n' + '\n'.join(twice))
+
+
+class PageLabelsTestCase(unittest.TestCase):
+    "Test the labels of the web pages"
+
+    def test_page_labels_both_languages(self):
+        "Each page label is in Chinese and English, and each one used exists"
+        gaps = []
+        for name, table in PAGES.items():
+            path = ADDONS / name
+            labels = page_labels(path, table)
+            self.assertEqual(set(labels), {'zh', 'en'}, name)
+            used = set(re.findall(r"\bt\(\s*'(\w+)'", path.read_text()))
+            for language, other in [('zh', 'en'), ('en', 'zh')]:
+                for key in sorted(labels[other] - labels[language]):
+                    gaps.append(f'{name}: {key!r} has no {language} label')
+                for key in sorted(used - labels[language]):
+                    gaps.append(f'{name}: t({key!r}) has no {language} label')
+        self.assertFalse(gaps, '\n' + '\n'.join(gaps))
+
+    def test_page_labels_parsed(self):
+        "The label tables are read whole (a key of each end is found)"
+        labels = page_labels(ADDONS / 'scenic_counter/static/counter.js', 'T')
+        self.assertIn('login', labels['zh'])
+        self.assertIn('keys', labels['en'])
+        labels = page_labels(ADDONS / 'scenic_ticket/static/app.js', 'I18N')
+        self.assertIn('html_lang', labels['zh'])
+        self.assertIn('err_unknown', labels['en'])
+        self.assertGreater(len(labels['en']), 100)
