@@ -125,6 +125,15 @@ class TranslationTestCase(unittest.TestCase):
         self.assertFalse(missing, '\n' + '\n'.join(missing))
 
     @with_transaction()
+    def test_no_stale_entry(self):
+        "Every zh_CN.po entry is of a string the module still has"
+        stale = []
+        for module, strings in self.source_strings().items():
+            stale.extend(f'{module}: "{c}" {m!r}'
+                for c, m in sorted(set(po_entries(module)) - strings))
+        self.assertFalse(stale, '\n' + '\n'.join(stale))
+
+    @with_transaction()
     def test_translations_load(self):
         "Tryton loads each zh_CN.po entry onto its string (as -l zh_CN does)"
         Translation = Pool().get('ir.translation')
