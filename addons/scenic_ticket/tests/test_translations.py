@@ -2,11 +2,11 @@
 Chinese translation in the module's locale/zh_CN.po, and every label of
 the web pages (booking page, counter, kiosk) exists in both languages.
 
-The strings are taken the way Tryton takes them: all the modules (with their
-optional dependencies) activated, then the "Set Translations" wizard (view
-and report strings) and, per module, what ir.translation exports as its
-English .po template.  A failure lists the module and the missing
-msgctxt/msgid pairs.
+The strings are taken the way Tryton takes them: the modules (with their
+installed optional dependencies) activated, then the "Set Translations"
+wizard (view and report strings) and, per module, what ir.translation
+exports as its English .po template.  A failure lists the module and the
+missing msgctxt/msgid pairs.
 """
 import pathlib
 import re
