@@ -138,10 +138,10 @@ APPS = {
     }
 
 
-def Server(conf, tmpdir, workers, threads, app='engine'):
-    "gunicorn serving APPS[app]; stopped with its group."
+def Server(conf, tmpdir, workers, threads, app='engine', http='gunicorn'):
+    "APPS[app] served by `http` (gunicorn or granian); stopped with its group."
     return _measure.Server(conf, tmpdir, DATABASE, workers, threads, log,
-        ready_path=f'{PREFIX}/openapi.json', app=APPS[app])
+        ready_path=f'{PREFIX}/openapi.json', app=APPS[app], http=http)
 
 
 def postmaster_pid(uri):
@@ -820,10 +820,15 @@ PY_CATEGORIES = [
         lambda f: _has_file(f, 'engine.py')),
     ("gunicorn (HTTP, sockets, threads)",
         lambda f: _has_file(f, 'gunicorn/')),
+    # granian parses HTTP in Rust outside the GIL: py-spy sees only its
+    # Python glue, so its HTTP share is understated (compare server CPU)
+    ("granian (WSGI glue)",
+        lambda f: _has_file(f, 'granian/')),
     ]
 # The HTTP server's share of the workers' Python time (the rest is the
 # handler: the engine or trytond, and the rules they call).
 HTTP_CATEGORIES = {"gunicorn (HTTP, sockets, threads)",
+    "granian (WSGI glue)",
     "trytond wsgi + werkzeug (routing, request, response)"}
 PY_LAYERS = [
     ("psycopg driver", lambda f: _has_file(f, 'psycopg/')),
@@ -1111,6 +1116,11 @@ def parse_args(argv):
         help="gunicorn worker processes (default %(default)s)")
     parser.add_argument('--threads', type=int, default=4,
         help="threads per gunicorn worker (default %(default)s)")
+    parser.add_argument('--http', choices=_measure.HTTP_SERVERS,
+        default=_measure.ENGINE_HTTP,
+        help="HTTP server: gunicorn (gthread workers) or granian (Rust, "
+        "WSGI, blocking threads), same workers and threads "
+        "(default %(default)s)")
     parser.add_argument('--server', choices=sorted(APPS), default='engine',
         help="engine: the booking engine in front of trytond (default); "
         "tryton: trytond's own routes, as before the engine")
@@ -1194,7 +1204,7 @@ def main(argv=None):
         warm_day = dt.date.today() + dt.timedelta(days=DEMO_DAYS - 1)
         days = fresh_days(uri, len(args.clients), exclude={warm_day})
         server = Server(conf, tmpdir, args.workers, args.threads,
-            app=args.server)
+            app=args.server, http=args.http)
         stack.callback(server.stop)
         server.start()
         meter = CPUMeter(server.process.pid, postmaster_pid(uri))
@@ -1224,7 +1234,8 @@ def main(argv=None):
             profile = profiler.stop(sale.stats.paid_orders) if profiler \
                 else None
             if server.process.poll() is not None:
-                raise BenchError("gunicorn died:\n" + server.log_tail())
+                raise BenchError(f"{args.http} died:\n"
+                    + server.log_tail())
             log(f"checking invariants of {day}")
             checks = check_day(uri, day, sale.stats.paid_references,
                 seed=args.seed)
