@@ -325,6 +325,7 @@ def server_argv(http, app, listen, workers, threads, pythonpath=None):
 
     SIGTERM stops either gracefully."""
     host, _, port = listen.rpartition(':')
+    host = host.strip('[]')  # granian takes an IPv6 address bare
     if http == 'gunicorn':
         return [str(bin_dir() / 'gunicorn'), '-k', 'gthread',
             '-w', str(workers), '--threads', str(threads),

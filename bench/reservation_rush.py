@@ -10,10 +10,12 @@ whether capacity and per-ID rules hold under the load.
 Everything runs on this machine and is thrown away afterwards: a PostgreSQL
 cluster (scripts/pgcluster.py) with durable commits (fsync and
 synchronous_commit on), database `rush` initialised with trytond-admin and
-scripts/load_demo.py, and gunicorn serving the booking engine
+scripts/load_demo.py, and the booking engine
 (`scenic_ticket.engine:make_app()`, in front of trytond's
 application; `--server tryton` serves `trytond.application:app` alone, the
-route before the engine) with gthread workers on a free port of 127.0.0.1.
+route before the engine) served on a free port of 127.0.0.1 by
+`--http gunicorn` (gthread workers) or `--http granian` (Rust HTTP, WSGI
+blocking threads), the same workers and threads.
 Each line gives CPU per paid order by process (server, postgres), by layer
 when profiled (HTTP server, Python handler, PostgreSQL) and the lock wait
 per order sampled from pg_stat_activity.
@@ -110,7 +112,8 @@ _children = _measure.children
 
 def CPUMeter(server_pid, postmaster_pid):
     """CPU used during a run by the load generator (this process), the
-    gunicorn workers and the PostgreSQL backends, in % of one core."""
+    server (master and workers) and the PostgreSQL backends, in % of one
+    core."""
     return _measure.CPUMeter(
         {'server': server_pid, 'postgres': postmaster_pid}, own='loadgen')
 
@@ -129,8 +132,8 @@ def initialise(uri, conf, tmpdir):
         timeout_admin=TIMEOUT_ADMIN, timeout_demo=TIMEOUT_LOAD_DEMO)
 
 
-# --server: what gunicorn serves. `engine` (default): the booking engine
-# (addons/scenic_ticket/engine.py) in front of trytond's application;
+# --server: what the HTTP server serves. `engine` (default): the booking
+# engine (addons/scenic_ticket/engine.py) in front of trytond's application;
 # `tryton`: trytond's application alone, the route before the engine.
 APPS = {
     'engine': 'scenic_ticket.engine:make_app()',
