@@ -173,6 +173,17 @@ def fresh_days(uri, count, exclude=()):
     return days[:count]
 
 
+def last_demo_day(uri):
+    """The warm-up day: the demo's last day with slots (a database loaded
+    yesterday ends a day before today + DEMO_DAYS - 1)."""
+    with pg_connect(uri) as conn:
+        day = conn.execute("SELECT max(date) FROM scenic_time_slot "
+            "WHERE zone IS NULL").fetchone()[0]
+    if day is None or day <= dt.date.today():
+        raise BenchError(f"database {DATABASE!r} has no future slots")
+    return day
+
+
 def shrink_day(uri, day, capacity):
     "--quick: fewer places per slot, so that a day sells out in seconds."
     with pg_connect(uri) as conn:
@@ -1204,7 +1215,7 @@ def main(argv=None):
         conf = write_config(tmpdir, uri)
         initialise(uri, conf, tmpdir)
         setup_s = time.monotonic() - started
-        warm_day = dt.date.today() + dt.timedelta(days=DEMO_DAYS - 1)
+        warm_day = last_demo_day(uri)
         days = fresh_days(uri, len(args.clients), exclude={warm_day})
         server = Server(conf, tmpdir, args.workers, args.threads,
             app=args.server, http=args.http)
