@@ -309,7 +309,7 @@ def initialise(uri, conf, tmpdir, database, log, languages=('zh_CN',),
 # benches' default), chosen by bench/reservation_rush.py's figures
 # (bench/README.md, "The booking engine").
 HTTP_SERVERS = ('gunicorn', 'granian')
-ENGINE_HTTP = 'gunicorn'
+ENGINE_HTTP = 'granian'
 
 
 def server_argv(http, app, listen, workers, threads, pythonpath=None):
