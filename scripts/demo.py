@@ -8,8 +8,9 @@ Steps: write var/trytond.conf from config/ (absolute paths); create the
 database if missing; initialise it with trytond-admin (admin password
 'admin', Chinese loaded); load the demo data with scripts/load_demo.py; serve
 sao and the RPC at http://127.0.0.1:8000/ (trytond for SQLite, granian
-serving the booking engine for PostgreSQL), with trytond-cron beside it and the main gate's IoT box
-(scenic-iotbox, simulated turnstile) on http://127.0.0.1:8100/ and the
+serving the booking engine for PostgreSQL), with trytond-cron beside it and
+the main gate's IoT box (scenic-iotbox, simulated turnstile) on
+http://127.0.0.1:8100/ and the
 kiosk's desk box (simulated ID card reader and ticket printer, for the
 kiosk and counter pages) on http://127.0.0.1:8101/.  A second
 run reuses the database: trytond-admin runs again only when the modules
