@@ -1,6 +1,7 @@
 """What the benchmarks share: the venv, CPU accounting, percentiles, and the
 ERP under test (a PostgreSQL database initialised with trytond-admin and
-scripts/load_demo.py, served by gunicorn or granian on a free port of 127.0.0.1).
+scripts/load_demo.py, served by gunicorn or granian on a free port of
+127.0.0.1).
 
 Standard library only at import time, so that a benchmark started with
 another interpreter can import this module and then re-run itself with the
