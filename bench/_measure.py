@@ -1,6 +1,7 @@
 """What the benchmarks share: the venv, CPU accounting, percentiles, and the
 ERP under test (a PostgreSQL database initialised with trytond-admin and
-scripts/load_demo.py, served by gunicorn on a free port of 127.0.0.1).
+scripts/load_demo.py, served by gunicorn or granian on a free port of
+127.0.0.1).
 
 Standard library only at import time, so that a benchmark started with
 another interpreter can import this module and then re-run itself with the
@@ -304,13 +305,63 @@ def initialise(uri, conf, tmpdir, database, log, languages=('zh_CN',),
     return True
 
 
+# The HTTP servers a benchmark can serve the application with (--http),
+# and the one the booking engine is served with (scripts/demo.py, the
+# benches' default), chosen by bench/reservation_rush.py's figures
+# (bench/README.md, "The booking engine").
+HTTP_SERVERS = ('gunicorn', 'granian')
+ENGINE_HTTP = 'granian'
+
+
+def server_argv(http, app, listen, workers, threads, pythonpath=None):
+    """The command serving the WSGI application `app` (gunicorn's notation,
+    'module:name' or 'module:factory()') on `listen` (host:port) with
+    `workers` processes of `threads` request threads each:
+
+    - gunicorn: gthread workers, the application loaded once in the master
+      before the fork (--preload);
+    - granian: its Rust HTTP/1 server, `threads` blocking threads per
+      worker running the WSGI callable (a factory is called in each
+      worker: granian loads the application after the fork).
+
+    SIGTERM stops either gracefully."""
+    host, _, port = listen.rpartition(':')
+    host = host.strip('[]')  # granian takes an IPv6 address bare
+    if http == 'gunicorn':
+        return [str(bin_dir() / 'gunicorn'), '-k', 'gthread',
+            '-w', str(workers), '--threads', str(threads),
+            '-b', listen, '--preload',
+            '--backlog', '2048', '--keep-alive', '10', '--timeout', '60',
+            '--graceful-timeout', '5', '--log-level', 'warning',
+            # The default control socket path is shared by every gunicorn
+            # of the user: do not touch other servers'.
+            '--no-control-socket',
+            *(['--pythonpath', str(pythonpath)] if pythonpath else []),
+            app]
+    if http == 'granian':
+        factory = app.endswith('()')
+        return [str(bin_dir() / 'granian'), '--interface', 'wsgi',
+            '--host', host, '--port', port,
+            '--workers', str(workers), '--blocking-threads', str(threads),
+            '--runtime-threads', '1', '--http', '1', '--no-ws',
+            '--backlog', '2048', '--workers-kill-timeout', '5',
+            '--log-level', 'warning',
+            *(['--working-dir', str(pythonpath)] if pythonpath else []),
+            *(['--factory'] if factory else []),
+            app[:-2] if factory else app]
+    raise ValueError(f"unknown HTTP server {http!r}")
+
+
 class Server:
-    "gunicorn serving trytond.application:app; stopped with its group."
+    """The application served by gunicorn (or granian, `http`) on a free
+    port of 127.0.0.1; stopped with its group."""
 
     def __init__(self, conf, tmpdir, database, workers, threads, log,
-            ready_path=None, app='trytond.application:app', pythonpath=None):
+            ready_path=None, app='trytond.application:app', pythonpath=None,
+            http='gunicorn'):
         self.conf = conf
         self.app = app
+        self.http = http
         self.pythonpath = pythonpath
         self.database = database
         self.workers = workers
@@ -318,36 +369,31 @@ class Server:
         self.log = log
         self.ready_path = ready_path or f'/{database}/scenic/v1/openapi.json'
         self.port = free_port()
-        self.logfile = Path(tmpdir) / 'gunicorn.log'
+        self.logfile = Path(tmpdir) / f'{http}.log'
         self.process = None
         self._log = None
 
     @property
     def settings(self):
-        return {'app': self.app, 'worker_class': 'gthread',
-            'workers': self.workers, 'threads': self.threads,
-            'preload': True}
+        if self.http == 'granian':
+            return {'app': self.app, 'http': 'granian',
+                'workers': self.workers, 'blocking_threads': self.threads}
+        return {'app': self.app, 'http': 'gunicorn',
+            'worker_class': 'gthread', 'workers': self.workers,
+            'threads': self.threads, 'preload': True}
 
     def start(self):
         env = dict(os.environ, TRYTOND_CONFIG=str(self.conf),
-            # Initialise the pool in the master, before forking workers.
+            # Initialise the pool at start (gunicorn: in the master, before
+            # forking workers).
             TRYTOND_DATABASE_NAMES=self.database,
             # Warnings and errors only: request logs cost CPU.
             TRYTOND_LOGGING_LEVEL='30')
         env.pop('TRYTOND_LOGGING_CONFIG', None)
         env.pop('PGOPTIONS', None)
-        cmd = [str(bin_dir() / 'gunicorn'), '-k', 'gthread',
-            '-w', str(self.workers), '--threads', str(self.threads),
-            '-b', f'127.0.0.1:{self.port}', '--preload',
-            '--backlog', '2048', '--keep-alive', '10', '--timeout', '60',
-            '--graceful-timeout', '5', '--log-level', 'warning',
-            # The default control socket path is shared by every gunicorn
-            # of the user: do not touch other servers'.
-            '--no-control-socket',
-            *(['--pythonpath', str(self.pythonpath)] if self.pythonpath
-                else []),
-            self.app]
-        self.log(f"starting gunicorn: {self.workers} gthread workers x "
+        cmd = server_argv(self.http, self.app, f'127.0.0.1:{self.port}',
+            self.workers, self.threads, self.pythonpath)
+        self.log(f"starting {self.http}: {self.workers} workers x "
             f"{self.threads} threads on 127.0.0.1:{self.port}")
         self._log = open(self.logfile, 'w')
         self.process = subprocess.Popen(cmd, env=env, cwd=ROOT,
@@ -366,7 +412,8 @@ class Server:
         deadline = time.monotonic() + TIMEOUT_SERVER_READY
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise BenchError("gunicorn exited:\n" + self.log_tail())
+                raise BenchError(f"{self.http} exited:\n"
+                    + self.log_tail())
             try:
                 conn = http.client.HTTPConnection('127.0.0.1', self.port,
                     timeout=5)
@@ -379,7 +426,7 @@ class Server:
             except OSError:
                 pass
             time.sleep(0.3)
-        raise BenchError(f"gunicorn did not answer within "
+        raise BenchError(f"{self.http} did not answer within "
             f"{TIMEOUT_SERVER_READY} s:\n" + self.log_tail())
 
     def stop(self):

@@ -10,10 +10,12 @@ whether capacity and per-ID rules hold under the load.
 Everything runs on this machine and is thrown away afterwards: a PostgreSQL
 cluster (scripts/pgcluster.py) with durable commits (fsync and
 synchronous_commit on), database `rush` initialised with trytond-admin and
-scripts/load_demo.py, and gunicorn serving the booking engine
+scripts/load_demo.py, and the booking engine
 (`scenic_ticket.engine:make_app()`, in front of trytond's
 application; `--server tryton` serves `trytond.application:app` alone, the
-route before the engine) with gthread workers on a free port of 127.0.0.1.
+route before the engine) served on a free port of 127.0.0.1 by
+`--http gunicorn` (gthread workers) or `--http granian` (Rust HTTP, WSGI
+blocking threads), the same workers and threads.
 Each line gives CPU per paid order by process (server, postgres), by layer
 when profiled (HTTP server, Python handler, PostgreSQL) and the lock wait
 per order sampled from pg_stat_activity.
@@ -110,7 +112,8 @@ _children = _measure.children
 
 def CPUMeter(server_pid, postmaster_pid):
     """CPU used during a run by the load generator (this process), the
-    gunicorn workers and the PostgreSQL backends, in % of one core."""
+    server (master and workers) and the PostgreSQL backends, in % of one
+    core."""
     return _measure.CPUMeter(
         {'server': server_pid, 'postgres': postmaster_pid}, own='loadgen')
 
@@ -129,8 +132,8 @@ def initialise(uri, conf, tmpdir):
         timeout_admin=TIMEOUT_ADMIN, timeout_demo=TIMEOUT_LOAD_DEMO)
 
 
-# --server: what gunicorn serves. `engine` (default): the booking engine
-# (addons/scenic_ticket/engine.py) in front of trytond's application;
+# --server: what the HTTP server serves. `engine` (default): the booking
+# engine (addons/scenic_ticket/engine.py) in front of trytond's application;
 # `tryton`: trytond's application alone, the route before the engine.
 APPS = {
     'engine': 'scenic_ticket.engine:make_app()',
@@ -138,10 +141,10 @@ APPS = {
     }
 
 
-def Server(conf, tmpdir, workers, threads, app='engine'):
-    "gunicorn serving APPS[app]; stopped with its group."
+def Server(conf, tmpdir, workers, threads, app='engine', http='gunicorn'):
+    "APPS[app] served by `http` (gunicorn or granian); stopped with its group."
     return _measure.Server(conf, tmpdir, DATABASE, workers, threads, log,
-        ready_path=f'{PREFIX}/openapi.json', app=APPS[app])
+        ready_path=f'{PREFIX}/openapi.json', app=APPS[app], http=http)
 
 
 def postmaster_pid(uri):
@@ -168,6 +171,17 @@ def fresh_days(uri, count, exclude=()):
         raise BenchError(f"{count} fresh sale days are needed, only "
             f"{len(days)} are left in database {DATABASE!r}")
     return days[:count]
+
+
+def last_demo_day(uri):
+    """The warm-up day: the demo's last day with slots (a database loaded
+    yesterday ends a day before today + DEMO_DAYS - 1)."""
+    with pg_connect(uri) as conn:
+        day = conn.execute("SELECT max(date) FROM scenic_time_slot "
+            "WHERE zone IS NULL").fetchone()[0]
+    if day is None or day <= dt.date.today():
+        raise BenchError(f"database {DATABASE!r} has no future slots")
+    return day
 
 
 def shrink_day(uri, day, capacity):
@@ -820,10 +834,15 @@ PY_CATEGORIES = [
         lambda f: _has_file(f, 'engine.py')),
     ("gunicorn (HTTP, sockets, threads)",
         lambda f: _has_file(f, 'gunicorn/')),
+    # granian parses HTTP in Rust outside the GIL: py-spy sees only its
+    # Python glue, so its HTTP share is understated (compare server CPU)
+    ("granian (WSGI glue)",
+        lambda f: _has_file(f, 'granian/')),
     ]
 # The HTTP server's share of the workers' Python time (the rest is the
 # handler: the engine or trytond, and the rules they call).
 HTTP_CATEGORIES = {"gunicorn (HTTP, sockets, threads)",
+    "granian (WSGI glue)",
     "trytond wsgi + werkzeug (routing, request, response)"}
 PY_LAYERS = [
     ("psycopg driver", lambda f: _has_file(f, 'psycopg/')),
@@ -1111,6 +1130,11 @@ def parse_args(argv):
         help="gunicorn worker processes (default %(default)s)")
     parser.add_argument('--threads', type=int, default=4,
         help="threads per gunicorn worker (default %(default)s)")
+    parser.add_argument('--http', choices=_measure.HTTP_SERVERS,
+        default=_measure.ENGINE_HTTP,
+        help="HTTP server: gunicorn (gthread workers) or granian (Rust, "
+        "WSGI, blocking threads), same workers and threads "
+        "(default %(default)s)")
     parser.add_argument('--server', choices=sorted(APPS), default='engine',
         help="engine: the booking engine in front of trytond (default); "
         "tryton: trytond's own routes, as before the engine")
@@ -1191,10 +1215,10 @@ def main(argv=None):
         conf = write_config(tmpdir, uri)
         initialise(uri, conf, tmpdir)
         setup_s = time.monotonic() - started
-        warm_day = dt.date.today() + dt.timedelta(days=DEMO_DAYS - 1)
+        warm_day = last_demo_day(uri)
         days = fresh_days(uri, len(args.clients), exclude={warm_day})
         server = Server(conf, tmpdir, args.workers, args.threads,
-            app=args.server)
+            app=args.server, http=args.http)
         stack.callback(server.stop)
         server.start()
         meter = CPUMeter(server.process.pid, postmaster_pid(uri))
@@ -1224,7 +1248,8 @@ def main(argv=None):
             profile = profiler.stop(sale.stats.paid_orders) if profiler \
                 else None
             if server.process.poll() is not None:
-                raise BenchError("gunicorn died:\n" + server.log_tail())
+                raise BenchError(f"{args.http} died:\n"
+                    + server.log_tail())
             log(f"checking invariants of {day}")
             checks = check_day(uri, day, sale.stats.paid_references,
                 seed=args.seed)

@@ -7,9 +7,10 @@
 Steps: write var/trytond.conf from config/ (absolute paths); create the
 database if missing; initialise it with trytond-admin (admin password
 'admin', Chinese loaded); load the demo data with scripts/load_demo.py; serve
-sao and the RPC at http://127.0.0.1:8000/ (trytond for SQLite, gunicorn for
-PostgreSQL), with trytond-cron beside it and the main gate's IoT box
-(scenic-iotbox, simulated turnstile) on http://127.0.0.1:8100/ and the
+sao and the RPC at http://127.0.0.1:8000/ (trytond for SQLite, granian
+serving the booking engine for PostgreSQL), with trytond-cron beside it and
+the main gate's IoT box (scenic-iotbox, simulated turnstile) on
+http://127.0.0.1:8100/ and the
 kiosk's desk box (simulated ID card reader and ticket printer, for the
 kiosk and counter pages) on http://127.0.0.1:8101/.  A second
 run reuses the database: trytond-admin runs again only when the modules
@@ -419,11 +420,24 @@ def erp_url(listen):
 ENGINE_APP = 'scenic_ticket.engine:make_app()'
 
 
+def engine_http():
+    """(name, argv builder) of the HTTP server the booking engine is served
+    with: the one bench/reservation_rush.py chose (bench/_measure.py)."""
+    sys.path.insert(0, str(ROOT / 'bench'))
+    try:
+        import _measure  # standard library only at import
+    finally:
+        sys.path.remove(str(ROOT / 'bench'))
+    return _measure.ENGINE_HTTP, _measure.server_argv
+
+
 def server_command(conf, dbname='demo', uri=None, listen=DEFAULT_LISTEN):
-    """(argv, env) serving conf: trytond on SQLite (one process, threads),
-    gunicorn on PostgreSQL (several processes) serving the booking engine
-    (addons/scenic_ticket/engine.py: the booking API's book, pay and order
-    routes without a Tryton transaction) in front of trytond's application.
+    """(argv, env) serving conf: trytond on SQLite (one process, threads);
+    on PostgreSQL, 2 processes × 4 threads of the engine's HTTP server
+    (engine_http()) serving the booking engine
+    (addons/scenic_ticket/engine.py: the booking API's book, pay, order and
+    availability routes without a Tryton transaction) in front of trytond's
+    application, on one port.
 
     The database's pool is loaded at start (-d / TRYTOND_DATABASE_NAMES):
     besides a fast first login, this avoids a trytond 8.0.12 bug where the
@@ -434,8 +448,8 @@ def server_command(conf, dbname='demo', uri=None, listen=DEFAULT_LISTEN):
     if uri:
         env.update(TRYTOND_CONFIG=str(conf), TRYTOND_DATABASE__URI=uri,
             TRYTOND_DATABASE_NAMES=dbname)
-        argv = [str(BIN / 'gunicorn'), '-k', 'gthread', '--threads', '4',
-            '-w', '2', '-b', listen, ENGINE_APP]
+        http, server_argv = engine_http()
+        argv = server_argv(http, ENGINE_APP, listen, workers=2, threads=4)
     else:
         argv = [str(BIN / 'trytond'), '-c', str(conf), '-d', dbname,
             '--logconf', str(LOGGING_CONF)]

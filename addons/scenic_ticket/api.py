@@ -233,27 +233,32 @@ def _order_of_channel(channel, reference):
 @endpoint('/availability', ['GET'], readonly=True)
 def get_availability(request, channel):
     date = parse_date(request.args.get('date'))
-    catalogue, slots = reservation.availability(channel, date)
+    return json_response(availability_json(date,
+            *reservation.availability(channel, date)))
+
+
+def availability_json(date, catalogue, slots):
+    "The answer of GET /availability (also the booking engine's)."
     currency = catalogue.currency_code
-    return json_response({
-            'date': date.isoformat(),
-            'slots': [{
-                    'id': slot.id,
-                    'zone': slot.zone.code if slot.zone else None,
-                    'start': slot.aware(slot.start_time).isoformat(),
-                    'end': slot.aware(slot.end_time).isoformat(),
-                    'capacity': slot.capacity,
-                    'available': slot.available,
-                    'prices': [{
-                            'ticket_type': ttype.code,
-                            'name': ttype.name,
-                            'real_name': bool(ttype.real_name),
-                            'persons': ttype.persons,
-                            'price': money(price),
-                            'currency': currency,
-                            } for ttype, price in prices],
-                    } for slot, prices in slots],
-            })
+    return {
+        'date': date.isoformat(),
+        'slots': [{
+                'id': slot.id,
+                'zone': slot.zone_code,
+                'start': slot.aware(slot.start_time).isoformat(),
+                'end': slot.aware(slot.end_time).isoformat(),
+                'capacity': slot.capacity,
+                'available': slot.available,
+                'prices': [{
+                        'ticket_type': ttype.code,
+                        'name': ttype.name,
+                        'real_name': bool(ttype.real_name),
+                        'persons': ttype.persons,
+                        'price': money(price),
+                        'currency': currency,
+                        } for ttype, price in prices],
+                } for slot, prices in slots],
+        }
 
 
 def idempotency_key(request):

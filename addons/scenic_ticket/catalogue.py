@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from sql import NullsFirst
+
 from trytond.cache import Cache
 from trytond.pool import Pool
 
@@ -21,6 +23,11 @@ _cache = Cache('scenic_ticket.catalogue', context=False)
 def clear():
     "Forget the snapshots: call it when what they hold changes."
     _cache.clear()
+
+
+def places_left(capacity, booked):
+    "The places a slot has left to sell (never negative)."
+    return max((capacity or 0) - (booked or 0), 0)
 
 
 @dataclass(frozen=True)
@@ -59,9 +66,14 @@ class SlotInfo:
     capacity: int
     booked: int
     timezone: ZoneInfo
+    zone_code: str | None = None
 
     def aware(self, time):
         return dt.datetime.combine(self.date, time, tzinfo=self.timezone)
+
+    @property
+    def available(self):
+        return places_left(self.capacity, self.booked)
 
 
 @dataclass(frozen=True)
@@ -169,9 +181,29 @@ class Catalogue:
                 where=(table.id == slot_id)
                 & (table.company == self.snapshot.company)))
         row = cursor.fetchone()
-        if not row:
-            return None
-        id_, zone, date, start, end, capacity, booked = row
+        return self._slot_info(*row) if row else None
+
+    def day_slots(self, date):
+        """The area's slots of a day with their zone's code, read without
+        the ORM, in the time slots' order (start, area before zones, zone
+        name: its stored, untranslated one)."""
+        from .dbtools import cursor as db_cursor
+        from .dbtools import table as sql_table
+        slot = sql_table('scenic.time_slot')
+        zone = sql_table('scenic.zone')
+        cursor = db_cursor()
+        cursor.execute(*slot.join(zone, 'LEFT',
+                condition=zone.id == slot.zone).select(
+                slot.id, slot.zone, slot.date, slot.start_time,
+                slot.end_time, slot.capacity, slot.booked, zone.code,
+                where=(slot.company == self.snapshot.company)
+                & (slot.date == date),
+                order_by=[slot.start_time.asc, NullsFirst(zone.name.asc),
+                    slot.id.asc]))
+        return [self._slot_info(*row) for row in cursor]
+
+    def _slot_info(self, id_, zone, date, start, end, capacity, booked,
+            zone_code=None):
         # SQLite hands dates and times back as text.
         if isinstance(date, str):
             date = dt.date.fromisoformat(date)
@@ -180,4 +212,4 @@ class Catalogue:
         if isinstance(end, str):
             end = dt.time.fromisoformat(end)
         return SlotInfo(id_, zone, date, start, end, capacity, booked or 0,
-            self.timezone)
+            self.timezone, zone_code)

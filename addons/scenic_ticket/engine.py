@@ -10,6 +10,7 @@ PostgreSQL, with the same paths, fields and error codes:
     POST /<db>/scenic/v1/orders              book
     GET  /<db>/scenic/v1/orders/<reference>  an order
     POST /<db>/scenic/v1/orders/<reference>/pay
+    GET  /<db>/scenic/v1/availability?date=  a day's slots, places, prices
 
 What it skips is what the profile showed costs (bench/README.md): the
 Tryton transaction per request and the ORM reads that rendered the answer.
@@ -17,8 +18,10 @@ What it keeps is every rule: it parses with api.parse_booking, plans with
 reservation.plan_booking (the same Catalogue snapshot, pricing and ID
 rules), checks holds with reservation.check_holds, writes with
 reservation.write_booking and pays with reservation.check_payable /
-ticket_code, all on its own psycopg connection (dbtools.Session) under READ
-COMMITTED, committing before it answers. Answers are api.order_json.
+ticket_code, and answers availability with reservation.availability and
+api.availability_json, all on its own psycopg connection
+(dbtools.Session) under READ COMMITTED, committing before it answers.
+Order answers are api.order_json.
 
 Freshness: the Catalogue snapshot is rebuilt (by catalogue._build, in a
 Tryton transaction) when trytond clears its `scenic_ticket.catalogue`
@@ -66,6 +69,8 @@ ROUTES = [
     ('GET', re.compile(r'^/([^/]+)/scenic/v1/orders/([^/]+)$'), 'get'),
     ('POST', re.compile(r'^/([^/]+)/scenic/v1/orders/([^/]+)/pay$'),
         'pay'),
+    ('GET', re.compile(r'^/([^/]+)/scenic/v1/availability$'),
+        'availability'),
     ]
 CATALOGUE_CACHE = 'scenic_ticket.catalogue'
 
@@ -261,6 +266,16 @@ class Engine:
                     unit_price=l['unit_price'], amount=l['amount'])
                 for l in plan.lines],
             tickets=[])
+
+    def availability(self, conn, request):
+        "The trytond route's answer: its rules, read on this connection."
+        channel = self.channel(conn, request)
+        date = api.parse_date(request.args.get('date'))
+        catalogue = self.catalogue(conn, channel.company.id)
+        answer = api.availability_json(date,
+            *reservation.availability(channel, date, catalogue=catalogue))
+        conn.commit()
+        return json_response(answer)
 
     def get(self, conn, request, reference):
         channel = self.channel(conn, request)

@@ -784,22 +784,19 @@ def mark_orders_used(order_ids, now=None):
 
 # --- reading -----------------------------------------------------------------
 
-def availability(channel, date):
-    "The bookable slots of a day with what is left and the prices."
-    TimeSlot = Pool().get('scenic.time_slot')
-    catalogue = Catalogue(channel.company.id)
+def availability(channel, date, catalogue=None):
+    """The bookable slots of a day (catalogue.SlotInfo) with what is left
+    and the prices; SQL reads only, so that the booking engine answers it
+    with the trytond route's rules (`catalogue`: the engine's snapshot)."""
+    if catalogue is None:
+        catalogue = Catalogue(channel.company.id)
     types = [t for t in catalogue.types.values()
         if t.active and not t.is_card
         and t.validity in BOOKABLE_VALIDITIES and t.sold_on(channel.id)]
-    slots = TimeSlot.search([
-            ('company', '=', channel.company.id),
-            ('date', '=', date),
-            ])
     result = []
-    for slot in slots:
-        zone = slot.zone.id if slot.zone else None
+    for slot in catalogue.day_slots(date):
         prices = [(t, catalogue.quote(t, slot, channel.id).price)
-            for t in types if t.admits(zone)]
+            for t in types if t.admits(slot.zone)]
         result.append((slot, prices))
     return catalogue, result
 

@@ -13,6 +13,7 @@ from trytond.transaction import Transaction
 from trytond.wizard import Button, StateAction, StateView, Wizard
 
 from .area import CompanyMixin, default_company
+from .catalogue import places_left
 from .dbtools import naive
 from .exceptions import SlotGenerationError, SlotValidationError
 
@@ -70,7 +71,7 @@ class TimeSlot(CompanyMixin, ModelSQL, ModelView):
         return 0
 
     def get_available(self, name):
-        return max(self.capacity - (self.booked or 0), 0)
+        return places_left(self.capacity, self.booked)
 
     def get_rec_name(self, name):
         label = (f"{self.date} {self.start_time:%H:%M}–"

@@ -1,5 +1,7 @@
 """Every server process quotes a price or a capacity edited in the back
-office within 2 s (PostgreSQL, gunicorn with two workers).
+office within 2 s (PostgreSQL, two workers of the HTTP server the booking
+engine is served with, bench/_measure.py ENGINE_HTTP): trytond's routes,
+and the booking engine's availability in front of them.
 
 trytond clears the caches of the other processes at once only with
 `[cache] clean_timeout = 0` (LISTEN/NOTIFY on channel ir_cache); with the
@@ -45,7 +47,7 @@ def _measure():
 
 
 class Client:
-    "HTTP to the gunicorn under test, a new connection per request."
+    "HTTP to the server under test, a new connection per request."
 
     def __init__(self, port):
         self.port = port
@@ -150,16 +152,16 @@ class CacheSyncTestCase(RouteTestCase):
             transaction.commit()
         super().tearDown()
 
-    def serve(self, clean_timeout):
-        "Edit price and capacity through gunicorn; the answers after it."
+    def serve(self, clean_timeout, app='worker_pid_app:app'):
+        "Edit price and capacity through the server; the answers after it."
         measure = _measure()
         with tempfile.TemporaryDirectory() as tmpdir:
             conf = measure.write_config(tmpdir,
                 config.get('database', 'uri'), TEST_PII_KEY,
                 clean_timeout=clean_timeout)
             server = measure.Server(conf, tmpdir, DB_NAME, WORKERS, 2,
-                lambda message: None, app='worker_pid_app:app',
-                pythonpath=HERE)
+                lambda message: None, app=app, pythonpath=HERE,
+                http=measure.ENGINE_HTTP)
             server.start()
             try:
                 return self.edit_and_watch(Client(server.port))
@@ -205,6 +207,15 @@ class CacheSyncTestCase(RouteTestCase):
                 f"worker {pid} after {after:.2f} s")
         print(f"\nfresh in every worker within "
             f"{max(v[2] for v in latest.values()):.2f} s", file=sys.stderr)
+
+    def test_edits_reach_every_engine_worker(self):
+        "The booking engine's availability: fresh in every worker"
+        latest = self.serve(clean_timeout=0,
+            app='worker_pid_app:engine_app()')
+        self.assertEqual(len(latest), WORKERS, latest)
+        for pid, (capacity, price, after) in latest.items():
+            self.assertEqual((capacity, price), (47, '123.00'),
+                f"worker {pid} after {after:.2f} s")
 
     def test_default_clean_timeout_is_stale(self):
         "clean_timeout 300 (trytond's default): a worker quotes the old price"

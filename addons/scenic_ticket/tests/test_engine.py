@@ -6,6 +6,7 @@ serves it; then what is the engine's own: it answers without trytond's
 request handling, sees a back-office price change within 2 s, and hands a
 payment with state-change listeners to the Tryton path.
 """
+import datetime as dt
 import time
 import unittest
 from decimal import Decimal
@@ -97,6 +98,83 @@ class EngineBookingAPITestCase(test_booking.BookingAPITestCase):
         self.assertEqual(paid.status_code, 200, paid.get_data())
         self.assertEqual(self.tryton.calls, [])
         self.assertEqual(sold(), before + 2)
+
+    def test_engine_availability_same_as_tryton(self):
+        "The engine answers availability as trytond's route, without it"
+        slot = self.day_slot(capacity=40)
+        self.book(self.body(slot, [new_id(), new_id()]))
+        with Transaction().start(DB_NAME, 0) as transaction:
+            pool = Pool()
+            TimeSlot = pool.get('scenic.time_slot')
+            Zone = pool.get('scenic.zone')
+            first = TimeSlot(slot)
+            date = first.date
+            main, = Zone.search([('code', '=', 'MAIN')])
+            # a zone's slot at the same time and an earlier one: the order
+            with Transaction().set_context(company=first.company.id):
+                TimeSlot.create([{'company': first.company.id,
+                            'zone': main.id, 'date': date,
+                            'start_time': first.start_time,
+                            'end_time': first.end_time, 'capacity': 5},
+                        {'company': first.company.id, 'date': date,
+                            'start_time': dt.time(9, 0),
+                            'end_time': dt.time(9, 30), 'capacity': 7}])
+            transaction.commit()
+        path = self.url(f'/availability?date={date}')
+        headers = self.headers(idempotency=False)
+        del self.tryton.calls[:]
+        engine = self.client().get(path, headers=headers)
+        self.assertEqual(self.tryton.calls, [])
+        tryton = Client(tryton_app, Response).get(path, headers=headers)
+        self.assertEqual(engine.status_code, 200, engine.get_data())
+        self.assertEqual(engine.json, tryton.json)
+        listed = [(s['capacity'], s['available'], s['zone'])
+            for s in engine.json['slots']]
+        self.assertEqual(listed, [(7, 7, None), (40, 38, None),
+                (5, 5, 'MAIN')])
+        for query in ['?date=2026-02-30', '']:
+            self.assertEqual(
+                self.client().get(self.url(f'/availability{query}'),
+                    headers=headers).json,
+                Client(tryton_app, Response).get(
+                    self.url(f'/availability{query}'),
+                    headers=headers).json)
+        self.assertError(self.client().get(path), 401, 'unauthorized')
+
+    def test_availability_fresh_within_2s(self):
+        "A capacity and a price edited in the back office: availability"
+        slot = self.day_slot(capacity=40)
+        with Transaction().start(DB_NAME, 0, readonly=True):
+            date = Pool().get('scenic.time_slot')(slot).date
+        path = self.url(f'/availability?date={date}')
+
+        def seen():
+            answer = self.client().get(path,
+                headers=self.headers(idempotency=False)).json
+            listed, = [s for s in answer['slots'] if s['id'] == slot]
+            return listed['capacity'], [p['price'] for p in listed['prices']
+                if p['ticket_type'] == 'ADULT'][0]
+        self.assertEqual(seen(), (40, '100.00'))
+
+        def edit(capacity, price):
+            with Transaction().start(DB_NAME, 0) as transaction:
+                pool = Pool()
+                TicketType = pool.get('scenic.ticket.type')
+                TimeSlot = pool.get('scenic.time_slot')
+                TicketType.write(TicketType.search(
+                        [('code', '=', 'ADULT')]),
+                    {'base_price': Decimal(price)})
+                TimeSlot.write([TimeSlot(slot)], {'capacity': capacity})
+                transaction.commit()
+        edit(47, '123')
+        try:
+            deadline = time.monotonic() + 2
+            while (answer := seen()) != (47, '123.00') and (
+                    time.monotonic() < deadline):
+                time.sleep(0.1)
+            self.assertEqual(answer, (47, '123.00'))
+        finally:
+            edit(40, '100')
 
     def test_price_change_seen_within_2s(self):
         "A price edited in the back office is quoted by the engine in 2 s"
