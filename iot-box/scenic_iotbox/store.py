@@ -630,17 +630,21 @@ class Store:
             'AND (valid_from IS NULL OR valid_from < ?) '
             'ORDER BY valid_from, ticket')
 
-    def partner_ticket(self, hashes, area_id, conn=None):
+    def partner_ticket(self, hashes, area_id, conn=None, ticket_id=None):
         """The PartnerTicket of area ``area_id`` whose code has one of
-        these gate hashes, or None."""
+        these gate hashes (or whose id is ``ticket_id``), or None."""
         hashes = [h.lower() for h in hashes]
-        if not hashes or not area_id:
+        if not (hashes or ticket_id) or not area_id:
             return None
-        marks = ','.join('?' * len(hashes))
+        if ticket_id is not None:
+            where, params = 'ticket = ?', [ticket_id]
+        else:
+            where = f'hash IN ({",".join("?" * len(hashes))})'
+            params = hashes
         with self.lock:
             row = (conn or self.conn).execute(
-                f'SELECT * FROM partner_codes WHERE hash IN ({marks}) '
-                'ORDER BY ticket LIMIT 1', hashes).fetchone()
+                f'SELECT * FROM partner_codes WHERE {where} '
+                'ORDER BY ticket LIMIT 1', params).fetchone()
         if row is None:
             return None
         return partnercode.PartnerTicket(ticket_id=row['ticket'],
@@ -1017,7 +1021,8 @@ def _prepare(answer):
         'remaining', 'photo_url'], 'uid'), cards)
     upserts['tickets'] = (upsert('tickets', ['ticket', 'holder_hash', 'code',
         'valid_from', 'valid_until'], 'ticket'), [(_int(t['ticket']),
-            str(t['holder_hash']).lower(), str(t['code']),
+            # no signed code: a partner's (its row in partner_codes)
+            str(t['holder_hash']).lower(), str(t.get('code') or ''),
             _time_text(t.get('valid_from')), _time_text(t.get('valid_until')))
         for t in items('tickets')])
     codes = []

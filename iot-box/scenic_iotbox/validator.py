@@ -293,9 +293,16 @@ class Validator:
                     'No ticket today for this ID.', direction)
             candidates = []
             for ticket_id, code in found:
-                verification = ticketcode.verify(code, self.keyring(),
-                    now=now, revoked=self.store.revoked,
-                    area_id=self.area_id())
+                partner = None if code else self.store.partner_ticket([],
+                    self.area_id(), ticket_id=ticket_id)
+                if partner is not None:
+                    # its code is a partner's: what the box synced of it
+                    verification = partnercode.verification(partner,
+                        revoked=self.store.revoked, area_id=self.area_id())
+                else:
+                    verification = ticketcode.verify(code, self.keyring(),
+                        now=now, revoked=self.store.revoked,
+                        area_id=self.area_id())
                 candidates.append(_Candidate('ticket', ticket_id,
                     verification=verification))
             return candidates, None

@@ -474,3 +474,18 @@ def test_partner_code_passback(validator, synced_store, clock):
         clock())
     assert validator.scan(qr('MT-55556666')).decision.opened
     assert validator.scan(qr('MT-55556666')).decision.reason == 'passback'
+
+
+def test_id_card_opens_a_real_name_partner_ticket(validator, synced_store,
+        clock):
+    "A real-name ticket with a partner's code: the ID card works too"
+    ticket = real_name_ticket(7010, ID_NUMBER)
+    ticket['code'] = None
+    synced_store.apply_sync({'watermark': 'w#id', 'full': False,
+        'tickets': [ticket]}, clock())
+    sync_partner_codes(synced_store, clock, (7010, 'MT-77778888', 5, 1))
+    result = validator.scan(id_card(ID_NUMBER))
+    assert result.decision.opened and result.decision.ticket == 7010
+    # one ticket, whichever way it is shown
+    assert validator.scan(qr('MT-77778888')).decision.reason == \
+        'already_used'
