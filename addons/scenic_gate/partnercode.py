@@ -9,6 +9,7 @@ of the current generation, as ID numbers' gate hashes), derived here by
 the gate-hash cron for the tickets of today and tomorrow and only read by
 ``GET /sync`` (iot-box/PROTOCOL.md, "Partner codes").
 """
+import datetime as dt
 import time
 
 from sql import Conflict, Null
@@ -19,6 +20,7 @@ from scenic_ticket.dbtools import naive, now_utc
 from scenic_ticket.slot import area_timezone
 from scenic_ticket.vault import pii_vault
 
+from trytond import config
 from trytond.model import ModelSQL, Unique, fields
 from trytond.pool import Pool, PoolMeta
 from trytond.transaction import Transaction
@@ -125,7 +127,6 @@ class CodeHash(ModelSQL):
     def purge(cls, now=None):
         """Drop the hashes of generations no longer filled and of tickets
         that ended more than a day ago."""
-        import datetime as dt
         table = cls.__table__()
         ticket = Pool().get('scenic.ticket').__table__()
         kept = [g for g, _ in filled_generations()]
@@ -144,7 +145,6 @@ class GateHash(metaclass=PoolMeta):
         "The holders' hashes, then the partner codes' in what time is left."
         started = time.monotonic()
         super().fill_cron()
-        from trytond import config
         budget = config.getfloat('scenic_gate', 'gate_hash_budget',
             default=50.0)
         CodeHash = Pool().get('scenic.gate.code_hash')

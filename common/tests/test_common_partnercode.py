@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scenic_common import gate, partnercode, ticketcode
+from scenic_common import gate, ticketcode
 from scenic_common.gate import (
     AccessRule, GateInfo, TicketTypeInfo, Usage, decide, usage_after)
 from scenic_common.partnercode import (
