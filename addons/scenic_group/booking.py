@@ -24,6 +24,7 @@ from decimal import Decimal
 
 from sql import Null
 
+from scenic_common import partnercode
 from scenic_ticket import reservation
 from scenic_ticket.catalogue import Catalogue
 from scenic_ticket.dbtools import forget, insert, lock, naive, now_utc
@@ -31,6 +32,7 @@ from scenic_ticket.errors import CODES, ApiError
 from scenic_ticket.providers import PROVIDERS, PaymentProvider, register
 from scenic_ticket.workflow import sql_transition
 
+from trytond import backend
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
@@ -46,6 +48,8 @@ PARTNER_CODES = {
     'bad_signature': 401, 'stale_request': 401, 'replayed_nonce': 401,
     'no_contract': 403, 'allotment_exhausted': 409, 'credit_limit': 409,
     'deposit_insufficient': 409, 'not_refundable': 409,
+    # a partner's own codes (contracts where the OTA issues codes)
+    'malformed_code': 422, 'duplicate_code': 409,
     }
 
 
@@ -245,16 +249,20 @@ def pay(partner, order, amount, codes=None, now=None, override=False):
     from .money import check_confirmation
     now = now or now_utc()
     contract = order.group_contract
+    if codes is not None:
+        # refused before anything is written
+        check_partner_codes(order, contract, codes)
     if contract and contract.payment_term != 'monthly':
         # Only balance checks need one partner's confirmations in a row.
         lock_partner(partner)
-    if order.state == 'reserved':
+    first = order.state == 'reserved'
+    if first:
         check_confirmation(partner, contract, order, amount,
             override=override)
     order = reservation.pay(order.id, PARTNER_PROVIDER, amount, now=now)
     set_finance_party(partner, order)
     if codes is not None:
-        set_partner_codes(order, contract, codes)
+        set_partner_codes(order, codes, first)
     return order
 
 
@@ -281,25 +289,68 @@ def set_finance_party(partner, order):
     forget('scenic.payment')
 
 
-def set_partner_codes(order, contract, codes):
-    "Replace the signed codes of a paid order by the partner's own."
-    if not contract.ota_codes:
+def check_partner_codes(order, contract, codes):
+    """Refuse codes the contract does not allow: not one per ticket,
+    breaking its format rule, repeated in the request or already used by
+    another ticket of the area."""
+    if not contract or not contract.ota_codes:
         raise PartnerError('invalid_request',
             "Your contract does not let you issue codes.", 'codes')
-    tickets = sorted(order.tickets, key=lambda t: t.id)
-    if (not isinstance(codes, list) or len(codes) != len(tickets)
-            or not all(isinstance(c, str) and 6 <= len(c) <= 64
-                and c.isascii() and c.isprintable() for c in codes)
-            or len(set(codes)) != len(codes)):
+    count = len(order.tickets)
+    if not isinstance(codes, list) or len(codes) != count:
         raise PartnerError('invalid_request',
-            f"'codes' must be {len(tickets)} distinct strings of 6 to 64 "
-            "printable ASCII characters, one per ticket.", 'codes')
+            f"'codes' must be a list of {count} strings, one per ticket in "
+            "ticket order.", 'codes')
+    rule = contract.code_format
+    for index, code in enumerate(codes):
+        error = partnercode.format_error(code, rule)
+        if error:
+            raise PartnerError('malformed_code',
+                f"codes[{index}] {error}.", f'codes[{index}]')
+    seen = set()
+    for index, code in enumerate(codes):
+        if code in seen:
+            raise PartnerError('duplicate_code',
+                f"codes[{index}] repeats an earlier code of this request.",
+                f'codes[{index}]')
+        seen.add(code)
     table = Pool().get('scenic.ticket').__table__()
     cursor = Transaction().connection.cursor()
-    for ticket, code in zip(tickets, codes):
-        cursor.execute(*table.update(
-                [table.code, table.key_id, table.partner_code],
-                [None, None, code], where=table.id == ticket.id))
+    taken = set()
+    for chunk in range(0, count, 500):
+        cursor.execute(*table.select(table.partner_code,
+                where=(table.company == order.company.id)
+                & table.partner_code.in_(codes[chunk:chunk + 500])
+                & (table.order != order.id)))
+        taken.update(code for code, in cursor)
+    for index, code in enumerate(codes):
+        if code in taken:
+            raise PartnerError('duplicate_code',
+                f"codes[{index}] is already the code of another ticket.",
+                f'codes[{index}]')
+
+
+def set_partner_codes(order, codes, first=True):
+    """Replace the signed codes of a just paid order (`first`) by the
+    partner's own (checked by check_partner_codes); a retried payment must
+    bring the codes it brought the first time."""
+    tickets = sorted(order.tickets, key=lambda t: t.id)
+    if [t.partner_code for t in tickets] == codes:
+        return
+    if not first:
+        raise PartnerError('idempotency_conflict',
+            "This order was paid with other codes.", 'codes')
+    table = Pool().get('scenic.ticket').__table__()
+    cursor = Transaction().connection.cursor()
+    try:
+        for ticket, code in zip(tickets, codes):
+            cursor.execute(*table.update(
+                    [table.code, table.key_id, table.partner_code],
+                    [None, None, code], where=table.id == ticket.id))
+    except backend.DatabaseIntegrityError:
+        # another order took one of them since the check
+        raise PartnerError('duplicate_code',
+            "A code is already the code of another ticket.", 'codes')
     forget('scenic.ticket', 'scenic.order')
 
 

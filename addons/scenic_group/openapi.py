@@ -3,6 +3,7 @@
 routes. Visitor, item and order shapes are the booking API's."""
 import copy
 
+from scenic_common import partnercode
 from scenic_ticket.openapi import DATETIME, MONEY, SCHEMAS as BOOKING
 
 ERROR_CODES = [
@@ -11,6 +12,7 @@ ERROR_CODES = [
     'sold_out', 'id_limit', 'daily_limit', 'idempotency_conflict',
     'not_payable', 'not_cancellable', 'not_refundable', 'invalid_id_number',
     'invalid_request', 'amount_mismatch', 'not_found', 'internal_error',
+    'malformed_code', 'duplicate_code',
     ]
 
 SIGNING = (
@@ -141,9 +143,22 @@ def _schemas():
         'properties': {
             'amount': MONEY,
             'codes': {'type': 'array', 'items': {'type': 'string',
-                    'minLength': 6, 'maxLength': 64},
+                    'minLength': partnercode.MIN_LENGTH,
+                    'maxLength': partnercode.MAX_LENGTH,
+                    'pattern': '^[A-Za-z0-9._-]+$'},
                 'description': "Your own codes, one per ticket in ticket "
-                "order, when your contract says you issue codes."},
+                "order, when your contract says you issue codes: each "
+                "follows the contract's rule (its characters: digits, "
+                "letters and digits, or those and `-`, `_`, `.`; its "
+                "length) and is used by no other ticket of the area. A "
+                "code breaking the rule is `malformed_code` (422), a code "
+                "repeated in the request or already taken `duplicate_code` "
+                "(409), with the code's index in `field` (`codes[i]`); "
+                "nothing is paid then. The tickets carry these codes "
+                "(`partner_code: true`) instead of signed ones and the "
+                "gates admit them, offline too, once the area's boxes have "
+                "synced (about a minute). A retried payment must bring the "
+                "same codes (else `idempotency_conflict`)."},
             },
         }
     schemas['RefundIn'] = {

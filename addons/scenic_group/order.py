@@ -66,17 +66,3 @@ class Order(metaclass=PoolMeta):
         "Cron: credit partners for yesterday's no-shows."
         cls.settle_arrivals()
 
-
-class Ticket(metaclass=PoolMeta):
-    __name__ = 'scenic.ticket'
-    partner_code = fields.Char(
-        "Partner Code", readonly=True,
-        help="The code the partner issued for this ticket, when its "
-        "contract lets it issue codes.")
-
-    @classmethod
-    def __setup__(cls):
-        super().__setup__()
-        t = cls.__table__()
-        cls._sql_indexes.add(Index(t, (t.partner_code, Index.Equality()),
-                where=t.partner_code != None))  # noqa: E711

@@ -4,6 +4,7 @@ import datetime as dt
 import secrets as _secrets
 from functools import lru_cache
 
+from scenic_common import partnercode
 from scenic_ticket.allotment import AllotmentMixin
 from scenic_ticket.area import CompanyMixin
 from scenic_ticket.dbtools import forget
@@ -33,6 +34,11 @@ PAYMENT_TERMS = [
     ('monthly', "Monthly Settlement"),
     ]
 DEFAULT_OVERLAP = dt.timedelta(hours=24)
+CODE_CHARSETS = [
+    ('digits', "Digits"),
+    ('alnum', "Letters and Digits"),
+    ('alnum_dash', "Letters, Digits, '-', '_' and '.'"),
+    ]
 
 
 def utcnow():
@@ -261,6 +267,19 @@ class Contract(CompanyMixin, Workflow, ModelSQL, ModelView):
         "Partner Issues Codes",
         help="The partner sends its own code strings when it pays; the "
         "gates admit them.")
+    code_charset = fields.Selection(CODE_CHARSETS, "Code Characters",
+        states={'readonly': Eval('state') != 'draft',
+            'invisible': ~Eval('ota_codes'),
+            'required': Eval('ota_codes', False)},
+        help="The characters the partner's codes may hold.")
+    code_min_length = fields.Integer("Code Minimum Length",
+        states={'readonly': Eval('state') != 'draft',
+            'invisible': ~Eval('ota_codes'),
+            'required': Eval('ota_codes', False)})
+    code_max_length = fields.Integer("Code Maximum Length",
+        states={'readonly': Eval('state') != 'draft',
+            'invisible': ~Eval('ota_codes'),
+            'required': Eval('ota_codes', False)})
 
     del _states
 
@@ -312,6 +331,24 @@ class Contract(CompanyMixin, Workflow, ModelSQL, ModelView):
     def default_amend_hours():
         return 2
 
+    @staticmethod
+    def default_code_charset():
+        return partnercode.CodeFormat.charset
+
+    @staticmethod
+    def default_code_min_length():
+        return partnercode.CodeFormat.min_length
+
+    @staticmethod
+    def default_code_max_length():
+        return partnercode.CodeFormat.max_length
+
+    @property
+    def code_format(self):
+        "The rule of the partner's codes (scenic_common.partnercode)."
+        return partnercode.CodeFormat(self.code_charset,
+            self.code_min_length, self.code_max_length)
+
     def get_rec_name(self, name):
         return self.number
 
@@ -334,6 +371,15 @@ class Contract(CompanyMixin, Workflow, ModelSQL, ModelView):
                 raise ContractError(gettext(
                         'scenic_group.msg_contract_credit_limit',
                         contract=contract.rec_name))
+            if contract.ota_codes:
+                try:
+                    contract.code_format
+                except ValueError:
+                    raise ContractError(gettext(
+                            'scenic_group.msg_contract_code_format',
+                            contract=contract.rec_name,
+                            low=partnercode.MIN_LENGTH,
+                            high=partnercode.MAX_LENGTH))
 
     @classmethod
     @ModelView.button

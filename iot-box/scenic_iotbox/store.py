@@ -20,6 +20,9 @@ Tables
                   (the holder's gate hash, scrypt under the current
                   generation's pepper) -> signed code, for "ID card as
                   ticket".
+    partner_codes valid tickets whose code a partner issued: the code's
+                  gate hash (scenic_common.partnercode, never the code)
+                  -> the ticket and what a signed code would carry.
     usage         per ticket or card (kind, ref): entries, last entry/exit,
                   inside, binding (ref, method, template and photo files).
     outbox        every scan, by nonce, with the JSON payload to upload, its
@@ -56,8 +59,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from scenic_common import gate as gatelib
-from scenic_common import protocol
-from scenic_common import protocol
+from scenic_common import partnercode, protocol
 from scenic_common.ticketcode import revocation_message
 
 __all__ = ['Store', 'StoreError', 'ts', 'parse_ts', 'normalize_uid']
@@ -66,9 +68,11 @@ __all__ = ['Store', 'StoreError', 'ts', 'parse_ts', 'normalize_uid']
 # store is opened)
 # 3: gate hashes (iot-box/PROTOCOL.md, "Threat model"): the ID look-up key
 # and every hash made with it are wiped; the next sync is a full one
-SCHEMA_VERSION = 3
+# 4: ``partner_codes`` (codes partners issued, by gate hash); the next sync
+# is a full one, which brings them
+SCHEMA_VERSION = 4
 SYNCED_TABLES = ('keys', 'revoked', 'ticket_types', 'rules', 'zones',
-    'gates', 'cards', 'tickets')
+    'gates', 'cards', 'tickets', 'partner_codes')
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -148,6 +152,16 @@ CREATE TABLE IF NOT EXISTS tickets (
     valid_until TEXT
 );
 CREATE INDEX IF NOT EXISTS tickets_holder ON tickets (holder_hash);
+CREATE TABLE IF NOT EXISTS partner_codes (
+    ticket INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,            -- partnercode.code_hash, current generation
+    ticket_type INTEGER NOT NULL,
+    persons INTEGER NOT NULL DEFAULT 1,
+    entries INTEGER NOT NULL DEFAULT 1,
+    valid_from TEXT NOT NULL,
+    valid_until TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS partner_codes_hash ON partner_codes (hash);
 CREATE TABLE IF NOT EXISTS usage (
     kind TEXT NOT NULL,            -- 'ticket' | 'card'
     ref INTEGER NOT NULL,          -- ticket id | card id
@@ -333,8 +347,13 @@ class Store:
             if int(self.get_meta('schema_version', '0', conn)) \
                     >= SCHEMA_VERSION:
                 return
+            version = int(self.get_meta('schema_version', '0', conn))
             self.rebuild_pending(conn)
-            self.wipe_lookup_hashes(conn)
+            if version < 3:
+                self.wipe_lookup_hashes(conn)
+            if version:
+                # partner codes come with a full sync only
+                conn.execute("DELETE FROM meta WHERE key = 'watermark'")
             self.set_meta('schema_version', SCHEMA_VERSION, conn)
 
     @staticmethod
@@ -611,6 +630,34 @@ class Store:
             'AND (valid_from IS NULL OR valid_from < ?) '
             'ORDER BY valid_from, ticket')
 
+    def partner_ticket(self, hashes, area_id, conn=None, ticket_id=None):
+        """The PartnerTicket of area ``area_id`` whose code has one of
+        these gate hashes (or whose id is ``ticket_id``), or None."""
+        hashes = [h.lower() for h in hashes]
+        if not (hashes or ticket_id) or not area_id:
+            return None
+        if ticket_id is not None:
+            where, params = 'ticket = ?', [ticket_id]
+        else:
+            where = f'hash IN ({",".join("?" * len(hashes))})'
+            params = hashes
+        with self.lock:
+            row = (conn or self.conn).execute(
+                f'SELECT * FROM partner_codes WHERE {where} '
+                'ORDER BY ticket LIMIT 1', params).fetchone()
+        if row is None:
+            return None
+        return partnercode.PartnerTicket(ticket_id=row['ticket'],
+            area_id=area_id,
+            ticket_type_id=row['ticket_type'],
+            valid_from=parse_ts(row['valid_from']),
+            valid_until=parse_ts(row['valid_until']),
+            persons=row['persons'], entries=row['entries'])
+
+    def has_partner_codes(self):
+        return self.query_one('SELECT 1 FROM partner_codes LIMIT 1') \
+            is not None
+
     # --- usage -----------------------------------------------------------
 
     @_locked
@@ -840,6 +887,8 @@ class Store:
             conn.execute('DELETE FROM outbox WHERE sent = 1 AND '
                 'reflected = 1 AND created_at < ?', (old,))
             conn.execute('DELETE FROM tickets WHERE valid_until < ?', (day,))
+            conn.execute('DELETE FROM partner_codes WHERE valid_until < ?',
+                (day,))
             for row in conn.execute("SELECT template_path, photo_path FROM "
                     "usage WHERE kind = 'ticket' AND valid_until < ?",
                     (day,)):
@@ -972,9 +1021,32 @@ def _prepare(answer):
         'remaining', 'photo_url'], 'uid'), cards)
     upserts['tickets'] = (upsert('tickets', ['ticket', 'holder_hash', 'code',
         'valid_from', 'valid_until'], 'ticket'), [(_int(t['ticket']),
-            str(t['holder_hash']).lower(), str(t['code']),
+            # no signed code: a partner's (its row in partner_codes)
+            str(t['holder_hash']).lower(), str(t.get('code') or ''),
             _time_text(t.get('valid_from')), _time_text(t.get('valid_until')))
         for t in items('tickets')])
+    codes = []
+    for c in items('partner_codes'):
+        code_hash = str(c['hash']).lower()
+        if len(code_hash) != 64 or any(
+                ch not in '0123456789abcdef' for ch in code_hash):
+            raise ValueError(f'partner code of ticket {c.get("ticket")}: '
+                'hash')
+        persons, entries = _int(c.get('persons', 1)), _int(
+            c.get('entries', 1))
+        if persons < 1 or entries < 0:
+            raise ValueError(f'partner code of ticket {c["ticket"]}: '
+                'persons/entries')
+        valid_from = _time_text(c['valid_from'])
+        valid_until = _time_text(c['valid_until'])
+        if valid_from is None or valid_until is None:
+            raise ValueError(f'partner code of ticket {c["ticket"]}: '
+                'validity')
+        codes.append((_int(c['ticket']), code_hash, _int(c['ticket_type']),
+            persons, entries, valid_from, valid_until))
+    upserts['partner_codes'] = (upsert('partner_codes', ['ticket', 'hash',
+        'ticket_type', 'persons', 'entries', 'valid_from', 'valid_until'],
+        'ticket'), codes)
 
     usage = []
     for u in items('usage'):
@@ -997,7 +1069,7 @@ def _prepare(answer):
         raise ValueError('"deleted" must be an object')
     columns = {'keys': 'key_id', 'revoked': 'ticket', 'ticket_types': 'id',
         'rules': 'id', 'zones': 'id', 'gates': 'id', 'cards': 'uid',
-        'tickets': 'ticket'}
+        'tickets': 'ticket', 'partner_codes': 'ticket'}
     for table, values in deleted.items():
         if table not in columns or table == 'keys' or not isinstance(
                 values, list):

@@ -252,7 +252,7 @@ def test_store_of_schema_1_is_recounted_at_open(tmp_path, clock):
     conn.close()
     store = Store(path)
     try:
-        assert store.get_meta('schema_version') == '3'
+        assert store.get_meta('schema_version') == '4'
         assert counters(store) == recount(store) == {('zone', ZONE): 5,
             ('card', COUNT_CARD): 1}
         assert store.zone_load(ZONE).inside == 1234 + 5

@@ -134,3 +134,42 @@ def test_copied_store_gives_up_no_id_number(store, tmp_path, clock):
     assert protocol.gate_hash(base64.b64decode(GENERATIONS[0]['pepper']),
         RESIDENT_ID, HOLDER) == gate_hash
     assert time.process_time() - cpu > 0.005     # ≫ an HMAC's ~2 µs
+
+
+def test_copied_store_gives_up_no_partner_code(store, tmp_path, clock):
+    """Partner codes: the store holds their scrypt hashes only; the cheap
+    sweep over 10⁵ codes around the real one (same prefix, every serial)
+    recovers none, while the code still opens at the gate."""
+    from scenic_common import partnercode
+    code = 'MT-20260501-04217'
+    pepper = base64.b64decode(GENERATIONS[0]['pepper'])
+    code_hash = partnercode.code_hash(pepper, code)
+    store.save_credentials(42, 'secret', AREA, GENERATIONS, clock())
+    answer = full_answer()
+    answer['gate_generations'] = GENERATIONS
+    answer['partner_codes'] = [{'ticket': 9101, 'hash': code_hash,
+        'ticket_type': 5, 'persons': 1, 'entries': 1,
+        'valid_from': iso(SLOT_START), 'valid_until': iso(SLOT_END)}]
+    store.apply_sync(answer, clock())
+    validator = Validator(store, tmp_path, clock=clock)
+    opened = validator.scan(ScanRequest('MAIN-IN', 1, 'qr', code))
+    assert (opened.decision.action, opened.decision.ticket) == (
+        'open', 9101)
+    store.close()
+
+    raw = (tmp_path / 'box.sqlite').read_bytes()
+    assert code.encode() not in raw
+    keys, hashes = store_contents(tmp_path / 'box.sqlite')
+    assert code_hash in hashes and pepper in keys
+    keys = sorted(keys)
+    recovered = []
+    for serial in range(100_000):
+        guess = f'MT-20260501-{serial:05d}'.encode()
+        for message in (guess, b'scenic-partner-code:v1:' + guess):
+            if hashlib.sha256(message).hexdigest() in hashes:
+                recovered.append(guess)
+            for key in keys:
+                if hmac.new(key, message, hashlib.sha256).hexdigest() \
+                        in hashes:
+                    recovered.append(guess)
+    assert recovered == []

@@ -300,7 +300,7 @@ def test_store_of_schema_2_forgets_the_lookup_key(tmp_path, clock):
 
     store = Store(path)
     try:
-        assert store.get_meta('schema_version') == '3'
+        assert store.get_meta('schema_version') == '4'
         assert store.credentials() == {'box': 42, 'secret': 's3cret',
             'area': AREA}
         assert store.query_one('SELECT lookup_key FROM credentials')[0] \
@@ -313,3 +313,57 @@ def test_store_of_schema_2_forgets_the_lookup_key(tmp_path, clock):
         assert store.get_meta('watermark') is None
     finally:
         store.close()
+
+
+def test_store_of_schema_3_gets_partner_codes(tmp_path, clock):
+    """Schema 3 -> 4: the partner_codes table is added, nothing else is
+    wiped, and the next sync is a full one (it brings the codes)."""
+    import sqlite3
+    path = tmp_path / 'v3.sqlite'
+    store = Store(path)
+    store.save_credentials(42, 's3cret', AREA, GENERATIONS, clock())
+    data = demo_data()
+    data['tickets'] = [{'ticket': 40, 'holder_hash': 'ab' * 32,
+        'code': 'SC1:x', 'valid_from': iso(NOW), 'valid_until': iso(NOW)}]
+    store.apply_sync(full_answer(data, watermark='w#1'), clock())
+    store.close()
+    conn = sqlite3.connect(path)
+    conn.execute('DROP TABLE partner_codes')
+    conn.execute("INSERT INTO usage (kind, ref, binding_ref) VALUES "
+        "('ticket', 41, 'id:g1:ef')")
+    conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+
+    store = Store(path)
+    try:
+        assert store.get_meta('schema_version') == '4'
+        assert store.get_meta('watermark') is None
+        assert [r[0] for r in store.query('SELECT ticket FROM tickets')] \
+            == [40]
+        assert store.query('SELECT binding_ref FROM usage')[0][0] \
+            == 'id:g1:ef'
+        assert store.query('SELECT * FROM partner_codes') == []
+    finally:
+        store.close()
+
+
+def test_partner_codes_synced_checked_and_purged(store, clock):
+    """Partner codes arrive by hash, upsert by ticket, and a malformed one
+    refuses the whole answer."""
+    code = {'ticket': 60, 'hash': 'AB' * 32, 'ticket_type': 5,
+        'persons': 1, 'entries': 1, 'valid_from': iso(NOW),
+        'valid_until': iso(NOW + timedelta(hours=2))}
+    store.apply_sync(full_answer(dict(demo_data(), partner_codes=[code])),
+        clock())
+    found = store.partner_ticket(['ab' * 32], AREA)
+    assert (found.ticket_id, found.ticket_type_id, found.area_id) == (
+        60, 5, AREA)
+    assert store.partner_ticket(['cd' * 32], AREA) is None
+    for bad in ({'hash': 'not-hex'}, {'persons': 0}, {'valid_until': None}):
+        with pytest.raises(StoreError):
+            store.apply_sync({'watermark': 'w#2', 'full': False,
+                'partner_codes': [dict(code, **bad)]}, clock())
+    assert store.counts()['partner_codes'] == 1
+    store.purge(NOW + timedelta(days=2))
+    assert store.counts()['partner_codes'] == 0

@@ -406,3 +406,86 @@ def test_unusable_picture_asks_staff(validator, matcher):
     result = validator.scan(qr(code, image=b'blurred'))
     assert result.decision.reason == 'binding_required'
     assert result.bound_photo_url
+
+
+def partner_code_hash(code):
+    import base64
+    from scenic_common import partnercode
+    generation = GENERATIONS[0]
+    return partnercode.code_hash(base64.b64decode(generation['pepper']),
+        code, generation['log2_n'])
+
+
+def sync_partner_codes(store, clock, *codes):
+    "The ERP sends partner codes as [(ticket, code, type, persons)]."
+    store.apply_sync({'watermark': 'w#pc', 'full': False, 'partner_codes': [
+        {'ticket': ticket, 'hash': partner_code_hash(code),
+            'ticket_type': type_id, 'persons': persons, 'entries': 1,
+            'valid_from': iso(SLOT_START), 'valid_until': iso(SLOT_END)}
+        for ticket, code, type_id, persons in codes]}, clock())
+
+
+def test_partner_code_admitted_like_a_signed_code(validator, synced_store,
+        clock):
+    "An OTA's own code: admitted once, then refused; the box holds no code"
+    sync_partner_codes(synced_store, clock, (7001, 'MT-88776655', 5, 1),
+        (7002, 'MTGROUP0001', 6, 10))
+    assert 'MT-88776655' not in str(synced_store.query(
+        'SELECT * FROM partner_codes'))
+    result = validator.scan(qr('MT-88776655'))
+    assert result.decision.action == 'open', result.decision
+    assert result.summary['id'] == 7001
+    assert result.summary['ticket_type_code'] == 'ADULT'
+    [scan] = outbox(synced_store)
+    assert scan['ticket'] == 7001 and scan['decision'] == 'open'
+    assert 'MT-88776655' not in json.dumps(scan)
+    again = validator.scan(qr('MT-88776655', lane=2))
+    assert again.decision.reason == 'already_used'
+    group = validator.scan(qr('MTGROUP0001'))
+    assert group.decision.opened and group.decision.persons == 10
+
+
+def test_partner_code_rules_and_unknown_strings(validator, synced_store,
+        clock):
+    sync_partner_codes(synced_store, clock, (7003, 'MT-11112222', 5, 1),
+        (7004, 'MT-33334444', 5, 1))
+    # an unknown string keeps the existing reason code
+    assert validator.scan(qr('MT-99999999')).decision.reason == 'malformed'
+    assert validator.scan(qr('mt-11112222')).decision.reason == 'malformed'
+    # before its window (the rule admits 30 minutes early)
+    early = SLOT_START - timedelta(minutes=31)
+    assert validator.scan(qr('MT-11112222'), now=early).decision.reason \
+        == 'not_yet_valid'
+    assert validator.scan(qr('MT-11112222'), now=SLOT_END).decision.reason \
+        == 'expired'
+    # a refund revokes it on the next sync
+    synced_store.apply_sync({'watermark': 'w#r', 'full': False,
+        'revoked': [{'ticket': 7004, 'at': iso(NOW)}]}, clock())
+    assert validator.scan(qr('MT-33334444')).decision.reason == 'revoked'
+    assert validator.scan(qr('MT-11112222')).decision.opened
+
+
+def test_partner_code_passback(validator, synced_store, clock):
+    "A two-entry partner ticket inside the park cannot enter again"
+    synced_store.apply_sync({'watermark': 'w#pb', 'full': False,
+        'partner_codes': [{'ticket': 7005, 'hash': partner_code_hash(
+            'MT-55556666'), 'ticket_type': 5, 'persons': 1, 'entries': 2,
+            'valid_from': iso(SLOT_START), 'valid_until': iso(SLOT_END)}]},
+        clock())
+    assert validator.scan(qr('MT-55556666')).decision.opened
+    assert validator.scan(qr('MT-55556666')).decision.reason == 'passback'
+
+
+def test_id_card_opens_a_real_name_partner_ticket(validator, synced_store,
+        clock):
+    "A real-name ticket with a partner's code: the ID card works too"
+    ticket = real_name_ticket(7010, ID_NUMBER)
+    ticket['code'] = None
+    synced_store.apply_sync({'watermark': 'w#id', 'full': False,
+        'tickets': [ticket]}, clock())
+    sync_partner_codes(synced_store, clock, (7010, 'MT-77778888', 5, 1))
+    result = validator.scan(id_card(ID_NUMBER))
+    assert result.decision.opened and result.decision.ticket == 7010
+    # one ticket, whichever way it is shown
+    assert validator.scan(qr('MT-77778888')).decision.reason == \
+        'already_used'

@@ -169,6 +169,66 @@ class GateAPITestCase(RouteTestCase):
 
     # --- sync --------------------------------------------------------------
 
+    def test_sync_partner_codes(self):
+        """Tickets with a partner's code reach boxes as the code's gate
+        hash once the cron derived it; a refund revokes them"""
+        from scenic_common import partnercode
+        area = self.committed(build_area)
+        self.enterContext(slot_day(area))
+        headers = self.enrolled_box(area)
+
+        def give_code(ticket_id, code):
+            # what scenic_group does when a partner pays with its codes
+            table = Pool().get('scenic.ticket').__table__()
+            Transaction().connection.cursor().execute(*table.update(
+                    [table.code, table.key_id, table.partner_code],
+                    [None, None, code], where=table.id == ticket_id))
+
+        def fill_codes():
+            return Pool().get('scenic.gate.code_hash').fill(
+                now=area_time(area), companies=[area.company])
+        coded, = self.committed(sell, area)
+        signed, = self.committed(sell, area)
+        self.committed(give_code, coded, 'MT-SYNC-0001')
+        with self.assertRaises(backend.DatabaseIntegrityError):
+            self.committed(give_code, signed, 'MT-SYNC-0001')
+        self.committed(fill_gate_hashes, area)
+
+        before = self.sync(headers)
+        self.assertEqual(before['partner_codes'], [])  # not derived yet
+        self.assertEqual(self.committed(fill_codes), 1)
+        self.assertEqual(self.committed(fill_codes), 0)
+        full = self.sync(headers)
+        generation = full['gate_generations'][0]
+        synced, = full['partner_codes']
+        self.assertEqual(synced['ticket'], coded)
+        self.assertEqual(synced['hash'], partnercode.code_hash(
+                base64.b64decode(generation['pepper']), 'MT-SYNC-0001',
+                generation['log2_n']))
+        self.assertEqual((synced['ticket_type'], synced['persons'],
+                synced['entries']), (area.adult, 1, 1))
+        self.assertTrue(synced['valid_from'].endswith('+08:00'))
+        self.assertNotIn('MT-SYNC-0001', str(full))
+        # its holder's ID card finds it, without a signed code
+        codes = {t['ticket']: t['code'] for t in full['tickets']}
+        self.assertIsNone(codes[coded])
+        self.assertTrue(codes[signed].startswith('SC1:'))
+
+        later, = self.committed(sell, area)
+        self.committed(give_code, later, 'MT-SYNC-0002')
+        self.committed(fill_codes)
+        self.committed(refund, coded)
+        # (an incremental answer may repeat what changed just before the
+        # watermark: boxes upsert)
+        changed = self.sync(headers, full['watermark'])
+        self.assertFalse(changed['full'])
+        self.assertIn(later,
+            [c['ticket'] for c in changed['partner_codes']])
+        self.assertEqual([r['ticket'] for r in changed['revoked']],
+            [coded])
+        self.assertEqual([c['ticket'] for c in self.sync(headers)[
+                    'partner_codes']], [later])
+
     def test_sync_full_then_incremental(self):
         "A full snapshot, then only what changed since its watermark"
         area = self.committed(build_area)

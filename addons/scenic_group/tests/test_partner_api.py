@@ -421,11 +421,40 @@ class PartnerAPITestCase(routes.AreaRouteTestCase):
         self.assertError(self.call('POST', f'/orders/{poid}/pay',
                 {'amount': '180.00', 'codes': ['ONLYONE1']}),
             422, 'invalid_request', 'codes')
+        # the contract's rule: 8 to 32 letters, digits, '-', '_', '.'
+        for bad in ['SHORT-1', 'X' * 33, 'OTA CODE 1', 'OTA-码-0001', 17]:
+            self.assertError(self.call('POST', f'/orders/{poid}/pay',
+                    {'amount': '180.00', 'codes': ['OTA-CODE-0', bad]}),
+                422, 'malformed_code', 'codes[1]')
+        self.assertError(self.call('POST', f'/orders/{poid}/pay',
+                {'amount': '180.00', 'codes': ['OTA-CODE-0', 'OTA-CODE-0']}),
+            409, 'duplicate_code', 'codes[1]')
+        # nothing was written by the refusals
+        self.assertEqual(self.call('GET', f'/orders/{poid}').json['state'],
+            'reserved')
         paid = self.call('POST', f'/orders/{poid}/pay',
             {'amount': '180.00', 'codes': ['OTA-CODE-1', 'OTA-CODE-2']})
         self.assertEqual(paid.status_code, 200, paid.get_data())
         self.assertEqual([t['code'] for t in paid.json['tickets']],
             ['OTA-CODE-1', 'OTA-CODE-2'])
+        self.assertTrue(all(t['partner_code'] for t in paid.json['tickets']))
+        # a retry brings the same codes: the same answer
+        again = self.call('POST', f'/orders/{poid}/pay',
+            {'amount': '180.00', 'codes': ['OTA-CODE-1', 'OTA-CODE-2']})
+        self.assertEqual(again.status_code, 200, again.get_data())
+        self.assertEqual(again.json['tickets'], paid.json['tickets'])
+        self.assertError(self.call('POST', f'/orders/{poid}/pay',
+                {'amount': '180.00', 'codes': ['OTA-CODE-3', 'OTA-CODE-4']}),
+            409, 'idempotency_conflict', 'codes')
+        # another order cannot take a code of the area
+        other = self.order_body(slot, [new_id(), new_id()])
+        self.create(other)
+        opoid = other['partner_order_id']
+        self.assertError(self.call('POST', f'/orders/{opoid}/pay',
+                {'amount': '180.00', 'codes': ['OTA-CODE-5', 'OTA-CODE-2']}),
+            409, 'duplicate_code', 'codes[1]')
+        self.assertEqual(self.call('GET', f'/orders/{opoid}').json['state'],
+            'reserved')
 
     def test_credit_limit(self):
         "An order over the credit limit is refused at confirmation"
