@@ -274,6 +274,9 @@ class BookingPlan:
     scope_info: dict = field(default_factory=dict)
     total: Decimal = Decimal(0)
     reference: str | None = None  # the order's, once written
+    # Persons per scope already counted on the day's counter by a holder's
+    # quota (a partner's day quota): write_booking claims only the rest.
+    held_scopes: dict = field(default_factory=dict)
 
     @property
     def persons(self):
@@ -454,8 +457,9 @@ def write_booking(plan, idempotency_key=None, now=None, held=False):
             "Not enough places are left in this time slot.", 'slot')
     for scope in sorted(plan.scope_persons):
         zone, maximum = plan.scope_info[scope]
-        if not _claim_daily(company, slot.date, scope, zone,
-                plan.scope_persons[scope], maximum, force=held):
+        persons = plan.scope_persons[scope] - plan.held_scopes.get(scope, 0)
+        if persons > 0 and not _claim_daily(company, slot.date, scope, zone,
+                persons, maximum, force=held):
             raise BookingError('daily_limit',
                 "The daily maximum of visitors for that day is reached.",
                 'slot')
