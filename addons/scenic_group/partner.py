@@ -244,7 +244,8 @@ class Contract(CompanyMixin, Workflow, ModelSQL, ModelView):
     release_hours = fields.Integer(
         "Release Allotment (hours before)", required=True,
         help="Unsold allotment goes back to the general pool this many "
-        "hours before its time slot starts.")
+        "hours before its time slot starts (a day quota: before its day "
+        "starts).")
     amend_hours = fields.Integer(
         "Amend Until (hours before)", required=True,
         help="The number of persons may be changed until this many hours "
