@@ -339,13 +339,14 @@ class AmendStart(ModelView):
     checked = fields.Text("Check", readonly=True)
 
     @fields.depends('line')
-    def on_change_line(self):
-        if self.line:
-            self.real_name = bool(self.line.ticket_type.real_name)
-            self.persons = None if self.real_name else sum(
-                t.persons for t in self.line.order.tickets
-                if t.line == self.line
-                and t.state in ('reserved', 'valid'))
+    def on_change_with_real_name(self, name=None):
+        return bool(self.line and self.line.ticket_type.real_name)
+
+
+def line_persons(line):
+    "The persons a line's live tickets admit."
+    return sum(t.persons for t in line.order.tickets
+        if t.line == line and t.state in ('reserved', 'valid'))
 
 
 class Amend(Wizard):
@@ -366,10 +367,12 @@ class Amend(Wizard):
         order = self.record
         values = {'order': order.id}
         if len(order.lines) == 1:
-            self.start.line = order.lines[0]
-            self.start.on_change_line()
-            values.update(line=order.lines[0].id,
-                real_name=self.start.real_name, persons=self.start.persons)
+            line, = order.lines
+            real_name = bool(line.ticket_type.real_name)
+            # The persons now, to change: set once, not on a line change,
+            # so a return from Check keeps what was typed.
+            values.update(line=line.id, real_name=real_name,
+                persons=None if real_name else line_persons(line))
         return values
 
     def _request(self):
