@@ -274,16 +274,17 @@ def _update(change, delta, added):
     cursor = Transaction().connection.cursor()
     line, ttype = change.line, change.ticket_type
     count = len(added) - len(change.removed)
+    # Money summed in Python (Decimal): SQLite's arithmetic is binary.
+    # The order's lock, held, keeps these values current.
     cursor.execute(*line_table.update(
             [line_table.quantity, line_table.persons, line_table.unit_price,
                 line_table.amount, line_table.price_explanation],
-            [line_table.quantity + count,
-                line_table.persons + count * ttype.persons,
-                change.price, line_table.amount + delta,
+            [line.quantity + count, line.persons + count * ttype.persons,
+                change.price, line.amount + delta,
                 f"Net price of contract {change.order.group_contract.number}"],
             where=line_table.id == line.id))
     cursor.execute(*order_table.update(
-            [order_table.total], [order_table.total + delta],
+            [order_table.total], [change.order.total + delta],
             where=order_table.id == change.order.id))
     forget('scenic.order', 'scenic.order.line')
 
