@@ -74,7 +74,11 @@ class AmendTestCase(unittest.TestCase):
                 active_id=order.id, active_ids=[order.id]):
             wizard = Wizard(session_id)
             values = wizard.default_start(None)
+        # What the client's form holds from the defaults.
         wizard.start.order = order
+        wizard.start.line = Pool().get('scenic.order.line')(values['line'])
+        wizard.start.real_name = values['real_name']
+        wizard.start.persons = values['persons']
         return wizard, values
 
     def state(self, order):
