@@ -162,6 +162,7 @@ def get_calendar(request, partner):
     pool = Pool()
     TimeSlot = pool.get('scenic.time_slot')
     Allotment = pool.get('scenic.group.allotment')
+    DayAllotment = pool.get('scenic.group.day_allotment')
     date = parse_date(request.args.get('date'))
     contract = partner.contract_on(date)
     if not contract:
@@ -172,6 +173,8 @@ def get_calendar(request, partner):
         order=[('start_time', 'ASC'), ('id', 'ASC')])
     allotments = {a.slot.id: a for a in Allotment.search([
                 ('partner', '=', partner.id), ('date', '=', date)])}
+    day, = DayAllotment.search([('partner', '=', partner.id),
+            ('date', '=', date)]) or [None]
     prices = []
     for line in contract.prices:
         price = contract.net_price(line.ticket_type.id, date)
@@ -184,27 +187,45 @@ def get_calendar(request, partner):
         allotment = allotments.get(slot.id)
         held = allotment.remaining if allotment else 0
         general = max(slot.available or 0, 0)
-        # Held places are counted as booked on the slot: the partner's
-        # stock is its allotment, plus the general pool if it may sell
-        # beyond it.
-        stock = held + (general if contract.free_sale else 0)
         result.append({
                 'slot': slot.id,
                 'start': slot.aware(slot.start_time).isoformat(),
                 'end': slot.aware(slot.end_time).isoformat(),
-                'allotment': {
-                    'quota': allotment.quota,
-                    'remaining': held,
-                    'release_at': allotment.release_at.replace(
-                        tzinfo=dt.timezone.utc).isoformat(),
-                    'released': bool(allotment.released),
-                    } if allotment else None,
+                'allotment': quota_json(allotment),
                 'area_available': general,
-                'stock': stock,
+                'stock': partner_stock(contract, allotment, day, general),
                 'prices': prices,
                 })
     return json_response({'date': date.isoformat(),
-            'currency': partner.company.currency.code, 'slots': result})
+            'currency': partner.company.currency.code,
+            'day_allotment': quota_json(day), 'slots': result})
+
+
+def quota_json(allotment):
+    if not allotment:
+        return None
+    return {
+        'quota': allotment.quota,
+        'remaining': allotment.remaining,
+        'release_at': allotment.release_at.replace(
+            tzinfo=dt.timezone.utc).isoformat(),
+        'released': bool(allotment.released),
+        }
+
+
+def partner_stock(contract, allotment, day, general):
+    """What a partner may still book on a slot: the smaller of what its
+    allotments leave and the area's places, as booking.claim_allotments
+    decides. A slot's allotment holds its places (they count as booked
+    on the slot); a day quota does not hold slot places."""
+    live = [a for a in (allotment, day) if a and not a.released]
+    if allotment and not allotment.released:
+        room = allotment.remaining
+    elif live or contract.free_sale:
+        room = general
+    else:
+        room = 0
+    return min([room] + [a.remaining for a in live])
 
 
 def parse_leader(data):

@@ -136,10 +136,10 @@ def plan_prices(partner, contract, catalogue, request, date):
     return planned
 
 
-def claim_allotment(partner, contract, slot_id, persons):
+def claim_allotment(partner, slot_id, persons):
     """Take `persons` from the partner's allotment of a slot and hand the
     held places to the booking; return the allotment id, or None when the
-    contract lets the partner sell from the general pool."""
+    partner has no allotment of the slot (or it was released)."""
     pool = Pool()
     table = pool.get('scenic.group.allotment').__table__()
     slot = pool.get('scenic.time_slot').__table__()
@@ -160,12 +160,68 @@ def claim_allotment(partner, contract, slot_id, persons):
         return allotment_id
     cursor.execute(*table.select(table.quota - table.sold, where=where))
     row = cursor.fetchone()
-    if row or not contract.free_sale:
-        left = row[0] if row else 0
+    if row:
         raise PartnerError('allotment_exhausted',
-            f"Your allotment of this time slot has {left} places left.",
+            f"Your allotment of this time slot has {row[0]} places left.",
             'slot')
     return None
+
+
+def claim_day_allotment(partner, date, persons):
+    """Take `persons` from the partner's quota of a day; return
+    (day allotment id, whether its places are held on the day's counter),
+    or None when the partner has no quota that day (or it was released)."""
+    table = Pool().get('scenic.group.day_allotment').__table__()
+    cursor = Transaction().connection.cursor()
+    where = ((table.partner == partner.id) & (table.date == date)
+        & (table.released == False))  # noqa: E712
+    cursor.execute(*table.update(
+            [table.sold], [table.sold + persons],
+            where=where & (table.sold + persons <= table.quota)))
+    if cursor.rowcount == 1:
+        cursor.execute(*table.select(table.id, table.holds_daily,
+                where=where))
+        allotment_id, holds = cursor.fetchone()
+        return allotment_id, bool(holds)
+    cursor.execute(*table.select(table.quota - table.sold, where=where))
+    row = cursor.fetchone()
+    if row:
+        raise PartnerError('allotment_exhausted',
+            f"Your quota of {date} has {row[0]} places left.", 'slot')
+    return None
+
+
+def claim_allotments(partner, contract, plan, persons):
+    """The allotment claims of `persons` more on a plan's slot, in their
+    lock order (the slot's allotment, then the day's quota); return
+    (slot allotment id, day allotment id, day places held).
+
+    Each allotment the partner has must take them; without any, only a
+    contract with free sale books from the general pool. Places held on
+    the day's counter are handed to the plan (`held_scopes`), so
+    write_booking does not count them twice."""
+    slot_allotment = claim_allotment(partner, plan.slot.id, persons)
+    day = claim_day_allotment(partner, plan.slot.date, persons)
+    if slot_allotment is None and day is None and not contract.free_sale:
+        raise PartnerError('allotment_exhausted',
+            "You have no allotment left for this time slot.", 'slot')
+    day_allotment, held = day or (None, False)
+    if held:
+        plan.held_scopes['area'] = persons
+    return slot_allotment, day_allotment, held
+
+
+def unhold_day(plan, persons):
+    """Places a day quota held on the day's counter that the booking did
+    not count there (the area no longer has a daily maximum): give them
+    up, after the booking's claims, in their lock order."""
+    if 'area' in plan.scope_persons or not persons:
+        return
+    daily = Pool().get('scenic.daily_load').__table__()
+    Transaction().connection.cursor().execute(*daily.update(
+            [daily.booked], [daily.booked - persons],
+            where=(daily.company == plan.company)
+            & (daily.date == plan.slot.date) & (daily.scope == 'area')))
 
 
 def book(partner, request, partner_order_id, leader=None, now=None):
@@ -198,10 +254,14 @@ def book(partner, request, partner_order_id, leader=None, now=None):
     plan = reservation.plan_booking(partner.channel, request, now=now,
         catalogue=catalogue)
     price_plan(plan, contract, planned)
-    allotment_id = claim_allotment(partner, contract, slot.id, plan.persons)
+    allotment_id, day_id, held = claim_allotments(
+        partner, contract, plan, plan.persons)
     order_id = reservation.write_booking(plan, partner_order_id, now=now)
+    if held:
+        unhold_day(plan, plan.persons)
     link_order(order_id, partner, contract, allotment_id,
-        plan.persons if allotment_id else 0, leader, partner_order_id)
+        plan.persons if allotment_id else 0, leader, partner_order_id,
+        day_id, plan.persons if day_id else 0)
     return order_id, False
 
 
@@ -219,18 +279,20 @@ def price_plan(plan, contract, planned):
 
 
 def link_order(order_id, partner, contract, allotment_id, allotted,
-        leader, partner_order_id):
-    "Link a written order to its partner, contract and allotment."
+        leader, partner_order_id, day_allotment_id=None, day_allotted=0):
+    "Link a written order to its partner, contract and allotments."
     table = Pool().get('scenic.order').__table__()
     cursor = Transaction().connection.cursor()
     leader = leader or {}
     cursor.execute(*table.update(
             [table.group_partner, table.group_contract,
                 table.partner_order_id, table.allotment,
-                table.allotted_persons, table.leader_name,
+                table.allotted_persons, table.day_allotment,
+                table.day_allotted_persons, table.leader_name,
                 table.leader_phone],
             [partner.id, contract.id, partner_order_id, allotment_id,
-                allotted, leader.get('name'), leader.get('phone')],
+                allotted, day_allotment_id, day_allotted,
+                leader.get('name'), leader.get('phone')],
             where=table.id == order_id))
     forget('scenic.order')
 
@@ -355,11 +417,16 @@ def set_partner_codes(order, codes, first=True):
 
 
 def lock_allotment(order):
-    if not order.allotment:
-        return
-    table = Pool().get('scenic.group.allotment').__table__()
-    Transaction().connection.cursor().execute(*lock(
-            table.select(table.id, where=table.id == order.allotment.id)))
+    "Lock the order's allotments in their claiming order."
+    pool = Pool()
+    cursor = Transaction().connection.cursor()
+    for field, model in [('allotment', 'scenic.group.allotment'),
+            ('day_allotment', 'scenic.group.day_allotment')]:
+        allotment = getattr(order, field)
+        if allotment:
+            table = pool.get(model).__table__()
+            cursor.execute(*lock(table.select(table.id,
+                        where=table.id == allotment.id)))
 
 
 def give_back_allotment(order, persons):
@@ -383,14 +450,42 @@ def give_back_allotment(order, persons):
     forget('scenic.group.allotment', 'scenic.time_slot')
 
 
+def give_back_day_allotment(order, persons):
+    """Return `persons` of a cancelled or refunded order to its day quota
+    while the quota is not released, held again on the day's counter."""
+    if not order.day_allotment or not persons:
+        return
+    pool = Pool()
+    table = pool.get('scenic.group.day_allotment').__table__()
+    daily = pool.get('scenic.daily_load').__table__()
+    cursor = Transaction().connection.cursor()
+    cursor.execute(*table.update(
+            [table.sold], [table.sold - persons],
+            where=(table.id == order.day_allotment.id)
+            & (table.released == False)))  # noqa: E712
+    if cursor.rowcount == 1 and order.day_allotment.holds_daily:
+        cursor.execute(*daily.update(
+                [daily.booked], [daily.booked + persons],
+                where=(daily.company == order.company.id)
+                & (daily.date == order.visit_date)
+                & (daily.scope == 'area')))
+    forget('scenic.group.day_allotment')
+
+
+def give_back_allotments(order, persons, day_persons):
+    give_back_allotment(order, persons)
+    give_back_day_allotment(order, day_persons)
+
+
 def cancel(partner, order, by_back_office=False, now=None):
-    "Cancel a hold or refund a paid order; the allotment gets its places."
+    "Cancel a hold or refund a paid order; the allotments get their places."
     lock_allotment(order)
     allotted = order.allotted_persons or 0
+    day_allotted = order.day_allotted_persons or 0
     order = reservation.cancel(
         order.id, now=now, by_back_office=by_back_office)
     set_finance_party(partner, order)
-    give_back_allotment(order, allotted)
+    give_back_allotments(order, allotted, day_allotted)
     return order
 
 
@@ -462,11 +557,13 @@ def partial_refund(partner, order, ticket_ids, now=None):
                 **finance_party_values(partner),
                 }])
     allotted = min(order.allotted_persons or 0, persons)
-    if allotted:
-        cursor.execute(*order_table.update(
-                [order_table.allotted_persons],
-                [order_table.allotted_persons - allotted],
-                where=order_table.id == order.id))
+    day_allotted = min(order.day_allotted_persons or 0, persons)
+    cursor.execute(*order_table.update(
+            [order_table.allotted_persons, order_table.day_allotted_persons],
+            [(order.allotted_persons or 0) - allotted,
+                (order.day_allotted_persons or 0) - day_allotted],
+            where=order_table.id == order.id))
     forget('scenic.order', 'scenic.ticket')
-    give_back_allotment(order, allotted)
+    give_back_allotments(order, allotted, day_allotted)
     return Order(order.id), chosen
+

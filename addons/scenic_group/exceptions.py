@@ -24,3 +24,7 @@ class GroupOrderError(UserError):
 
 class InvoiceError(UserError):
     pass
+
+
+class AmendError(UserError):
+    pass

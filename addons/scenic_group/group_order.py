@@ -17,6 +17,23 @@ from . import visitors as visitor_file
 from .exceptions import GroupOrderError, ImportError_
 
 
+def read_visitors(slot, ttype, filename, data):
+    """The rows of a visitor file for a slot, or ImportError_ listing every
+    bad row (nothing is saved)."""
+    try:
+        rows, errors = visitor_file.parse(filename, bytes(data))
+    except visitor_file.UnreadableFile as exc:
+        raise ImportError_(gettext(
+                'scenic_group.msg_import_unreadable', reason=str(exc)))
+    errors += visitor_file.check_booked(
+        slot.company.id, slot.date, ttype, rows)
+    if errors:
+        raise ImportError_(gettext('scenic_group.msg_import_errors',
+                errors='\n'.join(str(e) for e in sorted(
+                        errors, key=lambda e: e.number))))
+    return rows
+
+
 class GroupOrderStart(ModelView):
     "New Group Order"
     __name__ = 'scenic.group.order.start'
@@ -72,20 +89,8 @@ class GroupOrderCreate(Wizard):
                 raise GroupOrderError(gettext(
                         'scenic_group.msg_group_needs_visitors',
                         ticket_type=ttype.rec_name))
-            try:
-                rows, errors = visitor_file.parse(
-                    start.visitor_file_name, bytes(start.visitor_file))
-            except visitor_file.UnreadableFile as exc:
-                raise ImportError_(gettext(
-                        'scenic_group.msg_import_unreadable',
-                        reason=str(exc)))
-            errors += visitor_file.check_booked(
-                start.slot.company.id, start.slot.date, ttype, rows)
-            if errors:
-                raise ImportError_(gettext(
-                        'scenic_group.msg_import_errors',
-                        errors='\n'.join(str(e) for e in sorted(
-                                errors, key=lambda e: e.number))))
+            rows = read_visitors(start.slot, ttype,
+                start.visitor_file_name, start.visitor_file)
             items.append(Item(ticket_type=ttype.code, field='items[0]',
                     visitors=[VisitorIn(r.name, r.id_type, r.id_number,
                             f'row {r.number}') for r in rows]))

@@ -289,10 +289,10 @@ class Order(metaclass=PoolMeta):
         as a cancelled one does (hook of scenic_ticket)."""
         super().on_state_change(to_state, ids)
         if to_state == 'expired' and ids:
-            from .booking import give_back_allotment
+            from .booking import give_back_allotments
             for order in cls.browse(ids):
-                if order.allotment and order.allotted_persons:
-                    give_back_allotment(order, order.allotted_persons)
+                give_back_allotments(order, order.allotted_persons,
+                    order.day_allotted_persons)
 
     @classmethod
     @ModelView.button

@@ -107,30 +107,38 @@ def _schemas():
                         }}},
             },
         }
+    quota = {'type': ['object', 'null'],
+        'properties': {
+            'quota': {'type': 'integer'},
+            'remaining': {'type': 'integer'},
+            'release_at': DATETIME,
+            'released': {'type': 'boolean'}}}
     schemas['Calendar'] = {
         'type': 'object', 'required': ['date', 'slots'],
         'properties': {
             'date': {'type': 'string', 'format': 'date'},
             'currency': {'type': 'string'},
+            'day_allotment': dict(quota, description="Your quota of "
+                "persons for the whole day, over all its slots (null: "
+                "none)."),
             'slots': {'type': 'array', 'items': {
                     'type': 'object',
                     'required': ['slot', 'start', 'end', 'stock', 'prices'],
                     'properties': {
                         'slot': {'type': 'integer'},
                         'start': DATETIME, 'end': DATETIME,
-                        'allotment': {'type': ['object', 'null'],
-                            'properties': {
-                                'quota': {'type': 'integer'},
-                                'remaining': {'type': 'integer'},
-                                'release_at': DATETIME,
-                                'released': {'type': 'boolean'}}},
+                        'allotment': dict(quota, description="Your "
+                            "allotment of this slot (null: none)."),
                         'area_available': {'type': 'integer',
                             'description': "Places left in the general "
                             "pool of the slot."},
                         'stock': {'type': 'integer', 'description':
-                            "What you can book now: your allotment left, "
-                            "plus the general pool if your contract lets "
-                            "you sell beyond it."},
+                            "What you can book now: the smaller of what "
+                            "your allotments (slot and day) leave and the "
+                            "places the slot has for you (your slot "
+                            "allotment, or the general pool when you have "
+                            "none there and a day quota or a contract "
+                            "that lets you sell beyond your allotments)."},
                         'prices': {'type': 'array', 'items': {
                                 'type': 'object', 'properties': {
                                     'ticket_type': {'type': 'string'},

@@ -20,6 +20,11 @@ class Order(metaclass=PoolMeta):
         ondelete='RESTRICT')
     allotted_persons = fields.Integer(
         "Persons from the Allotment", readonly=True)
+    day_allotment = fields.Many2One(
+        'scenic.group.day_allotment', "Day Quota", readonly=True,
+        ondelete='RESTRICT')
+    day_allotted_persons = fields.Integer(
+        "Persons from the Day Quota", readonly=True)
     leader_name = fields.Char("Leader or Guide", readonly=True)
     leader_phone = fields.Char("Leader's Phone", readonly=True)
     arrival_settled = fields.Boolean("Arrivals Settled", readonly=True)

@@ -5,7 +5,7 @@ import secrets as _secrets
 from functools import lru_cache
 
 from scenic_common import partnercode
-from scenic_ticket.allotment import AllotmentMixin
+from scenic_ticket.allotment import AllotmentMixin, QuotaMixin
 from scenic_ticket.area import CompanyMixin
 from scenic_ticket.dbtools import forget
 
@@ -250,7 +250,8 @@ class Contract(CompanyMixin, Workflow, ModelSQL, ModelView):
     release_hours = fields.Integer(
         "Release Allotment (hours before)", required=True,
         help="Unsold allotment goes back to the general pool this many "
-        "hours before its time slot starts.")
+        "hours before its time slot starts (a day quota: before its day "
+        "starts).")
     amend_hours = fields.Integer(
         "Amend Until (hours before)", required=True,
         help="The number of persons may be changed until this many hours "
@@ -543,12 +544,114 @@ class Allotment(AllotmentMixin, CompanyMixin, ModelSQL, ModelView):
 
     @classmethod
     def release_cron(cls):
-        "Cron: release allotments past their release time."
+        "Cron: release allotments and day quotas past their release time."
         from scenic_ticket.dbtools import use_read_committed
+        DayAllotment = Pool().get('scenic.group.day_allotment')
         with Transaction().new_transaction() as transaction:
             use_read_committed()
             cls.release_due()
+            DayAllotment.release_due()
             transaction.commit()
+
+
+class DayAllotment(QuotaMixin, CompanyMixin, ModelSQL, ModelView):
+    """A partner's quota of persons for a day, over all its time slots.
+
+    Where the area has a daily maximum the quota is held on the day's
+    counter (`holds_daily`): no other channel sells those places, and a
+    partner's order converts held places into its own booking (see
+    booking.claim_day_allotment). At the release time the unsold places go
+    back to the general pool. Slot capacity is not held: a partner's order
+    still needs places in its slot (or its slot allotment there).
+    """
+    __name__ = 'scenic.group.day_allotment'
+    partner = fields.Many2One(
+        'scenic.group.partner', "Partner", required=True,
+        ondelete='RESTRICT', readonly=True,
+        domain=[('company', '=', Eval('company', -1))])
+    date = fields.Date("Date", required=True, readonly=True)
+    holds_daily = fields.Boolean(
+        "Held on the Daily Maximum", readonly=True,
+        help="The quota's places are held on the area's daily maximum.")
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_constraints += [
+            ('date_partner_unique', Unique(t, t.date, t.partner),
+                'scenic_group.msg_day_allotment_unique'),
+            ]
+
+    def get_rec_name(self, name):
+        return f'{self.partner.rec_name} {self.date}'
+
+    @classmethod
+    def allot(cls, partner, date, quota, release_at=None):
+        """Give a partner a quota of `quota` persons on a day; return it.
+
+        Held on the area's daily maximum when it has one, refused when the
+        day has fewer places left there.
+        """
+        from scenic_ticket.catalogue import Catalogue
+        from scenic_ticket.reservation import _claim_daily
+        if quota < 1:
+            raise AllotmentError(gettext('scenic_group.msg_allotment_quota'))
+        company = partner.company
+        if release_at is None:
+            contract = partner.contract_on(date)
+            hours = contract.release_hours if contract else 24
+            start = dt.datetime.combine(date, dt.time(), tzinfo=_tz(company))
+            release_at = (start - dt.timedelta(hours=hours)).astimezone(
+                dt.timezone.utc).replace(tzinfo=None)
+        daily_max = Catalogue(company.id).snapshot.daily_max
+        if daily_max and not _claim_daily(
+                company.id, date, 'area', None, quota, daily_max):
+            raise AllotmentError(gettext(
+                    'scenic_group.msg_day_allotment_capacity',
+                    date=date, quota=quota))
+        allotment, = cls.create([{
+                    'company': company.id, 'partner': partner.id,
+                    'date': date, 'quota': quota,
+                    'release_at': release_at,
+                    'holds_daily': bool(daily_max),
+                    }])
+        return allotment
+
+    @classmethod
+    def release_due(cls, now=None):
+        """Give the unsold held places of day quotas past their release time
+        back to the day's counter; return how many quotas were released."""
+        table = cls.__table__()
+        daily = Pool().get('scenic.daily_load').__table__()
+        cursor = Transaction().connection.cursor()
+        now = now or utcnow()
+        due = ((table.released == False)  # noqa: E712
+            & (table.release_at <= now))
+        cursor.execute(*table.select(table.id, where=due,
+                order_by=[table.id]))
+        released = 0
+        for allotment_id, in cursor.fetchall():
+            # Marking takes the quota's lock before the day's counter, in
+            # the order partner bookings take them; a concurrent release
+            # finds it marked and leaves it.
+            cursor.execute(*table.update([table.released], [True],
+                    where=(table.id == allotment_id)
+                    & (table.released == False)))  # noqa: E712
+            if cursor.rowcount != 1:
+                continue
+            released += 1
+            cursor.execute(*table.select(table.company, table.date,
+                    table.quota - table.sold, table.holds_daily,
+                    where=table.id == allotment_id))
+            company, date, unsold, holds = cursor.fetchone()
+            if holds and unsold:
+                cursor.execute(*daily.update(
+                        [daily.booked], [daily.booked - unsold],
+                        where=(daily.company == company)
+                        & (daily.date == date) & (daily.scope == 'area')))
+        forget(cls.__name__)
+        return released
 
 
 class Nonce(ModelSQL):

@@ -12,12 +12,10 @@ from trytond.pyson import Eval
 from . import reservation
 
 
-class AllotmentMixin:
-    "The fields and rules an allotment model shares; add its holder."
+class QuotaMixin:
+    """A quota of places held for one holder until a release time: what a
+    slot's allotment and a partner's day quota (scenic_group) share."""
     __slots__ = ()
-    slot = fields.Many2One(
-        'scenic.time_slot', "Time Slot", required=True, ondelete='RESTRICT',
-        readonly=True, domain=[('company', '=', Eval('company', -1))])
     date = fields.Date("Date", readonly=True)
     quota = fields.Integer("Quota", required=True, readonly=True)
     sold = fields.Integer("Sold", required=True, readonly=True)
@@ -46,6 +44,14 @@ class AllotmentMixin:
 
     def get_remaining(self, name):
         return 0 if self.released else self.quota - self.sold
+
+
+class AllotmentMixin(QuotaMixin):
+    "The fields and rules a slot's allotment shares; add its holder."
+    __slots__ = ()
+    slot = fields.Many2One(
+        'scenic.time_slot', "Time Slot", required=True, ondelete='RESTRICT',
+        readonly=True, domain=[('company', '=', Eval('company', -1))])
 
     @staticmethod
     def hold_places(slot_id, quota):

@@ -274,6 +274,9 @@ class BookingPlan:
     scope_info: dict = field(default_factory=dict)
     total: Decimal = Decimal(0)
     reference: str | None = None  # the order's, once written
+    # Persons per scope already counted on the day's counter by a holder's
+    # quota (a partner's day quota): write_booking claims only the rest.
+    held_scopes: dict = field(default_factory=dict)
 
     @property
     def persons(self):
@@ -410,7 +413,6 @@ def write_booking(plan, idempotency_key=None, now=None, held=False):
     # Rows no one else writes first; contended claims last.
     order_table = sql_table('scenic.order')
     line_table = sql_table('scenic.order.line')
-    ticket_table = sql_table('scenic.ticket')
     plan.reference = new_reference()
     order_id, = insert(order_table, [{
                 'company': company, 'reference': plan.reference,
@@ -426,8 +428,19 @@ def write_booking(plan, idempotency_key=None, now=None, held=False):
                 }])
     line_ids = insert(line_table,
         [dict(line, order=order_id) for line in plan.lines])
+    insert_tickets(plan, order_id, line_ids)
+    claim_plan(plan, held=held)
+    return order_id
+
+
+def insert_tickets(plan, order_id, line_ids):
+    """Insert a plan's tickets (state `reserved`) and their visitors in an
+    order; `line_ids` are the order lines of the plan's lines. Return the
+    ticket ids."""
+    company, slot = plan.company, plan.slot
+    ticket_table = sql_table('scenic.ticket')
     visitor_ids = _visitor_ids(company, plan.visitors)
-    insert(ticket_table, [dict({
+    return insert(ticket_table, [dict({
                 'company': company, 'order': order_id,
                 'line': line_ids[t.line],
                 'ticket_type': t.ticket_type.id, 'slot': slot.id,
@@ -444,6 +457,12 @@ def write_booking(plan, idempotency_key=None, now=None, held=False):
                 }, **({'id': t.ticket_id} if t.ticket_id else {}))
             for t in plan.tickets])
 
+
+def claim_plan(plan, held=False):
+    """Claim a plan's per-ID limits, its slot's places and the daily
+    maxima, each a conditional write, in the lock order; raise BookingError
+    (`id_limit`, `sold_out`, `daily_limit`) when one fails."""
+    company, slot = plan.company, plan.slot
     for id_hash, limit, field_ in sorted(plan.id_claims):
         if not _claim_id(company, slot.date, id_hash, limit):
             raise BookingError('id_limit',
@@ -454,12 +473,12 @@ def write_booking(plan, idempotency_key=None, now=None, held=False):
             "Not enough places are left in this time slot.", 'slot')
     for scope in sorted(plan.scope_persons):
         zone, maximum = plan.scope_info[scope]
-        if not _claim_daily(company, slot.date, scope, zone,
-                plan.scope_persons[scope], maximum, force=held):
+        persons = plan.scope_persons[scope] - plan.held_scopes.get(scope, 0)
+        if persons > 0 and not _claim_daily(company, slot.date, scope, zone,
+                persons, maximum, force=held):
             raise BookingError('daily_limit',
                 "The daily maximum of visitors for that day is reached.",
                 'slot')
-    return order_id
 
 
 def book(channel, request, idempotency_key, now=None, client=None):
@@ -594,33 +613,16 @@ def ticket_code(signer, company_id, ticket_id, ticket_type_id, valid_from,
     return ticketcode.encode(payload, signer)
 
 
-def pay(order_id, provider_name, amount, now=None):
-    "Charge a held order and sign its tickets."
+def sign_tickets(order, tickets, now):
+    "Sign the codes of an order's tickets: they become valid."
     pool = Pool()
     SigningKey = pool.get('scenic.signing_key')
-    Order = pool.get('scenic.order')
     Ticket = pool.get('scenic.ticket')
-    now = now or now_utc()
-    order = _lock_order(order_id)
-    paid = sum(p.amount for p in order.payments if p.kind == 'payment')
-    if check_payable(Order, order.state, paid, order.hold_expires_at,
-            order.total, amount, now):
-        return order  # a retried payment: the same answer again
-    provider = get_provider(provider_name, order.channel.code)
-    reference = provider.charge(order.reference, amount, order.currency.code)
-
-    table = sql_table('scenic.payment')
-    insert(table, [{
-                'company': order.company.id, 'order': order.id,
-                'kind': 'payment', 'provider': provider_name,
-                'provider_reference': reference, 'amount': amount,
-                'currency': order.currency.id, 'date': naive(now),
-                }])
     signer = SigningKey.active_signer(order.company)
     ticket_table = Ticket.__table__()
     cursor = db_cursor()
     signed = []
-    for ticket in order.tickets:
+    for ticket in tickets:
         # One statement a ticket, as each has its own code; the allowed
         # states are the declared table's.
         cursor.execute(*ticket_table.update(
@@ -637,6 +639,29 @@ def pay(order_id, provider_name, amount, now=None):
         if cursor.rowcount:
             signed.append(ticket.id)
     entered(Ticket, 'valid', signed)
+    return signed
+
+
+def pay(order_id, provider_name, amount, now=None):
+    "Charge a held order and sign its tickets."
+    Order = Pool().get('scenic.order')
+    now = now or now_utc()
+    order = _lock_order(order_id)
+    paid = sum(p.amount for p in order.payments if p.kind == 'payment')
+    if check_payable(Order, order.state, paid, order.hold_expires_at,
+            order.total, amount, now):
+        return order  # a retried payment: the same answer again
+    provider = get_provider(provider_name, order.channel.code)
+    reference = provider.charge(order.reference, amount, order.currency.code)
+
+    table = sql_table('scenic.payment')
+    insert(table, [{
+                'company': order.company.id, 'order': order.id,
+                'kind': 'payment', 'provider': provider_name,
+                'provider_reference': reference, 'amount': amount,
+                'currency': order.currency.id, 'date': naive(now),
+                }])
+    sign_tickets(order, order.tickets, now)
     order_table = Order.__table__()
     sql_transition(Order, order_table, 'paid', order_table.id == order.id,
         [order_table.paid_at], [naive(now)])

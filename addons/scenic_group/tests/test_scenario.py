@@ -1,33 +1,20 @@
-"Scenario doctests of scenic_group, run in one test transaction each."
-import doctest
+"""The scenario doctests (scenario_*.rst) of this module, under pytest
+(one test method each) and Tryton's runner (load_tests): each runs as a
+client does, through proteus, its steps in transactions of their own."""
 import unittest
 from pathlib import Path
 
+from scenic_ticket.tests.test_scenario import scenario_test_case
 from scenic_ticket.tests.tools import configure_pii_key
 
-from trytond.tests.test_tryton import activate_module, with_transaction
-
-HERE = Path(__file__).parent
+from trytond.tests.test_tryton import load_doc_tests
 
 
-class ScenarioTestCase(unittest.TestCase):
-    "Scenarios of scenic_group"
+def load_tests(loader, tests, pattern):
+    "Tryton's runner: the doctests only (ScenarioTestCase runs them too)."
+    configure_pii_key()
+    return load_doc_tests(
+        __name__, __file__, loader, unittest.TestSuite(), pattern)
 
-    @classmethod
-    def setUpClass(cls):
-        configure_pii_key()
-        activate_module('scenic_group')
 
-    def run_scenario(self, name):
-        failures, tests = doctest.testfile(str(HERE / name),
-            module_relative=False, encoding='utf-8',
-            optionflags=doctest.REPORT_ONLY_FIRST_FAILURE
-            | doctest.ELLIPSIS)
-        self.assertTrue(tests)
-        self.assertEqual(failures, 0)
-
-    @with_transaction()
-    def test_scenario_agency_month(self):
-        "An agency's month: deposit, three groups, statement, payment"
-        self.run_scenario('scenario_agency_month.rst')
-
+ScenarioTestCase = scenario_test_case(globals(), Path(__file__).parent)
