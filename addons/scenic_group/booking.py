@@ -394,7 +394,7 @@ def partial_refund(partner, order, ticket_ids, now=None):
         persons += ticket.persons
         amount += line_price[ticket.line.id]
     reservation._release(order.company.id, order.visit_date, order.slot.id,
-        id_hashes, scope_persons, persons)
+        id_hashes, scope_persons, persons, start=order.id)
     ticket_table = pool.get('scenic.ticket').__table__()
     payment_table = pool.get('scenic.payment').__table__()
     order_table = pool.get('scenic.order').__table__()

@@ -126,49 +126,158 @@ def _claim_slot(slot_id, persons):
     return cursor.rowcount == 1
 
 
-def _claim_daily(company, date, scope, zone, persons, maximum,
-        force=False):
-    """Add persons to a day's counter unless it would pass the maximum
-    (always, when `force`: a sale already made elsewhere is counted)."""
-    table = sql_table('scenic.daily_load')
-    cursor = db_cursor()
-    where = ((table.company == company) & (table.date == date)
-        & (table.scope == scope))
-    within = None if force else (table.booked + persons <= maximum)
+# The day's counter of an area or zone is DAILY_STRIPES rows, each with a
+# share of the maximum: every booking of the day updates a counter and holds
+# its lock until the commit is flushed, so one row would sell one booking
+# per WAL flush. Constant: the shares of existing days depend on it.
+DAILY_STRIPES = 8
 
-    def claim():
-        cursor.execute(*table.update(
-                [table.booked, table.maximum],
-                [table.booked + persons, maximum],
-                where=where & within if within is not None else where))
-        return cursor.rowcount == 1
-    # The counter exists but for the day's first booking: try it first, as
-    # an insert would wait on whoever holds the row.
-    if claim():
-        return True
-    cursor.execute(*table.select(table.id, where=where))
-    if cursor.fetchone():
-        # full, or made by a concurrent first booking of the day since the
-        # claim above looked (it then refused wrongly: daily_limit at the
-        # start of a rush): the claim again decides
-        return claim()
-    cursor.execute(*table.insert(
+
+def stripe_shares(maximum):
+    "The daily maximum split over the stripes, the remainder on the first."
+    base, extra = divmod(maximum, DAILY_STRIPES)
+    return [base + (i < extra) for i in range(DAILY_STRIPES)]
+
+
+def _add_stripes(company, date, scope, zone, maximum, booked=()):
+    "Create a day's stripes (its first booking in that scope)."
+    table = sql_table('scenic.daily_load.stripe')
+    shares = stripe_shares(maximum)
+    booked = list(booked) + [0] * (DAILY_STRIPES - len(booked))
+    db_cursor().execute(*table.insert(
             [table.company, table.date, table.scope, table.zone,
-                table.booked, table.maximum, table.create_uid,
+                table.stripe, table.booked, table.maximum, table.create_uid,
                 table.create_date],
-            [[company, date, scope, zone, 0, maximum, db_user(),
-                    naive(now_utc())]],
+            [[company, date, scope, zone, i, booked[i], shares[i],
+                    db_user(), naive(now_utc())]
+                for i in range(DAILY_STRIPES)],
             on_conflict=Conflict(
                 table, indexed_columns=[
-                    table.company, table.date, table.scope])))
-    return claim()
+                    table.company, table.date, table.scope, table.stripe])))
 
 
-def _release(company, date, slot_id, id_hashes, scope_persons, persons):
-    "Give back what a booking claimed, in the claiming lock order."
+def spread_daily(company, date, scope, zone, booked, maximum):
+    """Turn a day's single counter (stripe 0, before striping) into its
+    stripes, its count spread over their shares."""
+    table = sql_table('scenic.daily_load.stripe')
+    shares = stripe_shares(maximum)
+    counts, left = [], booked
+    for share in shares:
+        counts.append(min(share, max(left, 0)))
+        left -= counts[-1]
+    counts[0] += left  # over the maximum already: kept, never lost
+    db_cursor().execute(*table.update(
+            [table.booked, table.maximum], [counts[0], shares[0]],
+            where=(table.company == company) & (table.date == date)
+            & (table.scope == scope) & (table.stripe == 0)))
+    _add_stripes(company, date, scope, zone, maximum, booked=counts)
+
+
+def _stripe_rows(table, where, locked=False):
+    "{stripe: booked} of a day's scope, locked in stripe order if asked."
+    cursor = db_cursor()
+    query = table.select(table.stripe, table.booked, where=where,
+        order_by=[table.stripe.asc])
+    cursor.execute(*(lock(query) if locked else query))
+    return dict(cursor.fetchall())
+
+
+def _claim_daily(company, date, scope, zone, persons, maximum,
+        force=False, start=0):
+    """Add persons to a day's counter unless it would pass the maximum
+    (always, when `force`: a sale already made elsewhere is counted).
+
+    The claim starts at stripe `start` (mod DAILY_STRIPES; the order's id,
+    so concurrent bookings start on different rows) and moves on to the
+    stripes with room; when none has room for all the persons alone, they
+    are split over the stripes, locked in stripe order. It refuses only
+    when the stripes together have no room."""
+    table = sql_table('scenic.daily_load.stripe')
+    cursor = db_cursor()
+    shares = stripe_shares(maximum)
+    day = ((table.company == company) & (table.date == date)
+        & (table.scope == scope))
+
+    def claim(stripe, count, check=True):
+        where = day & (table.stripe == stripe)
+        if check:
+            where &= table.booked + count <= shares[stripe]
+        cursor.execute(*table.update(
+                [table.booked, table.maximum],
+                [table.booked + count, shares[stripe]], where=where))
+        return cursor.rowcount == 1
+
+    first = start % DAILY_STRIPES
+    # The stripes exist but for the day's first booking: claim first, as an
+    # insert would wait on whoever holds the row.
+    if claim(first, persons, check=not force):
+        return True
+    booked = _stripe_rows(table, day)
+    if not booked:
+        _add_stripes(company, date, scope, zone, maximum)
+        if claim(first, persons, check=not force):
+            return True
+        booked = _stripe_rows(table, day)
+    if force:
+        return claim(first, persons, check=False)
+    for i in range(1, DAILY_STRIPES):
+        stripe = (first + i) % DAILY_STRIPES
+        if (shares[stripe] - booked.get(stripe, 0) >= persons
+                and claim(stripe, persons)):
+            return True
+    # No stripe has room for all alone (or they filled since the read)
+    booked = _stripe_rows(table, day, locked=True)
+    room = {s: max(0, shares[s] - b) for s, b in booked.items()}
+    if sum(room.values()) < persons:
+        return False
+    left = persons
+    for stripe in sorted(room):
+        count = min(left, room[stripe])
+        if count:
+            claim(stripe, count, check=False)
+            left -= count
+    return True
+
+
+def _release_daily(company, date, scope, persons, start=0):
+    """Give persons back to a day's counter: to the stripe the claim
+    started at if it holds them, else from any stripes (the stripes' sum is
+    what counts: it stays equal to the live tickets)."""
+    table = sql_table('scenic.daily_load.stripe')
+    cursor = db_cursor()
+    day = ((table.company == company) & (table.date == date)
+        & (table.scope == scope))
+
+    def release(stripe, count, check=True):
+        where = day & (table.stripe == stripe)
+        if check:
+            where &= table.booked >= count
+        cursor.execute(*table.update(
+                [table.booked], [table.booked - count], where=where))
+        return cursor.rowcount == 1
+
+    first = start % DAILY_STRIPES
+    if release(first, persons):
+        return
+    booked = _stripe_rows(table, day, locked=True)
+    left = persons
+    for stripe in sorted(booked):
+        count = min(left, max(0, booked[stripe]))
+        if count:
+            release(stripe, count, check=False)
+            left -= count
+    if left and booked:
+        # more given back than counted (not from a claim): as before the
+        # stripes, the counter goes down by what the tickets held
+        release(min(booked), left, check=False)
+
+
+def _release(company, date, slot_id, id_hashes, scope_persons, persons,
+        start=0):
+    """Give back what a booking claimed, in the claiming lock order;
+    `start` is the daily counters' stripe its claim started at."""
     usage = sql_table('scenic.id_day_usage')
     slot = sql_table('scenic.time_slot')
-    daily = sql_table('scenic.daily_load')
     cursor = db_cursor()
     for id_hash in sorted(id_hashes):
         cursor.execute(*usage.update(
@@ -180,10 +289,9 @@ def _release(company, date, slot_id, id_hashes, scope_persons, persons):
                 [slot.booked], [slot.booked - persons],
                 where=slot.id == slot_id))
     for scope in sorted(scope_persons):
-        cursor.execute(*daily.update(
-                [daily.booked], [daily.booked - scope_persons[scope]],
-                where=(daily.company == company) & (daily.date == date)
-                & (daily.scope == scope)))
+        if scope_persons[scope]:
+            _release_daily(company, date, scope, scope_persons[scope],
+                start=start)
 
 
 # --- booking -----------------------------------------------------------------
@@ -455,7 +563,8 @@ def write_booking(plan, idempotency_key=None, now=None, held=False):
     for scope in sorted(plan.scope_persons):
         zone, maximum = plan.scope_info[scope]
         if not _claim_daily(company, slot.date, scope, zone,
-                plan.scope_persons[scope], maximum, force=held):
+                plan.scope_persons[scope], maximum, force=held,
+                start=order_id):
             raise BookingError('daily_limit',
                 "The daily maximum of visitors for that day is reached.",
                 'slot')
@@ -672,7 +781,7 @@ def release_order(order, ticket_state, now):
             scope_persons[scope] += line.persons
     persons = sum(l.persons for l in order.lines)
     _release(company.id, order.visit_date, order.slot.id, id_hashes,
-        scope_persons, persons)
+        scope_persons, persons, start=order.id)
     columns, values = [], []
     if ticket_state == 'revoked':
         columns, values = [ticket_table.revoked_at], [naive(now)]
