@@ -29,6 +29,7 @@ from decimal import Decimal
 
 from sql import Conflict
 from sql.aggregate import Count, Sum
+from sql.conditionals import Case
 from sql.operators import Exists, Not
 
 from scenic_common import idnumber, ticketcode
@@ -129,14 +130,22 @@ def _claim_slot(slot_id, persons):
 # The day's counter of an area or zone is DAILY_STRIPES rows, each with a
 # share of the maximum: every booking of the day updates a counter and holds
 # its lock until the commit is flushed, so one row would sell one booking
-# per WAL flush. Constant: the shares of existing days depend on it.
-DAILY_STRIPES = 8
+# per WAL flush. 16: the engine's pools hold 2 x 8 connections, so that many
+# bookings can be between their claim and their commit. Constant: the
+# shares of existing days depend on it.
+DAILY_STRIPES = 16
 
 
 def stripe_shares(maximum):
     "The daily maximum split over the stripes, the remainder on the first."
     base, extra = divmod(maximum, DAILY_STRIPES)
     return [base + (i < extra) for i in range(DAILY_STRIPES)]
+
+
+def _share(table, maximum):
+    "stripe_shares(maximum)[stripe] as an SQL expression."
+    base, extra = divmod(maximum, DAILY_STRIPES)
+    return Case((table.stripe < extra, base + 1), else_=base)
 
 
 def _add_stripes(company, date, scope, zone, maximum, booked=()):
@@ -173,13 +182,54 @@ def spread_daily(company, date, scope, zone, booked, maximum):
     _add_stripes(company, date, scope, zone, maximum, booked=counts)
 
 
-def _stripe_rows(table, where, locked=False):
-    "{stripe: booked} of a day's scope, locked in stripe order if asked."
+def _stripe_day(table, company, date, scope):
+    return ((table.company == company) & (table.date == date)
+        & (table.scope == scope))
+
+
+def _update_free_stripe(company, date, scope, start, condition, values):
+    """Update the first stripe from `start` on (wrapping) that meets
+    `condition` and no other transaction holds; return whether one was.
+
+    It never waits for a lock, so it holds at most the row it updated and
+    never waits while holding one: the lock order stays deadlock-free (a
+    conditional UPDATE that waits and then finds its row changed keeps the
+    row locked under READ COMMITTED)."""
+    table = sql_table('scenic.daily_load.stripe')
+    free = sql_table('scenic.daily_load.stripe')
+    first = start % DAILY_STRIPES
+    query = free.select(free.id,
+        where=_stripe_day(free, company, date, scope) & condition(free),
+        order_by=[((free.stripe + (DAILY_STRIPES - first))
+                % DAILY_STRIPES).asc],
+        limit=1)
     cursor = db_cursor()
-    query = table.select(table.stripe, table.booked, where=where,
-        order_by=[table.stripe.asc])
-    cursor.execute(*(lock(query) if locked else query))
-    return dict(cursor.fetchall())
+    cursor.execute(*table.update(
+            [getattr(table, c) for c in values],
+            [v(table) for v in values.values()],
+            where=table.id == lock(query, skip_locked=True)))
+    return cursor.rowcount == 1
+
+
+def _lock_stripes(company, date, scope):
+    """[(id, stripe, booked)] of a day's scope, all locked, in stripe order
+    (the only order in which a transaction waits for several)."""
+    table = sql_table('scenic.daily_load.stripe')
+    cursor = db_cursor()
+    cursor.execute(*lock(table.select(table.id, table.stripe, table.booked,
+                where=_stripe_day(table, company, date, scope),
+                order_by=[table.stripe.asc])))
+    return cursor.fetchall()
+
+
+def _add_to_stripe(stripe_id, count, maximum=None):
+    table = sql_table('scenic.daily_load.stripe')
+    columns, values = [table.booked], [table.booked + count]
+    if maximum is not None:
+        columns.append(table.maximum)
+        values.append(_share(table, maximum))
+    db_cursor().execute(*table.update(columns, values,
+            where=table.id == stripe_id))
 
 
 def _claim_daily(company, date, scope, zone, persons, maximum,
@@ -187,89 +237,62 @@ def _claim_daily(company, date, scope, zone, persons, maximum,
     """Add persons to a day's counter unless it would pass the maximum
     (always, when `force`: a sale already made elsewhere is counted).
 
-    The claim starts at stripe `start` (mod DAILY_STRIPES; the order's id,
-    so concurrent bookings start on different rows) and moves on to the
-    stripes with room; when none has room for all the persons alone, they
-    are split over the stripes, locked in stripe order. It refuses only
-    when the stripes together have no room."""
-    table = sql_table('scenic.daily_load.stripe')
-    cursor = db_cursor()
-    shares = stripe_shares(maximum)
-    day = ((table.company == company) & (table.date == date)
-        & (table.scope == scope))
-
-    def claim(stripe, count, check=True):
-        where = day & (table.stripe == stripe)
-        if check:
-            where &= table.booked + count <= shares[stripe]
-        cursor.execute(*table.update(
-                [table.booked, table.maximum],
-                [table.booked + count, shares[stripe]], where=where))
-        return cursor.rowcount == 1
-
-    first = start % DAILY_STRIPES
-    # The stripes exist but for the day's first booking: claim first, as an
-    # insert would wait on whoever holds the row.
-    if claim(first, persons, check=not force):
+    One statement claims the first stripe from `start` on (the order's id,
+    so concurrent bookings start on different rows) with room for all the
+    persons that no other booking holds. When every such stripe is held,
+    or none has room alone (a group near the day's end), the stripes are
+    locked in stripe order and the persons split over them. It refuses
+    only when the stripes together have no room."""
+    def room(table):
+        return table.booked + persons <= _share(table, maximum)
+    values = {
+        'booked': lambda t: t.booked + persons,
+        'maximum': lambda t: _share(t, maximum),
+        }
+    if not force and _update_free_stripe(
+            company, date, scope, start, room, values):
         return True
-    booked = _stripe_rows(table, day)
-    if not booked:
+    stripes = _lock_stripes(company, date, scope)
+    if not stripes:
         _add_stripes(company, date, scope, zone, maximum)
-        if claim(first, persons, check=not force):
-            return True
-        booked = _stripe_rows(table, day)
+        stripes = _lock_stripes(company, date, scope)
+    shares = stripe_shares(maximum)
+    first = start % DAILY_STRIPES
+    stripes.sort(key=lambda s: (s[1] - first) % DAILY_STRIPES)
     if force:
-        return claim(first, persons, check=False)
-    for i in range(1, DAILY_STRIPES):
-        stripe = (first + i) % DAILY_STRIPES
-        if (shares[stripe] - booked.get(stripe, 0) >= persons
-                and claim(stripe, persons)):
-            return True
-    # No stripe has room for all alone (or they filled since the read)
-    booked = _stripe_rows(table, day, locked=True)
-    room = {s: max(0, shares[s] - b) for s, b in booked.items()}
-    if sum(room.values()) < persons:
+        _add_to_stripe(stripes[0][0], persons, maximum)
+        return True
+    free = {i: max(0, shares[s] - b) for i, s, b in stripes}
+    if sum(free.values()) < persons:
         return False
     left = persons
-    for stripe in sorted(room):
-        count = min(left, room[stripe])
+    for stripe_id, _, _ in stripes:
+        count = min(left, free[stripe_id])
         if count:
-            claim(stripe, count, check=False)
+            _add_to_stripe(stripe_id, count, maximum)
             left -= count
     return True
 
 
 def _release_daily(company, date, scope, persons, start=0):
-    """Give persons back to a day's counter: to the stripe the claim
-    started at if it holds them, else from any stripes (the stripes' sum is
-    what counts: it stays equal to the live tickets)."""
-    table = sql_table('scenic.daily_load.stripe')
-    cursor = db_cursor()
-    day = ((table.company == company) & (table.date == date)
-        & (table.scope == scope))
-
-    def release(stripe, count, check=True):
-        where = day & (table.stripe == stripe)
-        if check:
-            where &= table.booked >= count
-        cursor.execute(*table.update(
-                [table.booked], [table.booked - count], where=where))
-        return cursor.rowcount == 1
-
-    first = start % DAILY_STRIPES
-    if release(first, persons):
+    """Give persons back to a day's counter: to a stripe holding them that
+    no other booking holds, else from several, locked in stripe order (the
+    stripes' sum is what counts: it stays equal to the live tickets)."""
+    if _update_free_stripe(company, date, scope, start,
+            lambda t: t.booked >= persons,
+            {'booked': lambda t: t.booked - persons}):
         return
-    booked = _stripe_rows(table, day, locked=True)
+    stripes = _lock_stripes(company, date, scope)
     left = persons
-    for stripe in sorted(booked):
-        count = min(left, max(0, booked[stripe]))
+    for stripe_id, _, booked in stripes:
+        count = min(left, max(0, booked))
         if count:
-            release(stripe, count, check=False)
+            _add_to_stripe(stripe_id, -count)
             left -= count
-    if left and booked:
+    if left and stripes:
         # more given back than counted (not from a claim): as before the
         # stripes, the counter goes down by what the tickets held
-        release(min(booked), left, check=False)
+        _add_to_stripe(stripes[0][0], -left)
 
 
 def _release(company, date, slot_id, id_hashes, scope_persons, persons,

@@ -129,6 +129,61 @@ class DailyStripesTestCase(routes.AreaRouteTestCase):
                     company, date, 'area', None, 1, 10, start=0))
             transaction.rollback()
 
+    def test_migrate_the_single_counter_table(self):
+        """A database from before the stripes (scenic_daily_load a table,
+        one row per scope and day) is migrated by the module's update: its
+        rows become stripes keeping their counts, the view sums them
+        (the old rows of other days are dropped with the stripes here)"""
+        from ..reservation import DAILY_STRIPES, _claim_daily
+        date = self.day()
+        with Transaction().start(DB_NAME, 0) as transaction:
+            pool = Pool()
+            Stripe = pool.get('scenic.daily_load.stripe')
+            DailyLoad = pool.get('scenic.daily_load')
+            company = self.company_id()
+            cursor = transaction.connection.cursor()
+            cursor.execute('DROP VIEW scenic_daily_load')
+            cursor.execute('DROP TABLE scenic_daily_load_stripe')
+            key = ('id SERIAL PRIMARY KEY' if backend.name == 'postgresql'
+                else 'id INTEGER PRIMARY KEY AUTOINCREMENT')
+            cursor.execute('CREATE TABLE scenic_daily_load ('
+                f'{key}, create_uid INTEGER, create_date TIMESTAMP, '
+                'write_uid INTEGER, write_date TIMESTAMP, '
+                'company INTEGER NOT NULL, "date" DATE NOT NULL, '
+                'scope VARCHAR NOT NULL, zone INTEGER, '
+                'booked INTEGER NOT NULL, maximum INTEGER NOT NULL)')
+            # as Tryton makes a unique constraint on either backend
+            if backend.name == 'postgresql':
+                cursor.execute('ALTER TABLE scenic_daily_load '
+                    'ADD CONSTRAINT scenic_daily_load_scope_unique '
+                    'UNIQUE (company, "date", scope)')
+            else:
+                cursor.execute('CREATE UNIQUE INDEX '
+                    'scenic_daily_load_scope_unique '
+                    'ON scenic_daily_load (company, "date", scope)')
+            old = Table('scenic_daily_load')
+            cursor.execute(*old.insert(
+                    [old.company, old.date, old.scope, old.booked,
+                        old.maximum],
+                    [[company, date, 'area', 13, 20],
+                        [company, date, 'zone:1', 20, 20]]))
+            Stripe.__register__('scenic_ticket')
+            DailyLoad.__register__('scenic_ticket')
+            stripes, view = self.loads(date)
+            self.assertEqual(view, [(13, 20)])
+            self.assertEqual(len(stripes), DAILY_STRIPES)
+            self.assertTrue(all(0 <= b <= m for b, m in stripes), stripes)
+            self.assertEqual(self.loads(date, 'zone:1')[1], [(20, 20)])
+            self.assertTrue(_claim_daily(
+                    company, date, 'area', None, 7, 20, start=0))
+            self.assertFalse(_claim_daily(
+                    company, date, 'area', None, 1, 20, start=0))
+            self.assertFalse(_claim_daily(
+                    company, date, 'zone:1', None, 1, 20, start=0))
+            # committed: SQLite does not roll DDL back, and the database is
+            # left as a fresh one (other tests claim on days of their own)
+            transaction.commit()
+
     @unittest.skipIf(backend.name != 'postgresql',
         "concurrency is proven on PostgreSQL")
     def test_concurrent_claims_sell_exactly_the_maximum(self):
