@@ -239,18 +239,19 @@ def _claim_daily(company, date, scope, zone, persons, maximum,
 
     One statement claims the first stripe from `start` on (the order's id,
     so concurrent bookings start on different rows) with room for all the
-    persons that no other booking holds. When every such stripe is held,
-    or none has room alone (a group near the day's end), the stripes are
-    locked in stripe order and the persons split over them. It refuses
-    only when the stripes together have no room."""
+    persons (any stripe, when forced) that no other booking holds. When
+    every such stripe is held, or none has room alone (a group near the
+    day's end), the stripes are locked in stripe order and the persons
+    split over them. It refuses only when the stripes together have no
+    room."""
     def room(table):
         return table.booked + persons <= _share(table, maximum)
     values = {
         'booked': lambda t: t.booked + persons,
         'maximum': lambda t: _share(t, maximum),
         }
-    if not force and _update_free_stripe(
-            company, date, scope, start, room, values):
+    if _update_free_stripe(company, date, scope, start,
+            (lambda t: t.stripe >= 0) if force else room, values):
         return True
     stripes = _lock_stripes(company, date, scope)
     if not stripes:
