@@ -34,6 +34,7 @@ from sql.operators import Exists, Not
 
 from scenic_common import idnumber, ticketcode
 
+from trytond import backend
 from trytond.model.fields import SQL_OPERATORS
 from trytond.pool import Pool
 
@@ -232,6 +233,44 @@ def _add_to_stripe(stripe_id, count, maximum=None):
             where=table.id == stripe_id))
 
 
+def _wait_stripe(company, date, scope, stripe, condition, values):
+    """Update one stripe if it meets `condition`, waiting for its holder.
+
+    In a savepoint on PostgreSQL: a conditional UPDATE that waited and then
+    finds the row changed keeps it locked under READ COMMITTED, and rolling
+    back to the savepoint lets it go, so a claim moving on to the next
+    stripe never holds one while waiting for another."""
+    table = sql_table('scenic.daily_load.stripe')
+    cursor = db_cursor()
+    savepoint = backend.name == 'postgresql'
+    if savepoint:
+        cursor.execute('SAVEPOINT scenic_daily_stripe')
+    cursor.execute(*table.update(
+            [getattr(table, c) for c in values],
+            [v(table) for v in values.values()],
+            where=_stripe_day(table, company, date, scope)
+            & (table.stripe == stripe) & condition(table)))
+    done = cursor.rowcount == 1
+    if savepoint:
+        cursor.execute('RELEASE SAVEPOINT scenic_daily_stripe' if done
+            else 'ROLLBACK TO SAVEPOINT scenic_daily_stripe')
+    return done
+
+
+def _stripe_counts(company, date, scope):
+    "{stripe: booked} of a day's scope, read without locking."
+    table = sql_table('scenic.daily_load.stripe')
+    cursor = db_cursor()
+    cursor.execute(*table.select(table.stripe, table.booked,
+            where=_stripe_day(table, company, date, scope)))
+    return dict(cursor.fetchall())
+
+
+def _rotation(start):
+    first = start % DAILY_STRIPES
+    return [(first + i) % DAILY_STRIPES for i in range(DAILY_STRIPES)]
+
+
 def _claim_daily(company, date, scope, zone, persons, maximum,
         force=False, start=0):
     """Add persons to a day's counter unless it would pass the maximum
@@ -240,29 +279,38 @@ def _claim_daily(company, date, scope, zone, persons, maximum,
     One statement claims the first stripe from `start` on (the order's id,
     so concurrent bookings start on different rows) with room for all the
     persons (any stripe, when forced) that no other booking holds. When
-    every such stripe is held, or none has room alone (a group near the
-    day's end), the stripes are locked in stripe order and the persons
-    split over them. It refuses only when the stripes together have no
-    room."""
+    every such stripe is held, the claim waits for them one at a time;
+    when none has room alone (a group near the day's end), the stripes are
+    locked in stripe order and the persons split over them. It refuses
+    only when the stripes together have no room."""
     def room(table):
         return table.booked + persons <= _share(table, maximum)
+
+    def anyone(table):
+        return table.stripe >= 0
+    condition = anyone if force else room
     values = {
         'booked': lambda t: t.booked + persons,
         'maximum': lambda t: _share(t, maximum),
         }
-    if _update_free_stripe(company, date, scope, start,
-            (lambda t: t.stripe >= 0) if force else room, values):
+    if _update_free_stripe(company, date, scope, start, condition, values):
         return True
-    stripes = _lock_stripes(company, date, scope)
-    if not stripes:
+    booked = _stripe_counts(company, date, scope)
+    if not booked:
         _add_stripes(company, date, scope, zone, maximum)
-        stripes = _lock_stripes(company, date, scope)
+        if _update_free_stripe(
+                company, date, scope, start, condition, values):
+            return True
+        booked = _stripe_counts(company, date, scope)
     shares = stripe_shares(maximum)
-    first = start % DAILY_STRIPES
-    stripes.sort(key=lambda s: (s[1] - first) % DAILY_STRIPES)
-    if force:
-        _add_to_stripe(stripes[0][0], persons, maximum)
-        return True
+    for stripe in _rotation(start):
+        if ((force or shares[stripe] - booked.get(stripe, 0) >= persons)
+                and _wait_stripe(
+                    company, date, scope, stripe, condition, values)):
+            return True
+    stripes = _lock_stripes(company, date, scope)
+    order = {s: i for i, s in enumerate(_rotation(start))}
+    stripes.sort(key=lambda s: order[s[1]])
     free = {i: max(0, shares[s] - b) for i, s, b in stripes}
     if sum(free.values()) < persons:
         return False
@@ -276,17 +324,24 @@ def _claim_daily(company, date, scope, zone, persons, maximum,
 
 
 def _release_daily(company, date, scope, persons, start=0):
-    """Give persons back to a day's counter: to a stripe holding them that
-    no other booking holds, else from several, locked in stripe order (the
-    stripes' sum is what counts: it stays equal to the live tickets)."""
-    if _update_free_stripe(company, date, scope, start,
-            lambda t: t.booked >= persons,
-            {'booked': lambda t: t.booked - persons}):
+    """Give persons back to a day's counter: to a stripe holding them (one
+    no other booking holds first), else from several, locked in stripe
+    order (the stripes' sum is what counts: it stays equal to the live
+    tickets)."""
+    def holds(table):
+        return table.booked >= persons
+    values = {'booked': lambda t: t.booked - persons}
+    if _update_free_stripe(company, date, scope, start, holds, values):
         return
+    booked = _stripe_counts(company, date, scope)
+    for stripe in _rotation(start):
+        if (booked.get(stripe, 0) >= persons and _wait_stripe(
+                    company, date, scope, stripe, holds, values)):
+            return
     stripes = _lock_stripes(company, date, scope)
     left = persons
-    for stripe_id, _, booked in stripes:
-        count = min(left, max(0, booked))
+    for stripe_id, _, count in stripes:
+        count = min(left, max(0, count))
         if count:
             _add_to_stripe(stripe_id, -count)
             left -= count
