@@ -53,7 +53,7 @@ def run(uri, reservation, dbtools, stripes, clients, seconds, day):
     import psycopg
     reservation.DAILY_STRIPES = stripes
     stop = time.monotonic() + seconds
-    claims, commits, done = [], [], []
+    claims, commits, done, connections = [], [], [], []
     lock = threading.Lock()
     orders = itertools.count(1)
 
@@ -75,8 +75,10 @@ def run(uri, reservation, dbtools, stripes, clients, seconds, day):
                 ok += 1
         finally:
             dbtools.end_session(token)
-            conn.close()
         with lock:
+            # closed after the CPU meter's last sample: it counts the
+            # backends alive then
+            connections.append(conn)
             claims.extend(mine_claims)
             commits.extend(mine_commits)
             done.append(ok)
@@ -107,7 +109,9 @@ def run(uri, reservation, dbtools, stripes, clients, seconds, day):
             thread.start()
         for thread in threads:
             thread.join()
-    wall = time.monotonic() - began
+        wall = time.monotonic() - began
+    for conn in connections:
+        conn.close()
     total = sum(done)
     with _measure.pg_connect(uri, 'bench') as conn:
         booked = conn.execute('SELECT COALESCE(sum(booked), 0) FROM '
