@@ -247,7 +247,7 @@ def _add(change, partner, contract, now):
     slot_id, day_id, held = booking.claim_allotments(
         partner, contract, plan, plan.persons)
     ids = reservation.insert_tickets(plan, order.id, [change.line.id])
-    reservation.claim_plan(plan)
+    reservation.claim_plan(plan, start=order.id)
     if held:
         booking.unhold_day(plan, plan.persons)
     table = Pool().get('scenic.order').__table__()

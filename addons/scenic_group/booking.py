@@ -217,11 +217,7 @@ def unhold_day(plan, persons):
     up, after the booking's claims, in their lock order."""
     if 'area' in plan.scope_persons or not persons:
         return
-    daily = Pool().get('scenic.daily_load').__table__()
-    Transaction().connection.cursor().execute(*daily.update(
-            [daily.booked], [daily.booked - persons],
-            where=(daily.company == plan.company)
-            & (daily.date == plan.slot.date) & (daily.scope == 'area')))
+    reservation.release_daily(plan.company, plan.slot.date, 'area', persons)
 
 
 def book(partner, request, partner_order_id, leader=None, now=None):
@@ -457,18 +453,17 @@ def give_back_day_allotment(order, persons):
         return
     pool = Pool()
     table = pool.get('scenic.group.day_allotment').__table__()
-    daily = pool.get('scenic.daily_load').__table__()
     cursor = Transaction().connection.cursor()
     cursor.execute(*table.update(
             [table.sold], [table.sold - persons],
             where=(table.id == order.day_allotment.id)
             & (table.released == False)))  # noqa: E712
-    if cursor.rowcount == 1 and order.day_allotment.holds_daily:
-        cursor.execute(*daily.update(
-                [daily.booked], [daily.booked + persons],
-                where=(daily.company == order.company.id)
-                & (daily.date == order.visit_date)
-                & (daily.scope == 'area')))
+    maximum = Catalogue(order.company.id).snapshot.daily_max
+    if (cursor.rowcount == 1 and order.day_allotment.holds_daily
+            and maximum):
+        # Held again on the day's counter: it was counted there before.
+        reservation.claim_daily(order.company.id, order.visit_date, 'area',
+            None, persons, maximum, force=True, start=order.id)
     forget('scenic.group.day_allotment')
 
 
@@ -540,7 +535,7 @@ def partial_refund(partner, order, ticket_ids, now=None):
         persons += ticket.persons
         amount += line_price[ticket.line.id]
     reservation._release(order.company.id, order.visit_date, order.slot.id,
-        id_hashes, scope_persons, persons)
+        id_hashes, scope_persons, persons, start=order.id)
     ticket_table = pool.get('scenic.ticket').__table__()
     payment_table = pool.get('scenic.payment').__table__()
     order_table = pool.get('scenic.order').__table__()

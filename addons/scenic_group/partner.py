@@ -594,7 +594,7 @@ class DayAllotment(QuotaMixin, CompanyMixin, ModelSQL, ModelView):
         day has fewer places left there.
         """
         from scenic_ticket.catalogue import Catalogue
-        from scenic_ticket.reservation import _claim_daily
+        from scenic_ticket.reservation import claim_daily
         if quota < 1:
             raise AllotmentError(gettext('scenic_group.msg_allotment_quota'))
         company = partner.company
@@ -605,7 +605,7 @@ class DayAllotment(QuotaMixin, CompanyMixin, ModelSQL, ModelView):
             release_at = (start - dt.timedelta(hours=hours)).astimezone(
                 dt.timezone.utc).replace(tzinfo=None)
         daily_max = Catalogue(company.id).snapshot.daily_max
-        if daily_max and not _claim_daily(
+        if daily_max and not claim_daily(
                 company.id, date, 'area', None, quota, daily_max):
             raise AllotmentError(gettext(
                     'scenic_group.msg_day_allotment_capacity',
@@ -623,7 +623,7 @@ class DayAllotment(QuotaMixin, CompanyMixin, ModelSQL, ModelView):
         """Give the unsold held places of day quotas past their release time
         back to the day's counter; return how many quotas were released."""
         table = cls.__table__()
-        daily = Pool().get('scenic.daily_load').__table__()
+        from scenic_ticket.reservation import release_daily
         cursor = Transaction().connection.cursor()
         now = now or utcnow()
         due = ((table.released == False)  # noqa: E712
@@ -646,10 +646,7 @@ class DayAllotment(QuotaMixin, CompanyMixin, ModelSQL, ModelView):
                     where=table.id == allotment_id))
             company, date, unsold, holds = cursor.fetchone()
             if holds and unsold:
-                cursor.execute(*daily.update(
-                        [daily.booked], [daily.booked - unsold],
-                        where=(daily.company == company)
-                        & (daily.date == date) & (daily.scope == 'area')))
+                release_daily(company, date, 'area', unsold)
         forget(cls.__name__)
         return released
 

@@ -123,10 +123,22 @@ def insert(table, rows):
     return ids
 
 
+class _For(For):
+    "python-sql's FOR clause, with SKIP LOCKED (which python-sql ignores)."
+    __slots__ = ('skip_locked',)
+
+    def __init__(self, type_, *tables, skip_locked=False, **kwargs):
+        super().__init__(type_, *tables, **kwargs)
+        self.skip_locked = skip_locked
+
+    def __str__(self):
+        return super().__str__() + (' SKIP LOCKED' if self.skip_locked else '')
+
+
 def lock(query, skip_locked=False):
     "Make a select lock its rows (PostgreSQL; SQLite locks the database)."
     if backend.name == 'postgresql':
-        query.for_ = For('UPDATE', skip_locked=skip_locked)
+        query.for_ = _For('UPDATE', skip_locked=skip_locked)
     return query
 
 

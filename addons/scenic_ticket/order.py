@@ -16,6 +16,8 @@ modules extend (finance posts on paid, refunded, used, expired):
             super().on_state_change(to_state, ids)
             ...
 """
+from sql import Table
+
 from trytond import backend
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
 from trytond.modules.currency.fields import Monetary
@@ -282,6 +284,81 @@ class Ticket(CompanyMixin, StateMachine, ModelSQL, ModelView):
         return f"#{self.id} {self.ticket_type.rec_name} {self.visit_date}"
 
 
+class DailyLoadStripe(CompanyMixin, ModelSQL):
+    """One stripe of a day's counter: a share of the area's or a zone's
+    daily maximum (reservation.stripe_shares), claimed alone so that
+    concurrent bookings of a day lock different rows."""
+    __name__ = 'scenic.daily_load.stripe'
+    date = fields.Date("Date", required=True)
+    zone = fields.Many2One('scenic.zone', "Zone", ondelete='CASCADE')
+    scope = fields.Char("Scope", required=True)
+    stripe = fields.Integer("Stripe", required=True)
+    booked = fields.Integer("Booked", required=True)
+    maximum = fields.Integer("Maximum", required=True)
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_constraints += [
+            ('stripe_unique', Unique(t, t.company, t.date, t.scope, t.stripe),
+                'scenic_ticket.msg_daily_load_unique'),
+            ]
+
+    @staticmethod
+    def default_stripe():
+        return 0
+
+    @classmethod
+    def __register__(cls, module):
+        # Before the stripes, scenic_daily_load was the one counter row per
+        # scope and day: it becomes stripe 0, its count spread below.
+        TableHandler = backend.TableHandler
+        cursor = Transaction().connection.cursor()
+        old = 'scenic_daily_load'
+        migrate = (_is_plain_table(old)
+            and not TableHandler.table_exist(cls._table))
+        if migrate:
+            TableHandler.table_rename(old, cls._table)
+            if backend.name == 'postgresql':
+                cursor.execute(f'ALTER TABLE "{cls._table}" DROP CONSTRAINT '
+                    f'IF EXISTS "{old}_scope_unique"')
+            else:
+                cursor.execute(f'DROP INDEX IF EXISTS "{old}_scope_unique"')
+        super().__register__(module)
+        if migrate:
+            from .reservation import spread_daily
+            table = cls.__table__()
+            cursor.execute(*table.select(table.company, table.date,
+                    table.scope, table.zone, table.booked, table.maximum,
+                    where=table.stripe == 0))
+            for row in cursor.fetchall():
+                spread_daily(*row)
+
+
+def _is_plain_table(name):
+    "Whether `name` is a table (not a view, not missing)."
+    cursor = Transaction().connection.cursor()
+    if backend.name == 'postgresql':
+        cursor.execute("SELECT relkind FROM pg_class "
+            "WHERE relname = %s AND pg_table_is_visible(oid)", (name,))
+        row = cursor.fetchone()
+        return bool(row) and row[0] in ('r', 'p')
+    cursor.execute("SELECT type FROM sqlite_master WHERE name = ?", (name,))
+    row = cursor.fetchone()
+    return bool(row) and row[0] == 'table'
+
+
+# The stripes summed, one row per area or zone and day: what every reader
+# (the back office, the bench's and tests' checks in raw SQL) sees.
+DAILY_LOAD_VIEW = (
+    'SELECT MIN(id) AS id, company, "date", scope, MIN(zone) AS zone, '
+    'SUM(booked) AS booked, SUM(maximum) AS maximum, '
+    'MIN(create_uid) AS create_uid, MIN(create_date) AS create_date, '
+    'MAX(write_uid) AS write_uid, MAX(write_date) AS write_date '
+    'FROM scenic_daily_load_stripe GROUP BY company, "date", scope')
+
+
 class DailyLoad(CompanyMixin, ModelSQL, ModelView):
     "Persons booked on a day against the area's or a zone's daily maximum."
     __name__ = 'scenic.daily_load'
@@ -298,12 +375,23 @@ class DailyLoad(CompanyMixin, ModelSQL, ModelView):
     @classmethod
     def __setup__(cls):
         super().__setup__()
-        t = cls.__table__()
-        cls._sql_constraints += [
-            ('scope_unique', Unique(t, t.company, t.date, t.scope),
-                'scenic_ticket.msg_daily_load_unique'),
-            ]
         cls._order = [('date', 'DESC'), ('scope', 'ASC'), ('id', 'ASC')]
+
+    @classmethod
+    def table_query(cls):
+        t = Table(cls._table)
+        return t.select(t.id, t.create_uid, t.create_date, t.write_uid,
+            t.write_date, t.company, t.date, t.zone, t.scope, t.booked,
+            t.maximum)
+
+    @classmethod
+    def __register__(cls, module):
+        super().__register__(module)
+        # a database view of the same name (not Tryton's table query alone),
+        # so that raw SQL reads the sums too
+        cursor = Transaction().connection.cursor()
+        cursor.execute(f'DROP VIEW IF EXISTS "{cls._table}"')
+        cursor.execute(f'CREATE VIEW "{cls._table}" AS {DAILY_LOAD_VIEW}')
 
 
 class IDDayUsage(CompanyMixin, ModelSQL):

@@ -29,10 +29,12 @@ from decimal import Decimal
 
 from sql import Conflict
 from sql.aggregate import Count, Sum
+from sql.conditionals import Case
 from sql.operators import Exists, Not
 
 from scenic_common import idnumber, ticketcode
 
+from trytond import backend
 from trytond.model.fields import SQL_OPERATORS
 from trytond.pool import Pool
 
@@ -126,49 +128,235 @@ def _claim_slot(slot_id, persons):
     return cursor.rowcount == 1
 
 
-def _claim_daily(company, date, scope, zone, persons, maximum,
-        force=False):
-    """Add persons to a day's counter unless it would pass the maximum
-    (always, when `force`: a sale already made elsewhere is counted)."""
-    table = sql_table('scenic.daily_load')
-    cursor = db_cursor()
-    where = ((table.company == company) & (table.date == date)
-        & (table.scope == scope))
-    within = None if force else (table.booked + persons <= maximum)
+# The day's counter of an area or zone is DAILY_STRIPES rows, each with a
+# share of the maximum: every booking of the day updates a counter and holds
+# its lock until the commit is flushed, so one row would sell one booking
+# per WAL flush. 16: the engine's pools hold 2 x 8 connections, so that many
+# bookings can be between their claim and their commit. Constant: the
+# shares of existing days depend on it.
+DAILY_STRIPES = 16
 
-    def claim():
-        cursor.execute(*table.update(
-                [table.booked, table.maximum],
-                [table.booked + persons, maximum],
-                where=where & within if within is not None else where))
-        return cursor.rowcount == 1
-    # The counter exists but for the day's first booking: try it first, as
-    # an insert would wait on whoever holds the row.
-    if claim():
-        return True
-    cursor.execute(*table.select(table.id, where=where))
-    if cursor.fetchone():
-        # full, or made by a concurrent first booking of the day since the
-        # claim above looked (it then refused wrongly: daily_limit at the
-        # start of a rush): the claim again decides
-        return claim()
-    cursor.execute(*table.insert(
+
+def stripe_shares(maximum):
+    "The daily maximum split over the stripes, the remainder on the first."
+    base, extra = divmod(maximum, DAILY_STRIPES)
+    return [base + (i < extra) for i in range(DAILY_STRIPES)]
+
+
+def _share(table, maximum):
+    "stripe_shares(maximum)[stripe] as an SQL expression."
+    base, extra = divmod(maximum, DAILY_STRIPES)
+    return Case((table.stripe < extra, base + 1), else_=base)
+
+
+def _add_stripes(company, date, scope, zone, maximum, booked=()):
+    "Create a day's stripes (its first booking in that scope)."
+    table = sql_table('scenic.daily_load.stripe')
+    shares = stripe_shares(maximum)
+    booked = list(booked) + [0] * (DAILY_STRIPES - len(booked))
+    db_cursor().execute(*table.insert(
             [table.company, table.date, table.scope, table.zone,
-                table.booked, table.maximum, table.create_uid,
+                table.stripe, table.booked, table.maximum, table.create_uid,
                 table.create_date],
-            [[company, date, scope, zone, 0, maximum, db_user(),
-                    naive(now_utc())]],
+            [[company, date, scope, zone, i, booked[i], shares[i],
+                    db_user(), naive(now_utc())]
+                for i in range(DAILY_STRIPES)],
             on_conflict=Conflict(
                 table, indexed_columns=[
-                    table.company, table.date, table.scope])))
-    return claim()
+                    table.company, table.date, table.scope, table.stripe])))
 
 
-def _release(company, date, slot_id, id_hashes, scope_persons, persons):
-    "Give back what a booking claimed, in the claiming lock order."
+def spread_daily(company, date, scope, zone, booked, maximum):
+    """Turn a day's single counter (stripe 0, before striping) into its
+    stripes, its count spread over their shares."""
+    table = sql_table('scenic.daily_load.stripe')
+    shares = stripe_shares(maximum)
+    counts, left = [], booked
+    for share in shares:
+        counts.append(min(share, max(left, 0)))
+        left -= counts[-1]
+    counts[0] += left  # over the maximum already: kept, never lost
+    db_cursor().execute(*table.update(
+            [table.booked, table.maximum], [counts[0], shares[0]],
+            where=(table.company == company) & (table.date == date)
+            & (table.scope == scope) & (table.stripe == 0)))
+    _add_stripes(company, date, scope, zone, maximum, booked=counts)
+
+
+def _stripe_day(table, company, date, scope):
+    return ((table.company == company) & (table.date == date)
+        & (table.scope == scope))
+
+
+def _update_free_stripe(company, date, scope, start, condition, values):
+    """Update the first stripe from `start` on (wrapping) that meets
+    `condition` and no other transaction holds; return whether one was.
+
+    It never waits for a lock, so it holds at most the row it updated and
+    never waits while holding one: the lock order stays deadlock-free (a
+    conditional UPDATE that waits and then finds its row changed keeps the
+    row locked under READ COMMITTED)."""
+    table = sql_table('scenic.daily_load.stripe')
+    free = sql_table('scenic.daily_load.stripe')
+    first = start % DAILY_STRIPES
+    query = free.select(free.id,
+        where=_stripe_day(free, company, date, scope) & condition(free),
+        order_by=[((free.stripe + (DAILY_STRIPES - first))
+                % DAILY_STRIPES).asc],
+        limit=1)
+    cursor = db_cursor()
+    cursor.execute(*table.update(
+            [getattr(table, c) for c in values],
+            [v(table) for v in values.values()],
+            where=table.id == lock(query, skip_locked=True)))
+    return cursor.rowcount == 1
+
+
+def _lock_stripes(company, date, scope):
+    """[(id, stripe, booked)] of a day's scope, all locked, in stripe order
+    (the only order in which a transaction waits for several)."""
+    table = sql_table('scenic.daily_load.stripe')
+    cursor = db_cursor()
+    cursor.execute(*lock(table.select(table.id, table.stripe, table.booked,
+                where=_stripe_day(table, company, date, scope),
+                order_by=[table.stripe.asc])))
+    return cursor.fetchall()
+
+
+def _add_to_stripe(stripe_id, count, maximum=None):
+    table = sql_table('scenic.daily_load.stripe')
+    columns, values = [table.booked], [table.booked + count]
+    if maximum is not None:
+        columns.append(table.maximum)
+        values.append(_share(table, maximum))
+    db_cursor().execute(*table.update(columns, values,
+            where=table.id == stripe_id))
+
+
+def _wait_stripe(company, date, scope, stripe, condition, values):
+    """Update one stripe if it meets `condition`, waiting for its holder.
+
+    In a savepoint on PostgreSQL: a conditional UPDATE that waited and then
+    finds the row changed keeps it locked under READ COMMITTED, and rolling
+    back to the savepoint lets it go, so a claim moving on to the next
+    stripe never holds one while waiting for another."""
+    table = sql_table('scenic.daily_load.stripe')
+    cursor = db_cursor()
+    savepoint = backend.name == 'postgresql'
+    if savepoint:
+        cursor.execute('SAVEPOINT scenic_daily_stripe')
+    cursor.execute(*table.update(
+            [getattr(table, c) for c in values],
+            [v(table) for v in values.values()],
+            where=_stripe_day(table, company, date, scope)
+            & (table.stripe == stripe) & condition(table)))
+    done = cursor.rowcount == 1
+    if savepoint:
+        cursor.execute('RELEASE SAVEPOINT scenic_daily_stripe' if done
+            else 'ROLLBACK TO SAVEPOINT scenic_daily_stripe')
+    return done
+
+
+def _stripe_counts(company, date, scope):
+    "{stripe: booked} of a day's scope, read without locking."
+    table = sql_table('scenic.daily_load.stripe')
+    cursor = db_cursor()
+    cursor.execute(*table.select(table.stripe, table.booked,
+            where=_stripe_day(table, company, date, scope)))
+    return dict(cursor.fetchall())
+
+
+def _rotation(start):
+    first = start % DAILY_STRIPES
+    return [(first + i) % DAILY_STRIPES for i in range(DAILY_STRIPES)]
+
+
+def _claim_daily(company, date, scope, zone, persons, maximum,
+        force=False, start=0):
+    """Add persons to a day's counter unless it would pass the maximum
+    (always, when `force`: a sale already made elsewhere is counted).
+
+    One statement claims the first stripe from `start` on (the order's id,
+    so concurrent bookings start on different rows) with room for all the
+    persons (any stripe, when forced) that no other booking holds. When
+    every such stripe is held, the claim waits for them one at a time;
+    when none has room alone (a group near the day's end), the stripes are
+    locked in stripe order and the persons split over them. It refuses
+    only when the stripes together have no room."""
+    def room(table):
+        return table.booked + persons <= _share(table, maximum)
+
+    def anyone(table):
+        return table.stripe >= 0
+    condition = anyone if force else room
+    values = {
+        'booked': lambda t: t.booked + persons,
+        'maximum': lambda t: _share(t, maximum),
+        }
+    if _update_free_stripe(company, date, scope, start, condition, values):
+        return True
+    booked = _stripe_counts(company, date, scope)
+    if not booked:
+        _add_stripes(company, date, scope, zone, maximum)
+        if _update_free_stripe(
+                company, date, scope, start, condition, values):
+            return True
+        booked = _stripe_counts(company, date, scope)
+    shares = stripe_shares(maximum)
+    for stripe in _rotation(start):
+        if ((force or shares[stripe] - booked.get(stripe, 0) >= persons)
+                and _wait_stripe(
+                    company, date, scope, stripe, condition, values)):
+            return True
+    stripes = _lock_stripes(company, date, scope)
+    order = {s: i for i, s in enumerate(_rotation(start))}
+    stripes.sort(key=lambda s: order[s[1]])
+    free = {i: max(0, shares[s] - b) for i, s, b in stripes}
+    if sum(free.values()) < persons:
+        return False
+    left = persons
+    for stripe_id, _, _ in stripes:
+        count = min(left, free[stripe_id])
+        if count:
+            _add_to_stripe(stripe_id, count, maximum)
+            left -= count
+    return True
+
+
+def _release_daily(company, date, scope, persons, start=0):
+    """Give persons back to a day's counter: to a stripe holding them (one
+    no other booking holds first), else from several, locked in stripe
+    order (the stripes' sum is what counts: it stays equal to the live
+    tickets)."""
+    def holds(table):
+        return table.booked >= persons
+    values = {'booked': lambda t: t.booked - persons}
+    if _update_free_stripe(company, date, scope, start, holds, values):
+        return
+    booked = _stripe_counts(company, date, scope)
+    for stripe in _rotation(start):
+        if (booked.get(stripe, 0) >= persons and _wait_stripe(
+                    company, date, scope, stripe, holds, values)):
+            return
+    stripes = _lock_stripes(company, date, scope)
+    left = persons
+    for stripe_id, _, count in stripes:
+        count = min(left, max(0, count))
+        if count:
+            _add_to_stripe(stripe_id, -count)
+            left -= count
+    if left and stripes:
+        # more given back than counted (not from a claim): as before the
+        # stripes, the counter goes down by what the tickets held
+        _add_to_stripe(stripes[0][0], -left)
+
+
+def _release(company, date, slot_id, id_hashes, scope_persons, persons,
+        start=0):
+    """Give back what a booking claimed, in the claiming lock order;
+    `start` is the daily counters' stripe its claim started at."""
     usage = sql_table('scenic.id_day_usage')
     slot = sql_table('scenic.time_slot')
-    daily = sql_table('scenic.daily_load')
     cursor = db_cursor()
     for id_hash in sorted(id_hashes):
         cursor.execute(*usage.update(
@@ -180,10 +368,9 @@ def _release(company, date, slot_id, id_hashes, scope_persons, persons):
                 [slot.booked], [slot.booked - persons],
                 where=slot.id == slot_id))
     for scope in sorted(scope_persons):
-        cursor.execute(*daily.update(
-                [daily.booked], [daily.booked - scope_persons[scope]],
-                where=(daily.company == company) & (daily.date == date)
-                & (daily.scope == scope)))
+        if scope_persons[scope]:
+            _release_daily(company, date, scope, scope_persons[scope],
+                start=start)
 
 
 # --- booking -----------------------------------------------------------------
@@ -429,7 +616,7 @@ def write_booking(plan, idempotency_key=None, now=None, held=False):
     line_ids = insert(line_table,
         [dict(line, order=order_id) for line in plan.lines])
     insert_tickets(plan, order_id, line_ids)
-    claim_plan(plan, held=held)
+    claim_plan(plan, held=held, start=order_id)
     return order_id
 
 
@@ -458,10 +645,23 @@ def insert_tickets(plan, order_id, line_ids):
             for t in plan.tickets])
 
 
-def claim_plan(plan, held=False):
+# The day's counter for other modules (scenic_group's day quotas hold and
+# give back places on it): the stripes are this module's business.
+def claim_daily(company, date, scope, zone, persons, maximum, force=False,
+        start=0):
+    return _claim_daily(company, date, scope, zone, persons, maximum,
+        force=force, start=start)
+
+
+def release_daily(company, date, scope, persons, start=0):
+    _release_daily(company, date, scope, persons, start=start)
+
+
+def claim_plan(plan, held=False, start=0):
     """Claim a plan's per-ID limits, its slot's places and the daily
     maxima, each a conditional write, in the lock order; raise BookingError
-    (`id_limit`, `sold_out`, `daily_limit`) when one fails."""
+    (`id_limit`, `sold_out`, `daily_limit`) when one fails. `start` is the
+    daily counter's first stripe to try (the order's id)."""
     company, slot = plan.company, plan.slot
     for id_hash, limit, field_ in sorted(plan.id_claims):
         if not _claim_id(company, slot.date, id_hash, limit):
@@ -475,7 +675,7 @@ def claim_plan(plan, held=False):
         zone, maximum = plan.scope_info[scope]
         persons = plan.scope_persons[scope] - plan.held_scopes.get(scope, 0)
         if persons > 0 and not _claim_daily(company, slot.date, scope, zone,
-                persons, maximum, force=held):
+                persons, maximum, force=held, start=start):
             raise BookingError('daily_limit',
                 "The daily maximum of visitors for that day is reached.",
                 'slot')
@@ -697,7 +897,7 @@ def release_order(order, ticket_state, now):
             scope_persons[scope] += line.persons
     persons = sum(l.persons for l in order.lines)
     _release(company.id, order.visit_date, order.slot.id, id_hashes,
-        scope_persons, persons)
+        scope_persons, persons, start=order.id)
     columns, values = [], []
     if ticket_state == 'revoked':
         columns, values = [ticket_table.revoked_at], [naive(now)]
