@@ -24,6 +24,7 @@ from sql.aggregate import Count, Min, Sum
 from sql.conditionals import Case
 from sql.operators import Exists
 
+from trytond import backend
 from trytond.i18n import gettext
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool, PoolMeta
@@ -170,6 +171,14 @@ class TicketDeferral(CompanyMixin, ModelSQL, ModelView):
                     where=(ticket.finance_state != Null)
                     & ~Exists(known.select(Literal(1),
                             where=known.ticket == ticket.id)))))
+        if backend.name == 'sqlite':
+            # SQLite refuses to drop a column an index uses; trytond drops
+            # the stale indexes only after every module is registered.
+            cursor.execute("SELECT name FROM sqlite_master "
+                "WHERE type = 'index' AND tbl_name = ? "
+                "AND sql LIKE '%finance%'", (Ticket._table,))
+            for name, in cursor.fetchall():
+                cursor.execute('DROP INDEX "%s"' % name)
         for column in ['finance_state', 'finance_net', 'finance_vat',
                 'finance_earned', 'finance_receipt', 'finance_refund']:
             ticket_h.drop_column(column)
@@ -586,26 +595,25 @@ class Poster:
             where=deferred & (scan.decision == 'open')
             & (scan.direction == 'in') & (scan.time < self.end),
             group_by=[scan.ticket])
-        query = deferral.join(ticket,
+        joined = deferral.join(ticket,
             condition=deferral.ticket == ticket.id).join(ttype,
             condition=ticket.ticket_type == ttype.id).join(entries,
-            type_='LEFT', condition=entries.ticket == ticket.id).select(
+            type_='LEFT', condition=entries.ticket == ticket.id)
+        # Cards earned per entry or per day go through earned_by_end one
+        # by one; every other ticket is earned whole, at first entry or at
+        # expiry, in one INSERT … SELECT (a busy day has 50,000 of them).
+        by_parts = (ttype.category.in_(list(DAY_CARDS))
+            | (ticket.entries_allowed > 1))
+        query = joined.select(
                 ticket.id, ticket.ticket_type, ttype.category,
                 ticket.entries_allowed, ticket.valid_from,
                 ticket.valid_until, ticket.state, ticket.write_date,
                 ticket.revoked_at,
                 deferral.net, deferral.earned,
                 entries.entries, entries.first_entry,
-                where=deferred
-                & ((ticket.valid_until <= self.end)
-                    | ttype.category.in_(list(DAY_CARDS))
-                    | (entries.ticket != Null)
-                    | ((ticket.state == 'used')
-                        & (ticket.write_date < self.end))))
+                where=deferred & by_parts)
         self.cursor.execute(*query)
         rows = []
-        by_type = defaultdict(Decimal)
-        categories = {}
         for (id_, type_id, category, allowed, valid_from, valid_until,
                 state, write_date, revoked_at, net, earned, n_entries,
                 first_entry) in self.cursor.fetchall():
@@ -617,10 +625,6 @@ class Poster:
             if delta <= 0:
                 continue
             rows.append((id_, kind, delta))
-            by_type[type_id] += delta
-            categories[type_id] = category
-        if not rows:
-            return
         batch = self.batch('recognition')
         recognition = pool.get('scenic.finance.recognition').__table__()
         columns = [recognition.company, recognition.batch,
@@ -631,6 +635,29 @@ class Poster:
             self.cursor.execute(*recognition.insert(columns, [
                         [self.company.id, batch.id, i, self.date, k, a,
                             self.user, self.now] for i, k, a in chunk]))
+        # The same rules as earned_by_end for a ticket earned whole.
+        revoked = ticket.state.in_(['revoked', 'cancelled'])
+        expired = (ticket.valid_until <= self.end) & ~revoked
+        end = Case((revoked & (ticket.revoked_at != Null)
+                & (ticket.revoked_at < self.end), ticket.revoked_at),
+            else_=self.end)
+        used = ((entries.ticket != Null)
+            | ((ticket.state == 'used') & (ticket.write_date < end)))
+        unlimited = ticket.entries_allowed == 0
+        self.cursor.execute(*recognition.insert(columns, joined.select(
+                    Literal(self.company.id), Literal(batch.id), ticket.id,
+                    Literal(self.date),
+                    Case((expired, 'expiry'), else_='use'),
+                    deferral.net - deferral.earned,
+                    Literal(self.user), Literal(self.now),
+                    where=deferred & ~by_parts
+                    & (deferral.net > deferral.earned)
+                    & (expired | (used & ((ticket.entries_allowed == Null)
+                                | ~unlimited))))))
+        if not rows and not self.cursor.rowcount:
+            pool.get('scenic.finance.batch').delete([batch])
+            del self.batches['recognition']
+            return
         # One statement from the rows just written: what each ticket earned
         # today is added, and a ticket fully earned leaves the deferral
         # (compared within half a cent: SQLite sums its numerics as floats;
@@ -647,10 +674,17 @@ class Poster:
                         else_=deferral.state)],
                 from_=[earned], where=deferral.ticket == earned.ticket))
         TicketType = pool.get('scenic.ticket.type')
+        self.cursor.execute(*recognition.join(ticket,
+                condition=recognition.ticket == ticket.id).join(ttype,
+                condition=ticket.ticket_type == ttype.id).select(
+                ticket.ticket_type, ttype.category, Sum(recognition.amount),
+                where=recognition.batch == batch.id,
+                group_by=[ticket.ticket_type, ttype.category]))
         lines = _Lines()
         total = Decimal(0)
-        for type_id, amount in by_type.items():
-            account = self.rule.revenue_account_for(categories[type_id])
+        for type_id, category, amount in self.cursor.fetchall():
+            amount = _money(amount)
+            account = self.rule.revenue_account_for(category)
             lines.add(account, -amount,
                 description=TicketType(type_id).rec_name)
             total += amount
