@@ -177,6 +177,8 @@ def main(argv=None):
     parser.add_argument('--days', type=int, default=30)
     parser.add_argument('--profile', action='store_true',
         help="print the statements that took most time (pg_stat_statements)")
+    parser.add_argument('--admin-timeout', type=int, default=600,
+        help="seconds allowed to trytond-admin (more on a loaded machine)")
     args = parser.parse_args(argv)
     first, days = month_days(args.days)
     busy = int(args.tickets / days * 1.5)
@@ -192,7 +194,7 @@ def main(argv=None):
         _measure.run_step([_measure.bin_dir() / 'trytond-admin', '-c', conf,
                 '-d', DATABASE, '-u', 'scenic_finance',
                 '--activate-dependencies', '--email', 'a@example.com'],
-            env, "trytond-admin (scenic_finance)", 600, log)
+            env, "trytond-admin (scenic_finance)", args.admin_timeout, log)
         os.environ['TRYTOND_CONFIG'] = str(conf)
         from trytond import config
         config.update_etc(str(conf))

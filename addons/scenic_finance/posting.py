@@ -18,7 +18,7 @@ from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
-from sql import Literal, Null
+from sql import Cast, Expression, Literal, Null
 from sql.functions import CurrentTimestamp
 from sql.aggregate import Count, Min, Sum
 from sql.conditionals import Case
@@ -165,8 +165,8 @@ class TicketDeferral(CompanyMixin, ModelSQL, ModelView):
                     table.create_uid, table.create_date],
                 ticket.select(
                     ticket.company, ticket.id, ticket.finance_state,
-                    ticket.finance_net, ticket.finance_vat,
-                    ticket.finance_earned, ticket.finance_receipt,
+                    _numeric(ticket.finance_net), _numeric(ticket.finance_vat),
+                    _numeric(ticket.finance_earned), ticket.finance_receipt,
                     ticket.finance_refund, Literal(0), CurrentTimestamp(),
                     where=(ticket.finance_state != Null)
                     & ~Exists(known.select(Literal(1),
@@ -513,8 +513,8 @@ class Poster:
                         deferral.receipt, deferral.create_uid,
                         deferral.create_date],
                     ticket.select(ticket.company, ticket.id,
-                        Literal('deferred'), Literal(net), Literal(vat),
-                        Literal(Decimal(0)), Literal(batch.id),
+                        Literal('deferred'), _numeric(net), _numeric(vat),
+                        _numeric(Decimal(0)), Literal(batch.id),
                         Literal(self.user), Literal(self.now),
                         where=ticket.order.in_(orders)
                         & ticket.line.in_(line.select(line.id,
@@ -725,6 +725,15 @@ class Poster:
                 and write_date < end):
             return net, 'use'
         return Decimal(0), 'use'
+
+
+def _numeric(value):
+    """A number SQLite stores as a number: a bound Decimal is text there,
+    and text compares greater than any number (net > earned would hold
+    for ever)."""
+    if not isinstance(value, Expression):
+        value = Literal(value)
+    return Cast(value, 'NUMERIC')
 
 
 def _dt(value):
