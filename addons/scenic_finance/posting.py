@@ -775,11 +775,15 @@ def post_days(company, until=None, commit=False):
         first = _local(payments[0].date, area_tz(company))
     posted = []
     date = first
+    # The locks a day's transaction asked for (posting a move locks
+    # tables): later days start with them instead of posting half a day,
+    # failing and posting it again.
+    extras = {}
     while date <= until:
         if commit:
             day = _in_own_transaction(
                 lambda: Poster(pool.get('company.company')(company.id),
-                    date).post())
+                    date).post(), extras=extras)
         else:
             day = Poster(company, date).post()
         if day:
@@ -788,10 +792,12 @@ def post_days(company, until=None, commit=False):
     return posted
 
 
-def _in_own_transaction(function, attempts=5):
+def _in_own_transaction(function, attempts=5, extras=None):
     """Run function in a transaction of its own and commit; retried with
-    the tables it asks to lock (as trytond's dispatcher does)."""
-    extras = {}
+    the tables it asks to lock (as trytond's dispatcher does), which are
+    added to `extras`."""
+    if extras is None:
+        extras = {}
     for attempt in range(attempts):
         try:
             with Transaction().new_transaction(**extras) as transaction:
