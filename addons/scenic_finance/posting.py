@@ -512,15 +512,16 @@ class Poster:
                         deferral.net, deferral.vat, deferral.earned,
                         deferral.receipt, deferral.create_uid,
                         deferral.create_date],
-                    ticket.select(ticket.company, ticket.id,
+                    ticket.join(line,
+                        condition=ticket.line == line.id).select(
+                        ticket.company, ticket.id,
                         Literal('deferred'), _numeric(net), _numeric(vat),
                         _numeric(Decimal(0)), Literal(batch.id),
                         Literal(self.user), Literal(self.now),
+                        # A join on the line, not a second IN on the
+                        # orders: one index lookup less per ticket.
                         where=ticket.order.in_(orders)
-                        & ticket.line.in_(line.select(line.id,
-                                where=line.order.in_(orders)
-                                & (line.unit_price == price)))
-                        & not_known)))
+                        & (line.unit_price == price) & not_known)))
         lines = _Lines()
         money, late = self._money_lines(lines, batch, payment, 1)
         self.cursor.execute(*deferral.select(
