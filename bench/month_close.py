@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Month close: post, settle and close a month of one busy area.
 
-    python bench/month_close.py [--tickets 1000000] [--days 30]
+    python bench/month_close.py [--tickets 1000000] [--days 30] [--profile]
 
 On a throwaway PostgreSQL cluster (scripts/pgcluster.py), database `month`
 with scenic_finance activated (trytond-admin), one area with the Chinese
@@ -16,8 +16,12 @@ beside): posting every day (receipts, refunds, recognition: one committed
 transaction per day, as the cron does), the busiest day alone, settling
 every day, closing the month. Prints one JSON line: figures, moves and
 lines created, peak memory (ru_maxrss of this process, which runs
-trytond; the PostgreSQL backends are not counted). Targets: month posts
-and closes < 60 s, the busy day (50,000 orders at full size) < 3 s.
+trytond; the PostgreSQL backends are not counted), CPU of this process and
+of PostgreSQL (the postmaster, its live backends and the reaped ones).
+With --profile the cluster loads pg_stat_statements and the statements
+that took most time while posting, settling and closing are printed to
+stderr. Targets: month posts and closes < 60 s, the busy day (50,000
+orders at full size) < 3 s.
 """
 import argparse
 import datetime as dt
@@ -44,6 +48,26 @@ METHODS = ['cash', 'wechat', 'alipay', 'unionpay', 'simulated']
 
 def log(message):
     print(f"month_close: {message}", file=sys.stderr, flush=True)
+
+
+def pg_cpu(pid):
+    """CPU seconds of a PostgreSQL server: the postmaster, its reaped
+    backends (cutime, cstime) and the live ones."""
+    if not pid:
+        return 0.0
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+        own = sum(int(v) for v in fields[11:15]) / _measure.CLOCK_TICKS
+    except (OSError, ValueError):
+        return 0.0
+    return own + sum(_measure.proc_cpu(c) for c in _measure.children(pid))
+
+
+PROFILE = """
+SELECT round(total_exec_time::numeric / 1000, 2) AS s, calls, rows,
+    left(regexp_replace(query, '\\s+', ' ', 'g'), 220)
+FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT %s"""
 
 
 def month_days(days):
@@ -151,10 +175,17 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--tickets', type=int, default=1_000_000)
     parser.add_argument('--days', type=int, default=30)
+    parser.add_argument('--profile', action='store_true',
+        help="print the statements that took most time (pg_stat_statements)")
+    parser.add_argument('--admin-timeout', type=int, default=600,
+        help="seconds allowed to trytond-admin (more on a loaded machine)")
     args = parser.parse_args(argv)
     first, days = month_days(args.days)
     busy = int(args.tickets / days * 1.5)
-    with throwaway_cluster() as uri, tempfile.TemporaryDirectory() as tmp:
+    settings = ({'shared_preload_libraries': 'pg_stat_statements'}
+        if args.profile else None)
+    with throwaway_cluster(settings=settings) as uri, \
+            tempfile.TemporaryDirectory() as tmp:
         conf = _measure.write_config(tmp, uri, PII_KEY)
         with _measure.pg_connect(uri, 'postgres', autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {DATABASE} TEMPLATE template0 "
@@ -163,7 +194,7 @@ def main(argv=None):
         _measure.run_step([_measure.bin_dir() / 'trytond-admin', '-c', conf,
                 '-d', DATABASE, '-u', 'scenic_finance',
                 '--activate-dependencies', '--email', 'a@example.com'],
-            env, "trytond-admin (scenic_finance)", 600, log)
+            env, "trytond-admin (scenic_finance)", args.admin_timeout, log)
         os.environ['TRYTOND_CONFIG'] = str(conf)
         from trytond import config
         config.update_etc(str(conf))
@@ -198,10 +229,17 @@ def main(argv=None):
             conn.commit()
         load_s = time.monotonic() - start
         log(f"loaded in {load_s:.0f} s")
+        postmaster = _measure.postmaster_pid(uri, DATABASE)
+        if args.profile:
+            with _measure.pg_connect(uri, DATABASE, autocommit=True) as conn:
+                conn.execute('CREATE EXTENSION IF NOT EXISTS '
+                    'pg_stat_statements')
+                conn.execute('SELECT pg_stat_statements_reset()')
         from scenic_finance.posting import post_days
         from scenic_finance.close import close_month
         figures = {}
         cpu0, t0 = time.process_time(), time.monotonic()
+        pg0 = pg_cpu(postmaster)
         load0 = os.getloadavg()
         # Each step in a transaction of its own: trytond's PostgreSQL
         # transactions are REPEATABLE READ, so a transaction opened before
@@ -211,18 +249,22 @@ def main(argv=None):
             company = pool.get('company.company')(ids['company'])
             # The busy day alone first, timed (it is the first day).
             day_start, day_cpu = time.monotonic(), time.process_time()
+            day_pg = pg_cpu(postmaster)
             post_days(company, until=first, commit=True)
             figures['busy_day_orders'] = busy
             figures['busy_day_post_s'] = round(
                 time.monotonic() - day_start, 2)
             figures['busy_day_cpu_s'] = round(
                 time.process_time() - day_cpu, 2)
+            figures['busy_day_pg_cpu_s'] = round(
+                pg_cpu(postmaster) - day_pg, 2)
         with Transaction().start(DATABASE, 1, context=context):
             company = pool.get('company.company')(ids['company'])
             post_days(company, until=first + dt.timedelta(days - 1),
                 commit=True)
         figures['post_month_s'] = round(time.monotonic() - t0, 1)
         figures['post_month_cpu_s'] = round(time.process_time() - cpu0, 1)
+        figures['post_month_pg_cpu_s'] = round(pg_cpu(postmaster) - pg0, 1)
         log(f"posted: {figures}")
         with Transaction().start(DATABASE, 1, context=context) as t:
             Day = pool.get('scenic.finance.day')
@@ -260,6 +302,7 @@ def main(argv=None):
                 error.fix(extras)
         figures['post_settle_close_s'] = round(time.monotonic() - t0, 1)
         figures['cpu_s'] = round(time.process_time() - cpu0, 1)
+        figures['pg_cpu_s'] = round(pg_cpu(postmaster) - pg0, 1)
         figures['loadavg_before'] = [round(v, 2) for v in load0]
         figures['loadavg_after'] = [round(v, 2) for v in os.getloadavg()]
         with _measure.pg_connect(uri, DATABASE) as conn:
@@ -273,6 +316,9 @@ def main(argv=None):
                 "SELECT coalesce(sum(l.credit - l.debit), 0) FROM "
                 "account_move_line l JOIN account_account a "
                 "ON a.id = l.account WHERE a.code = '2203'").fetchone()
+            if args.profile:
+                for row in conn.execute(PROFILE, (25,)):
+                    log("profile: %8s s %7s calls %9s rows  %s" % row)
         print(json.dumps({
                     'tickets': args.tickets, 'days': days,
                     'first_day': first.isoformat(), 'load_s': round(load_s),

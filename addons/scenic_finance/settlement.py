@@ -134,6 +134,7 @@ class Day(CompanyMixin, Workflow, ModelSQL, ModelView):
         payment = pool.get('scenic.payment').__table__()
         order = pool.get('scenic.order').__table__()
         ticket = pool.get('scenic.ticket').__table__()
+        deferral = pool.get('scenic.finance.ticket').__table__()
         recognition = pool.get('scenic.finance.recognition').__table__()
         cursor = Transaction().connection.cursor()
         batches = {b.kind: b.id for b in self.batches}
@@ -169,12 +170,13 @@ class Day(CompanyMixin, Workflow, ModelSQL, ModelView):
                 ('refunds', 'refunded', -1)]:
             if kind not in batches:
                 continue
-            column = (ticket.finance_receipt if kind == 'receipts'
-                else ticket.finance_refund)
-            cursor.execute(*ticket.join(order,
+            column = (deferral.receipt if kind == 'receipts'
+                else deferral.refund)
+            cursor.execute(*deferral.join(ticket,
+                    condition=deferral.ticket == ticket.id).join(order,
                     condition=ticket.order == order.id).select(
                     order.channel, ticket.ticket_type, Count(Literal(1)),
-                    Sum(ticket.finance_vat),
+                    Sum(deferral.vat),
                     where=column == batches[kind],
                     group_by=[order.channel, ticket.ticket_type]))
             for channel, ttype, count, vat in cursor.fetchall():

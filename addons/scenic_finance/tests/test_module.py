@@ -101,6 +101,83 @@ class ScenicFinanceTestCase(CompanyTestMixin, ModuleTestCase):
             self.assertMovesBalance(f.company)
 
     @with_transaction()
+    def test_deferral_rows_drill_down_and_leave_tickets_alone(self):
+        "Posting keeps per-ticket figures in scenic.finance.ticket only"
+        pool = Pool()
+        Ticket = pool.get('scenic.ticket')
+        Deferral = pool.get('scenic.finance.ticket')
+        Batch = pool.get('scenic.finance.batch')
+        f = finance_area()
+        h, t = f.history, f.types
+        with set_company(f.company):
+            o1, (t1, t2) = h.sell(t['adult'], '106', at(3, 1), count=2,
+                valid_until=at(3, 5, 0))
+            h.enter([t1], at(3, 1, 12))
+            h.refund(o1, [t2], at(3, 1, 15))
+            written = {r.id: r.write_date for r in Ticket.browse([t1, t2])}
+            post(f.company, day(3, 1))
+            self.assertEqual(
+                {r.id: r.write_date for r in Ticket.browse([t1, t2])},
+                written)
+            receipts, = Batch.search([('kind', '=', 'receipts')])
+            refunds, = Batch.search([('kind', '=', 'refunds')])
+            self.assertEqual(
+                sorted((d.ticket.id, d.state, d.net, d.vat, d.earned)
+                    for d in receipts.tickets),
+                [(t1, 'closed', D('100'), D('6'), D('100')),
+                    (t2, 'refunded', D('100'), D('6'), D('0'))])
+            self.assertEqual(
+                [d.ticket.id for d in refunds.refunded_tickets], [t2])
+            # Posting the same day again adds no deferral row.
+            post(f.company, day(3, 1))
+            self.assertEqual(Deferral.search_count([]), 2)
+
+    @with_transaction()
+    def test_migration_moves_ticket_columns(self):
+        "The upgrade moves the old finance columns of tickets to their table"
+        pool = Pool()
+        Ticket = pool.get('scenic.ticket')
+        Deferral = pool.get('scenic.finance.ticket')
+        Batch = pool.get('scenic.finance.batch')
+        f = finance_area()
+        h, t = f.history, f.types
+        with set_company(f.company):
+            _, (t1,) = h.sell(t['adult'], '106', at(3, 1),
+                valid_until=at(3, 5, 0))
+            post(f.company, day(3, 1))
+            deferral, = Deferral.search([])
+            batch = deferral.receipt
+            # As an earlier version left it: the figures on the ticket row.
+            Deferral.delete([deferral])
+            ticket_h = Ticket.__table_handler__()
+            for column, type_ in [('finance_state', 'VARCHAR'),
+                    ('finance_net', 'NUMERIC'), ('finance_vat', 'NUMERIC'),
+                    ('finance_earned', 'NUMERIC'),
+                    ('finance_receipt', 'INTEGER'),
+                    ('finance_refund', 'INTEGER')]:
+                ticket_h.add_column(column, type_)
+            table = Ticket.__table__()
+            cursor = Transaction().connection.cursor()
+            cursor.execute(*table.update(
+                    [table.finance_state, table.finance_net,
+                        table.finance_vat, table.finance_earned,
+                        table.finance_receipt],
+                    ['deferred', D('100'), D('6'), D('0'), batch.id],
+                    where=table.id == t1))
+            Deferral._migrate_from_ticket_columns()
+            migrated, = Deferral.search([])
+            self.assertEqual(
+                (migrated.ticket.id, migrated.state, migrated.net,
+                    migrated.vat, migrated.earned, migrated.receipt),
+                (t1, 'deferred', D('100'), D('6'), D('0'), batch))
+            self.assertFalse(Ticket.__table_handler__().column_exist(
+                    'finance_state'))
+            # Run again (a second upgrade): nothing more to move.
+            Deferral._migrate_from_ticket_columns()
+            self.assertEqual(Deferral.search_count([]), 1)
+            self.assertTrue(Batch.search([('tickets', '=', migrated.id)]))
+
+    @with_transaction()
     def test_site_sales_post_as_window_cash(self):
         "A remote site's uploaded sales post as the box office's cash"
         from scenic_gate import site
