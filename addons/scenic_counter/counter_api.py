@@ -183,6 +183,8 @@ def _shift_json(session):
         'cashier': session.cashier.name if session.cashier else None,
         'float': money(session.float_amount or Decimal(0)),
         'expected': money(session.get_expected_amount()),
+        # the counter PC's box (ID card reader, printer) from the registry
+        'box': session.point.box_url,
         }
 
 

@@ -13,7 +13,7 @@ import secrets
 import threading
 from decimal import Decimal
 
-from scenic_ticket import reservation
+from scenic_ticket import dbtools, reservation
 from scenic_ticket.errors import BookingError
 from scenic_ticket.providers import (
     PROVIDERS, PaymentProvider, SimulatedProvider, allowed, register)
@@ -25,7 +25,7 @@ from trytond.i18n import gettext
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
-from .counter import now_utc
+from .counter import naive, now_utc
 from .exceptions import CounterError
 from .intent import INTENT_KEY, RecordedProvider
 
@@ -216,7 +216,7 @@ def apply_notification(provider_name, headers, body, now=None):
         raise CounterError('amount_mismatch',
             f"Notified {info['amount']}, the order is {order.total}.")
     if _late(order, now):
-        _refund_late(provider, order, info)
+        _refund_late(provider, order, info, now)
         return None
     # A notification comes with no user: the order's area is the company
     # (the payment's postings need it).
@@ -248,19 +248,34 @@ def _late(order, now=None):
         or order.hold_expires_at.replace(tzinfo=dt.timezone.utc) <= now)
 
 
-def _refund_late(provider, order, info):
+def _refund_late(provider, order, info, now=None):
     """A genuine payment for an order no longer payable: refunded at once
     on its trade number, recorded as a refund intent (key
     ``late-<trade>``, reference the trade, result the refund number) so
     that a second delivery or a retried transaction refunds once; the
-    order's QR moves to refunded. The order and its payments are left as
-    they are (reservation.cancel refunds every payment row of an order,
-    so a late trade recorded there would be given back twice)."""
-    Intent = Pool().get('scenic.counter.provider_intent')
+    order's QR moves to refunded. The money is recorded too, as the
+    wallet's settlement file shows it: the late trade as a payment of the
+    order and its refund (``refund_of`` the payment, so that
+    reservation.cancel never gives it back again). The order's state
+    stays as it is."""
+    pool = Pool()
+    Intent = pool.get('scenic.counter.provider_intent')
+    Payment = pool.get('scenic.payment')
+    now = now or now_utc()
     recorded = provider if isinstance(provider, RecordedProvider) \
         else RecordedProvider(provider)
     with Transaction().set_context({INTENT_KEY: f"late-{info['trade']}"}):
-        recorded.refund(info['trade'], info['amount'], order.currency.code)
+        refund_number = recorded.refund(info['trade'], info['amount'],
+            order.currency.code)
+    table = Payment.__table__()
+    row = {'company': order.company.id, 'order': order.id,
+        'provider': provider.name, 'amount': info['amount'],
+        'currency': order.currency.id, 'date': naive(now)}
+    payment_id, = dbtools.insert(table, [dict(row, kind='payment',
+                provider_reference=info['trade'], refund_of=None)])
+    dbtools.insert(table, [dict(row, kind='refund',
+                provider_reference=refund_number, refund_of=payment_id)])
+    dbtools.forget('scenic.payment', 'scenic.order')
     qr = Intent.search([('provider', '=', provider.name),
             ('operation', '=', 'native'),
             ('reference', '=', order.reference),
@@ -446,8 +461,11 @@ def refund(session, order, now=None):
             ('scenic_order', '=', order.id),
             ('amount', '>', 0),
             ])
+    before = {p.id for p in order.payments if p.kind == 'refund'}
     order = reservation.cancel(order.id, now=now)
-    refunds = [p for p in order.payments if p.kind == 'refund']
+    # this cancel's refunds (a late wallet trade's was given back before)
+    refunds = [p for p in order.payments
+        if p.kind == 'refund' and p.id not in before]
     results = []
     if originals:
         original = originals[0]

@@ -84,15 +84,19 @@
     render();
   }
   // The counter PC's IoT box (its local API; the page's origin is in the
-  // box's api.allowed_origins): scenic.counter.box = its address,
-  // scenic.counter.boxtoken = its api.token, set once in local storage.
+  // box's api.allowed_origins): its address is the window's box in the
+  // device registry (state.shift.box), else scenic.counter.box in local
+  // storage; scenic.counter.boxtoken = its api.token, set once there.
+  function boxUrl() {
+    return (state && state.shift && state.shift.box) || localStorage.getItem('scenic.counter.box');
+  }
   function boxHeaders() {
     return {'Authorization': 'Bearer ' + (localStorage.getItem('scenic.counter.boxtoken') || ''),
       'Content-Type': 'application/json'};
   }
   async function print(jobs) {
     // The counter PC's IoT box prints; without one the tickets are listed.
-    const box = localStorage.getItem('scenic.counter.box');
+    const box = boxUrl();
     if (!box || !jobs.length) return jobs.length;
     const response = await fetch(box + '/print', {method: 'POST',
       headers: boxHeaders(), body: JSON.stringify({jobs: jobs})});
@@ -102,7 +106,7 @@
   // card is taken once per presentation (the keyboard wedge still works).
   let cardOnReader = null;
   setInterval(async () => {
-    const box = localStorage.getItem('scenic.counter.box');
+    const box = boxUrl();
     if (!box || !state || !state.shift || !(needsId() || mode === 'pickup')) return;
     try {
       const response = await fetch(box + '/idcard', {headers: boxHeaders()});
