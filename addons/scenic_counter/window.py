@@ -25,8 +25,8 @@ from trytond.i18n import gettext
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
-from .counter import naive, now_utc
-from .exceptions import CounterError
+from .counter import is_supervisor, naive, now_utc
+from .exceptions import CounterError, ShiftAccessError
 from .intent import INTENT_KEY, RecordedProvider
 
 _window = threading.local()
@@ -442,18 +442,23 @@ def summary(payment):
         }
 
 
-def refund(session, order, now=None):
+def refund(session, order, now=None, approved=False):
     """Refund a paid order at the window by its original method.
 
     The ticket type's refund rule and the used-ticket rule are
     scenic_ticket's (reservation.cancel); the amount given back is what
     was paid, to the same method with the original trade number.
+    ``approved``: a supervisor refunds outside the ticket type's refund
+    period (used tickets stay refused: their revenue is earned).
     """
     pool = Pool()
     Payment = pool.get('sale.point.payment')
     Event = pool.get('scenic.counter.event')
     now = now or now_utc()
     session.check_cashier()
+    if approved and not is_supervisor():
+        raise ShiftAccessError(gettext(
+                'scenic_counter.msg_supervisor_only'))
     if session.state != 'open':
         raise CounterError('shift_not_open', gettext(
                 'scenic_counter.msg_shift_not_open', session=session.rec_name))
@@ -462,7 +467,7 @@ def refund(session, order, now=None):
             ('amount', '>', 0),
             ])
     before = {p.id for p in order.payments if p.kind == 'refund'}
-    order = reservation.cancel(order.id, now=now)
+    order = reservation.cancel(order.id, now=now, by_back_office=approved)
     # this cancel's refunds (a late wallet trade's was given back before)
     refunds = [p for p in order.payments
         if p.kind == 'refund' and p.id not in before]
@@ -483,7 +488,9 @@ def refund(session, order, now=None):
         # went back to the visitor's wallet; nothing passes the drawer.
         pass
     Event.record('refund', session, order=order,
-        amount=sum(p.amount for p in refunds), now=now)
+        amount=sum(p.amount for p in refunds), now=now,
+        note=gettext('scenic_counter.msg_refund_approved')
+        if approved else None)
     return order, results
 
 
