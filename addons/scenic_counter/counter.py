@@ -485,29 +485,35 @@ class CashSession(metaclass=PoolMeta):
             }
 
     def report_job(self, kind=None):
-        "The report as a receipt print job for the window's printer."
+        """The report as a receipt print job for the window's printer, in
+        the user's language."""
         data = self.report(kind)
         money = '{:.2f}'.format
+
+        def text(name, **kwargs):
+            return gettext(f'scenic_counter.msg_report_{name}', **kwargs)
         lines = [
             f"{data['point']}  {data['cashier']}",
-            f"Opened {data['opened_at']:%Y-%m-%d %H:%M} UTC"
+            text('opened', at=f"{data['opened_at']:%Y-%m-%d %H:%M}")
             if data['opened_at'] else '',
-            f"Float {money(data['float'])}",
+            text('float', amount=money(data['float'])),
             ]
         for name, entry in sorted(data['methods'].items()):
-            lines.append(f"{name}: {entry['count']} × "
-                f"{money(entry['amount'])}, refunds "
-                f"{money(entry['refunds'])}")
+            lines.append(text('method', method=name, count=entry['count'],
+                    amount=money(entry['amount']),
+                    refunds=money(entry['refunds'])))
         for name, entry in sorted(data['ticket_types'].items()):
-            lines.append(f"{name}: {entry['quantity']} "
-                f"{money(entry['amount'])}")
-        lines.append(f"Cash expected {money(data['expected'])}")
+            lines.append(text('ticket_type', type=name,
+                    quantity=entry['quantity'],
+                    amount=money(entry['amount'])))
+        lines.append(text('expected', amount=money(data['expected'])))
         if data['counted'] is not None and data['kind'] == 'Z':
-            lines.append(f"Counted {money(data['counted'])}  difference "
-                f"{money(data['difference'])}")
-        lines.append(f"Sales {data['sales']}  refunds {data['refunds']}  "
-            f"reprints {data['reprints']}  drawer {data['drawer_opens']}")
-        return {'kind': 'receipt', 'title': f"{data['kind']} report",
+            lines.append(text('counted', counted=money(data['counted']),
+                    difference=money(data['difference'])))
+        lines.append(text('counts', sales=data['sales'],
+                refunds=data['refunds'], reprints=data['reprints'],
+                drawer=data['drawer_opens']))
+        return {'kind': 'receipt', 'title': text('title', kind=data['kind']),
             'lines': [l for l in lines if l]}
 
 
