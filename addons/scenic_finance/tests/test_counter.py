@@ -217,18 +217,27 @@ class ScenicFinanceCounterTestCase(CompanyTestMixin, ModuleTestCase):
     def test_late_wallet_trade_pair_reconciles(self):
         "A trade paid too late: a payment and its refund, matched in the "
         "wallet's file; the order's own refund gives back only its payment"
+        import contextlib
         import json
+        import sys
         from unittest import mock
 
-        from scenic_counter import intent, window
+        from scenic_counter import window
         from scenic_ticket import reservation
         from ..wallet import import_wallet_file, settlement_file
         pool = Pool()
         Intent = pool.get('scenic.counter.provider_intent')
         Order = pool.get('scenic.order')
         f = finance_area()
-        with set_company(f.company), mock.patch.object(intent,
-                '_in_own_transaction', lambda func: func()):
+        inline = contextlib.ExitStack()
+        # SQLite's in-memory test database has one connection: an intent's
+        # own transaction would commit the test's data (every copy of the
+        # module: as scenic_counter and as trytond.modules.scenic_counter).
+        for name, module in list(sys.modules.items()):
+            if name.endswith('scenic_counter.intent'):
+                inline.enter_context(mock.patch.object(module,
+                        '_in_own_transaction', lambda func: func()))
+        with set_company(f.company), inline:
             order_id, _ = f.history.sell(f.types['adult'], '100',
                 at(3, 1, 9), provider='simulated')
             order = Order(order_id)
