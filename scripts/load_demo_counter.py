@@ -21,6 +21,7 @@ METHODS = [
     ("模拟支付 Simulated", 'simulated'),
     ]
 FLOAT = Decimal('500')
+KIOSK_BOX = "Kiosk 1 box"   # load_demo.KIOSK_BOX
 # The kiosk's channel key: the kiosk page keeps it in the kiosk PC's local
 # storage (README: /demo/scenic/kiosk#key=demo-kiosk-key).
 KIOSK_KEY = 'demo-kiosk-key'
@@ -114,6 +115,16 @@ def _create(pool, company_id, cashier_login):
                         'difference_transfer_type': difference.id,
                         'float_transfer_type': float_type.id,
                         }]))
+    # The kiosk's desk box (load_demo.KIOSK_BOX) in the device registry:
+    # its health shows on the kiosk. Its local address stays unset, as the
+    # demo chooses the box's port when it starts (the kiosk URL's
+    # fragment gives it to the page).
+    Box = pool.get('scenic.gate.box')
+    boxes = Box.search([('company', '=', company_id),
+            ('name', '=', KIOSK_BOX)], limit=1)
+    if boxes:
+        Point.write([p for p in points if p.scenic_kind == 'kiosk'],
+            {'box': boxes[0].id})
     Method.create([{'company': company_id, 'name': name,
                 'account': cash_account.id, 'cash': provider == 'cash',
                 'scenic_provider': provider} for name, provider in METHODS])

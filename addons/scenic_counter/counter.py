@@ -103,17 +103,71 @@ class Point(metaclass=PoolMeta):
         'sale.point.cash.transfer.type', "Float Transfer Type",
         domain=[('company', '=', Eval('company', -1))],
         help="Cash brought to or taken from the drawer between shifts.")
-    device = fields.Char(
-        "Device",
-        help="The code of the IoT box at this window or kiosk (printer, "
-        "ID card reader).")
+    box = fields.Many2One(
+        'scenic.gate.box', "IoT Box", ondelete='SET NULL',
+        domain=[('company', '=', Eval('company', -1))],
+        help="The IoT box of the counter PC or kiosk (ID card reader, "
+        "ticket printer), as enrolled in the device registry.")
+    box_online = fields.Function(
+        fields.Boolean("Box Online"), 'get_box_health')
+    box_alarm = fields.Function(fields.Selection(
+            'get_box_alarms', "Box Alarm"), 'get_box_health')
+    printer_paper = fields.Function(fields.Selection([
+                (None, ""),
+                ('ok', "OK"),
+                ('low', "Low"),
+                ('out', "Out"),
+                ], "Printer Paper",
+            help="The paper of the box's ticket printer at its last "
+            "heartbeat."), 'get_box_health')
     currency = fields.Function(
         fields.Many2One('currency.currency', "Currency"),
         'on_change_with_currency')
 
     @classmethod
+    def __register__(cls, module):
+        table = cls.__table_handler__(module)
+        # The box was a free-text code before it was linked to the registry.
+        old_device = table.column_exist('device')
+        super().__register__(module)
+        if old_device:
+            table.drop_column('device')
+
+    @classmethod
     def default_cash_tolerance(cls):
         return Decimal(0)
+
+    @classmethod
+    def get_box_alarms(cls):
+        Box = Pool().get('scenic.gate.box')
+        return Box.alarm.selection
+
+    @classmethod
+    def get_box_health(cls, points, names):
+        result = {n: {p.id: None for p in points} for n in names}
+        for point in points:
+            box = point.box
+            if not box:
+                continue
+            if 'box_online' in names:
+                result['box_online'][point.id] = box.online
+            if 'box_alarm' in names:
+                result['box_alarm'][point.id] = box.alarm
+            if 'printer_paper' in names:
+                papers = [d.paper for d in box.devices
+                    if d.kind == 'printer' and d.paper]
+                # the worst printer of the box
+                for paper in ('out', 'low', 'ok'):
+                    if paper in papers:
+                        result['printer_paper'][point.id] = paper
+                        break
+        return result
+
+    @property
+    def box_url(self):
+        "The box's local API as the PC's browser reaches it, or None."
+        if self.box and self.box.state == 'enrolled':
+            return self.box.local_url or None
 
     @fields.depends('company')
     def on_change_with_currency(self, name=None):
@@ -431,29 +485,35 @@ class CashSession(metaclass=PoolMeta):
             }
 
     def report_job(self, kind=None):
-        "The report as a receipt print job for the window's printer."
+        """The report as a receipt print job for the window's printer, in
+        the user's language."""
         data = self.report(kind)
         money = '{:.2f}'.format
+
+        def text(name, **kwargs):
+            return gettext(f'scenic_counter.msg_report_{name}', **kwargs)
         lines = [
             f"{data['point']}  {data['cashier']}",
-            f"Opened {data['opened_at']:%Y-%m-%d %H:%M} UTC"
+            text('opened', at=f"{data['opened_at']:%Y-%m-%d %H:%M}")
             if data['opened_at'] else '',
-            f"Float {money(data['float'])}",
+            text('float', amount=money(data['float'])),
             ]
         for name, entry in sorted(data['methods'].items()):
-            lines.append(f"{name}: {entry['count']} × "
-                f"{money(entry['amount'])}, refunds "
-                f"{money(entry['refunds'])}")
+            lines.append(text('method', method=name, count=entry['count'],
+                    amount=money(entry['amount']),
+                    refunds=money(entry['refunds'])))
         for name, entry in sorted(data['ticket_types'].items()):
-            lines.append(f"{name}: {entry['quantity']} "
-                f"{money(entry['amount'])}")
-        lines.append(f"Cash expected {money(data['expected'])}")
+            lines.append(text('ticket_type', type=name,
+                    quantity=entry['quantity'],
+                    amount=money(entry['amount'])))
+        lines.append(text('expected', amount=money(data['expected'])))
         if data['counted'] is not None and data['kind'] == 'Z':
-            lines.append(f"Counted {money(data['counted'])}  difference "
-                f"{money(data['difference'])}")
-        lines.append(f"Sales {data['sales']}  refunds {data['refunds']}  "
-            f"reprints {data['reprints']}  drawer {data['drawer_opens']}")
-        return {'kind': 'receipt', 'title': f"{data['kind']} report",
+            lines.append(text('counted', counted=money(data['counted']),
+                    difference=money(data['difference'])))
+        lines.append(text('counts', sales=data['sales'],
+                refunds=data['refunds'], reprints=data['reprints'],
+                drawer=data['drawer_opens']))
+        return {'kind': 'receipt', 'title': text('title', kind=data['kind']),
             'lines': [l for l in lines if l]}
 
 

@@ -16,6 +16,10 @@ client. A cashier acts only on their own open shift.
     GET  /<db>/scenic/counter/v1/report     X (open) or Z (closed) job
     POST /<db>/scenic/counter/v1/drawer     open the drawer (audited)
     POST /<db>/scenic/counter/v1/reprint    {"order"}: jobs, counted
+    POST /<db>/scenic/counter/v1/refund     {"order", "approve"?}: back by
+                                             the original method; approve
+                                             (supervisors) lifts the
+                                             refund period
     GET  /<db>/scenic/counter/v1/statement  ?provider&date: a wallet's
                                              settlement file (supervisor)
     POST /<db>/scenic/counter/v1/pickup     {"id_number"} (today's orders
@@ -183,6 +187,8 @@ def _shift_json(session):
         'cashier': session.cashier.name if session.cashier else None,
         'float': money(session.float_amount or Decimal(0)),
         'expected': money(session.get_expected_amount()),
+        # the counter PC's box (ID card reader, printer) from the registry
+        'box': session.point.box_url,
         }
 
 
@@ -411,6 +417,27 @@ def post_reprint(request, user):
     jobs = window.print_order(session, orders[0], reprint=True)
     return json_response({'jobs': jobs,
             'printed': window.simulated_print(jobs)})
+
+
+@counter_endpoint('/refund', ['POST'])
+def post_refund(request, user):
+    Order = Pool().get('scenic.order')
+    data = json_body(request)
+    session = _require_shift(user)
+    approve = data.get('approve', False)
+    if not isinstance(approve, bool):
+        raise refuse('invalid_request', "approve: true or false.",
+            'approve')
+    orders = Order.search([('reference', '=', data.get('order')),
+            ('company', '=', user.company.id)])
+    if not orders:
+        raise refuse('not_found', "No such order.", 'order')
+    order, refunds = window.refund(session, orders[0], approved=approve)
+    return json_response({'order': order.reference, 'state': order.state,
+            'refunds': [{'method': r.method.scenic_provider,
+                    'amount': money(-r.amount),
+                    'trade_number': r.trade_number} for r in refunds],
+            'shift': _shift_json(session)})
 
 
 @counter_endpoint('/pickup', ['POST'])

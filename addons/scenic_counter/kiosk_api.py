@@ -119,7 +119,7 @@ def get_state(request, kiosk):
     language = LANGUAGES.get(request.args.get('lang', 'zh'), 'zh_CN')
     slots, types = sellable(kiosk.channel, language)
     return json_response({'kiosk': kiosk.point.name,
-            'device': kiosk.point.device, 'slots': slots, 'types': types,
+            'box': kiosk.point.box_url, 'slots': slots, 'types': types,
             'providers': qr_providers(kiosk.channel)})
 
 

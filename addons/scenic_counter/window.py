@@ -13,7 +13,7 @@ import secrets
 import threading
 from decimal import Decimal
 
-from scenic_ticket import reservation
+from scenic_ticket import dbtools, reservation
 from scenic_ticket.errors import BookingError
 from scenic_ticket.providers import (
     PROVIDERS, PaymentProvider, SimulatedProvider, allowed, register)
@@ -25,8 +25,8 @@ from trytond.i18n import gettext
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
-from .counter import now_utc
-from .exceptions import CounterError
+from .counter import is_supervisor, naive, now_utc
+from .exceptions import CounterError, ShiftAccessError
 from .intent import INTENT_KEY, RecordedProvider
 
 _window = threading.local()
@@ -216,7 +216,7 @@ def apply_notification(provider_name, headers, body, now=None):
         raise CounterError('amount_mismatch',
             f"Notified {info['amount']}, the order is {order.total}.")
     if _late(order, now):
-        _refund_late(provider, order, info)
+        _refund_late(provider, order, info, now)
         return None
     # A notification comes with no user: the order's area is the company
     # (the payment's postings need it).
@@ -248,19 +248,34 @@ def _late(order, now=None):
         or order.hold_expires_at.replace(tzinfo=dt.timezone.utc) <= now)
 
 
-def _refund_late(provider, order, info):
+def _refund_late(provider, order, info, now=None):
     """A genuine payment for an order no longer payable: refunded at once
     on its trade number, recorded as a refund intent (key
     ``late-<trade>``, reference the trade, result the refund number) so
     that a second delivery or a retried transaction refunds once; the
-    order's QR moves to refunded. The order and its payments are left as
-    they are (reservation.cancel refunds every payment row of an order,
-    so a late trade recorded there would be given back twice)."""
-    Intent = Pool().get('scenic.counter.provider_intent')
+    order's QR moves to refunded. The money is recorded too, as the
+    wallet's settlement file shows it: the late trade as a payment of the
+    order and its refund (``refund_of`` the payment, so that
+    reservation.cancel never gives it back again). The order's state
+    stays as it is."""
+    pool = Pool()
+    Intent = pool.get('scenic.counter.provider_intent')
+    Payment = pool.get('scenic.payment')
+    now = now or now_utc()
     recorded = provider if isinstance(provider, RecordedProvider) \
         else RecordedProvider(provider)
     with Transaction().set_context({INTENT_KEY: f"late-{info['trade']}"}):
-        recorded.refund(info['trade'], info['amount'], order.currency.code)
+        refund_number = recorded.refund(info['trade'], info['amount'],
+            order.currency.code)
+    table = Payment.__table__()
+    row = {'company': order.company.id, 'order': order.id,
+        'provider': provider.name, 'amount': info['amount'],
+        'currency': order.currency.id, 'date': naive(now)}
+    payment_id, = dbtools.insert(table, [dict(row, kind='payment',
+                provider_reference=info['trade'], refund_of=None)])
+    dbtools.insert(table, [dict(row, kind='refund',
+                provider_reference=refund_number, refund_of=payment_id)])
+    dbtools.forget('scenic.payment', 'scenic.order')
     qr = Intent.search([('provider', '=', provider.name),
             ('operation', '=', 'native'),
             ('reference', '=', order.reference),
@@ -427,18 +442,23 @@ def summary(payment):
         }
 
 
-def refund(session, order, now=None):
+def refund(session, order, now=None, approved=False):
     """Refund a paid order at the window by its original method.
 
     The ticket type's refund rule and the used-ticket rule are
     scenic_ticket's (reservation.cancel); the amount given back is what
     was paid, to the same method with the original trade number.
+    ``approved``: a supervisor refunds outside the ticket type's refund
+    period (used tickets stay refused: their revenue is earned).
     """
     pool = Pool()
     Payment = pool.get('sale.point.payment')
     Event = pool.get('scenic.counter.event')
     now = now or now_utc()
     session.check_cashier()
+    if approved and not is_supervisor():
+        raise ShiftAccessError(gettext(
+                'scenic_counter.msg_supervisor_only'))
     if session.state != 'open':
         raise CounterError('shift_not_open', gettext(
                 'scenic_counter.msg_shift_not_open', session=session.rec_name))
@@ -446,8 +466,11 @@ def refund(session, order, now=None):
             ('scenic_order', '=', order.id),
             ('amount', '>', 0),
             ])
-    order = reservation.cancel(order.id, now=now)
-    refunds = [p for p in order.payments if p.kind == 'refund']
+    before = {p.id for p in order.payments if p.kind == 'refund'}
+    order = reservation.cancel(order.id, now=now, by_back_office=approved)
+    # this cancel's refunds (a late wallet trade's was given back before)
+    refunds = [p for p in order.payments
+        if p.kind == 'refund' and p.id not in before]
     results = []
     if originals:
         original = originals[0]
@@ -465,7 +488,9 @@ def refund(session, order, now=None):
         # went back to the visitor's wallet; nothing passes the drawer.
         pass
     Event.record('refund', session, order=order,
-        amount=sum(p.amount for p in refunds), now=now)
+        amount=sum(p.amount for p in refunds), now=now,
+        note=gettext('scenic_counter.msg_refund_approved')
+        if approved else None)
     return order, results
 
 

@@ -5,6 +5,7 @@ that take the money are in providers.py.
 """
 from trytond.model import ModelSQL, ModelView, fields
 from trytond.modules.currency.fields import Monetary
+from trytond.pyson import Eval
 
 from .area import CompanyMixin
 
@@ -27,6 +28,12 @@ class Payment(CompanyMixin, ModelSQL, ModelView):
     currency = fields.Many2One(
         'currency.currency', "Currency", required=True, readonly=True)
     date = fields.DateTime("Date", required=True, readonly=True)
+    refund_of = fields.Many2One(
+        'scenic.payment', "Refund Of", readonly=True, ondelete='RESTRICT',
+        domain=[('kind', '=', 'payment'), ('order', '=', Eval('order', -1))],
+        states={'invisible': Eval('kind') != 'refund'},
+        help="The payment this refund gives back: a payment refunded "
+        "once is never refunded again.")
 
     @classmethod
     def __setup__(cls):

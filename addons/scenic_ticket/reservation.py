@@ -938,8 +938,12 @@ def cancel(order_id, now=None, by_back_office=False):
             raise BookingError('not_cancellable',
                 "The refund period of these tickets is over.")
         payment_table = sql_table('scenic.payment')
+        # A payment given back already (a wallet trade that came too late,
+        # refunded on arrival) is not given back twice.
+        refunded = {p.refund_of.id for p in order.payments
+            if p.kind == 'refund' and p.refund_of}
         for payment in order.payments:
-            if payment.kind != 'payment':
+            if payment.kind != 'payment' or payment.id in refunded:
                 continue
             provider = get_provider(payment.provider, refund=True)
             reference = provider.refund(
@@ -951,7 +955,7 @@ def cancel(order_id, now=None, by_back_office=False):
                         'provider_reference': reference,
                         'amount': payment.amount,
                         'currency': payment.currency.id,
-                        'date': naive(now),
+                        'date': naive(now), 'refund_of': payment.id,
                         }])
         release_order(order, 'revoked', now)
         _close_order(order.id, 'refunded', now)

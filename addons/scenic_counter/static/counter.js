@@ -8,7 +8,9 @@
 //   ↑ ↓     choose the time slot      F2 X report   F4 close the shift
 //   F8      open the drawer           F9 pickup (ID card, or reference
 //   F6      a wallet's statement         + phone)                Esc  clear
-//           (supervisors)
+//           (supervisors)            F7 refund an order (by its method;
+//                                       a supervisor may approve one
+//                                       past the refund period)
 // One adult ticket: 1, [ID read], Enter, Enter = 3 keystrokes + the read.
 'use strict';
 (function () {
@@ -21,9 +23,9 @@
       tendered: '实收', change: '找零', idcard: '请刷身份证',
       sold: '已售', receipt: '小票', printed: '已打印', close: '交班',
       counted: '清点', expected: '应有', difference: '差额',
-      statement: '下载对账单', date: '日期', provider: '支付机构', pickup: '取票', reference: '订单号', phone: '手机号', picked: '已取订单', empty: '空', lang: 'English', method: '付款方式',
+      statement: '下载对账单', date: '日期', provider: '支付机构', pickup: '取票', refund: '退款', approve: '主管批准（超出退款期限）', refunded: '已退款', reference: '订单号', phone: '手机号', picked: '已取订单', empty: '空', lang: 'English', method: '付款方式',
       trade: '交易号', paycode: '扫付款码', pending: '待主管审批', closed: '已交班',
-      keys: '1-9 选票种 · Enter 收款 · F2 X报表 · F4 交班 · F6 对账单 · F8 钱箱 · F9 取票 · Esc 清空'},
+      keys: '1-9 选票种 · Enter 收款 · F2 X报表 · F4 交班 · F6 对账单 · F7 退款 · F8 钱箱 · F9 取票 · Esc 清空'},
     en: {login: 'Log in', user: 'User', password: 'Password',
       open: 'Open shift', window: 'Window', float: 'Float',
       slots: 'Time slots', left: 'left', types: 'Ticket types',
@@ -31,10 +33,10 @@
       change: 'Change', idcard: 'Read the ID card', sold: 'Sold',
       receipt: 'Receipt', printed: 'Printed', close: 'Close shift',
       counted: 'Counted', expected: 'Expected', difference: 'Difference',
-      statement: 'Download statement', date: 'Date', provider: 'Wallet', pickup: 'Pickup', reference: 'Order reference', phone: 'Phone', picked: 'Orders picked up', empty: 'empty', lang: '中文', method: 'Method',
+      statement: 'Download statement', date: 'Date', provider: 'Wallet', pickup: 'Pickup', refund: 'Refund', approve: 'Supervisor approves (past the refund period)', refunded: 'Refunded', reference: 'Order reference', phone: 'Phone', picked: 'Orders picked up', empty: 'empty', lang: '中文', method: 'Method',
       trade: 'Trade number', paycode: 'Scan payment code', pending: 'Awaiting supervisor',
       closed: 'Shift closed',
-      keys: '1-9 type · Enter pay · F2 X report · F4 close · F6 statement · F8 drawer · F9 pickup · Esc clear'},
+      keys: '1-9 type · Enter pay · F2 X report · F4 close · F6 statement · F7 refund · F8 drawer · F9 pickup · Esc clear'},
   };
   let lang = localStorage.getItem('scenic.counter.lang') || 'zh';
   let auth = sessionStorage.getItem('scenic.counter.auth');
@@ -84,15 +86,19 @@
     render();
   }
   // The counter PC's IoT box (its local API; the page's origin is in the
-  // box's api.allowed_origins): scenic.counter.box = its address,
-  // scenic.counter.boxtoken = its api.token, set once in local storage.
+  // box's api.allowed_origins): its address is the window's box in the
+  // device registry (state.shift.box), else scenic.counter.box in local
+  // storage; scenic.counter.boxtoken = its api.token, set once there.
+  function boxUrl() {
+    return (state && state.shift && state.shift.box) || localStorage.getItem('scenic.counter.box');
+  }
   function boxHeaders() {
     return {'Authorization': 'Bearer ' + (localStorage.getItem('scenic.counter.boxtoken') || ''),
       'Content-Type': 'application/json'};
   }
   async function print(jobs) {
     // The counter PC's IoT box prints; without one the tickets are listed.
-    const box = localStorage.getItem('scenic.counter.box');
+    const box = boxUrl();
     if (!box || !jobs.length) return jobs.length;
     const response = await fetch(box + '/print', {method: 'POST',
       headers: boxHeaders(), body: JSON.stringify({jobs: jobs})});
@@ -102,7 +108,7 @@
   // card is taken once per presentation (the keyboard wedge still works).
   let cardOnReader = null;
   setInterval(async () => {
-    const box = localStorage.getItem('scenic.counter.box');
+    const box = boxUrl();
     if (!box || !state || !state.shift || !(needsId() || mode === 'pickup')) return;
     try {
       const response = await fetch(box + '/idcard', {headers: boxHeaders()});
@@ -237,6 +243,22 @@
         el('label', {}, t('reference'), reference), el('label', {}, t('phone'), phone),
         el('button', {type: 'submit', id: 'pickup-go'}, t('pickup'))));
       focus = id;
+    } else if (mode === 'refund') {
+      // F7: an order refunded by its original method and trade number.
+      const reference = el('input', {id: 'refund-ref', autocomplete: 'off'});
+      const approve = el('input', {id: 'refund-approve', type: 'checkbox'});
+      parts.push(el('form', {id: 'refund-form', on: {submit: async (e) => {
+        e.preventDefault();
+        try {
+          const r = await call('/refund', {order: reference.value.trim(), approve: approve.checked});
+          state.shift = r.shift; mode = 'sell';
+          message = t('refunded') + ' ' + r.order + ': ' + r.refunds.map((x) => x.method + ' ¥' + x.amount).join(', ');
+        } catch (err) { message = err.message; }
+        render();
+      }}}, el('h2', {}, t('refund')), el('label', {}, t('reference'), reference),
+        el('label', {}, approve, t('approve')),
+        el('button', {type: 'submit', id: 'refund-go'}, t('refund'))));
+      focus = reference;
     } else if (mode === 'statement') {
       // F6 (supervisors): a wallet's settlement file for a past day.
       const provider = el('select', {id: 'statement-provider'}, el('option', {value: 'wechat'}, 'WeChat Pay'),
@@ -309,6 +331,7 @@
     else if (e.key === 'F2') { e.preventDefault(); try { await print([await call('/report')]); } catch (err) { message = err.message; render(); } }
     else if (e.key === 'F4') { e.preventDefault(); mode = 'close'; render(); }
     else if (e.key === 'F6') { e.preventDefault(); mode = 'statement'; render(); }
+    else if (e.key === 'F7') { e.preventDefault(); mode = 'refund'; render(); }
     else if (e.key === 'F9') { e.preventDefault(); mode = 'pickup'; picked = null; render(); }
     else if (e.key === 'F8') { e.preventDefault(); try { await call('/drawer', {}); } catch (err) { message = err.message; render(); } }
     else if (mode === 'pay' && (e.key === 'ArrowLeft' || e.key === 'ArrowRight')) {

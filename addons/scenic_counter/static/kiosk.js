@@ -41,6 +41,9 @@
     history.replaceState(null, '', location.pathname);
   }
   const setting = (name) => localStorage.getItem('scenic.kiosk.' + name);
+  // The kiosk's box as the device registry names it (its sale point's
+  // IoT box), else the installer's setting.
+  const boxUrl = () => (state && state.box) || setting('box');
   let lang = 'zh', state = null, screen = 'home', slot = null, counts = {};
   let visitors = [], order = null, qr = null, result = null, message = '';
   let timers = [], idle = null, purchaseKey = null;
@@ -75,14 +78,14 @@
   }
   // The kiosk PC's IoT box: its ID card reader and printer (local API).
   async function box(path, body) {
-    const response = await fetch(setting('box') + path, {method: body === undefined ? 'GET' : 'POST',
+    const response = await fetch(boxUrl() + path, {method: body === undefined ? 'GET' : 'POST',
       headers: {'Authorization': 'Bearer ' + (setting('token') || ''), 'Content-Type': 'application/json'},
       body: body === undefined ? undefined : JSON.stringify(body)});
     if (!response.ok) throw new Error('box ' + response.status);
     return response.json();
   }
   async function print(answer) {
-    if (answer.printed || !answer.jobs.length || !setting('box')) return answer.printed;
+    if (answer.printed || !answer.jobs.length || !boxUrl()) return answer.printed;
     try { return (await box('/print', {jobs: answer.jobs})).printed; } catch (e) { return 0; }
   }
   function stopTimers() { timers.forEach(clearInterval); timers = []; }
@@ -108,7 +111,7 @@
 
   // The ID card: the box's reader, polled; the demo's simulated one.
   function waitForCard(onCard) {
-    if (!setting('box')) return;
+    if (!boxUrl()) return;
     let lastNumber = null;
     timers.push(setInterval(async () => {
       try {
@@ -120,7 +123,7 @@
     }, CARD_MS));
   }
   function demoReader(onCard) {
-    if (setting('box')) return null;
+    if (boxUrl()) return null;
     const input = el('input', {id: 'demo-card', inputmode: 'numeric', autocomplete: 'off'});
     return el('div', {class: 'demo'}, el('label', {}, t('demo'), input),
       button('demo-place', t('place'), () => { if (input.value.trim()) onCard({name: '', id_number: input.value.trim()}); }, 'small'));

@@ -118,11 +118,33 @@ class CounterAPITestCase(RouteTestCase):
         closed = self.post('/close', me, {'counts': {'100': 3}}).json
         self.assertEqual((closed['state'], closed['difference']),
             ('closed', '0.00'))
+
+        # F7 refund: today's slot has started, past the refund period: a
+        # cashier is refused, a supervisor approves at their own window.
+        boss = self.login('super1')
+        self.assertEqual(self.post('/shift', boss, {'point': state[
+                        'points'][1]['id'], 'float': '500'}).status_code,
+            201)
+        self.assertEqual(self.post('/refund', boss, {'order': 'NOPE'}
+                ).status_code, 404)
+        self.assertEqual(self.post('/refund', boss, {'order': sale['order'],
+                    'approve': 'yes'}).json['error']['field'], 'approve')
+        self.assertEqual(self.post('/refund', boss, {'order': sale['order']}
+                ).json['error']['code'], 'not_cancellable')
+        refunded = self.post('/refund', boss, {'order': sale['order'],
+                'approve': True})
+        self.assertEqual(refunded.status_code, 200, refunded.get_data())
+        self.assertEqual((refunded.json['state'], refunded.json['refunds']),
+            ('refunded', [{'method': 'cash', 'amount': '200.00',
+                        'trade_number': f"CASH-{sale['order']}"}]))
+        self.assertEqual(refunded.json['shift']['expected'], '300.00')
+        self.assertEqual(self.post('/close', boss, {'counts': {'100': 3}}
+                ).json['state'], 'closed')
         with Transaction().start(DB_NAME, 0, readonly=True):
             Event = Pool().get('scenic.counter.event')
             kinds = sorted(e.kind for e in Event.search([]))
-        self.assertEqual(kinds,
-            ['close', 'drawer', 'open', 'print', 'sale'])
+        self.assertEqual(kinds, ['close', 'close', 'drawer', 'open', 'open',
+                'print', 'refund', 'sale'])
 
     def test_payment_code_at_the_window(self):
         "A scanned WeChat payment code pays the sale (micropay)"

@@ -2,6 +2,7 @@
 through trytond's WSGI application."""
 import json
 import uuid
+from decimal import Decimal
 from unittest import mock
 
 from trytond import backend, config
@@ -27,7 +28,7 @@ def build_kiosk():
     w.channel.set_api_key(OFFICE_KEY)
     window = w.points[0]
     kiosk, = Point.copy([window], {'name': "Kiosk 1", 'scenic_kind': 'kiosk',
-                'scenic_channel': channel.id, 'device': 'K1'})
+                'scenic_channel': channel.id})
     return w
 
 
@@ -81,6 +82,68 @@ class KioskAPITestCase(RouteTestCase):
             self.assertEqual(client.get(
                     f'/{self.db_name}/scenic/counter/static/{name}'
                     ).status_code, 200)
+
+    def test_box_from_the_device_registry(self):
+        "The kiosk's and the window's box: address and health from the registry"
+        from trytond.model.exceptions import ValidationError
+
+        from .. import counter_api
+
+        @self.run_in_db
+        def link():
+            pool = Pool()
+            Box = pool.get('scenic.gate.box')
+            Device = pool.get('scenic.gate.device')
+            Point = pool.get('sale.point')
+            kiosk, = Point.search([('scenic_kind', '=', 'kiosk')])
+            box, = Box.create([{'company': kiosk.company.id,
+                        'name': "Kiosk PC box"}])
+            for bad in ['http://10.0.0.5:8100', 'https://127.0.0.1:8100',
+                    'http://127.0.0.1', 'http://localhost:8100/x',
+                    'http://127.0.0.1:8100?next=1']:
+                with self.assertRaises(ValidationError):
+                    Box.write([box], {'local_url': bad})
+            Box.write([box], {'local_url': 'http://127.0.0.1:8101'})
+            Point.write([kiosk], {'box': box.id})
+            Device.create([{'box': box.id, 'kind': 'printer',
+                        'name': 'kiosk-printer', 'ok': False,
+                        'paper': 'out'}])
+            Transaction().commit()
+        # A box not enrolled yet is not given to the page.
+        self.assertIsNone(self.get('/state').json['box'])
+
+        @self.run_in_db
+        def enrol():
+            Box = Pool().get('scenic.gate.box')
+            box, = Box.search([('name', '=', "Kiosk PC box")])
+            token, _ = box.new_enrolment_token()
+            Box.enrol(token, hostname='kiosk-pc')
+            Transaction().commit()
+        self.assertEqual(self.get('/state').json['box'],
+            'http://127.0.0.1:8101')
+
+        @self.run_in_db
+        def health():
+            Transaction()._locked_tables = AnyTable()  # no retry loop here
+            pool = Pool()
+            Box = pool.get('scenic.gate.box')
+            Point = pool.get('sale.point')
+            Session = pool.get('sale.point.cash.session')
+            box, = Box.search([('name', '=', "Kiosk PC box")])
+            kiosk, = Point.search([('scenic_kind', '=', 'kiosk')])
+            # The registry shows the kiosk's health on the point and the
+            # point on its box.
+            self.assertEqual((kiosk.box_online, kiosk.box_alarm,
+                    kiosk.printer_paper), (False, 'offline', 'out'))
+            self.assertEqual(box.sale_point_names, kiosk.name)
+            # A window's shift gives the counter page its PC's box.
+            window, = Point.search([('scenic_kind', '=', 'window')],
+                limit=1)
+            Point.write([window], {'box': box.id})
+            shift = Session.open_shift(window, '0')
+            self.assertEqual(counter_api._shift_json(shift)['box'],
+                'http://127.0.0.1:8101')
+            Transaction().rollback()
 
     def test_kiosk_only_with_a_kiosk_key(self):
         "The booking API's keys of other channels are refused"
@@ -195,6 +258,21 @@ class KioskAPITestCase(RouteTestCase):
             found.extend(p.provider_reference for p in order.payments
                 if p.kind == 'payment')
         return found
+
+    def money(self, ref):
+        """The order's state and its scenic.payment rows as (kind, provider
+        reference, amount, reference of the payment a refund gives back)"""
+        found = []
+
+        @self.run_in_db
+        def read():
+            Order = Pool().get('scenic.order')
+            order, = Order.search([('reference', '=', ref)])
+            found.append(order.state)
+            found.append(sorted((p.kind, p.provider_reference, p.amount,
+                        p.refund_of.provider_reference if p.refund_of
+                        else None) for p in order.payments))
+        return tuple(found)
 
     def test_wechat_notifications_over_http(self):
         "WeChat Pay v3: forged and altered pay nothing, replayed pays once"
@@ -343,7 +421,11 @@ class KioskAPITestCase(RouteTestCase):
         self.assertEqual(len(refunds), 1)
         self.assertEqual(refunds[0][2]['transaction_id'], '4200009001')
         self.assertEqual(refunds[0][2]['amount']['refund'], 10000)
-        self.assertEqual(self.payments(ref), [])
+        # In money as in the wallet's settlement file: the late trade and
+        # its refund; the order stays expired.
+        self.assertEqual(self.money(ref), ('expired', [
+                    ('payment', '4200009001', Decimal('100'), None),
+                    ('refund', '5030009', Decimal('100'), '4200009001')]))
         intents = self.intents(ref, '4200009001')
         self.assertEqual(intents['native'][0], 'refunded')
         self.assertEqual(intents['refund'],
@@ -377,7 +459,10 @@ class KioskAPITestCase(RouteTestCase):
         self.assertEqual(intents['native'][0], 'refunded')
         self.assertEqual(intents['refund'],
             ('done', f'SIM-REFUND-{trade}', f'late-{trade}'))
-        self.assertEqual(self.payments(ref), [])
+        amount = Decimal(order['total'])
+        self.assertEqual(self.money(ref), ('cancelled', [
+                    ('payment', trade, amount, None),
+                    ('refund', f'SIM-REFUND-{trade}', amount, trade)]))
         self.assertEqual(self.get(f'/orders/{ref}').json['state'],
             'cancelled')
 

@@ -401,4 +401,35 @@ class ScenicCounterTestCase(CompanyTestMixin, ModuleTestCase):
             self.assertEqual(session.report('X')['drawer_opens'], 1)
 
 
+    @with_transaction()
+    def test_refund_outside_period_needs_supervisor(self):
+        "Past the refund period a cashier's refund is refused; a "
+        "supervisor's approval refunds it, recorded with the approval"
+        from .. import window
+        pool = Pool()
+        Order = pool.get('scenic.order')
+        Event = pool.get('scenic.counter.event')
+        w = build_windows()
+        with set_company(w.company):
+            with Transaction().set_user(w.cashier.id):
+                session = self.open_shift(w)
+                order = Order(sell(w, session, adults(21))['order_id'])
+                late = w.slot.aware(w.slot.start_time) + dt.timedelta(
+                    hours=1)
+                with self.assertRaises(BookingError), savepoint():
+                    window.refund(session, order, now=late)
+                with self.assertRaises(ShiftAccessError), savepoint():
+                    window.refund(session, order, now=late, approved=True)
+                self.assertEqual(Order(order.id).state, 'paid')
+            with Transaction().set_user(w.supervisor.id):
+                order, (refund,) = window.refund(session, Order(order.id),
+                    now=late, approved=True)
+            self.assertEqual(order.state, 'refunded')
+            self.assertEqual((refund.method, refund.amount),
+                (w.cash, Decimal(-100)))
+            event, = Event.search([('kind', '=', 'refund')])
+            self.assertEqual(event.user, w.supervisor)
+            self.assertTrue(event.note)
+
+
 del ModuleTestCase

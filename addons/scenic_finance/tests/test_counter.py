@@ -213,4 +213,78 @@ class ScenicFinanceCounterTestCase(CompanyTestMixin, ModuleTestCase):
                     ('wechat', pool.get('res.user')(admin)): D('35.50')})
 
 
+    @with_transaction()
+    def test_late_wallet_trade_pair_reconciles(self):
+        "A trade paid too late: a payment and its refund, matched in the "
+        "wallet's file; the order's own refund gives back only its payment"
+        import contextlib
+        import json
+        import sys
+        from unittest import mock
+
+        from scenic_counter import window
+        from scenic_ticket import reservation
+        from ..wallet import import_wallet_file, settlement_file
+        pool = Pool()
+        Intent = pool.get('scenic.counter.provider_intent')
+        Order = pool.get('scenic.order')
+        f = finance_area()
+        inline = contextlib.ExitStack()
+        # SQLite's in-memory test database has one connection: an intent's
+        # own transaction would commit the test's data (every copy of the
+        # module: as scenic_counter and as trytond.modules.scenic_counter).
+        for name, module in list(sys.modules.items()):
+            if name.endswith('scenic_counter.intent'):
+                inline.enter_context(mock.patch.object(module,
+                        '_in_own_transaction', lambda func: func()))
+        with set_company(f.company), inline:
+            order_id, _ = f.history.sell(f.types['adult'], '100',
+                at(3, 1, 9), provider='simulated')
+            order = Order(order_id)
+            # Paid already, yet the visitor also paid the QR on screen.
+            Intent.create([{'key': f'native-{order.reference}',
+                        'provider': 'simulated', 'operation': 'native',
+                        'reference': order.reference, 'amount': D(100),
+                        'state': 'pending',
+                        'result': '/db/scenic/kiosk/simpay/tok123'}])
+            body = json.dumps({'out_trade_no': order.reference,
+                    'token': 'tok123'}).encode()
+            for _ in range(2):  # delivered twice
+                self.assertIsNone(window.apply_notification(
+                        'simulated', {}, body, now=at(3, 1, 9, 5)))
+            order = Order(order_id)
+            self.assertEqual(order.state, 'paid')
+            late, = [p for p in order.payments
+                if p.provider_reference == 'SIM-QR-tok123']
+            refund, = [p for p in order.payments if p.kind == 'refund']
+            self.assertEqual((late.kind, late.amount, refund.amount,
+                    refund.refund_of), ('payment', D(100), D(100), late))
+
+            # Refunding the order gives back its own payment only.
+            order = reservation.cancel(order_id, now=at(3, 1, 11),
+                by_back_office=True)
+            self.assertEqual(order.state, 'refunded')
+            refunds = [p for p in order.payments if p.kind == 'refund']
+            self.assertEqual(len(refunds), 2)
+            self.assertEqual(sorted(p.refund_of.id for p in refunds),
+                sorted(p.id for p in order.payments if p.kind == 'payment'))
+            self.assertEqual(len(Intent.search([('operation', '=', 'refund'),
+                            ('reference', '=', 'SIM-QR-tok123')])), 1)
+
+            # The wallet's settlement file matches every trade.
+            statement = import_wallet_file(f.company, 'simulated',
+                settlement_file(f.company, day(3, 1), 'simulated'))
+            matches = [(l.number, l.scenic_match) for l in statement.lines
+                if l.number]
+            self.assertEqual(len(matches), 4)
+            self.assertEqual({m for _, m in matches}, {'matched'})
+            self.assertIn(('SIM-QR-tok123', 'matched'), matches)
+            self.assertIn(('SIM-REFUND-SIM-QR-tok123', 'matched'), matches)
+
+            post(f.company, day(3, 1))
+            account = f.rule.method_account('simulated').code
+            self.assertEqual(balances(f.company, [account, '2203', '5051']),
+                {account: D(0), '2203': D(0), '5051': D(0)})
+
+
 del ModuleTestCase
