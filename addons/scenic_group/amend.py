@@ -236,8 +236,7 @@ def _add(change, partner, contract, now):
     request = BookingRequest(slot=order.slot.id, items=[item],
         contact_name=order.contact_name, contact_phone=order.contact_phone)
     catalogue = Catalogue(order.company.id)
-    plan = reservation.plan_booking(partner.channel, request, now=now,
-        catalogue=catalogue)
+    plan = booking.plan_booking(partner, request, now, catalogue)
     maximum = reservation.limit(partner.channel.code, 'max_persons_order')
     total = sum(t.persons for t in order.tickets
         if t.state in ('reserved', 'valid')) + plan.persons

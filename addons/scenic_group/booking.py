@@ -9,7 +9,9 @@ channel) with three things more, all in the booking's transaction:
   those net prices;
 - the allotment, an extra claim: `sold + n <= quota` on the partner's
   allotment of the slot, taken before the booking's own claims, then the
-  held places are handed to the booking (see partner.Allotment);
+  held places are handed to the booking (see partner.Allotment). Held
+  places count as booked on the slot for everyone but the partner: its
+  plan step leaves the slot's free places to that claim (`plan_booking`);
 - idempotency by `partner_order_id` (the booking's Idempotency-Key on the
   partner's channel): the same id and body return the same order, another
   body is refused.
@@ -136,6 +138,31 @@ def plan_prices(partner, contract, catalogue, request, date):
     return planned
 
 
+def _live_allotment(table, partner, slot_id):
+    "The partner's unreleased allotment of a slot, as a WHERE clause."
+    return ((table.partner == partner.id) & (table.slot == slot_id)
+        & (table.released == False))  # noqa: E712
+
+
+def holds_slot(partner, slot_id):
+    """Whether the partner's orders on a slot take its allotment's places
+    (claim_allotment decides how many), not the slot's general pool: for
+    the plan step's check, which reads only."""
+    table = Pool().get('scenic.group.allotment').__table__()
+    cursor = Transaction().connection.cursor()
+    cursor.execute(*table.select(table.id,
+            where=_live_allotment(table, partner, slot_id)))
+    return cursor.fetchone() is not None
+
+
+def plan_booking(partner, request, now, catalogue):
+    """The booking's plan step for a partner's request: the places its
+    allotment of the slot holds are free to it (reservation.plan_booking's
+    `held`)."""
+    return reservation.plan_booking(partner.channel, request, now=now,
+        catalogue=catalogue, held=holds_slot(partner, request.slot))
+
+
 def claim_allotment(partner, slot_id, persons):
     """Take `persons` from the partner's allotment of a slot and hand the
     held places to the booking; return the allotment id, or None when the
@@ -144,8 +171,7 @@ def claim_allotment(partner, slot_id, persons):
     table = pool.get('scenic.group.allotment').__table__()
     slot = pool.get('scenic.time_slot').__table__()
     cursor = Transaction().connection.cursor()
-    where = ((table.partner == partner.id) & (table.slot == slot_id)
-        & (table.released == False))  # noqa: E712
+    where = _live_allotment(table, partner, slot_id)
     cursor.execute(*table.update(
             [table.sold], [table.sold + persons],
             where=where & (table.sold + persons <= table.quota)))
@@ -247,8 +273,7 @@ def book(partner, request, partner_order_id, leader=None, now=None):
         raise PartnerError('no_contract',
             "You have no active contract for that date.", 'slot')
     planned = plan_prices(partner, contract, catalogue, request, slot.date)
-    plan = reservation.plan_booking(partner.channel, request, now=now,
-        catalogue=catalogue)
+    plan = plan_booking(partner, request, now, catalogue)
     price_plan(plan, contract, planned)
     allotment_id, day_id, held = claim_allotments(
         partner, contract, plan, plan.persons)

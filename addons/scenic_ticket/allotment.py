@@ -4,7 +4,10 @@ A partner (scenic_group) and a remote site (scenic_gate) both hold places
 this way: the held places count as booked on the slot, claimed with the
 slot's own conditional claim (`reservation._claim_slot`), so no other
 channel sells them; the holder's sales count in `sold`, and at the release
-time the unsold places (quota − sold) go back to the slot.
+time the unsold places (quota − sold) go back to the slot. The holder's
+own sales are not checked against the slot's free places (they are held
+for it): a partner's plan step passes `held` (reservation.plan_booking),
+a site's sale is written with `held` (reservation.write_booking).
 """
 from trytond.model import Index, fields
 from trytond.pyson import Eval

@@ -470,7 +470,7 @@ class BookingPlan:
         return sum(l['persons'] for l in self.lines)
 
 
-def plan_booking(channel, request, now=None, catalogue=None):
+def plan_booking(channel, request, now=None, catalogue=None, held=False):
     """Validate and price a booking request; return its BookingPlan.
 
     The plan step: the slot must exist and not have ended; each ticket type
@@ -480,6 +480,11 @@ def plan_booking(channel, request, now=None, catalogue=None):
     key vault) and raises BookingError naming the request field at fault.
     `channel` is the scenic.channel record the request came through (the
     box office and partners have theirs).
+
+    `held`: the booking's places come from places held for its seller on
+    the slot (a partner's allotment, whose own claim refuses beyond its
+    quota). Those count as booked on the slot for everyone but their
+    holder, so the slot's free places are not checked here.
     """
     now = now or now_utc()
     company = channel.company.id
@@ -552,7 +557,7 @@ def plan_booking(channel, request, now=None, catalogue=None):
         if ordered > maximum:
             raise BookingError('invalid_request', f"An order takes at most "
                 f"{maximum} persons on this channel.", 'items')
-        if ordered > slot.capacity - slot.booked:
+        if not held and ordered > slot.capacity - slot.booked:
             raise BookingError('sold_out', "Not enough places are left in "
                 "this time slot.", 'slot')
         quote = catalogue.quote(ttype, slot, channel.id)

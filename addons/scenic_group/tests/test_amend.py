@@ -165,6 +165,31 @@ class AmendTestCase(unittest.TestCase):
                 amend(order, line, add=[object()])
 
     @with_transaction()
+    def test_slot_wholly_allotted(self):
+        "A slot wholly allotted to the partner is booked and amended by it"
+        pool = Pool()
+        Allotment = pool.get('scenic.group.allotment')
+        company, partner, _, _, group, slot = self.setup_area(
+            free_sale=False)
+        with set_company(company):
+            allotment = Allotment.allot(partner, slot, 100,
+                release_at=dt.datetime(2099, 1, 1))
+            order = self.book(partner, slot, group, persons=20)
+            line, = order.lines
+            amend(order, line, persons=30)
+            self.assertEqual(Allotment(allotment.id).sold, 30)
+            self.assertEqual(self.state(order)['booked'], 100)
+            # enough deposit: the allotment is what refuses
+            pool.get('scenic.group.entry').record(
+                partner, 'deposit', D('-6000'))
+            before = self.state(order)
+            with self.assertRaisesRegex(Exception, 'allotment'), \
+                    savepoint():
+                amend(order, line, persons=110)
+            self.assertEqual(self.state(order), before)
+            self.assertEqual(Allotment(allotment.id).sold, 30)
+
+    @with_transaction()
     def test_refused_after_arrival_and_cutoff(self):
         "No amendment past the contract's cut-off or once the group came"
         pool = Pool()
