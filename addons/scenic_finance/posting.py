@@ -203,7 +203,9 @@ class Payment(metaclass=PoolMeta):
                 Index(t, (t.company, Index.Equality()),
                     (t.date, Index.Range()),
                     where=t.finance_batch == Null),
-                Index(t, (t.finance_batch, Index.Equality())),
+                # No index of finance_batch here: trytond makes one for
+                # Batch.payments (WHERE finance_batch IS NOT NULL), and a
+                # second one only cost every claimed payment a write.
                 Index(t, (t.provider_reference, Index.Equality())),
                 })
 
@@ -389,11 +391,25 @@ class Poster:
 
     def batch(self, kind):
         Batch = Pool().get('scenic.finance.batch')
+        if not self.batches:
+            self._lock_move_sequence()
         if kind not in self.batches:
             self.batches[kind], = Batch.create([{
                         'company': self.company.id, 'day': self.day.id,
                         'date': self.date, 'kind': kind, 'late': 0}])
         return self.batches[kind]
+
+    def _lock_move_sequence(self):
+        """Posting a move locks its period's strict sequence, and trytond
+        gets that lock by retrying the whole transaction: asked for before
+        the day's first rows are written, the retry costs nothing (else
+        the first day of every run wrote its tickets twice)."""
+        try:
+            period, _ = posting_period(self.company, self.date)
+        except PostingError:
+            return  # make_move raises it if the day has a move to post
+        if period.move_sequence_used:
+            period.move_sequence_used.lock()
 
     def make_move(self, batch, lines, late=0):
         pool = Pool()
