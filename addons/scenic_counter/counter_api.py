@@ -19,7 +19,8 @@ client. A cashier acts only on their own open shift.
     POST /<db>/scenic/counter/v1/refund     {"order", "approve"?}: back by
                                              the original method; approve
                                              (supervisors) lifts the
-                                             refund period
+                                             refund period and allows
+                                             used tickets
     GET  /<db>/scenic/counter/v1/statement  ?provider&date: a wallet's
                                              settlement file (supervisor)
     POST /<db>/scenic/counter/v1/pickup     {"id_number"} (today's orders

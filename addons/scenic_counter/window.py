@@ -449,7 +449,8 @@ def refund(session, order, now=None, approved=False):
     scenic_ticket's (reservation.cancel); the amount given back is what
     was paid, to the same method with the original trade number.
     ``approved``: a supervisor refunds outside the ticket type's refund
-    period (used tickets stay refused: their revenue is earned).
+    period, or an order whose tickets were used (finance reverses the
+    revenue they earned); a cashier alone is refused both.
     """
     pool = Pool()
     Payment = pool.get('sale.point.payment')
@@ -467,7 +468,9 @@ def refund(session, order, now=None, approved=False):
             ('amount', '>', 0),
             ])
     before = {p.id for p in order.payments if p.kind == 'refund'}
-    order = reservation.cancel(order.id, now=now, by_back_office=approved)
+    used = any(t.state == 'used' for t in order.tickets)
+    order = reservation.cancel(order.id, now=now, by_back_office=approved,
+        used_approved=approved)
     # this cancel's refunds (a late wallet trade's was given back before)
     refunds = [p for p in order.payments
         if p.kind == 'refund' and p.id not in before]
@@ -489,7 +492,8 @@ def refund(session, order, now=None, approved=False):
         pass
     Event.record('refund', session, order=order,
         amount=sum(p.amount for p in refunds), now=now,
-        note=gettext('scenic_counter.msg_refund_approved')
+        note=(gettext('scenic_counter.msg_refund_used_approved') if used
+            else gettext('scenic_counter.msg_refund_approved'))
         if approved else None)
     return order, results
 

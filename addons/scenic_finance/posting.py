@@ -50,6 +50,8 @@ RECOGNITION_KINDS = [
     ('entry', "Entry"),
     ('day', "Day of Validity"),
     ('expiry', "Expiry"),
+    # negative: a refund approved after use reverses what was earned
+    ('refund', "Refund After Use"),
     ]
 CHUNK = 1000
 
@@ -566,9 +568,11 @@ class Poster:
             return
         orders = payment.select(payment.order,
             where=payment.finance_batch == batch.id)
+        deferral = pool.get('scenic.finance.ticket').__table__()
+        earned_ids, reversed_, earned_vat = self._reverse_earned(
+            batch, ticket, deferral, orders)
         # The refunded tickets leave the deferral with what is left of
         # them: a partly earned card gives back only its unearned part.
-        deferral = pool.get('scenic.finance.ticket').__table__()
         self.cursor.execute(*deferral.update(
                 [deferral.state, deferral.refund],
                 ['refunded', batch.id],
@@ -579,20 +583,66 @@ class Poster:
         lines = _Lines()
         money, late = self._money_lines(lines, batch, payment, -1)
         # The VAT of the part given back is reversed; that of what was
-        # used stays due.
+        # used stays due (unless all of it is given back, below).
         self.cursor.execute(*deferral.select(
                 deferral.net, deferral.earned, deferral.vat,
                 where=deferral.refund == batch.id))
-        left = vat = Decimal(0)
+        left, vat = Decimal(0), earned_vat
         for net, earned, ticket_vat in self.cursor.fetchall():
             net, earned, ticket_vat = map(_money, (net, earned, ticket_vat))
             left += net - earned
             vat += (ticket_vat * (net - earned) / net).quantize(
                 CENT, ROUND_HALF_UP) if net else ticket_vat
+        # Marked refunded after the read above: their VAT counts whole.
+        for chunk in _chunks(earned_ids):
+            self.cursor.execute(*deferral.update(
+                    [deferral.state, deferral.refund], ['refunded', batch.id],
+                    where=deferral.id.in_(chunk)))
         self._deferral_lines(lines, left, vat)
+        revenue = Decimal(0)
+        tax = self.rule.tax if earned_vat else None
+        for account, amount in reversed_.items():
+            lines.add(account, amount,
+                tax=(tax.id, 'base', -amount) if tax else None)
+            revenue += amount
         # Kept (a refund fee) or given back beyond the deferral.
-        lines.add(self.rule.other_revenue_account, money - left - vat)
+        lines.add(self.rule.other_revenue_account,
+            money - left - vat - revenue)
         self.make_move(batch, lines, late)
+
+    def _reverse_earned(self, batch, ticket, deferral, orders):
+        """Tickets refunded after their revenue was earned in full (used
+        tickets, a supervisor approving): a negative recognition row
+        reverses that revenue, and their VAT goes back with the money.
+        Return their deferrals' ids, the debits per revenue account and
+        their VAT."""
+        pool = Pool()
+        ttype = pool.get('scenic.ticket.type').__table__()
+        recognition = pool.get('scenic.finance.recognition').__table__()
+        self.cursor.execute(*deferral.join(ticket,
+                condition=deferral.ticket == ticket.id).join(ttype,
+                condition=ticket.ticket_type == ttype.id).select(
+                deferral.id, ticket.id, ttype.category, deferral.earned,
+                deferral.vat,
+                where=(deferral.state == 'closed')
+                & (ticket.state == 'revoked')
+                & ticket.order.in_(orders)))
+        rows = self.cursor.fetchall()
+        debits = defaultdict(Decimal)
+        vat = Decimal(0)
+        for chunk in _chunks(rows):
+            self.cursor.execute(*recognition.insert(
+                    [recognition.company, recognition.batch,
+                        recognition.ticket, recognition.date,
+                        recognition.kind, recognition.amount,
+                        recognition.create_uid, recognition.create_date],
+                    [[self.company.id, batch.id, t, self.date, 'refund',
+                            -_money(earned), self.user, self.now]
+                        for _, t, _, earned, _ in chunk]))
+        for _, _, category, earned, ticket_vat in rows:
+            debits[self.rule.revenue_account_for(category)] += _money(earned)
+            vat += _money(ticket_vat)
+        return [r[0] for r in rows], debits, vat
 
     def recognition(self):
         pool = Pool()

@@ -183,13 +183,16 @@ class Day(CompanyMixin, Workflow, ModelSQL, ModelView):
                 values = row(channel, ttype=ttype)
                 values[field] += count
                 values['vat'] += sign * _money(vat)
-        if 'recognition' in batches:
+        # A refund after use reverses revenue in the refunds' batch.
+        earning = [batches[k] for k in ['recognition', 'refunds']
+            if k in batches]
+        if earning:
             cursor.execute(*recognition.join(ticket,
                     condition=recognition.ticket == ticket.id).join(order,
                     condition=ticket.order == order.id).select(
                     order.channel, ticket.ticket_type, recognition.kind,
                     Count(Literal(1)), Sum(recognition.amount),
-                    where=recognition.batch == batches['recognition'],
+                    where=recognition.batch.in_(earning),
                     group_by=[order.channel, ticket.ticket_type,
                         recognition.kind]))
             for channel, ttype, kind, count, amount in cursor.fetchall():

@@ -39,13 +39,18 @@ ORDER_STATES = [
     ('refunded', "Refunded"),
     ('expired', "Expired"),
     ]
+# Orders whose refund needs a supervisor's approval: a ticket was used.
+USED_ORDER_STATES = frozenset({'partly_used', 'used'})
 ORDER_TRANSITIONS = {
     # A hold is paid, cancelled by the visitor, or expires unpaid.
     ('reserved', 'paid'),
     ('reserved', 'cancelled'),
     ('reserved', 'expired'),
-    # A paid order is refunded while no ticket is used.
+    # A paid order is refunded; once a ticket is used, only with a
+    # supervisor's approval (reservation.cancel checks it).
     ('paid', 'refunded'),
+    ('partly_used', 'refunded'),
+    ('used', 'refunded'),
     # The gates admit its tickets.
     ('paid', 'partly_used'),
     ('paid', 'used'),
@@ -71,6 +76,7 @@ TICKET_TRANSITIONS = {
     ('reserved', 'cancelled'),  # its hold is cancelled or expires
     ('valid', 'used'),  # a gate admitted it
     ('valid', 'revoked'),  # its order is refunded
+    ('used', 'revoked'),  # refunded after use, a supervisor approving
     ('valid', 'expired'),  # its validity ended unused
     }
 
@@ -131,7 +137,8 @@ class Order(CompanyMixin, StateMachine, ModelSQL, ModelView):
                 'cancel': {
                     'invisible': ~Eval('state').in_(sorted(
                             set(cls.sources('cancelled'))
-                            | set(cls.sources('refunded')))),
+                            | (set(cls.sources('refunded'))
+                                - USED_ORDER_STATES))),
                     'depends': ['state'],
                     },
                 })

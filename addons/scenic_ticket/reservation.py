@@ -917,10 +917,13 @@ def _close_order(order_id, state, now):
         [table.closed_at], [naive(now)])
 
 
-def cancel(order_id, now=None, by_back_office=False):
+def cancel(order_id, now=None, by_back_office=False, used_approved=False):
     """Cancel a hold, or refund a paid order as its ticket types allow.
 
     Seats and per-ID counts come back; paid tickets' codes are revoked.
+    `used_approved`: a supervisor approved refunding an order whose
+    tickets were used (the caller checks who approves); without it such
+    an order is refused.
     """
     pool = Pool()
     Order = pool.get('scenic.order')
@@ -931,9 +934,11 @@ def cancel(order_id, now=None, by_back_office=False):
         release_order(order, 'cancelled', now)
         _close_order(order.id, 'cancelled', now)
     elif order.state in PAID_STATES:
+        used = any(t.state == 'used' for t in order.tickets)
         if (not Order.may_enter(order.state, 'refunded')
                 or not all(Ticket.may_enter(t.state, 'revoked')
-                    for t in order.tickets)):
+                    for t in order.tickets)
+                or (used and not used_approved)):
             raise BookingError('not_cancellable',
                 "Tickets of this order have been used: it cannot be "
                 "refunded.")

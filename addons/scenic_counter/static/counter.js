@@ -10,7 +10,7 @@
 //   F6      a wallet's statement         + phone)                Esc  clear
 //           (supervisors)            F7 refund an order (by its method;
 //                                       a supervisor may approve one
-//                                       past the refund period)
+//                                       past the refund period or used)
 // One adult ticket: 1, [ID read], Enter, Enter = 3 keystrokes + the read.
 'use strict';
 (function () {
@@ -23,7 +23,7 @@
       tendered: '实收', change: '找零', idcard: '请刷身份证',
       sold: '已售', receipt: '小票', printed: '已打印', close: '交班',
       counted: '清点', expected: '应有', difference: '差额',
-      statement: '下载对账单', date: '日期', provider: '支付机构', pickup: '取票', refund: '退款', approve: '主管批准（超出退款期限）', refunded: '已退款', reference: '订单号', phone: '手机号', picked: '已取订单', empty: '空', lang: 'English', method: '付款方式',
+      statement: '下载对账单', date: '日期', provider: '支付机构', pickup: '取票', refund: '退款', approve: '主管批准（超出退款期限或门票已使用）', refunded: '已退款', reference: '订单号', phone: '手机号', picked: '已取订单', empty: '空', lang: 'English', method: '付款方式',
       trade: '交易号', paycode: '扫付款码', pending: '待主管审批', closed: '已交班',
       keys: '1-9 选票种 · Enter 收款 · F2 X报表 · F4 交班 · F6 对账单 · F7 退款 · F8 钱箱 · F9 取票 · Esc 清空'},
     en: {login: 'Log in', user: 'User', password: 'Password',
@@ -33,7 +33,7 @@
       change: 'Change', idcard: 'Read the ID card', sold: 'Sold',
       receipt: 'Receipt', printed: 'Printed', close: 'Close shift',
       counted: 'Counted', expected: 'Expected', difference: 'Difference',
-      statement: 'Download statement', date: 'Date', provider: 'Wallet', pickup: 'Pickup', refund: 'Refund', approve: 'Supervisor approves (past the refund period)', refunded: 'Refunded', reference: 'Order reference', phone: 'Phone', picked: 'Orders picked up', empty: 'empty', lang: '中文', method: 'Method',
+      statement: 'Download statement', date: 'Date', provider: 'Wallet', pickup: 'Pickup', refund: 'Refund', approve: 'Supervisor approves (past the refund period or tickets used)', refunded: 'Refunded', reference: 'Order reference', phone: 'Phone', picked: 'Orders picked up', empty: 'empty', lang: '中文', method: 'Method',
       trade: 'Trade number', paycode: 'Scan payment code', pending: 'Awaiting supervisor',
       closed: 'Shift closed',
       keys: '1-9 type · Enter pay · F2 X report · F4 close · F6 statement · F7 refund · F8 drawer · F9 pickup · Esc clear'},

@@ -432,4 +432,65 @@ class ScenicCounterTestCase(CompanyTestMixin, ModuleTestCase):
             self.assertTrue(event.note)
 
 
+    @with_transaction()
+    def test_used_ticket_refund_needs_supervisor(self):
+        "A used ticket's refund: a cashier is refused, approving or not; "
+        "a supervisor's approval gives the money back by the original "
+        "method and trade number, revokes the ticket for the gates, audited"
+        from scenic_gate import sync
+        from scenic_ticket.reservation import mark_orders_used
+        from scenic_ticket.workflow import sql_transition
+        from trytond.i18n import gettext
+        from .. import window
+        pool = Pool()
+        Order = pool.get('scenic.order')
+        Ticket = pool.get('scenic.ticket')
+        Event = pool.get('scenic.counter.event')
+        w = build_windows()
+        with set_company(w.company):
+            with Transaction().set_user(w.cashier.id):
+                session = self.open_shift(w)
+                order = Order(sell(w, session, adults(23),
+                        method=w.unionpay,
+                        trade_number='UP20261204000456')['order_id'])
+                ticket, = order.tickets
+                table = Ticket.__table__()
+                # the gates' path: the ticket admitted, its order used
+                sql_transition(Ticket, table, 'used', table.id == ticket.id)
+                mark_orders_used([order.id])
+                self.assertEqual(Order(order.id).state, 'used')
+                late = w.slot.aware(w.slot.start_time) + dt.timedelta(
+                    hours=1)
+                with self.assertRaises(BookingError) as refused, \
+                        savepoint():
+                    window.refund(session, Order(order.id), now=late)
+                self.assertEqual(refused.exception.code, 'not_cancellable')
+                self.assertIn("used", refused.exception.message)
+                with self.assertRaises(ShiftAccessError), savepoint():
+                    window.refund(session, Order(order.id), now=late,
+                        approved=True)
+                self.assertEqual(Ticket(ticket.id).state, 'used')
+            # the sao button (back office, no approval) refuses it too
+            with self.assertRaises(BookingError), savepoint():
+                Order.cancel([Order(order.id)])
+            with Transaction().set_user(w.supervisor.id):
+                order, (refund,) = window.refund(session, Order(order.id),
+                    now=late, approved=True)
+            self.assertEqual(order.state, 'refunded')
+            self.assertEqual((refund.method, refund.amount,
+                    refund.trade_number),
+                (w.unionpay, Decimal(-100), 'UP20261204000456'))
+            self.assertEqual(refund.original_payment.amount, Decimal(100))
+            ticket = Ticket(ticket.id)
+            self.assertEqual(ticket.state, 'revoked')
+            self.assertIsNotNone(ticket.revoked_at)
+            event, = Event.search([('kind', '=', 'refund')])
+            self.assertEqual(event.user, w.supervisor)
+            self.assertEqual(event.note,
+                gettext('scenic_counter.msg_refund_used_approved'))
+            answer = sync.snapshot(w.company, None,
+                Transaction().database.name, now=late)
+            self.assertIn(ticket.id, [r['ticket'] for r in answer['revoked']])
+
+
 del ModuleTestCase

@@ -287,4 +287,61 @@ class ScenicFinanceCounterTestCase(CompanyTestMixin, ModuleTestCase):
                 {account: D(0), '2203': D(0), '5051': D(0)})
 
 
+    @with_transaction()
+    def test_used_ticket_refund_reverses_revenue(self):
+        "A used ticket refunded with a supervisor's approval: its earned "
+        "revenue and VAT are reversed (not 2203), the days balanced"
+        from scenic_ticket import reservation
+        from scenic_ticket.errors import BookingError
+        pool = Pool()
+        Order = pool.get('scenic.order')
+        Day = pool.get('scenic.finance.day')
+        Recognition = pool.get('scenic.finance.recognition')
+        f = finance_area()
+        codes = ['2203', '5001', '5051', '22210101']
+        with set_company(f.company):
+            # 106 = 100 net + 6 VAT each
+            earlier, (first,) = f.history.sell(f.types['adult'], '106',
+                at(3, 1, 9))
+            same_day, (second,) = f.history.sell(f.types['adult'], '106',
+                at(3, 1, 9))
+            f.history.enter([first], at(3, 1, 10))
+            post(f.company, day(3, 1))
+            account = f.rule.method_account('simulated').code
+            self.assertEqual(balances(f.company, [account] + codes), {
+                    account: D(-212), '2203': D(100), '5001': D(100),
+                    '5051': D(0), '22210101': D(12)})
+
+            # earned on day 1, refunded on day 2; the other used and
+            # refunded on day 2, before the day is posted
+            f.history.enter([second], at(3, 2, 9))
+            with self.assertRaises(BookingError) as refused:
+                reservation.cancel(earlier, now=at(3, 2, 10),
+                    by_back_office=True)
+            self.assertEqual(refused.exception.code, 'not_cancellable')
+            self.assertEqual(Order(earlier).state, 'used')
+            for order_id in [earlier, same_day]:
+                order = reservation.cancel(order_id, now=at(3, 2, 10),
+                    by_back_office=True, used_approved=True)
+                self.assertEqual(order.state, 'refunded')
+                self.assertEqual([t.state for t in order.tickets],
+                    ['revoked'])
+                refund, = [p for p in order.payments if p.kind == 'refund']
+                self.assertEqual(refund.amount, D(106))
+            post(f.company, day(3, 2))
+            self.assertEqual(balances(f.company, [account] + codes), {
+                    account: D(0), '2203': D(0), '5001': D(0),
+                    '5051': D(0), '22210101': D(0)})
+            reversals = Recognition.search([('kind', '=', 'refund')])
+            self.assertEqual(sorted((r.ticket.id, r.amount)
+                    for r in reversals),
+                [(first, D(-100)), (second, D(-100))])
+            second_day, = Day.search([('date', '=', day(3, 2))])
+            # earned 100 (the second's entry), reversed 200
+            self.assertEqual(second_day.revenue, D(-100))
+            for move in pool.get('account.move').search([]):
+                self.assertEqual(sum(l.debit for l in move.lines),
+                    sum(l.credit for l in move.lines))
+
+
 del ModuleTestCase

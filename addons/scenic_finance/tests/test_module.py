@@ -630,12 +630,14 @@ class ScenicFinanceTestCase(CompanyTestMixin, ModuleTestCase):
                     elif action in {'use', 'refund'} and tickets:
                         order, ticket = tickets[pick % len(tickets)]
                         record = Ticket(ticket)
-                        if record.state == 'valid' and (
-                                record.valid_until > naive(when)):
-                            if action == 'use':
-                                h.enter([ticket], when)
-                            else:
-                                h.refund(order, [ticket], when)
+                        if record.valid_until <= naive(when):
+                            pass
+                        elif action == 'use' and record.state == 'valid':
+                            h.enter([ticket], when)
+                        elif action == 'refund' and record.state in {
+                                'valid', 'used'}:
+                            # a used one: a supervisor approving
+                            h.refund(order, [ticket], when)
                     else:
                         date += dt.timedelta(1)
                         post(f.company, date - dt.timedelta(1))
