@@ -126,10 +126,12 @@ def write_config(tmpdir, uri):
     return _measure.write_config(tmpdir, uri, PII_KEY)
 
 
-def initialise(uri, conf, tmpdir):
-    "Create and fill database `rush` unless it already holds the demo."
+def initialise(uri, conf, tmpdir, timeout=None):
+    """Create and fill database `rush` unless it already holds the demo;
+    `timeout` (s) for each set-up step instead of the defaults."""
     _measure.initialise(uri, conf, tmpdir, DATABASE, log,
-        timeout_admin=TIMEOUT_ADMIN, timeout_demo=TIMEOUT_LOAD_DEMO)
+        timeout_admin=timeout or TIMEOUT_ADMIN,
+        timeout_demo=timeout or TIMEOUT_LOAD_DEMO)
 
 
 # --server: what the HTTP server serves. `engine` (default): the booking
@@ -1162,6 +1164,10 @@ def parse_args(argv):
     parser.add_argument('--profile', metavar='DIR',
         help="profile each run: py-spy on the workers (if installed) and "
         "pg_stat_statements; breakdowns in the JSON lines, details in DIR")
+    parser.add_argument('--setup-timeout', type=int, metavar='SECONDS',
+        help="time allowed to trytond-admin --all and to load_demo.py each "
+        f"(default {TIMEOUT_ADMIN} and {TIMEOUT_LOAD_DEMO} s; on a machine "
+        "shared with other jobs the demo's set-up may need more)")
     parser.add_argument('--seed', type=int, default=1)
     args = parser.parse_args(argv)
     try:
@@ -1213,7 +1219,7 @@ def main(argv=None):
             pg = {'cluster': 'throwaway', **{k: args.pg_settings[k]
                     for k in sorted(args.pg_settings)}}
         conf = write_config(tmpdir, uri)
-        initialise(uri, conf, tmpdir)
+        initialise(uri, conf, tmpdir, args.setup_timeout)
         setup_s = time.monotonic() - started
         warm_day = last_demo_day(uri)
         days = fresh_days(uri, len(args.clients), exclude={warm_day})

@@ -8,7 +8,7 @@ that what they read before is stale.
 import contextvars
 import datetime as dt
 
-from sql import For, Table
+from sql import Flavor, For, Table
 
 from trytond import backend
 from trytond.transaction import Transaction
@@ -133,6 +133,36 @@ class _For(For):
 
     def __str__(self):
         return super().__str__() + (' SKIP LOCKED' if self.skip_locked else '')
+
+
+class _Mark:
+    "A named parameter of a statement rendered once (`rendered`)."
+    __slots__ = ('name',)
+
+    def __init__(self, name):
+        self.name = name
+
+
+_rendered = {}
+
+
+def rendered(key, build, **values):
+    """(SQL, parameters) of the python-sql query `build(**marks)` for
+    `values`, built once per key and backend and then only filled in:
+    building queries was a third of the booking engine's Python time
+    (bench/README.md, "The booking engine"). The query's text must depend
+    on `key` only; `build` may use the marks only as values (no arithmetic
+    on them in Python)."""
+    flavor = Flavor.get()
+    cache_key = (key, backend.name, flavor.paramstyle)
+    entry = _rendered.get(cache_key)
+    if entry is None:
+        text, params = tuple(build(**{n: _Mark(n) for n in values}))
+        entry = text, tuple((p.name, None) if isinstance(p, _Mark)
+            else (None, p) for p in params)
+        _rendered[cache_key] = entry
+    text, params = entry
+    return text, tuple(values[n] if n is not None else p for n, p in params)
 
 
 def lock(query, skip_locked=False):

@@ -26,6 +26,7 @@ import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
+from types import SimpleNamespace
 
 from sql import Conflict
 from sql.aggregate import Count, Sum
@@ -40,7 +41,7 @@ from trytond.pool import Pool
 
 from .catalogue import Catalogue
 from .dbtools import cursor as db_cursor
-from .dbtools import forget, insert, lock, naive, now_utc
+from .dbtools import forget, insert, lock, naive, now_utc, rendered
 from .dbtools import table as sql_table
 from .dbtools import user as db_user
 from .errors import BookingError
@@ -145,8 +146,7 @@ def stripe_shares(maximum):
 
 def _share(table, maximum):
     "stripe_shares(maximum)[stripe] as an SQL expression."
-    base, extra = divmod(maximum, DAILY_STRIPES)
-    return Case((table.stripe < extra, base + 1), else_=base)
+    return _share_of(table, SimpleNamespace(**_share_values(maximum)))
 
 
 def _add_stripes(company, date, scope, zone, maximum, booked=()):
@@ -183,32 +183,51 @@ def spread_daily(company, date, scope, zone, booked, maximum):
     _add_stripes(company, date, scope, zone, maximum, booked=counts)
 
 
+def _share_of(table, p):
+    "_share with its numbers as parameters p.base, p.extra (_share_values)."
+    return Case((table.stripe < p.extra, p.over), else_=p.base)
+
+
+def _share_values(maximum):
+    base, extra = divmod(maximum, DAILY_STRIPES)
+    return {'base': base, 'over': base + 1, 'extra': extra}
+
+
 def _stripe_day(table, company, date, scope):
     return ((table.company == company) & (table.date == date)
         & (table.scope == scope))
 
 
-def _update_free_stripe(company, date, scope, start, condition, values):
+def _update_free_stripe(company, date, scope, start, shape, condition,
+        values, params):
     """Update the first stripe from `start` on (wrapping) that meets
     `condition` and no other transaction holds; return whether one was.
+
+    `condition(table, p)` and `values` ({column: f(table, p)}) read their
+    numbers from p, `params` on a namespace; `shape` names them: the
+    statement is built once per shape (dbtools.rendered).
 
     It never waits for a lock, so it holds at most the row it updated and
     never waits while holding one: the lock order stays deadlock-free (a
     conditional UPDATE that waits and then finds its row changed keeps the
     row locked under READ COMMITTED)."""
-    table = sql_table('scenic.daily_load.stripe')
-    free = sql_table('scenic.daily_load.stripe')
-    first = start % DAILY_STRIPES
-    query = free.select(free.id,
-        where=_stripe_day(free, company, date, scope) & condition(free),
-        order_by=[((free.stripe + (DAILY_STRIPES - first))
-                % DAILY_STRIPES).asc],
-        limit=1)
-    cursor = db_cursor()
-    cursor.execute(*table.update(
+    def build(**marks):
+        p = SimpleNamespace(**marks)
+        table = sql_table('scenic.daily_load.stripe')
+        free = sql_table('scenic.daily_load.stripe')
+        query = free.select(free.id,
+            where=_stripe_day(free, p.company, p.date, p.scope)
+            & condition(free, p),
+            order_by=[((free.stripe + p.offset) % DAILY_STRIPES).asc],
+            limit=1)
+        return table.update(
             [getattr(table, c) for c in values],
-            [v(table) for v in values.values()],
-            where=table.id == lock(query, skip_locked=True)))
+            [v(table, p) for v in values.values()],
+            where=table.id == lock(query, skip_locked=True))
+    cursor = db_cursor()
+    cursor.execute(*rendered(('free_stripe', shape), build,
+            company=company, date=date, scope=scope,
+            offset=DAILY_STRIPES - start % DAILY_STRIPES, **params))
     return cursor.rowcount == 1
 
 
@@ -233,7 +252,7 @@ def _add_to_stripe(stripe_id, count, maximum=None):
             where=table.id == stripe_id))
 
 
-def _wait_stripe(company, date, scope, stripe, condition, values):
+def _wait_stripe(company, date, scope, stripe, condition, values, params):
     """Update one stripe if it meets `condition`, waiting for its holder.
 
     In a savepoint on PostgreSQL: a conditional UPDATE that waited and then
@@ -245,11 +264,12 @@ def _wait_stripe(company, date, scope, stripe, condition, values):
     savepoint = backend.name == 'postgresql'
     if savepoint:
         cursor.execute('SAVEPOINT scenic_daily_stripe')
+    p = SimpleNamespace(**params)
     cursor.execute(*table.update(
             [getattr(table, c) for c in values],
-            [v(table) for v in values.values()],
+            [v(table, p) for v in values.values()],
             where=_stripe_day(table, company, date, scope)
-            & (table.stripe == stripe) & condition(table)))
+            & (table.stripe == stripe) & condition(table, p)))
     done = cursor.rowcount == 1
     if savepoint:
         cursor.execute('RELEASE SAVEPOINT scenic_daily_stripe' if done
@@ -283,30 +303,33 @@ def _claim_daily(company, date, scope, zone, persons, maximum,
     when none has room alone (a group near the day's end), the stripes are
     locked in stripe order and the persons split over them. It refuses
     only when the stripes together have no room."""
-    def room(table):
-        return table.booked + persons <= _share(table, maximum)
+    def room(table, p):
+        return table.booked + p.persons <= _share_of(table, p)
 
-    def anyone(table):
+    def anyone(table, p):
         return table.stripe >= 0
     condition = anyone if force else room
     values = {
-        'booked': lambda t: t.booked + persons,
-        'maximum': lambda t: _share(t, maximum),
+        'booked': lambda t, p: t.booked + p.persons,
+        'maximum': _share_of,
         }
-    if _update_free_stripe(company, date, scope, start, condition, values):
+    params = dict(_share_values(maximum), persons=persons)
+    shape = 'claim_forced' if force else 'claim'
+    if _update_free_stripe(company, date, scope, start, shape, condition,
+            values, params):
         return True
     booked = _stripe_counts(company, date, scope)
     if not booked:
         _add_stripes(company, date, scope, zone, maximum)
-        if _update_free_stripe(
-                company, date, scope, start, condition, values):
+        if _update_free_stripe(company, date, scope, start, shape,
+                condition, values, params):
             return True
         booked = _stripe_counts(company, date, scope)
     shares = stripe_shares(maximum)
     for stripe in _rotation(start):
         if ((force or shares[stripe] - booked.get(stripe, 0) >= persons)
-                and _wait_stripe(
-                    company, date, scope, stripe, condition, values)):
+                and _wait_stripe(company, date, scope, stripe, condition,
+                    values, params)):
             return True
     stripes = _lock_stripes(company, date, scope)
     order = {s: i for i, s in enumerate(_rotation(start))}
@@ -328,15 +351,17 @@ def _release_daily(company, date, scope, persons, start=0):
     no other booking holds first), else from several, locked in stripe
     order (the stripes' sum is what counts: it stays equal to the live
     tickets)."""
-    def holds(table):
-        return table.booked >= persons
-    values = {'booked': lambda t: t.booked - persons}
-    if _update_free_stripe(company, date, scope, start, holds, values):
+    def holds(table, p):
+        return table.booked >= p.persons
+    values = {'booked': lambda t, p: t.booked - p.persons}
+    params = {'persons': persons}
+    if _update_free_stripe(company, date, scope, start, 'release', holds,
+            values, params):
         return
     booked = _stripe_counts(company, date, scope)
     for stripe in _rotation(start):
         if (booked.get(stripe, 0) >= persons and _wait_stripe(
-                    company, date, scope, stripe, holds, values)):
+                    company, date, scope, stripe, holds, values, params)):
             return
     stripes = _lock_stripes(company, date, scope)
     left = persons

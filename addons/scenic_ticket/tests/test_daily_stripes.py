@@ -87,6 +87,27 @@ class DailyStripesTestCase(routes.AreaRouteTestCase):
                 ('area', 10, 10))
             transaction.rollback()
 
+    def test_rendered_statement_same_as_built(self):
+        """A statement rendered once and filled with other values is the
+        statement built for those values (the claim's hot path)"""
+        from ..dbtools import rendered, table
+
+        def build(company, date, persons, maximum):
+            stripe = table('scenic.daily_load.stripe')
+            return stripe.update([stripe.booked],
+                [stripe.booked + persons],
+                where=(stripe.company == company) & (stripe.date == date)
+                & (stripe.booked + persons <= maximum)
+                & (stripe.stripe < 16))
+        with Transaction().start(DB_NAME, 0):
+            for values in [
+                    dict(company=1, date=self.day(), persons=3, maximum=7),
+                    dict(company=2, date=self.day(), persons=1, maximum=9),
+                    ]:
+                self.assertEqual(
+                    rendered('test_rendered', build, **values),
+                    tuple(build(**values)))
+
     def test_forced_claim_and_scopes(self):
         """A sale made elsewhere (force) is counted past the maximum; each
         scope has its own stripes"""
