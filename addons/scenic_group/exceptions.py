@@ -24,3 +24,11 @@ class GroupOrderError(UserError):
 
 class InvoiceError(UserError):
     pass
+
+
+class DepositError(UserError):
+    pass
+
+
+class LedgerAccountError(UserError):
+    pass
