@@ -187,7 +187,7 @@ def check_confirmation(partner, contract, order, amount, override=False):
                         _scenic_partner_locked=True):
                     party = Pool().get('party.party')(partner.party.id)
                     party.check_credit_limit(amount, partner.company,
-                        origin=str(order))
+                        origin=order)
                 return
             # Back office: a warning a supervisor may skip.
             Warning = Pool().get('res.user.warning')
@@ -215,7 +215,10 @@ def _post_move(partner, entry, date, lines, description):
         period = Period.find(company, date=date)
         move = Move(company=company, period=period, journal=rule.journal,
             date=date, origin=entry, description=description,
-            lines=[dict(l, party=partner.party.id) for l in lines])
+            lines=[dict(l, account=l['account'].id,
+                    party=(partner.party.id if l['account'].party_required
+                        else None))
+                for l in lines])
         move.save()
         Move.post([move])
     return move
@@ -237,8 +240,8 @@ def move_deposit(partner, entry, amount, date=None):
     deposit = ledger_account(company, DEPOSIT_ACCOUNT)
     debit, credit = (amount, 0) if amount > 0 else (0, -amount)
     return _post_move(partner, entry, date or _area_today(company), [
-            {'account': deposit.id, 'debit': debit, 'credit': credit},
-            {'account': receivable.id, 'debit': credit, 'credit': debit},
+            {'account': deposit, 'debit': debit, 'credit': credit},
+            {'account': receivable, 'debit': credit, 'credit': debit},
             ], entry.description)
 
 
@@ -262,8 +265,8 @@ def top_up_deposit(partner, amount, account, date=None, description=None):
     entry = Entry.record(partner, 'deposit', -amount, date=date,
         description=description or gettext('scenic_group.msg_deposit_top_up'))
     _post_move(partner, entry, date, [
-            {'account': account.id, 'debit': amount, 'credit': 0},
-            {'account': deposit.id, 'debit': 0, 'credit': amount},
+            {'account': account, 'debit': amount, 'credit': 0},
+            {'account': deposit, 'debit': 0, 'credit': amount},
             ], entry.description)
     return entry
 

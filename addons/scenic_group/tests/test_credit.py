@@ -143,6 +143,15 @@ class PartnerCreditTestCase(unittest.TestCase):
             self.assertEqual(money.balance(partner), D('-700'))
             # The statement's entries agree with the ledger.
             self.assertEqual(Entry.balance(partner), D('-700'))
+            # The month's invoice: what the deposit paid is not to pay again.
+            from ..invoice import invoice_month, setup_invoicing
+            setup_invoicing(company)
+            invoice = invoice_month(partner, slot.date.year, slot.date.month)
+            self.assertEqual(invoice.state in ('posted', 'paid'), True)
+            self.assertEqual(sorted(l.amount for l in invoice.lines),
+                [D('-600'), D('-300'), D('300'), D('600')])
+            self.assertEqual(invoice.total_amount, D(0))
+            self.assertEqual(money.balance(partner), D('-700'))
             moves = [l.move for l in pool.get('account.move.line').search(
                     [('account', '=', deposit.id)])]
             self.assertTrue(all(m.state == 'posted' and m.origin
