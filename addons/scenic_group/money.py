@@ -136,7 +136,7 @@ def ledger_account(company, code):
             ('company', '=', company.id), ('code', '=', code)], limit=1)
     if not accounts:
         raise LedgerAccountError(gettext(
-            'scenic_group.msg_ledger_account_missing',
+                'scenic_group.msg_ledger_account_missing',
                 code=code, company=company.rec_name))
     return accounts[0]
 
