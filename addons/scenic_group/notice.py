@@ -312,12 +312,12 @@ class Order(metaclass=PoolMeta):
         # and the partner API's cancel: the release updates the slot's,
         # the day's and the allotment's counters that every partner order
         # of the day updates too, and under trytond's REPEATABLE READ a
-        # click during a rush failed with a serialization error.
-        from scenic_ticket.dbtools import use_read_committed
-        with Transaction().new_transaction() as transaction:
-            use_read_committed()
-            cls._cancel_partner_orders(ids)
-            transaction.commit()
+        # click during a rush failed with a serialization error. Started
+        # again with the lock giving back a deposit asks for (its move's
+        # post number), which the dispatcher's retry would not give it.
+        from scenic_ticket.dbtools import read_committed_transaction
+        read_committed_transaction(
+            lambda: cls._cancel_partner_orders(ids))
 
     @classmethod
     def _cancel_partner_orders(cls, ids):

@@ -360,3 +360,26 @@ class PartnerCreditTestCase(unittest.TestCase):
                             ('state', '=', 'posted')])]
                 self.assertEqual(len(numbers), 1 + 5)
                 self.assertEqual(len(set(numbers)), len(numbers), numbers)
+
+        # The back office cancels one: giving back the deposit posts a move
+        # too, in Cancel's own READ COMMITTED transaction.
+        paid_deposit = [o for (p, o), (_, r) in zip(orders, results)
+            if p == deposit_id and r == 'paid']
+        with Transaction().start(DB_NAME, 0) as transaction:
+            with transaction.set_context(company=company_id):
+                Order = Pool().get('scenic.order')
+                Order.cancel([Order(paid_deposit[0])])
+        with Transaction().start(DB_NAME, 0, readonly=True) as transaction:
+            with transaction.set_context(company=company_id):
+                Partner = Pool().get('scenic.group.partner')
+                refunded = booking.refunded_on_account(paid_deposit[0])
+                self.assertGreater(refunded, 0)
+                self.assertEqual(money.deposit_balance(Partner(deposit_id)),
+                    D(500 - 90 * 5) + refunded)
+                Move = Pool().get('account.move')
+                numbers = [m.number for m in Move.search([
+                            ('company', '=', company_id),
+                            ('lines.party', '=',
+                                Partner(deposit_id).party.id),
+                            ('state', '=', 'posted')])]
+                self.assertEqual(len(set(numbers)), 1 + 5 + 1)
