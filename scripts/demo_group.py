@@ -6,7 +6,9 @@
   127.0.0.1:8200), a monthly contract at net prices and allotments of 50
   places on the 10:00 slots of the coming week;
 - two agencies: "Sunshine Travel" on credit (limit 20,000, billed for the
-  persons admitted) and "Blue Sky Tours" against a deposit of 10,000;
+  persons admitted) and "Blue Sky Tours" against a deposit of 10,000 (on
+  the ledger: 1002 → 220301, drawn down by its orders, so its party shows
+  the deposit left);
 - a month of group history for the three of them (booked and paid through
   the partner booking path at past times, mostly admitted, one no-show),
   and "ticket used" notices of the OTA's recent visits, which trytond-cron
@@ -56,7 +58,7 @@ def load_group_demo(database):
 
 
 def _load(company):
-    from scenic_group import booking
+    from scenic_group import booking, money
     from scenic_group.money import record_charge
     from scenic_group.notice import enqueue_used
     from scenic_group.tests.tools import create_partner
@@ -121,8 +123,15 @@ def _load(company):
 
     # A month of history, on past slots of their own.
     start = today - dt.timedelta(days=HISTORY_DAYS)
-    Entry.record(bluesky, 'deposit', Decimal('-10000'), date=start,
-        description="Deposit")
+    if money.on_ledger():
+        # On the ledger: the bank receives it, 220301 holds it for Blue Sky.
+        bank, = pool.get('account.account').search([
+                ('company', '=', company.id), ('code', '=', '1002')])
+        money.top_up_deposit(bluesky, Decimal('10000'), bank, date=start,
+            description="Deposit")
+    else:
+        Entry.record(bluesky, 'deposit', Decimal('-10000'), date=start,
+            description="Deposit")
     past = TimeSlot.create([{'company': company.id, 'date': day,
                 'start_time': dt.time(10, 0), 'end_time': dt.time(10, 30),
                 'capacity': 300}

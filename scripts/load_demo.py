@@ -420,7 +420,7 @@ def load(database, config_file):
     config.set_trytond(database=database, config_file=config_file)
     activate_modules(['scenic_ticket', 'scenic_gate', 'account', 'user_role',
             'scenic_group', 'scenic_finance', 'account_invoice',
-            'account_dunning'])
+            'account_dunning', 'account_credit_limit', 'account_deposit'])
 
     Company = Model.get('company.company')
     User = Model.get('res.user')

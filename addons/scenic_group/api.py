@@ -11,7 +11,7 @@ import re
 
 from scenic_common import partnersign
 
-from scenic_ticket import reservation, web
+from scenic_ticket import web
 from scenic_ticket.api import (
     PHONE_RE, _text, money, order_json, parse_amount, parse_booking,
     parse_date)
@@ -23,7 +23,7 @@ from trytond.transaction import Transaction
 
 from . import booking, notice
 from .booking import PartnerError
-from .money import record_charge
+from .money import record_charge, record_refund
 from .openapi import openapi_document
 
 PREFIX = '/<database_name>/scenic/partner/v1'
@@ -283,12 +283,7 @@ def post_pay(request, partner, partner_order_id):
 @endpoint('/orders/<partner_order_id>/cancel', ['POST'])
 def post_cancel(request, partner, partner_order_id):
     order = booking.get_order(partner, partner_order_id)
-    was_paid = order.state in reservation.PAID_STATES
-    total = order.total
-    order = booking.cancel(partner, order)
-    if was_paid:
-        Pool().get('scenic.group.entry').record(partner, 'refund', -total,
-            order=order, description=order.reference)
+    order = booking.cancel_and_record(partner, order.id)
     Transaction().commit()
     return json_response(partner_order_json(order))
 
@@ -310,8 +305,7 @@ def post_refund(request, partner, partner_order_id):
     before = sum(p.amount for p in order.payments if p.kind == 'refund')
     order, chosen = booking.partial_refund(partner, order, tickets)
     after = sum(p.amount for p in order.payments if p.kind == 'refund')
-    Pool().get('scenic.group.entry').record(partner, 'refund',
-        -(after - before), order=order, description=order.reference)
+    record_refund(partner, order, after - before)
     notice.enqueue(partner, order, 'refund_approved', {
             'tickets': sorted(t.id for t in chosen),
             'amount': money(after - before)})

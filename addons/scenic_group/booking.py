@@ -25,6 +25,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 from sql import Null
+from sql.aggregate import Sum
 
 from scenic_common import partnercode
 from scenic_ticket import reservation
@@ -506,6 +507,34 @@ def cancel(partner, order, by_back_office=False, now=None):
         order.id, now=now, by_back_office=by_back_office)
     set_finance_party(partner, order)
     give_back_allotments(order, allotted, day_allotted)
+    return order
+
+
+def refunded_on_account(order_id):
+    "What the partner's account got back for an order so far."
+    table = Pool().get('scenic.payment').__table__()
+    cursor = Transaction().connection.cursor()
+    cursor.execute(*table.select(Sum(table.amount),
+            where=(table.order == order_id) & (table.kind == 'refund')
+            & (table.provider == PARTNER_PROVIDER)))
+    return Decimal(str(cursor.fetchone()[0] or 0))
+
+
+def cancel_and_record(partner, order_id, by_back_office=False, now=None):
+    """Cancel a partner's hold or refund its paid order, and credit its
+    account with what the refund gave back: the one path of the partner
+    API and the back office. Locks the allotment, then the order, as
+    bookings do; the refund is read under the order's lock so a repeated
+    cancel credits nothing twice."""
+    order = Pool().get('scenic.order')(order_id)
+    lock_allotment(order)
+    order = reservation._lock_order(order_id)
+    before = refunded_on_account(order_id)
+    order = cancel(partner, order, by_back_office=by_back_office, now=now)
+    amount = refunded_on_account(order_id) - before
+    if amount:
+        from .money import record_refund
+        record_refund(partner, order, amount)
     return order
 
 

@@ -28,3 +28,11 @@ class InvoiceError(UserError):
 
 class AmendError(UserError):
     pass
+
+
+class DepositError(UserError):
+    pass
+
+
+class LedgerAccountError(UserError):
+    pass

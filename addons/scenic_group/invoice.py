@@ -17,18 +17,28 @@ the other way):
   once; the month's 1122 lines (finance's and the invoice's) are reconciled
   when they balance. Dunning (account_dunning) sees only the invoice's line
   to pay: finance's lines have no maturity date.
+- A partner buying against a deposit had its orders paid from it when
+  they were confirmed (money.move_deposit credited 1122): its invoice has a
+  negative 1122 line for what the deposit paid, so only the rest is to pay.
 - No tax lines: finance posts VAT when revenue is recognised.
+- Finance staff record the partner's payment with the invoice's "Partner
+  Payment" button (pay_invoice): Tryton's invoice payment, reconciled, and
+  shown on the statement.
 """
 import datetime as dt
 from decimal import Decimal
 
 from trytond.i18n import gettext
 from trytond.model import ModelView, fields
+from trytond.modules.currency.fields import Monetary
 from trytond.pool import Pool, PoolMeta
+from trytond.pyson import Eval
 from trytond.transaction import Transaction
-from trytond.wizard import Button, StateAction, StateView, Wizard
+from trytond.wizard import (
+    Button, StateAction, StateTransition, StateView, Wizard)
 
 from .exceptions import InvoiceError
+from .money import DEPOSIT_ACCOUNT, ledger_account, on_ledger
 from .statement import PartnerMonth, active_partner, month_bounds, statement
 
 INVOICED_ACCOUNT = '112201'
@@ -43,6 +53,22 @@ class Invoice(metaclass=PoolMeta):
     group_month = fields.Date(
         "Group Month", readonly=True,
         help="The first day of the month the partner's statement covers.")
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._buttons.update({
+                'group_pay': {
+                    'invisible': (~Eval('group_partner')
+                        | (Eval('state') != 'posted')),
+                    'depends': ['group_partner', 'state'],
+                    },
+                })
+
+    @classmethod
+    @ModelView.button_action('scenic_group.wizard_invoice_pay')
+    def group_pay(cls, invoices):
+        pass
 
 
 class InvoiceLine(metaclass=PoolMeta):
@@ -59,16 +85,6 @@ class InvoiceLine(metaclass=PoolMeta):
     @classmethod
     def _get_origin(cls):
         return super()._get_origin() + ['scenic.group.entry']
-
-
-def _account(company, code):
-    Account = Pool().get('account.account')
-    accounts = Account.search([
-            ('company', '=', company.id), ('code', '=', code)], limit=1)
-    if not accounts:
-        raise InvoiceError(gettext('scenic_group.msg_invoice_account_missing',
-                code=code, company=company.rec_name))
-    return accounts[0]
 
 
 def invoice_month(partner, year, month, post=True):
@@ -95,7 +111,7 @@ def invoice_month(partner, year, month, post=True):
         data = statement(partner, year, month)
         rule = Rule.for_company(company)
         receivable = rule.method_account('partner_credit')
-        invoiced = _account(company, INVOICED_ACCOUNT)
+        invoiced = ledger_account(company, INVOICED_ACCOUNT)
         lines = []
         for entry in data['entries']:
             if entry.kind in ('payment', 'deposit'):
@@ -109,6 +125,16 @@ def invoice_month(partner, year, month, post=True):
                         f"{data['kinds'][entry.kind]}: "
                         f"{entry.description or ''}").strip(),
                     'origin': str(entry),
+                    })
+        drawn = drawn_from_deposit(partner, data['entries'])
+        if drawn:
+            # Those orders were paid from the deposit (money.move_deposit
+            # credited 1122 already): only the rest is to pay.
+            lines.append({
+                    'type': 'line', 'account': receivable.id,
+                    'quantity': 1, 'unit_price': -drawn,
+                    'description': gettext(
+                        'scenic_group.msg_invoice_deposit_line'),
                     })
         if not lines:
             raise InvoiceError(gettext(
@@ -140,6 +166,24 @@ def invoice_month(partner, year, month, post=True):
                 Invoice.post([invoice])
             reconcile_month(invoice)
     return invoice
+
+
+def drawn_from_deposit(partner, entries):
+    "What the deposit paid for these entries' orders, net of refunds."
+    if not on_ledger():
+        return Decimal(0)
+    Line = Pool().get('account.move.line')
+    origins = [str(e) for e in entries if e.kind in ('charge', 'refund')]
+    if not origins:
+        return Decimal(0)
+    deposit = ledger_account(partner.company, DEPOSIT_ACCOUNT)
+    lines = Line.search([
+            ('account', '=', deposit.id),
+            ('party', '=', partner.party.id),
+            ('move.origin', 'in', origins),
+            ('move.state', '=', 'posted'),
+            ])
+    return sum((l.debit - l.credit for l in lines), Decimal(0))
 
 
 def reconcile_month(invoice):
@@ -176,7 +220,10 @@ def pay_invoice(invoice, amount, method, date=None):
     Entry = pool.get('scenic.group.entry')
     Line = pool.get('account.move.line')
     date = date or dt.date.today()
-    if amount <= 0 or amount > invoice.amount_to_pay:
+    if not invoice.group_partner or invoice.state != 'posted':
+        raise InvoiceError(gettext('scenic_group.msg_invoice_pay_state',
+                invoice=invoice.rec_name))
+    if amount is None or amount <= 0 or amount > invoice.amount_to_pay:
         raise InvoiceError(gettext('scenic_group.msg_invoice_pay_amount',
                 invoice=invoice.rec_name, amount=amount,
                 to_pay=invoice.amount_to_pay))
@@ -272,3 +319,47 @@ class InvoiceMonth(Wizard):
         invoice = invoice_month(
             self.start.partner, self.start.year, self.start.month)
         return action, {'res_id': [invoice.id]}
+
+
+class InvoicePayStart(ModelView):
+    "Partner Invoice Payment"
+    __name__ = 'scenic.group.invoice.pay.start'
+    invoice = fields.Many2One('account.invoice', "Invoice", readonly=True)
+    company = fields.Many2One('company.company', "Company", readonly=True)
+    currency = fields.Many2One('currency.currency', "Currency",
+        readonly=True)
+    amount = Monetary("Amount", currency='currency', digits='currency',
+        required=True)
+    payment_method = fields.Many2One(
+        'account.invoice.payment.method', "Payment Method", required=True,
+        domain=[('company', '=', Eval('company', -1))])
+    date = fields.Date("Date", required=True)
+
+
+class InvoicePay(Wizard):
+    "Pay a Partner Invoice"
+    __name__ = 'scenic.group.invoice.pay'
+    start = StateView('scenic.group.invoice.pay.start',
+        'scenic_group.invoice_pay_start_view_form', [
+            Button("Cancel", 'end', 'tryton-cancel'),
+            Button("Pay", 'pay', 'tryton-ok', default=True),
+            ])
+    pay = StateTransition()
+
+    def default_start(self, fields):
+        invoice = self.record
+        if not invoice.group_partner or invoice.state != 'posted':
+            raise InvoiceError(gettext('scenic_group.msg_invoice_pay_state',
+                    invoice=invoice.rec_name))
+        with Transaction().set_context(company=invoice.company.id):
+            today = Pool().get('ir.date').today()
+        return {
+            'invoice': invoice.id, 'company': invoice.company.id,
+            'currency': invoice.currency.id,
+            'amount': invoice.amount_to_pay, 'date': today,
+            }
+
+    def transition_pay(self):
+        pay_invoice(self.record, self.start.amount,
+            self.start.payment_method, self.start.date)
+        return 'end'

@@ -28,6 +28,7 @@ from scenic_common import partnersign
 from scenic_ticket.area import CompanyMixin
 from scenic_ticket.dbtools import forget, lock
 
+from trytond import backend
 from trytond.model import Index, ModelSQL, ModelView, Workflow, fields
 from trytond.pool import Pool, PoolMeta
 from trytond.pyson import Eval
@@ -297,22 +298,34 @@ class Order(metaclass=PoolMeta):
     @classmethod
     @ModelView.button
     def cancel(cls, orders):
-        "Back office cancel: partners' allotments and notices follow."
-        from . import booking
+        "Back office cancel: partners' allotments, accounts and notices follow."
         plain = [o for o in orders if not o.group_partner]
         if plain:
             super().cancel(plain)
-        Entry = Pool().get('scenic.group.entry')
-        for order in orders:
-            if not order.group_partner:
-                continue
-            was_paid = order.state in ('paid', 'partly_used', 'used')
-            total = order.total
-            order = booking.cancel(order.group_partner, order,
+        ids = [o.id for o in orders if o.group_partner]
+        if not ids:
+            return
+        if backend.name != 'postgresql':
+            cls._cancel_partner_orders(ids)
+            return
+        # Own transaction under READ COMMITTED, as scenic_ticket's Cancel
+        # and the partner API's cancel: the release updates the slot's,
+        # the day's and the allotment's counters that every partner order
+        # of the day updates too, and under trytond's REPEATABLE READ a
+        # click during a rush failed with a serialization error. Started
+        # again with the lock giving back a deposit asks for (its move's
+        # post number), which the dispatcher's retry would not give it.
+        from scenic_ticket.dbtools import read_committed_transaction
+        read_committed_transaction(
+            lambda: cls._cancel_partner_orders(ids))
+
+    @classmethod
+    def _cancel_partner_orders(cls, ids):
+        from . import booking
+        for order in cls.browse(ids):
+            partner = order.group_partner
+            order = booking.cancel_and_record(partner, order.id,
                 by_back_office=True)
-            if was_paid:
-                Entry.record(order.group_partner, 'refund', -total,
-                    order=order, description=order.reference)
-            enqueue(order.group_partner, order, 'order_cancelled',
+            enqueue(partner, order, 'order_cancelled',
                 {'state': order.state})
 

@@ -403,6 +403,8 @@ class Contract(CompanyMixin, Workflow, ModelSQL, ModelView):
                             'scenic_group.msg_contract_overlap',
                             contract=contract.rec_name,
                             other=other.rec_name))
+        from .money import sync_credit_limit
+        sync_credit_limit(contracts)
 
     @classmethod
     @ModelView.button

@@ -12,7 +12,7 @@ from trytond import backend
 from trytond.model.modelsql import SQLConstraintError
 from trytond.pool import Pool
 from trytond.protocols.wrappers import Response
-from trytond.transaction import Transaction
+from trytond.transaction import Transaction, TransactionError
 from trytond.wsgi import app
 
 from .dbtools import use_read_committed
@@ -172,10 +172,21 @@ def endpoint(path, methods, prefix, authenticate=None, readonly=False,
                 signed = None
                 if check_signature and auth:
                     signed = check_signature(pool, request)
-                for attempt in range(RETRIES + 1):
+                extras, attempt, locked = {}, 0, 0
+                while True:
                     try:
                         return _call(pool, func, request, readonly,
-                            authenticate if auth else None, signed, kwargs)
+                            authenticate if auth else None, signed, kwargs,
+                            extras)
+                    except TransactionError as error:
+                        # Tryton asks for the transaction to be started
+                        # again with a lock (e.g. posting a move takes a
+                        # number from the ledger's strict sequence), as
+                        # trytond's dispatcher does; each asks for more.
+                        if locked == RETRIES:
+                            raise
+                        error.fix(extras)
+                        locked += 1
                     except (backend.DatabaseIntegrityError,
                             backend.DatabaseOperationalError,
                             SQLConstraintError):
@@ -184,6 +195,7 @@ def endpoint(path, methods, prefix, authenticate=None, readonly=False,
                         # again, the loser finds what the winner made.
                         if attempt == RETRIES:
                             raise
+                        attempt += 1
             except ApiError as error:
                 if log_refusals:
                     logger.info("%s %s %s refused: %s %s", log_refusals,
@@ -203,8 +215,10 @@ def endpoint(path, methods, prefix, authenticate=None, readonly=False,
     return decorator
 
 
-def _call(pool, func, request, readonly, authenticate, signed, kwargs):
-    with Transaction().start(pool.database_name, 0, readonly=readonly):
+def _call(pool, func, request, readonly, authenticate, signed, kwargs,
+        extras):
+    with Transaction().start(
+            pool.database_name, 0, readonly=readonly, **extras):
         if not readonly:
             use_read_committed()
         caller, company = None, None

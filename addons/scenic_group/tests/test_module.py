@@ -8,7 +8,8 @@ class ScenicGroupTestCase(CompanyTestMixin, ModuleTestCase):
     "Test scenic_group module"
     module = 'scenic_group'
     # Invoicing and dunning are extras (invoice.py, invoice.xml).
-    extras = ['scenic_finance', 'account_invoice', 'account_dunning']
+    extras = ['scenic_finance', 'account_invoice', 'account_dunning',
+        'account_credit_limit', 'account_deposit']
 
     @classmethod
     def setUpClass(cls):
