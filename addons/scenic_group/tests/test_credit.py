@@ -17,7 +17,7 @@ from trytond import backend
 from trytond.modules.company.tests import set_company
 from trytond.pool import Pool
 from trytond.tests.test_tryton import (
-    DB_NAME, activate_module, with_transaction)
+    DB_NAME, activate_module, drop_db, with_transaction)
 from trytond.transaction import Transaction, TransactionError
 
 from .. import booking, money
@@ -90,6 +90,12 @@ class PartnerCreditTestCase(unittest.TestCase):
     def setUpClass(cls):
         configure_pii_key()
         activate_module(MODULES)
+
+    @classmethod
+    def tearDownClass(cls):
+        # The ledger modules would stay activated for the test classes run
+        # after this one, whose partners keep their money in entries.
+        drop_db()
 
     @with_transaction()
     def test_deposit_drawn_by_orders_and_given_back(self):
