@@ -34,8 +34,11 @@ def partner_notice_url():
 def load_group_demo(database):
     "Load the demo's partners and history once; return whether it did."
     from trytond.pool import Pool
-    from trytond.transaction import Transaction
-    with Transaction().start(database, 0) as transaction:
+    from trytond.transaction import Transaction, TransactionError
+
+    from scenic_finance.demo import _run
+
+    def load():
         pool = Pool()
         Module = pool.get('ir.module')
         if not Module.search([('name', '=', 'scenic_group'),
@@ -49,10 +52,19 @@ def load_group_demo(database):
         with Transaction().set_context(company=company.id,
                 companies=[company.id]):
             _load(company)
-        transaction.commit()
-    # Posting invoices locks sequences: a transaction of its own, started
-    # again with the locks it asks for (as scenic_finance's demo does).
-    from scenic_finance.demo import _run
+        return True
+    # Posting moves (deposits on the ledger, invoices) locks sequences: each
+    # part runs in a transaction started again with the locks it asks for.
+    extras = {}
+    while True:
+        try:
+            with Transaction().start(database, 0, **extras) as transaction:
+                if not load():
+                    return False
+                transaction.commit()
+                break
+        except TransactionError as error:
+            error.fix(extras)
     _run(database, _invoicing)
     return True
 
