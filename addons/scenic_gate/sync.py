@@ -368,6 +368,25 @@ def _cards(r):
         times=['valid_from', 'valid_until'])
 
 
+def _window_where(r, ticket, order, stored, matched):
+    """Valid or used tickets of today and tomorrow that `matched` selects,
+    with a stored gate hash: on an incremental sync, those changed, paid or
+    hashed since the cutoff, and those the previous window did not hold."""
+    window_start, window_end = (naive(t) for t in ticket_window(r.tz, r.now))
+    where = ((ticket.company == r.cid)
+        & ticket.state.in_(['valid', 'used'])
+        & matched
+        & (ticket.valid_from < window_end)
+        & (ticket.valid_until > window_start))
+    if r.cutoff:
+        previous_end = _day_start(
+            r.since.astimezone(r.tz).date() + dt.timedelta(days=2), r.tz)
+        where &= (_changed(ticket, r.cutoff) | (order.paid_at > r.cutoff)
+            | (stored.create_date > r.cutoff)
+            | (ticket.valid_from >= previous_end))
+    return where
+
+
 def _tickets(r):
     """Real-name tickets of today and tomorrow, for 'ID card as ticket',
     with their holder's stored gate hash of the current generation
@@ -377,18 +396,8 @@ def _tickets(r):
     ticket = pool.get('scenic.ticket').__table__()
     order = pool.get('scenic.order').__table__()
     stored = pool.get('scenic.gate.hash').__table__()
-    window_start, window_end = (naive(t) for t in ticket_window(r.tz, r.now))
-    where = ((ticket.company == r.cid)
-        & ticket.state.in_(['valid', 'used'])
-        & (ticket.holder_hash != Null)
-        & (ticket.valid_from < window_end)
-        & (ticket.valid_until > window_start))
-    if r.cutoff:
-        previous_end = _day_start(
-            r.since.astimezone(r.tz).date() + dt.timedelta(days=2), r.tz)
-        where &= (_changed(ticket, r.cutoff) | (order.paid_at > r.cutoff)
-            | (stored.create_date > r.cutoff)
-            | (ticket.valid_from >= previous_end))
+    where = _window_where(r, ticket, order, stored,
+        ticket.holder_hash != Null)
     return r.listing(ticket.join(
             order, condition=order.id == ticket.order).join(
             stored, condition=(stored.visitor == ticket.visitor)
@@ -412,18 +421,8 @@ def _partner_codes(r):
     ticket = pool.get('scenic.ticket').__table__()
     order = pool.get('scenic.order').__table__()
     stored = pool.get('scenic.gate.code_hash').__table__()
-    window_start, window_end = (naive(t) for t in ticket_window(r.tz, r.now))
-    where = ((ticket.company == r.cid)
-        & ticket.state.in_(['valid', 'used'])
-        & (ticket.partner_code != Null)
-        & (ticket.valid_from < window_end)
-        & (ticket.valid_until > window_start))
-    if r.cutoff:
-        previous_end = _day_start(
-            r.since.astimezone(r.tz).date() + dt.timedelta(days=2), r.tz)
-        where &= (_changed(ticket, r.cutoff) | (order.paid_at > r.cutoff)
-            | (stored.create_date > r.cutoff)
-            | (ticket.valid_from >= previous_end))
+    where = _window_where(r, ticket, order, stored,
+        ticket.partner_code != Null)
     return r.listing(ticket.join(
             order, condition=order.id == ticket.order).join(
             stored, condition=(stored.ticket == ticket.id)
