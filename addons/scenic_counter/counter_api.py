@@ -229,6 +229,7 @@ def sellable(channel, language=None):
     and the kiosk pages show these."""
     pool = Pool()
     TicketType = pool.get('scenic.ticket.type')
+    Zone = pool.get('scenic.zone')
     company = channel.company
     today = dt.datetime.now(area_timezone(company)).date()
     slots = []
@@ -239,11 +240,16 @@ def sellable(channel, language=None):
     for slot, prices in slots:
         if slot.aware(slot.end_time) <= now or not prices:
             continue
+        # A slot sells only the types that admit to its zone, at its own
+        # prices (demand pricing may differ per slot): the pages offer a
+        # type in the slots that sell it.
         result.append({'id': slot.id,
                 'date': slot.date.isoformat(),
                 'start': slot.start_time.strftime('%H:%M'),
                 'end': slot.end_time.strftime('%H:%M'),
-                'left': slot.capacity - slot.booked})
+                'left': slot.capacity - slot.booked,
+                'zone': slot.zone,
+                'prices': {t.code: money(p) for t, p in prices}})
         for ttype, price in prices:
             types.setdefault(ttype.code, {'code': ttype.code,
                     'name': ttype.name, 'price': money(price),
@@ -254,8 +260,12 @@ def sellable(channel, language=None):
         names = {t.code: t.name for t in TicketType.search([
                     ('company', '=', company.id),
                     ('code', 'in', list(types))])}
+        zones = {z.id: z.name for z in Zone.browse(
+                list({s['zone'] for s in result if s['zone']}))}
     for code, entry in types.items():
         entry['name'] = names.get(code, entry['name'])
+    for entry in result:
+        entry['zone'] = zones.get(entry['zone'])
     return result, sorted(types.values(),
         key=lambda t: (not t['code'].startswith('ADULT'), t['code']))
 

@@ -45,7 +45,7 @@ def test_kiosk_buys_and_prints_a_ticket(demo_server, make_browser):
     try:
         kiosk.get(f'{base}/scenic/kiosk#key=demo-kiosk-key')
         _click(kiosk, '#buy')
-        _click(kiosk, '#slots button.slot:not(.full)')
+        _click(kiosk, '#slots button.slot:not(.full)[data-types~="ADULT"]')
         _click(kiosk, '#types button[id^="plus-ADULT"]')
         assert _element(kiosk, '[id^="count-ADULT"]').text == '1'
         _click(kiosk, '#next')

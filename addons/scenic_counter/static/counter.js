@@ -24,7 +24,7 @@
       sold: '已售', receipt: '小票', printed: '已打印', close: '交班',
       counted: '清点', expected: '应有', difference: '差额',
       statement: '下载对账单', date: '日期', provider: '支付机构', pickup: '取票', refund: '退款', approve: '主管批准（超出退款期限或门票已使用）', refunded: '已退款', reference: '订单号', phone: '手机号', picked: '已取订单', empty: '空', lang: 'English', method: '付款方式',
-      trade: '交易号', paycode: '扫付款码', pending: '待主管审批', closed: '已交班',
+      trade: '交易号', noslot: '没有同时出售这些票种的时段', paycode: '扫付款码', pending: '待主管审批', closed: '已交班',
       keys: '1-9 选票种 · Enter 收款 · F2 X报表 · F4 交班 · F6 对账单 · F7 退款 · F8 钱箱 · F9 取票 · Esc 清空'},
     en: {login: 'Log in', user: 'User', password: 'Password',
       open: 'Open shift', window: 'Window', float: 'Float',
@@ -34,7 +34,7 @@
       receipt: 'Receipt', printed: 'Printed', close: 'Close shift',
       counted: 'Counted', expected: 'Expected', difference: 'Difference',
       statement: 'Download statement', date: 'Date', provider: 'Wallet', pickup: 'Pickup', refund: 'Refund', approve: 'Supervisor approves (past the refund period or tickets used)', refunded: 'Refunded', reference: 'Order reference', phone: 'Phone', picked: 'Orders picked up', empty: 'empty', lang: '中文', method: 'Method',
-      trade: 'Trade number', paycode: 'Scan payment code', pending: 'Awaiting supervisor',
+      trade: 'Trade number', noslot: 'No time slot sells all these ticket types', paycode: 'Scan payment code', pending: 'Awaiting supervisor',
       closed: 'Shift closed',
       keys: '1-9 type · Enter pay · F2 X report · F4 close · F6 statement · F7 refund · F8 drawer · F9 pickup · Esc clear'},
   };
@@ -125,8 +125,28 @@
       cardOnReader = number;
     } catch (e) { /* the box is down: the keyboard wedge remains */ }
   }, 500);
+  // A slot sells the types that admit to its zone, at its own prices.
+  const sells = (slot, code) => !!slot && slot.prices[code] !== undefined;
+  function priceOf(type) {
+    const slot = state.slots[slotIndex];
+    return sells(slot, type.code) ? slot.prices[type.code] : type.price;
+  }
+  // The chosen slot, or the nearest one in `step`'s direction (the first
+  // from the top without one) that sells every type of the cart and `code`.
+  function slotFor(codes, from, step) {
+    const fits = (i) => codes.every((c) => sells(state.slots[i], c));
+    if (!step && fits(from)) return from;
+    for (let i = step ? from + step : 0; i >= 0 && i < state.slots.length; i += step || 1) {
+      if (fits(i)) return i;
+    }
+    return -1;
+  }
+  function moveSlot(step) {
+    const i = slotFor(cart.map((l) => l.type.code), slotIndex, step);
+    if (i >= 0) { slotIndex = i; render(); }
+  }
   function total() {
-    return cart.reduce((s, line) => s + Number(line.type.price) * Math.max(line.visitors.length, line.type.real_name ? 0 : 1), 0);
+    return cart.reduce((s, line) => s + Number(priceOf(line.type)) * Math.max(line.visitors.length, line.type.real_name ? 0 : 1), 0);
   }
   function needsId() {
     return cart.some((line) => line.type.real_name && line.visitors.length < line.count);
@@ -134,6 +154,9 @@
   function addType(index) {
     const type = state.types[index];
     if (!type) return;
+    const i = slotFor([...cart.map((l) => l.type.code), type.code], slotIndex, 0);
+    if (i < 0) { message = t('noslot'); render(); return; }
+    slotIndex = i; message = '';
     let line = cart.find((l) => l.type.code === type.code);
     if (!line) { line = {type: type, count: 0, visitors: []}; cart.push(line); }
     line.count += 1;
@@ -161,6 +184,7 @@
       if (!sale.printed) sale.printed = await print(sale.jobs);
       last = sale; cart = []; mode = 'sell'; saleKey = newKey(); message = '';
       state = await call('/state');
+      slotIndex = Math.min(slotIndex, Math.max(state.slots.length - 1, 0));
     } catch (e) { message = e.message; }
     render();
   }
@@ -193,9 +217,10 @@
   function renderSell() {
     const shift = state.shift;
     const slots = el('ol', {id: 'slots'}, ...state.slots.map((s, i) => el('li',
-      {class: i === slotIndex ? "chosen" : ""}, `${s.date.slice(5)} ${s.start}–${s.end} ${t("left")} ${s.left}`)));
-    const types = el('ol', {id: 'types'}, ...state.types.map((ty, i) => el('li', {},
-      el('kbd', {}, String(i + 1)), ` ${ty.name} ${money(ty.price)}`)));
+      {class: i === slotIndex ? "chosen" : ""}, `${s.date.slice(5)} ${s.start}–${s.end}${s.zone ? ' ' + s.zone : ''} ${t("left")} ${s.left}`)));
+    const types = el('ol', {id: 'types'}, ...state.types.map((ty, i) => el('li',
+      {class: sells(state.slots[slotIndex], ty.code) ? '' : 'unsold'},
+      el('kbd', {}, String(i + 1)), ` ${ty.name} ${money(priceOf(ty))}`)));
     const lines = el('ul', {id: 'cart'}, ...cart.map((line) => el('li', {},
       `${line.type.name} × ${line.count}`,
       ...line.visitors.filter((v) => v).map((v) => el('span', {class: 'id'}, ' ' + v.id_number.slice(0, 6) + '********' + v.id_number.slice(-4))))));
@@ -326,8 +351,8 @@
   document.addEventListener('keydown', async (e) => {
     if (!state || !state.shift) return;
     if (e.key === 'Escape') { cart = []; mode = 'sell'; message = ''; render(); }
-    else if (e.key === 'ArrowUp' && mode === 'sell') { slotIndex = Math.max(0, slotIndex - 1); render(); }
-    else if (e.key === 'ArrowDown' && mode === 'sell') { slotIndex = Math.min(state.slots.length - 1, slotIndex + 1); render(); }
+    else if (e.key === 'ArrowUp' && mode === 'sell') { moveSlot(-1); }
+    else if (e.key === 'ArrowDown' && mode === 'sell') { moveSlot(1); }
     else if (e.key === 'F2') { e.preventDefault(); try { await print([await call('/report')]); } catch (err) { message = err.message; render(); } }
     else if (e.key === 'F4') { e.preventDefault(); mode = 'close'; render(); }
     else if (e.key === 'F6') { e.preventDefault(); mode = 'statement'; render(); }

@@ -101,7 +101,12 @@
   document.addEventListener('pointerdown', touched);
   document.addEventListener('click', touched);
   function money(v) { return '¥' + Number(v).toFixed(2); }
-  function chosenTypes() { return state.types.filter((ty) => counts[ty.code] > 0); }
+  // The chosen slot's types (those admitting to its zone) at its prices.
+  function slotTypes() {
+    return state.types.filter((ty) => slot && slot.prices[ty.code] !== undefined)
+      .map((ty) => Object.assign({}, ty, {price: slot.prices[ty.code]}));
+  }
+  function chosenTypes() { return slotTypes().filter((ty) => counts[ty.code] > 0); }
   function realNameNeeded() {
     return chosenTypes().reduce((n, ty) => n + (ty.real_name ? counts[ty.code] : 0), 0);
   }
@@ -179,12 +184,16 @@
         button('pickup', t('pickup'), () => go('pickup'))));
     } else if (screen === 'slots') {
       parts.push(el('h2', {}, t('slot')), el('div', {class: 'grid', id: 'slots'},
-        ...state.slots.map((s) => button('slot-' + s.id, `${s.date.slice(5)} ${s.start}–${s.end} · ${t('left')} ${s.left}`,
-          () => { slot = s; go('types'); }, 'slot' + (s.left > 0 ? '' : ' full')))),
+        ...state.slots.map((s) => {
+          const b = button('slot-' + s.id, `${s.date.slice(5)} ${s.start}–${s.end}${s.zone ? ' · ' + s.zone : ''} · ${t('left')} ${s.left}`,
+            () => { slot = s; counts = {}; go('types'); }, 'slot' + (s.left > 0 ? '' : ' full'));
+          b.dataset.types = Object.keys(s.prices).join(' ');
+          return b;
+        })),
         button('back', t('back'), reset, 'small'));
     } else if (screen === 'types') {
       parts.push(el('h2', {}, t('types') + ' · ' + `${slot.start}–${slot.end}`),
-        el('div', {id: 'types'}, ...state.types.map((ty) => el('div', {class: 'type'},
+        el('div', {id: 'types'}, ...slotTypes().map((ty) => el('div', {class: 'type'},
           el('span', {class: 'name'}, `${ty.name} ${money(ty.price)}`),
           button('minus-' + ty.code, '−', () => { counts[ty.code] = Math.max(0, (counts[ty.code] || 0) - 1); render(); }, 'step'),
           el('span', {class: 'count', id: 'count-' + ty.code}, String(counts[ty.code] || 0)),

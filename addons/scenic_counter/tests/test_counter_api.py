@@ -88,6 +88,9 @@ class CounterAPITestCase(RouteTestCase):
         slot = state['slots'][0]
         adult = state['types'][0]
         self.assertEqual(adult['code'], 'ADULT')
+        # Each slot lists the types it sells (those admitting to its
+        # zone) at its own prices.
+        self.assertEqual(slot['prices']['ADULT'], adult['price'])
         cash = [m for m in state['methods'] if m['provider'] == 'cash'][0]
         key = uuid.uuid4().hex
         body = {'slot': slot['id'], 'method': cash['id'], 'key': key,
@@ -227,7 +230,12 @@ class CounterAPITestCase(RouteTestCase):
                 order = reservation.pay(order_id, 'simulated',
                     Pool().get('scenic.order')(order_id).total)
                 reference = order.reference
+                slot_id, zone_name = slot.id, zone.name
             transaction.commit()
+        listed, = [s for s in self.get('/state', me).json['slots']
+            if s['id'] == slot_id]
+        self.assertEqual(listed['zone'], zone_name)
+        self.assertIn('CHILD', listed['prices'])
         self.assertEqual(self.post('/pickup', me, {'reference': reference,
                     'phone': '13900139000'}).json['error']['code'],
             'not_found')
