@@ -18,7 +18,14 @@ Parts:
                      notebooks on a simulated history)
 
 Arguments after `--` go to every pytest.  Each part has a time limit
-(SCENIC_TEST_PART_TIMEOUT seconds, default 1800).
+(SCENIC_TEST_PART_TIMEOUT seconds, default 2700).
+
+The parts run in two lanes at once (--serial: one after another): lane 1
+common, iot-box, addons-sqlite, cross; lane 2 addons-postgresql,
+analytics.  Each pytest is mostly one Python process, so two lanes use two
+cores: the suite takes about its longest lane instead of the sum.  Each
+lane that needs PostgreSQL has its own throwaway cluster.  A part's output
+goes to var/test-reports/<part>.log and is printed whole when the part ends.
 """
 import argparse
 import hashlib
@@ -27,6 +34,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
 from contextlib import ExitStack
@@ -40,7 +48,10 @@ import pgcluster  # noqa: E402
 VAR = ROOT / 'var'
 REPORTS = VAR / 'test-reports'
 PYTEST_NO_TESTS = 5
-TIMEOUT = int(os.environ.get('SCENIC_TEST_PART_TIMEOUT', 1800))
+TIMEOUT = int(os.environ.get('SCENIC_TEST_PART_TIMEOUT', 2700))
+# The running pytest processes, killed on Ctrl-C.
+RUNNING = set()
+PRINT_LOCK = threading.Lock()
 
 
 @dataclass
@@ -48,6 +59,7 @@ class Part:
     name: str
     paths: list
     required: bool  # "no tests collected" is a failure
+    lane: int  # parts of a lane run one after another, lanes at once
     postgresql: bool = False
     env: dict = field(default_factory=dict)
     # results
@@ -89,15 +101,17 @@ def sqlite_cache_dir():
 
 def parts():
     return [
-        Part('common', ['common/tests'], required=True),
-        Part('iot-box', ['iot-box/tests'], required=True),
-        Part('addons-sqlite', ['addons'], required=True,
+        # Lanes balanced by measured time: about 30 and 32 minutes of one
+        # core each on 2026-12-05.
+        Part('common', ['common/tests'], required=True, lane=1),
+        Part('iot-box', ['iot-box/tests'], required=True, lane=1),
+        Part('addons-sqlite', ['addons'], required=True, lane=1,
             env={'DB_CACHE': str(sqlite_cache_dir())}),
-        Part('addons-postgresql', ['addons'], required=True,
+        Part('addons-postgresql', ['addons'], required=True, lane=2,
             postgresql=True,
             env={'DB_NAME': 'test_scenic', 'DB_CACHE': 'postgresql://'}),
-        Part('cross', ['tests'], required=False, postgresql=True),
-        Part('analytics', ['analytics/tests'], required=True),
+        Part('cross', ['tests'], required=False, lane=1, postgresql=True),
+        Part('analytics', ['analytics/tests'], required=True, lane=2),
         ]
 
 
@@ -149,21 +163,27 @@ def run_part(part, pytest_args, pg_uri):
     cmd = [sys.executable, '-m', 'pytest', '-p', 'no:cacheprovider',
         f'--junitxml={report}', '-o', 'junit_family=xunit2',
         *part.paths, *pytest_args]
-    print(f"\n===== {part.name}: {' '.join(cmd[1:])}", flush=True)
+    log = REPORTS / f'{part.name}.log'
+    say(f"run_tests: {part.name} started (output: {log.relative_to(ROOT)})")
     start = time.monotonic()
     # Own session, so that a timeout kills pytest and whatever it started.
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
-    try:
-        returncode = proc.wait(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        returncode, part.note = -1, f'timed out after {TIMEOUT} s'
-    except KeyboardInterrupt:
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait()
-        raise
+    with open(log, 'wb') as output:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env,
+            start_new_session=True, stdout=output,
+            stderr=subprocess.STDOUT)
+        RUNNING.add(proc)
+        try:
+            returncode = proc.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            returncode, part.note = -1, f'timed out after {TIMEOUT} s'
+        finally:
+            RUNNING.discard(proc)
     part.seconds = time.monotonic() - start
+    say(f"\n===== {part.name}: {' '.join(cmd[1:])}\n"
+        + log.read_text(errors='replace')
+        + f"===== {part.name}: {part.seconds:.0f} s")
     part.counts = read_counts(report)
     if returncode == 0:
         part.status = 'ok'
@@ -173,6 +193,28 @@ def run_part(part, pytest_args, pg_uri):
     else:
         part.status = 'FAILED'
         part.note = part.note or f'pytest exit code {returncode}'
+
+
+def say(text):
+    "Print whole (lanes print at once)."
+    with PRINT_LOCK:
+        print(text, flush=True)
+
+
+def run_lane(lane_parts, pytest_args):
+    """The parts of a lane one after another, on the lane's own
+    PostgreSQL cluster if one of them needs it."""
+    with ExitStack() as stack:
+        pg_uri = None
+        if any(p.postgresql for p in lane_parts):
+            try:
+                pg_uri = stack.enter_context(pgcluster.throwaway_cluster())
+                say(f"run_tests: PostgreSQL cluster at {pg_uri}")
+            except (pgcluster.PostgresNotFound, RuntimeError,
+                    subprocess.CalledProcessError) as e:
+                say(f"run_tests: cannot start PostgreSQL: {e}")
+        for part in lane_parts:
+            run_part(part, pytest_args, pg_uri)
 
 
 def summary(selected):
@@ -206,6 +248,8 @@ def main(argv=None):
         epilog='\n'.join(__doc__.splitlines()[2:]))
     parser.add_argument('--only', help="comma-separated parts: "
         + ', '.join(p.name for p in all_parts))
+    parser.add_argument('--serial', action='store_true',
+        help="run the parts one after another (one lane)")
     args = parser.parse_args(argv)
     selected = all_parts
     if args.only:
@@ -217,18 +261,23 @@ def main(argv=None):
     REPORTS.mkdir(parents=True, exist_ok=True)
 
     start = time.monotonic()
-    with ExitStack() as stack:
-        pg_uri = None
-        if any(p.postgresql for p in selected):
-            try:
-                pg_uri = stack.enter_context(pgcluster.throwaway_cluster())
-                print(f"run_tests: PostgreSQL cluster at {pg_uri}")
-            except (pgcluster.PostgresNotFound, RuntimeError,
-                    subprocess.CalledProcessError) as e:
-                print(f"run_tests: cannot start PostgreSQL: {e}",
-                    file=sys.stderr)
-        for part in selected:
-            run_part(part, pytest_args, pg_uri)
+    lanes = {}
+    for part in selected:
+        lanes.setdefault(0 if args.serial else part.lane, []).append(part)
+    threads = [threading.Thread(target=run_lane, args=(lane, pytest_args),
+            daemon=True) for lane in lanes.values()]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(1)
+    except KeyboardInterrupt:
+        for proc in list(RUNNING):
+            os.killpg(proc.pid, signal.SIGINT)
+        for thread in threads:
+            thread.join(60)
+        raise
     summary(selected)
     print(f"run_tests: {time.monotonic() - start:.0f} s in all")
     failed = [p.name for p in selected if not p.ok]
