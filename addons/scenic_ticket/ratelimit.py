@@ -19,7 +19,7 @@ from trytond.pool import Pool
 from trytond.transaction import Transaction
 
 from .dbtools import cursor as db_cursor
-from .dbtools import insert, naive, now_utc
+from .dbtools import insert, naive, now_utc, rendered
 from .dbtools import table as sql_table
 from .errors import ApiError
 from .vault import pii_vault
@@ -61,15 +61,25 @@ def _window(now, seconds):
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
 
 
+def _select_count(rate_key, window):
+    table = sql_table('scenic.rate_limit')
+    return table.select(table.count,
+        where=(table.key == rate_key) & (table.window == window))
+
+
+def _update_count(rate_key, window):
+    table = sql_table('scenic.rate_limit')
+    return table.update([table.count], [table.count + Literal(1)],
+        where=(table.key == rate_key) & (table.window == window))
+
+
 def count(kind, value, seconds, now=None):
     "(events in the current window, its end) for this key."
-    table = sql_table('scenic.rate_limit')
     now = now or now_utc()
     window = _window(now, seconds)
     cursor = db_cursor()
-    cursor.execute(*table.select(table.count, where=(
-                table.key == _key(kind, value))
-            & (table.window == naive(window))))
+    cursor.execute(*rendered('rate_count', _select_count,
+            rate_key=_key(kind, value), window=naive(window)))
     row = cursor.fetchone()
     return (row[0] if row else 0), window + dt.timedelta(seconds=seconds)
 
@@ -89,8 +99,8 @@ def add(kind, value, seconds, now=None):
     window = naive(_window(now, seconds))
     key = _key(kind, value)
     cursor = db_cursor()
-    cursor.execute(*table.update([table.count], [table.count + Literal(1)],
-            where=(table.key == key) & (table.window == window)))
+    cursor.execute(*rendered('rate_add', _update_count,
+            rate_key=key, window=window))
     if not cursor.rowcount:
         # a racing first event hits the unique key: the endpoint retries
         insert(table, [{'key': key, 'window': window, 'count': 1}])
