@@ -344,22 +344,24 @@ class Engine:
                 'WHERE "order" = %s AND state = ANY(%s) ORDER BY id',
                 (order_id, sources)).fetchall()
             written = dbtools.naive(now)
-            with conn.cursor() as cursor:
-                # one statement a ticket (each its own code), pipelined
-                cursor.executemany(
-                    "UPDATE scenic_ticket SET state = 'valid', code = %s, "
-                    'key_id = %s, write_date = %s, write_uid = 0 '
-                    'WHERE id = %s AND state = ANY(%s)',
-                    [(reservation.ticket_code(signer, company, t[0], t[1],
-                                t[2], t[3], t[4], t[5], t[6]),
-                            signer.key_id, written, t[0], sources)
-                        for t in tickets])
+            # one statement for the tickets, each with its own code
+            moved = [r[0] for r in conn.execute(
+                    "UPDATE scenic_ticket t SET state = 'valid', "
+                    'code = c.code, key_id = %s, write_date = %s, '
+                    'write_uid = 0 FROM unnest(%s::int[], %s::text[]) '
+                    'AS c(id, code) WHERE t.id = c.id '
+                    'AND t.state = ANY(%s) RETURNING t.id',
+                    (signer.key_id, written, [t[0] for t in tickets],
+                        [reservation.ticket_code(signer, company, t[0],
+                                t[1], t[2], t[3], t[4], t[5], t[6])
+                            for t in tickets], sources))]
             # the SQL state hooks (slot-sales rollup) run here too
-            entered(Ticket, 'valid', [t[0] for t in tickets])
+            entered(Ticket, 'valid', sorted(moved))
             table = dbtools.table('scenic.order')
             reservation.sql_transition(Order, table, 'paid',
                 table.id == order_id, [table.paid_at], [written])
-            conn.commit()   # durable before the answer
+        # the answer read in the payment's transaction (what it wrote),
+        # sent once the commit is durable
         order = self.load_order(conn, order_id=order_id)
         conn.commit()
         return json_response(api.order_json(order, self.database_name,
