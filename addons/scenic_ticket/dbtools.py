@@ -102,6 +102,11 @@ def audit(values=None, write=False):
     return values
 
 
+# Inserts of up to this many rows are built once per shape (`rendered`);
+# larger ones (imports, history) each time, so the shapes kept stay few.
+RENDERED_ROWS = 16
+
+
 def insert(table, rows):
     "Insert dict rows sharing keys, with audit columns; return their ids."
     if not rows:
@@ -112,11 +117,13 @@ def insert(table, rows):
     columns = [getattr(table, n) for n in names]
     values = [[r[n] for n in names] for r in rows]
     if backend.name == 'postgresql':
-        if any(isinstance(v, Expression) for r in values for v in r):
+        if len(values) > RENDERED_ROWS or any(
+                isinstance(v, Expression) for r in values for v in r):
             cursor_.execute(*table.insert(
                     columns, values, returning=[table.id]))
         else:
-            # plain values: built once per table, columns and row count
+            # a few rows of plain values (the booking's): built once per
+            # table, columns and row count
             def build(**marks):
                 return table.insert(columns,
                     [[marks[f'v{i}_{j}'] for j in range(len(names))]

@@ -61,7 +61,8 @@ def _window(now, seconds):
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
 
 
-def _select_count(rate_key, window):
+def select_count(rate_key, window):
+    "The query of a key's count in a window (see `window_of`)."
     table = sql_table('scenic.rate_limit')
     return table.select(table.count,
         where=(table.key == rate_key) & (table.window == window))
@@ -73,23 +74,35 @@ def _update_count(rate_key, window):
         where=(table.key == rate_key) & (table.window == window))
 
 
+def window_of(kind, value, seconds, now):
+    "(key, window as stored, the window's end) of an event now."
+    window = _window(now, seconds)
+    return (_key(kind, value), naive(window),
+        window + dt.timedelta(seconds=seconds))
+
+
 def count(kind, value, seconds, now=None):
     "(events in the current window, its end) for this key."
     now = now or now_utc()
-    window = _window(now, seconds)
+    key, window, end = window_of(kind, value, seconds, now)
     cursor = db_cursor()
-    cursor.execute(*rendered('rate_count', _select_count,
-            rate_key=_key(kind, value), window=naive(window)))
+    cursor.execute(*rendered('rate_count', select_count,
+            rate_key=key, window=window))
     row = cursor.fetchone()
-    return (row[0] if row else 0), window + dt.timedelta(seconds=seconds)
+    return (row[0] if row else 0), end
+
+
+def refuse(events, limit, end, message, now):
+    "Raise RateLimited when `limit` events are already counted."
+    if events >= limit:
+        raise RateLimited(message, (end - now).total_seconds())
 
 
 def check(kind, value, limit, seconds, message, now=None):
     "Raise RateLimited when `limit` events are already counted."
     now = now or now_utc()
     events, end = count(kind, value, seconds, now)
-    if events >= limit:
-        raise RateLimited(message, (end - now).total_seconds())
+    refuse(events, limit, end, message, now)
 
 
 def add(kind, value, seconds, now=None):

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from types import SimpleNamespace
 
-from sql import Conflict
+from sql import Conflict, Select
 from sql.aggregate import Count, Sum
 from sql.conditionals import Case
 from sql.operators import Exists, Not
@@ -792,47 +792,52 @@ def check_holds(channel, plan, client=None, now=None):
     from . import ratelimit
     now = now or now_utc()
     cursor = db_cursor()
-
-    def held(order, p):
-        return ((order.slot == p.slot) & (order.state == 'reserved')
-            & (order.hold_expires_at > p.now))
-
-    def phone_holds(**marks):
-        p = SimpleNamespace(**marks)
-        order = sql_table('scenic.order')
-        return order.select(Count(order.id),
-            where=held(order, p) & (order.contact_phone == p.phone))
-
-    def channel_holds(**marks):
-        p = SimpleNamespace(**marks)
-        order = sql_table('scenic.order')
-        line = sql_table('scenic.order.line')
-        return order.join(line, condition=line.order == order.id
-            ).select(Sum(line.persons),
-                where=held(order, p) & (order.channel == p.channel))
     phone = plan.request.contact_phone
-    values = dict(slot=plan.slot.id, now=naive(now), phone=phone)
+    values = dict(slot=plan.slot.id, now=naive(now), phone=phone,
+        channel=channel.id)
+    if client:
+        rate_key, window, end = ratelimit.window_of('hold-client', client,
+            3600, now)
+        values.update(rate_key=rate_key, window=window)
+
+    def counts(**marks):
+        """One read: the phone's holds, the channel's unpaid persons, the
+        address's holds this hour (with a client)."""
+        p = SimpleNamespace(**marks)
+        order = sql_table('scenic.order')
+        held = ((order.slot == p.slot) & (order.state == 'reserved')
+            & (order.hold_expires_at > p.now))
+        line = sql_table('scenic.order.line')
+        queries = [
+            order.select(Count(order.id),
+                where=held & (order.contact_phone == p.phone)),
+            order.join(line, condition=line.order == order.id
+                ).select(Sum(line.persons),
+                    where=held & (order.channel == p.channel)),
+            ]
+        if client:
+            queries.append(ratelimit.select_count(p.rate_key, p.window))
+        return Select(queries)
     # `= NULL` is not `IS NULL`: without a phone, built with the values
-    cursor.execute(*(phone_holds(**values) if phone is None
-            else rendered('phone_holds', phone_holds, **values)))
+    cursor.execute(*(counts(**values) if phone is None
+            else rendered(('hold_counts', bool(client)), counts, **values)))
+    phone_holds, unpaid, *rate = cursor.fetchone()
     maximum = limit(channel.code, 'max_holds_phone')
-    if cursor.fetchone()[0] >= maximum:
+    if phone_holds >= maximum:
         raise BookingError('hold_limit', f"This phone already holds "
             f"{maximum} unpaid orders for this time slot: pay or cancel "
             "one first.", 'contact.phone')
-    cursor.execute(*rendered('channel_holds', channel_holds,
-            slot=plan.slot.id, now=naive(now), channel=channel.id))
-    unpaid = cursor.fetchone()[0] or 0
+    unpaid = unpaid or 0
     share = limit(channel.code, 'max_unpaid_percent')
     if (unpaid + plan.persons) * 100 > plan.slot.capacity * share:
         raise BookingError('hold_limit', "Too many places of this time "
             "slot are held unpaid on this channel: try again in a few "
             "minutes.", 'slot')
     if client:
-        ratelimit.check('hold-client', client,
-            limit(channel.code, 'max_holds_client'), 3600,
+        ratelimit.refuse(rate[0] or 0,
+            limit(channel.code, 'max_holds_client'), end,
             "Too many bookings from this address: pay the ones held, or "
-            "try again later.", now=now)
+            "try again later.", now)
 
 
 def count_hold(channel, client, now=None):
