@@ -140,12 +140,11 @@ class Engine:
                     "reconnecting", exc_info=True)
                 time.sleep(1)
 
-    def catalogue(self, conn, company):
-        "The area's Catalogue, rebuilt when the back office changed it."
-        row = conn.execute(
-            "SELECT timestamp FROM ir_cache WHERE name = %s",
-            (CATALOGUE_CACHE,)).fetchone()
-        stamp = row[0] if row else None
+    def catalogue(self, channel):
+        """The area's Catalogue, rebuilt when the back office changed it:
+        `channel.stamp` is the cache's `ir_cache` timestamp, read with the
+        channel (`channel()`) in this request's transaction."""
+        company, stamp = channel.company.id, channel.stamp
         generation = self.generation
         cached = self.catalogues.get(company)
         if cached and cached[0] == generation and cached[1] == stamp:
@@ -175,16 +174,18 @@ class Engine:
         scheme, _, key = header.partition(' ')
         row = None
         if scheme.lower() == 'bearer' and key.strip():
+            # with the catalogue cache's stamp (`catalogue()`): one read
             row = conn.execute(
-                "SELECT id, company, code, hold_minutes FROM scenic_channel "
-                "WHERE api_key_hash = %s AND active",
-                (Channel.hash_key(key.strip()),)).fetchone()
+                "SELECT id, company, code, hold_minutes, ("
+                "SELECT timestamp FROM ir_cache WHERE name = %s) "
+                "FROM scenic_channel WHERE api_key_hash = %s AND active",
+                (CATALOGUE_CACHE, Channel.hash_key(key.strip()))).fetchone()
         if not row:
             raise BookingError('unauthorized',
                 "A valid channel key is required: "
                 "'Authorization: Bearer <key>'.")
         return SimpleNamespace(id=row[0], code=row[2], hold_minutes=row[3],
-            company=SimpleNamespace(id=row[1]))
+            company=SimpleNamespace(id=row[1]), stamp=row[4])
 
     def run(self, func, request, *args):
         "func(conn, request, *args) on a pooled connection, with retries."
@@ -220,7 +221,7 @@ class Engine:
                     tz=order.tz), status=201,
                 headers={'Idempotent-Replayed': 'true'})
         now = dbtools.now_utc()
-        catalogue = self.catalogue(conn, channel.company.id)
+        catalogue = self.catalogue(channel)
         plan = reservation.plan_booking(channel, booking, now=now,
             catalogue=catalogue)
         reservation.check_holds(channel, plan, client=client, now=now)
@@ -271,7 +272,7 @@ class Engine:
         "The trytond route's answer: its rules, read on this connection."
         channel = self.channel(conn, request)
         date = api.parse_date(request.args.get('date'))
-        catalogue = self.catalogue(conn, channel.company.id)
+        catalogue = self.catalogue(channel)
         answer = api.availability_json(date,
             *reservation.availability(channel, date, catalogue=catalogue))
         conn.commit()
@@ -309,22 +310,23 @@ class Engine:
             'SELECT o.id, o.state, o.total, o.hold_expires_at, o.company, '
             'o.currency, c.code, ('
             'SELECT sum(p.amount) FROM scenic_payment p '
-            'WHERE p."order" = o.id AND p.kind = %s) '
+            'WHERE p."order" = o.id AND p.kind = %s), k.key_id, '
+            'k.private_key_encrypted '
             'FROM scenic_order o JOIN currency_currency c '
             'ON c.id = o.currency '
+            # the area's signing key, read with the order
+            'LEFT JOIN LATERAL (SELECT key_id, private_key_encrypted '
+            'FROM scenic_signing_key WHERE company = o.company '
+            "AND state = 'active' ORDER BY id LIMIT 1) k ON true "
             'WHERE o.reference = %s AND o.channel = %s FOR UPDATE OF o',
             ('payment', reference, channel.id)).fetchone()
         if not row:
             raise BookingError('not_found', "No such order.")
-        order_id, state, total, expires, company, currency, code, paid = row
+        (order_id, state, total, expires, company, currency, code, paid,
+            *key) = row
         if not reservation.check_payable(Order, state, paid or 0, expires,
                 total, amount, now):
-            key = conn.execute(
-                "SELECT key_id, private_key_encrypted "
-                "FROM scenic_signing_key WHERE company = %s "
-                "AND state = 'active' ORDER BY id LIMIT 1",
-                (company,)).fetchone()
-            if not key:
+            if key[0] is None:
                 raise Delegate  # the area's first payment makes its key
             provider = providers.get_provider(provider_name, channel.code)
             if not provider.engine_safe:
