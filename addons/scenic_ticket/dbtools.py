@@ -8,7 +8,7 @@ that what they read before is stale.
 import contextvars
 import datetime as dt
 
-from sql import Flavor, For, Table
+from sql import Expression, Flavor, For, Table
 
 from trytond import backend
 from trytond.transaction import Transaction, TransactionError
@@ -102,6 +102,11 @@ def audit(values=None, write=False):
     return values
 
 
+# Inserts of up to this many rows are built once per shape (`rendered`);
+# larger ones (imports, history) each time, so the shapes kept stay few.
+RENDERED_ROWS = 16
+
+
 def insert(table, rows):
     "Insert dict rows sharing keys, with audit columns; return their ids."
     if not rows:
@@ -112,8 +117,23 @@ def insert(table, rows):
     columns = [getattr(table, n) for n in names]
     values = [[r[n] for n in names] for r in rows]
     if backend.name == 'postgresql':
-        cursor_.execute(*table.insert(
-                columns, values, returning=[table.id]))
+        if len(values) > RENDERED_ROWS or any(
+                isinstance(v, Expression) for r in values for v in r):
+            cursor_.execute(*table.insert(
+                    columns, values, returning=[table.id]))
+        else:
+            # a few rows of plain values (the booking's): built once per
+            # table, columns and row count
+            def build(**marks):
+                return table.insert(columns,
+                    [[marks[f'v{i}_{j}'] for j in range(len(names))]
+                        for i in range(len(values))],
+                    returning=[table.id])
+            cursor_.execute(*rendered(
+                    ('insert', table._name, tuple(names), len(values)),
+                    build, **{f'v{i}_{j}': v
+                        for i, r in enumerate(values)
+                        for j, v in enumerate(r)}))
         return [r[0] for r in cursor_.fetchall()]
     # SQLite refuses RETURNING on the aliased table python-sql writes.
     ids = []
@@ -146,7 +166,7 @@ class _Mark:
 _rendered = {}
 
 
-def rendered(key, build, **values):
+def rendered(key, build, /, **values):
     """(SQL, parameters) of the python-sql query `build(**marks)` for
     `values`, built once per key and backend and then only filled in:
     building queries was a third of the booking engine's Python time

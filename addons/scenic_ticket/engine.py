@@ -140,12 +140,11 @@ class Engine:
                     "reconnecting", exc_info=True)
                 time.sleep(1)
 
-    def catalogue(self, conn, company):
-        "The area's Catalogue, rebuilt when the back office changed it."
-        row = conn.execute(
-            "SELECT timestamp FROM ir_cache WHERE name = %s",
-            (CATALOGUE_CACHE,)).fetchone()
-        stamp = row[0] if row else None
+    def catalogue(self, channel):
+        """The area's Catalogue, rebuilt when the back office changed it:
+        `channel.stamp` is the cache's `ir_cache` timestamp, read with the
+        channel (`channel()`) in this request's transaction."""
+        company, stamp = channel.company.id, channel.stamp
         generation = self.generation
         cached = self.catalogues.get(company)
         if cached and cached[0] == generation and cached[1] == stamp:
@@ -175,16 +174,18 @@ class Engine:
         scheme, _, key = header.partition(' ')
         row = None
         if scheme.lower() == 'bearer' and key.strip():
+            # with the catalogue cache's stamp (`catalogue()`): one read
             row = conn.execute(
-                "SELECT id, company, code, hold_minutes FROM scenic_channel "
-                "WHERE api_key_hash = %s AND active",
-                (Channel.hash_key(key.strip()),)).fetchone()
+                "SELECT id, company, code, hold_minutes, ("
+                "SELECT timestamp FROM ir_cache WHERE name = %s) "
+                "FROM scenic_channel WHERE api_key_hash = %s AND active",
+                (CATALOGUE_CACHE, Channel.hash_key(key.strip()))).fetchone()
         if not row:
             raise BookingError('unauthorized',
                 "A valid channel key is required: "
                 "'Authorization: Bearer <key>'.")
         return SimpleNamespace(id=row[0], code=row[2], hold_minutes=row[3],
-            company=SimpleNamespace(id=row[1]))
+            company=SimpleNamespace(id=row[1]), stamp=row[4])
 
     def run(self, func, request, *args):
         "func(conn, request, *args) on a pooled connection, with retries."
@@ -220,7 +221,7 @@ class Engine:
                     tz=order.tz), status=201,
                 headers={'Idempotent-Replayed': 'true'})
         now = dbtools.now_utc()
-        catalogue = self.catalogue(conn, channel.company.id)
+        catalogue = self.catalogue(channel)
         plan = reservation.plan_booking(channel, booking, now=now,
             catalogue=catalogue)
         reservation.check_holds(channel, plan, client=client, now=now)
@@ -271,7 +272,7 @@ class Engine:
         "The trytond route's answer: its rules, read on this connection."
         channel = self.channel(conn, request)
         date = api.parse_date(request.args.get('date'))
-        catalogue = self.catalogue(conn, channel.company.id)
+        catalogue = self.catalogue(channel)
         answer = api.availability_json(date,
             *reservation.availability(channel, date, catalogue=catalogue))
         conn.commit()
@@ -309,22 +310,23 @@ class Engine:
             'SELECT o.id, o.state, o.total, o.hold_expires_at, o.company, '
             'o.currency, c.code, ('
             'SELECT sum(p.amount) FROM scenic_payment p '
-            'WHERE p."order" = o.id AND p.kind = %s) '
+            'WHERE p."order" = o.id AND p.kind = %s), k.key_id, '
+            'k.private_key_encrypted '
             'FROM scenic_order o JOIN currency_currency c '
             'ON c.id = o.currency '
+            # the area's signing key, read with the order
+            'LEFT JOIN LATERAL (SELECT key_id, private_key_encrypted '
+            'FROM scenic_signing_key WHERE company = o.company '
+            "AND state = 'active' ORDER BY id LIMIT 1) k ON true "
             'WHERE o.reference = %s AND o.channel = %s FOR UPDATE OF o',
             ('payment', reference, channel.id)).fetchone()
         if not row:
             raise BookingError('not_found', "No such order.")
-        order_id, state, total, expires, company, currency, code, paid = row
+        (order_id, state, total, expires, company, currency, code, paid,
+            *key) = row
         if not reservation.check_payable(Order, state, paid or 0, expires,
                 total, amount, now):
-            key = conn.execute(
-                "SELECT key_id, private_key_encrypted "
-                "FROM scenic_signing_key WHERE company = %s "
-                "AND state = 'active' ORDER BY id LIMIT 1",
-                (company,)).fetchone()
-            if not key:
+            if key[0] is None:
                 raise Delegate  # the area's first payment makes its key
             provider = providers.get_provider(provider_name, channel.code)
             if not provider.engine_safe:
@@ -344,22 +346,24 @@ class Engine:
                 'WHERE "order" = %s AND state = ANY(%s) ORDER BY id',
                 (order_id, sources)).fetchall()
             written = dbtools.naive(now)
-            with conn.cursor() as cursor:
-                # one statement a ticket (each its own code), pipelined
-                cursor.executemany(
-                    "UPDATE scenic_ticket SET state = 'valid', code = %s, "
-                    'key_id = %s, write_date = %s, write_uid = 0 '
-                    'WHERE id = %s AND state = ANY(%s)',
-                    [(reservation.ticket_code(signer, company, t[0], t[1],
-                                t[2], t[3], t[4], t[5], t[6]),
-                            signer.key_id, written, t[0], sources)
-                        for t in tickets])
+            # one statement for the tickets, each with its own code
+            moved = [r[0] for r in conn.execute(
+                    "UPDATE scenic_ticket t SET state = 'valid', "
+                    'code = c.code, key_id = %s, write_date = %s, '
+                    'write_uid = 0 FROM unnest(%s::int[], %s::text[]) '
+                    'AS c(id, code) WHERE t.id = c.id '
+                    'AND t.state = ANY(%s) RETURNING t.id',
+                    (signer.key_id, written, [t[0] for t in tickets],
+                        [reservation.ticket_code(signer, company, t[0],
+                                t[1], t[2], t[3], t[4], t[5], t[6])
+                            for t in tickets], sources))]
             # the SQL state hooks (slot-sales rollup) run here too
-            entered(Ticket, 'valid', [t[0] for t in tickets])
+            entered(Ticket, 'valid', sorted(moved))
             table = dbtools.table('scenic.order')
             reservation.sql_transition(Order, table, 'paid',
                 table.id == order_id, [table.paid_at], [written])
-            conn.commit()   # durable before the answer
+        # the answer read in the payment's transaction (what it wrote),
+        # sent once the commit is durable
         order = self.load_order(conn, order_id=order_id)
         conn.commit()
         return json_response(api.order_json(order, self.database_name,

@@ -19,7 +19,7 @@ from trytond.pool import Pool
 from trytond.transaction import Transaction
 
 from .dbtools import cursor as db_cursor
-from .dbtools import insert, naive, now_utc
+from .dbtools import insert, naive, now_utc, rendered
 from .dbtools import table as sql_table
 from .errors import ApiError
 from .vault import pii_vault
@@ -61,25 +61,48 @@ def _window(now, seconds):
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
 
 
+def select_count(rate_key, window):
+    "The query of a key's count in a window (see `window_of`)."
+    table = sql_table('scenic.rate_limit')
+    return table.select(table.count,
+        where=(table.key == rate_key) & (table.window == window))
+
+
+def _update_count(rate_key, window):
+    table = sql_table('scenic.rate_limit')
+    return table.update([table.count], [table.count + Literal(1)],
+        where=(table.key == rate_key) & (table.window == window))
+
+
+def window_of(kind, value, seconds, now):
+    "(key, window as stored, the window's end) of an event now."
+    window = _window(now, seconds)
+    return (_key(kind, value), naive(window),
+        window + dt.timedelta(seconds=seconds))
+
+
 def count(kind, value, seconds, now=None):
     "(events in the current window, its end) for this key."
-    table = sql_table('scenic.rate_limit')
     now = now or now_utc()
-    window = _window(now, seconds)
+    key, window, end = window_of(kind, value, seconds, now)
     cursor = db_cursor()
-    cursor.execute(*table.select(table.count, where=(
-                table.key == _key(kind, value))
-            & (table.window == naive(window))))
+    cursor.execute(*rendered('rate_count', select_count,
+            rate_key=key, window=window))
     row = cursor.fetchone()
-    return (row[0] if row else 0), window + dt.timedelta(seconds=seconds)
+    return (row[0] if row else 0), end
+
+
+def refuse(events, limit, end, message, now):
+    "Raise RateLimited when `limit` events are already counted."
+    if events >= limit:
+        raise RateLimited(message, (end - now).total_seconds())
 
 
 def check(kind, value, limit, seconds, message, now=None):
     "Raise RateLimited when `limit` events are already counted."
     now = now or now_utc()
     events, end = count(kind, value, seconds, now)
-    if events >= limit:
-        raise RateLimited(message, (end - now).total_seconds())
+    refuse(events, limit, end, message, now)
 
 
 def add(kind, value, seconds, now=None):
@@ -89,8 +112,8 @@ def add(kind, value, seconds, now=None):
     window = naive(_window(now, seconds))
     key = _key(kind, value)
     cursor = db_cursor()
-    cursor.execute(*table.update([table.count], [table.count + Literal(1)],
-            where=(table.key == key) & (table.window == window)))
+    cursor.execute(*rendered('rate_add', _update_count,
+            rate_key=key, window=window))
     if not cursor.rowcount:
         # a racing first event hits the unique key: the endpoint retries
         insert(table, [{'key': key, 'window': window, 'count': 1}])

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from types import SimpleNamespace
 
-from sql import Conflict
+from sql import Conflict, Select
 from sql.aggregate import Count, Sum
 from sql.conditionals import Case
 from sql.operators import Exists, Not
@@ -103,29 +103,36 @@ def new_reference():
 
 def _claim_id(company, date, id_hash, limit):
     "Count one more ticket for an ID on a day, within its limit."
-    table = sql_table('scenic.id_day_usage')
-    cursor = db_cursor()
-    where = (table.count < limit) if limit else None
-    cursor.execute(*table.insert(
+    limited = bool(limit)
+
+    def build(company, date, id_hash, limit, user, now):
+        table = sql_table('scenic.id_day_usage')
+        return table.insert(
             [table.company, table.date, table.id_hash, table.count,
                 table.create_uid, table.create_date],
-            [[company, date, id_hash, 1, db_user(),
-                    naive(now_utc())]],
+            [[company, date, id_hash, 1, user, now]],
             on_conflict=Conflict(
                 table, indexed_columns=[
                     table.company, table.date, table.id_hash],
                 columns=[table.count], values=[table.count + 1],
-                where=where)))
+                where=(table.count < limit) if limited else None))
+    cursor = db_cursor()
+    cursor.execute(*rendered(('claim_id', limited), build,
+            company=company, date=date, id_hash=id_hash,
+            limit=limit, user=db_user(), now=naive(now_utc())))
     return cursor.rowcount == 1
 
 
 def _claim_slot(slot_id, persons):
-    table = sql_table('scenic.time_slot')
-    cursor = db_cursor()
-    cursor.execute(*table.update(
+    def build(slot_id, persons):
+        table = sql_table('scenic.time_slot')
+        return table.update(
             [table.booked], [table.booked + persons],
             where=(table.id == slot_id)
-            & (table.booked + persons <= table.capacity)))
+            & (table.booked + persons <= table.capacity))
+    cursor = db_cursor()
+    cursor.execute(*rendered('claim_slot', build,
+            slot_id=slot_id, persons=persons))
     return cursor.rowcount == 1
 
 
@@ -401,11 +408,18 @@ def _release(company, date, slot_id, id_hashes, scope_persons, persons,
 # --- booking -----------------------------------------------------------------
 
 def _find_replay(channel_id, key, digest):
-    table = sql_table('scenic.order')
-    cursor = db_cursor()
-    cursor.execute(*table.select(table.id, table.request_hash,
+    def build(channel_id, idempotency_key):
+        table = sql_table('scenic.order')
+        return table.select(table.id, table.request_hash,
             where=(table.channel == channel_id)
-            & (table.idempotency_key == key)))
+            & (table.idempotency_key == idempotency_key))
+    if key is None:  # `= NULL` is not `IS NULL`: built each time
+        statement = build(channel_id, key)
+    else:
+        statement = rendered('find_replay', build,
+            channel_id=channel_id, idempotency_key=key)
+    cursor = db_cursor()
+    cursor.execute(*statement)
     row = cursor.fetchone()
     if not row:
         return None
@@ -418,31 +432,51 @@ def _find_replay(channel_id, key, digest):
 
 def _visitor_ids(company, visitors):
     "Find or create the visitor records; return {id_hash: visitor id}."
-    table = sql_table('scenic.visitor')
-    cursor = db_cursor()
     vault = pii_vault()
-    result = {}
     # one order for every transaction (by hash): two bookings naming the
     # same visitors in opposite orders cannot wait on each other's rows
+    rows = {}
     for visitor, normalized, id_hash in sorted(visitors,
             key=lambda v: v[2]):
-        if id_hash in result:
-            continue
-        cursor.execute(*table.insert(
-                [table.company, table.name, table.id_type,
-                    table.id_encrypted, table.id_masked, table.id_hash,
-                    table.create_uid, table.create_date],
-                [[company, visitor.name, visitor.id_type,
-                        vault.encrypt(normalized),
-                        idnumber.mask(normalized), id_hash,
-                        db_user(), naive(now_utc())]],
-                on_conflict=Conflict(
-                    table, indexed_columns=[table.company, table.id_hash])))
-        cursor.execute(*table.select(table.id,
-                where=(table.company == company)
-                & (table.id_hash == id_hash)))
-        result[id_hash] = cursor.fetchone()[0]
-    return result
+        rows.setdefault(id_hash, (visitor, normalized))
+    if not rows:
+        return {}
+    count = len(rows)
+    values = {'company': company, 'user': db_user(),
+        'now': naive(now_utc())}
+    for i, (id_hash, (visitor, normalized)) in enumerate(rows.items()):
+        values.update({f'name{i}': visitor.name,
+                f'id_type{i}': visitor.id_type,
+                f'id_encrypted{i}': vault.encrypt(normalized),
+                f'id_masked{i}': idnumber.mask(normalized),
+                f'id_hash{i}': id_hash})
+
+    def insert_visitors(**m):
+        table = sql_table('scenic.visitor')
+        return table.insert(
+            [table.company, table.name, table.id_type, table.id_encrypted,
+                table.id_masked, table.id_hash, table.create_uid,
+                table.create_date],
+            [[m['company'], m[f'name{i}'], m[f'id_type{i}'],
+                    m[f'id_encrypted{i}'], m[f'id_masked{i}'],
+                    m[f'id_hash{i}'], m['user'], m['now']]
+                for i in range(count)],
+            on_conflict=Conflict(
+                table, indexed_columns=[table.company, table.id_hash]))
+
+    def select_visitors(**m):
+        table = sql_table('scenic.visitor')
+        return table.select(table.id_hash, table.id,
+            where=(table.company == m['company'])
+            & table.id_hash.in_([m[f'id_hash{i}'] for i in range(count)]))
+    cursor = db_cursor()
+    # one statement inserts the new ones (in hash order), a second one,
+    # with a snapshot that sees bookings committed meanwhile, reads them all
+    cursor.execute(*rendered(('visitors_insert', count), insert_visitors,
+            **values))
+    cursor.execute(*rendered(('visitors_select', count), select_visitors,
+            **values))
+    return dict(cursor.fetchall())
 
 
 @dataclass
@@ -756,34 +790,54 @@ def check_holds(channel, plan, client=None, now=None):
     hold_limit: a public booking page cannot hold a whole slot), and per
     client address an hour (429, counted in scenic.rate_limit)."""
     from . import ratelimit
-    order = sql_table('scenic.order')
-    line = sql_table('scenic.order.line')
     now = now or now_utc()
     cursor = db_cursor()
-    held = ((order.slot == plan.slot.id) & (order.state == 'reserved')
-        & (order.hold_expires_at > naive(now)))
     phone = plan.request.contact_phone
-    cursor.execute(*order.select(Count(order.id),
-            where=held & (order.contact_phone == phone)))
+    values = dict(slot=plan.slot.id, now=naive(now), phone=phone,
+        channel=channel.id)
+    if client:
+        rate_key, window, end = ratelimit.window_of('hold-client', client,
+            3600, now)
+        values.update(rate_key=rate_key, window=window)
+
+    def counts(**marks):
+        """One read: the phone's holds, the channel's unpaid persons, the
+        address's holds this hour (with a client)."""
+        p = SimpleNamespace(**marks)
+        order = sql_table('scenic.order')
+        held = ((order.slot == p.slot) & (order.state == 'reserved')
+            & (order.hold_expires_at > p.now))
+        line = sql_table('scenic.order.line')
+        queries = [
+            order.select(Count(order.id),
+                where=held & (order.contact_phone == p.phone)),
+            order.join(line, condition=line.order == order.id
+                ).select(Sum(line.persons),
+                    where=held & (order.channel == p.channel)),
+            ]
+        if client:
+            queries.append(ratelimit.select_count(p.rate_key, p.window))
+        return Select(queries)
+    # `= NULL` is not `IS NULL`: without a phone, built with the values
+    cursor.execute(*(counts(**values) if phone is None
+            else rendered(('hold_counts', bool(client)), counts, **values)))
+    phone_holds, unpaid, *rate = cursor.fetchone()
     maximum = limit(channel.code, 'max_holds_phone')
-    if cursor.fetchone()[0] >= maximum:
+    if phone_holds >= maximum:
         raise BookingError('hold_limit', f"This phone already holds "
             f"{maximum} unpaid orders for this time slot: pay or cancel "
             "one first.", 'contact.phone')
-    cursor.execute(*order.join(line, condition=line.order == order.id
-            ).select(Sum(line.persons),
-            where=held & (order.channel == channel.id)))
-    unpaid = cursor.fetchone()[0] or 0
+    unpaid = unpaid or 0
     share = limit(channel.code, 'max_unpaid_percent')
     if (unpaid + plan.persons) * 100 > plan.slot.capacity * share:
         raise BookingError('hold_limit', "Too many places of this time "
             "slot are held unpaid on this channel: try again in a few "
             "minutes.", 'slot')
     if client:
-        ratelimit.check('hold-client', client,
-            limit(channel.code, 'max_holds_client'), 3600,
+        ratelimit.refuse(rate[0] or 0,
+            limit(channel.code, 'max_holds_client'), end,
             "Too many bookings from this address: pay the ones held, or "
-            "try again later.", now=now)
+            "try again later.", now)
 
 
 def count_hold(channel, client, now=None):

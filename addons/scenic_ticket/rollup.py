@@ -7,9 +7,10 @@ paid) adds to its group, one entering `revoked` (refunded) takes itself out,
 an order entering `refunded` adds its tickets to the refunded figures. Each
 transition has a single source state (order.py's tables), so the hook's
 (to_state, ids) says exactly what changed. The update is `count_sales` /
-`count_refunds`: one grouped read of the tickets moved and one additive
-upsert per (slot, channel, ticket type) group, so concurrent bookings of a
-slot wait on the row instead of failing or losing an update.
+`count_refunds`: on PostgreSQL one statement, an additive upsert of the
+tickets moved grouped by (slot, channel, ticket type), so concurrent
+bookings of a slot wait on the row instead of failing or losing an update
+(SQLite: a grouped read, then an update or insert per group).
 
 `SlotSales.refresh` recomputes slots from their tickets: the rebuild after
 a bulk load (scripts/simulate_history.py) and a repair by a cron every
@@ -157,20 +158,32 @@ def count_sales(ticket_ids, sign=1):
     """Add the tickets with these ids to their slots' sold figures (sign
     1: they entered `valid`) or take them out (sign -1: `revoked`), in the
     current transaction (Tryton's or the booking engine's)."""
+    if backend.name == 'postgresql':
+        _upsert('id', ticket_ids,
+            'count(*) * %s, sum(t.persons) * %s, '
+            'COALESCE(sum(l.unit_price), 0) * %s, 0, 0', [sign] * 3,
+            shrinks=sign < 0)
+        return
     ticket, order, line = _tables()
     _apply(ticket, order, line, SQL_OPERATORS['in'](ticket.id, ticket_ids),
         [Count(Literal(1)) * sign, Sum(ticket.persons) * sign,
-            Sum(line.unit_price) * sign, Literal(0), Literal(0)])
+            Sum(line.unit_price) * sign, Literal(0), Literal(0)],
+        shrinks=sign < 0)
 
 
 def count_refunds(order_ids):
     """Add the tickets of the orders with these ids (which entered
     `refunded`) to their slots' refunded figures, in the current
     transaction."""
+    if backend.name == 'postgresql':
+        _upsert('order', order_ids,
+            '0, 0, 0, count(*), COALESCE(sum(l.unit_price), 0)', [],
+            shrinks=False)
+        return
     ticket, order, line = _tables()
     _apply(ticket, order, line, SQL_OPERATORS['in'](ticket.order, order_ids),
         [Literal(0), Literal(0), Literal(0), Count(Literal(1)),
-            Sum(line.unit_price)])
+            Sum(line.unit_price)], shrinks=False)
 
 
 @sql_hook('scenic.ticket', 'valid', 'revoked')
@@ -191,8 +204,49 @@ def _tables():
 COUNTED = ['tickets', 'persons', 'amount', 'refunded', 'refunded_amount']
 
 
-def _apply(ticket, order, line, where, deltas):
-    "Add the grouped deltas of the tickets matching `where` to the rows."
+def _upsert(column, ids, deltas, params, shrinks):
+    """PostgreSQL: group the tickets whose `column` is in ids and add the
+    deltas to their rows in one statement (a payment's one round trip),
+    rows locked in (slot, channel, ticket type) order."""
+    cursor = dbtools.cursor()
+    now = dbtools.utcnow()
+    cursor.execute(
+        'INSERT INTO scenic_slot_sales AS s (company, slot, date, '
+        'channel, ticket_type, tickets, persons, amount, refunded, '
+        'refunded_amount, changed, create_uid, create_date) '
+        'SELECT t.company, t.slot, t.visit_date, o.channel, t.ticket_type, '
+        f'{deltas}, %s, %s, %s '
+        'FROM scenic_ticket t JOIN scenic_order o ON o.id = t."order" '
+        'JOIN scenic_order_line l ON l.id = t.line '
+        f'WHERE t."{column}" = ANY(%s) '
+        'GROUP BY t.company, t.slot, t.visit_date, o.channel, '
+        't.ticket_type ORDER BY t.slot, o.channel, t.ticket_type '
+        'ON CONFLICT (slot, channel, ticket_type) DO UPDATE SET '
+        + ', '.join(f'{c} = s.{c} + EXCLUDED.{c}' for c in COUNTED)
+        + ', changed = GREATEST(s.changed, EXCLUDED.changed), '
+        'write_uid = EXCLUDED.create_uid, '
+        'write_date = EXCLUDED.create_date '
+        'RETURNING s.slot',
+        (*params, now, dbtools.user(), now, list(ids)))
+    slots = sorted({r[0] for r in cursor.fetchall()})
+    if shrinks:
+        _drop_empty(cursor, slots)
+
+
+def _drop_empty(cursor, slots):
+    """A group whose last ticket left (revoked without a refund) goes, as
+    the recomputation has no row for it. Only a change that takes tickets
+    out can empty a row: others skip the statement."""
+    if slots:
+        table = dbtools.table('scenic.slot.sales')
+        cursor.execute(*table.delete(
+                where=table.slot.in_(slots) & (table.tickets == 0)
+                & (table.refunded == 0)))
+
+
+def _apply(ticket, order, line, where, deltas, shrinks):
+    """SQLite: add the grouped deltas of the tickets matching `where` to
+    the rows (it serializes its writers: update, else insert)."""
     table = dbtools.table('scenic.slot.sales')
     cursor = dbtools.cursor()
     cursor.execute(*ticket.join(order, condition=ticket.order == order.id
@@ -208,23 +262,6 @@ def _apply(ticket, order, line, where, deltas):
     user = dbtools.user()
     for company, slot, date, channel, ticket_type, *values in groups:
         values = [v or 0 for v in values]
-        if backend.name == 'postgresql':
-            # One statement, atomic under concurrent bookings of the slot.
-            cursor.execute(
-                'INSERT INTO scenic_slot_sales (company, slot, date, '
-                'channel, ticket_type, tickets, persons, amount, refunded, '
-                'refunded_amount, changed, create_uid, create_date) '
-                'VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '
-                '%s) ON CONFLICT (slot, channel, ticket_type) DO UPDATE SET '
-                + ', '.join(f'{c} = scenic_slot_sales.{c} + EXCLUDED.{c}'
-                    for c in COUNTED)
-                + ', changed = GREATEST(scenic_slot_sales.changed, '
-                'EXCLUDED.changed), write_uid = EXCLUDED.create_uid, '
-                'write_date = EXCLUDED.create_date',
-                (company, slot, date, channel, ticket_type, *values, now,
-                    user, now))
-            continue
-        # SQLite serializes its writers: update, else insert.
         key = ((table.slot == slot) & (table.channel == channel)
             & (table.ticket_type == ticket_type))
         cursor.execute(*table.update(
@@ -240,13 +277,8 @@ def _apply(ticket, order, line, where, deltas):
                         table.changed, table.create_uid, table.create_date],
                     [[company, slot, date, channel, ticket_type, *values,
                             now, user, now]]))
-    slots = sorted({g[1] for g in groups})
-    if slots:
-        # A group whose last ticket left (revoked without a refund) goes,
-        # as the recomputation has no row for it.
-        cursor.execute(*table.delete(
-                where=table.slot.in_(slots) & (table.tickets == 0)
-                & (table.refunded == 0)))
+    if shrinks:
+        _drop_empty(cursor, sorted({g[1] for g in groups}))
 
 
 class Ticket(metaclass=PoolMeta):
