@@ -233,20 +233,16 @@ def revenue_by_channel(company, start, end):
     "Revenue earned per month, channel and ticket type."
     pool = Pool()
     recognition = pool.get('scenic.finance.recognition').__table__()
-    ticket = pool.get('scenic.ticket').__table__()
-    order = pool.get('scenic.order').__table__()
     Channel = pool.get('scenic.channel')
     TicketType = pool.get('scenic.ticket.type')
     cursor = Transaction().connection.cursor()
-    cursor.execute(*recognition.join(ticket,
-            condition=recognition.ticket == ticket.id).join(order,
-            condition=ticket.order == order.id).select(
-            recognition.date, order.channel, ticket.ticket_type,
+    cursor.execute(*recognition.select(
+            recognition.date, recognition.channel, recognition.ticket_type,
             Sum(recognition.amount),
             where=(recognition.company == company.id)
             & (recognition.date >= start) & (recognition.date <= end),
-            group_by=[recognition.date, order.channel,
-                ticket.ticket_type]))
+            group_by=[recognition.date, recognition.channel,
+                recognition.ticket_type]))
     sums = defaultdict(Decimal)
     for date, channel, ttype, amount in cursor.fetchall():
         if isinstance(date, str):

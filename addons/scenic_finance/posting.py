@@ -3,11 +3,14 @@ refunds, recognition), built set-based from the ticket, payment and scan
 rows, each linked back (`origin`) to its batch.
 
 Money is deferred ticket by ticket so that every yuan taken into 2203
-预收账款 leaves it exactly once: at payment a ticket gets a row in `scenic.finance.ticket` with its net
-and VAT (from its line's unit price and the rule's VAT rate); recognition
-moves its `earned` up to the net (at first
-entry, per entry for multi-entry tickets, day by day for annual and season
-cards, the rest at expiry); a refund takes out what is left.
+预收账款 leaves it exactly once: at payment a ticket gets a row in
+`scenic.finance.ticket` with its net and VAT (from its line's unit price
+and the rule's VAT rate); recognition moves its `earned` up to the net (at
+first entry, per entry for multi-entry tickets, day by day for annual and
+season cards, the rest at expiry); a refund takes out what is left.
+Tickets earned whole are closed in one UPDATE naming the recognition
+batch and summed into one `scenic.finance.recognition` row per kind,
+ticket type and channel; only tickets earned in parts get a row each.
 
 A day is posted once (`scenic.finance.day` is unique per area and date),
 only after it has ended in the area's timezone, and all its batches and
@@ -118,6 +121,11 @@ class TicketDeferral(CompanyMixin, ModelSQL, ModelView):
     refund = fields.Many2One(
         'scenic.finance.batch', "Refund Batch", readonly=True,
         ondelete='RESTRICT')
+    recognition = fields.Many2One(
+        'scenic.finance.batch', "Recognition Batch", readonly=True,
+        ondelete='RESTRICT',
+        help="The batch that earned the ticket whole (its revenue is in "
+        "that batch's row of its kind, ticket type and channel).")
 
     @classmethod
     def __setup__(cls):
@@ -127,12 +135,12 @@ class TicketDeferral(CompanyMixin, ModelSQL, ModelView):
             ('ticket_unique', Unique(t, t.ticket),
                 'scenic_finance.msg_ticket_deferral_unique'),
             ]
+        # receipt, refund and recognition are indexed by trytond for the
+        # batch's One2Many fields: a second index of theirs would only
+        # cost every row written one more write.
         cls._sql_indexes.update({
                 Index(t, (t.company, Index.Equality()),
                     where=t.state == 'deferred'),
-                Index(t, (t.receipt, Index.Equality())),
-                Index(t, (t.refund, Index.Equality()),
-                    where=t.refund != Null),
                 })
         cls._order = [('id', 'DESC')]
 
@@ -243,6 +251,9 @@ class Batch(CompanyMixin, ModelSQL, ModelView):
     refunded_tickets = fields.One2Many(
         'scenic.finance.ticket', 'refund', "Tickets Refunded",
         readonly=True)
+    earned_tickets = fields.One2Many(
+        'scenic.finance.ticket', 'recognition', "Tickets Earned",
+        readonly=True)
     recognitions = fields.One2Many(
         'scenic.finance.recognition', 'batch', "Recognitions",
         readonly=True)
@@ -269,14 +280,26 @@ class Batch(CompanyMixin, ModelSQL, ModelView):
 
 
 class Recognition(CompanyMixin, ModelSQL, ModelView):
-    "Revenue earned on one ticket on one day."
+    """Revenue earned on one day. Tickets earned whole (at first entry or
+    expiry: nearly all of them) are summed in one row per kind, ticket
+    type and channel, their deferral rows naming the batch (drill down
+    through Batch.earned_tickets); tickets earned in parts (entries, days
+    of validity) and refunds after use have one row each, with the
+    ticket."""
     __name__ = 'scenic.finance.recognition'
     batch = fields.Many2One(
         'scenic.finance.batch', "Batch", required=True, readonly=True,
         ondelete='CASCADE')
     ticket = fields.Many2One(
-        'scenic.ticket', "Ticket", required=True, readonly=True,
+        'scenic.ticket', "Ticket", readonly=True, ondelete='RESTRICT',
+        help="Empty on the rows of tickets earned whole.")
+    ticket_type = fields.Many2One(
+        'scenic.ticket.type', "Ticket Type", required=True, readonly=True,
         ondelete='RESTRICT')
+    channel = fields.Many2One(
+        'scenic.channel', "Channel", required=True, readonly=True,
+        ondelete='RESTRICT')
+    quantity = fields.Integer("Tickets", required=True, readonly=True)
     date = fields.Date("Date", required=True, readonly=True)
     kind = fields.Selection(
         RECOGNITION_KINDS, "Kind", required=True, readonly=True)
@@ -287,8 +310,40 @@ class Recognition(CompanyMixin, ModelSQL, ModelView):
     def __setup__(cls):
         super().__setup__()
         t = cls.__table__()
-        cls._sql_indexes.add(Index(t, (t.ticket, Index.Equality())))
+        cls._sql_indexes.add(Index(t, (t.ticket, Index.Equality()),
+                where=t.ticket != Null))
         cls._order = [('date', 'DESC'), ('id', 'DESC')]
+
+    @classmethod
+    def __register__(cls, module):
+        migrate = (backend.TableHandler.table_exist(cls._table)
+            and not cls.__table_handler__(module).column_exist(
+                'ticket_type'))
+        super().__register__(module)
+        if migrate:
+            cls._migrate_per_ticket_rows()
+
+    @classmethod
+    def _migrate_per_ticket_rows(cls):
+        """Versions before the grouped rows had one row per ticket: give
+        them their ticket's type and channel, one ticket each."""
+        pool = Pool()
+        table = cls.__table__()
+        ticket = pool.get('scenic.ticket').__table__()
+        order = pool.get('scenic.order').__table__()
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*table.update(
+                [table.ticket_type, table.channel, table.quantity],
+                [ticket.select(ticket.ticket_type,
+                        where=ticket.id == table.ticket),
+                    ticket.join(order,
+                        condition=ticket.order == order.id).select(
+                        order.channel, where=ticket.id == table.ticket),
+                    1],
+                where=table.ticket_type == Null))
+        table_h = cls.__table_handler__()
+        for column in ['ticket_type', 'channel', 'quantity']:
+            table_h.not_null_action(column, 'add')
 
 
 # --- the engine ------------------------------------------------------------
@@ -618,12 +673,14 @@ class Poster:
         their VAT."""
         pool = Pool()
         ttype = pool.get('scenic.ticket.type').__table__()
+        order = pool.get('scenic.order').__table__()
         recognition = pool.get('scenic.finance.recognition').__table__()
         self.cursor.execute(*deferral.join(ticket,
                 condition=deferral.ticket == ticket.id).join(ttype,
-                condition=ticket.ticket_type == ttype.id).select(
-                deferral.id, ticket.id, ttype.category, deferral.earned,
-                deferral.vat,
+                condition=ticket.ticket_type == ttype.id).join(order,
+                condition=ticket.order == order.id).select(
+                deferral.id, ticket.id, ticket.ticket_type, order.channel,
+                ttype.category, deferral.earned, deferral.vat,
                 where=(deferral.state == 'closed')
                 & (ticket.state == 'revoked')
                 & ticket.order.in_(orders)))
@@ -633,13 +690,16 @@ class Poster:
         for chunk in _chunks(rows):
             self.cursor.execute(*recognition.insert(
                     [recognition.company, recognition.batch,
-                        recognition.ticket, recognition.date,
-                        recognition.kind, recognition.amount,
-                        recognition.create_uid, recognition.create_date],
-                    [[self.company.id, batch.id, t, self.date, 'refund',
-                            -_money(earned), self.user, self.now]
-                        for _, t, _, earned, _ in chunk]))
-        for _, _, category, earned, ticket_vat in rows:
+                        recognition.ticket, recognition.ticket_type,
+                        recognition.channel, recognition.quantity,
+                        recognition.date, recognition.kind,
+                        recognition.amount, recognition.create_uid,
+                        recognition.create_date],
+                    [[self.company.id, batch.id, t, type_, channel, 1,
+                            self.date, 'refund', -_money(earned), self.user,
+                            self.now]
+                        for _, t, type_, channel, _, earned, _ in chunk]))
+        for _, _, _, _, category, earned, ticket_vat in rows:
             debits[self.rule.revenue_account_for(category)] += _money(earned)
             vat += _money(ticket_vat)
         return [r[0] for r in rows], debits, vat
@@ -648,7 +708,9 @@ class Poster:
         pool = Pool()
         Ticket = pool.get('scenic.ticket')
         ticket = Ticket.__table__()
-        deferral = pool.get('scenic.finance.ticket').__table__()
+        order = pool.get('scenic.order').__table__()
+        Deferral = pool.get('scenic.finance.ticket')
+        deferral, target = Deferral.__table__(), Deferral.__table__()
         ttype = pool.get('scenic.ticket.type').__table__()
         scan = pool.get('scenic.gate.scan').__table__()
         deferred = ((deferral.company == self.company.id)
@@ -664,15 +726,18 @@ class Poster:
             group_by=[scan.ticket])
         joined = deferral.join(ticket,
             condition=deferral.ticket == ticket.id).join(ttype,
-            condition=ticket.ticket_type == ttype.id).join(entries,
+            condition=ticket.ticket_type == ttype.id).join(order,
+            condition=ticket.order == order.id).join(entries,
             type_='LEFT', condition=entries.ticket == ticket.id)
-        # Cards earned per entry or per day go through earned_by_end one
-        # by one; every other ticket is earned whole, at first entry or at
-        # expiry, in one INSERT … SELECT (a busy day has 50,000 of them).
+        # Cards earned per entry or per day (and any ticket earned in part
+        # already) go through earned_by_end one by one, a row each; every
+        # other ticket is earned whole, at first entry or at expiry,
+        # summed per kind, ticket type and channel (a busy day has 50,000
+        # of them).
         by_parts = (ttype.category.in_(list(DAY_CARDS))
-            | (ticket.entries_allowed > 1))
+            | (ticket.entries_allowed > 1) | (deferral.earned != 0))
         query = joined.select(
-                ticket.id, ticket.ticket_type, ttype.category,
+                ticket.id, ticket.ticket_type, order.channel, ttype.category,
                 ticket.entries_allowed, ticket.valid_from,
                 ticket.valid_until, ticket.state, ticket.write_date,
                 ticket.revoked_at,
@@ -681,27 +746,30 @@ class Poster:
                 where=deferred & by_parts)
         self.cursor.execute(*query)
         rows = []
-        for (id_, type_id, category, allowed, valid_from, valid_until,
-                state, write_date, revoked_at, net, earned, n_entries,
-                first_entry) in self.cursor.fetchall():
+        for (id_, type_id, channel, category, allowed, valid_from,
+                valid_until, state, write_date, revoked_at, net, earned,
+                n_entries, first_entry) in self.cursor.fetchall():
             net, earned = _money(net), _money(earned)
-            target, kind = self.earned_by_end(category, allowed,
+            target_, kind = self.earned_by_end(category, allowed,
                 _dt(valid_from), _dt(valid_until), state, _dt(write_date),
                 n_entries or 0, _dt(first_entry), net, _dt(revoked_at))
-            delta = target - earned
+            delta = target_ - earned
             if delta <= 0:
                 continue
-            rows.append((id_, kind, delta))
+            rows.append((id_, type_id, channel, kind, delta))
         batch = self.batch('recognition')
         recognition = pool.get('scenic.finance.recognition').__table__()
         columns = [recognition.company, recognition.batch,
-            recognition.ticket, recognition.date, recognition.kind,
+            recognition.ticket_type, recognition.channel,
+            recognition.quantity, recognition.date, recognition.kind,
             recognition.amount, recognition.create_uid,
             recognition.create_date]
         for chunk in _chunks(rows):
-            self.cursor.execute(*recognition.insert(columns, [
-                        [self.company.id, batch.id, i, self.date, k, a,
-                            self.user, self.now] for i, k, a in chunk]))
+            self.cursor.execute(*recognition.insert(
+                    columns + [recognition.ticket], [
+                        [self.company.id, batch.id, t, c, 1, self.date, k,
+                            a, self.user, self.now, i]
+                        for i, t, c, k, a in chunk]))
         # The same rules as earned_by_end for a ticket earned whole.
         revoked = ticket.state.in_(['revoked', 'cancelled'])
         expired = (ticket.valid_until <= self.end) & ~revoked
@@ -711,42 +779,64 @@ class Poster:
         used = ((entries.ticket != Null)
             | ((ticket.state == 'used') & (ticket.write_date < end)))
         unlimited = ticket.entries_allowed == 0
-        self.cursor.execute(*recognition.insert(columns, joined.select(
-                    Literal(self.company.id), Literal(batch.id), ticket.id,
-                    Literal(self.date),
-                    Case((expired, 'expiry'), else_='use'),
-                    deferral.net - deferral.earned,
-                    Literal(self.user), Literal(self.now),
-                    where=deferred & ~by_parts
-                    & (deferral.net > deferral.earned)
-                    & (expired | (used & ((ticket.entries_allowed == Null)
-                                | ~unlimited))))))
-        if not rows and not self.cursor.rowcount:
+        whole = (deferred & ~by_parts & (deferral.net > deferral.earned)
+            & (expired | (used & ((ticket.entries_allowed == Null)
+                        | ~unlimited))))
+        # Their deferrals are closed with the batch's name, then summed
+        # back from it into one row per group (over a sub-select:
+        # PostgreSQL does not match a parametrized kind of the GROUP BY
+        # with the SELECT's).
+        self.cursor.execute(*target.update(
+                [target.earned, target.state, target.recognition],
+                [target.net, 'closed', batch.id],
+                where=target.id.in_(joined.select(deferral.id,
+                        where=whole))))
+        closed = self.cursor.rowcount
+        if not rows and not closed:
             pool.get('scenic.finance.batch').delete([batch])
             del self.batches['recognition']
             return
-        # One statement from the rows just written: what each ticket earned
-        # today is added, and a ticket fully earned leaves the deferral
-        # (compared within half a cent: SQLite sums its numerics as floats;
-        # the bound Decimal is text to SQLite, so it is added, never
-        # compared: any number sorts before any text there).
-        earned = recognition.select(recognition.ticket.as_('ticket'),
-            recognition.amount.as_('amount'),
-            where=recognition.batch == batch.id)
-        self.cursor.execute(*deferral.update(
-                [deferral.earned, deferral.state],
-                [deferral.earned + earned.amount,
-                    Case((deferral.earned + earned.amount + HALF_CENT
-                            > deferral.net, 'closed'),
-                        else_=deferral.state)],
-                from_=[earned], where=deferral.ticket == earned.ticket))
+        earned_whole = target.join(ticket,
+            condition=target.ticket == ticket.id).join(order,
+            condition=ticket.order == order.id).select(
+            ticket.ticket_type.as_('ticket_type'),
+            order.channel.as_('channel'),
+            Case((expired, 'expiry'), else_='use').as_('kind'),
+            target.net.as_('amount'),
+            where=target.recognition == batch.id)
+        self.cursor.execute(*recognition.insert(columns, earned_whole.select(
+                    Literal(self.company.id), Literal(batch.id),
+                    earned_whole.ticket_type, earned_whole.channel,
+                    Count(Literal(1)), Literal(self.date), earned_whole.kind,
+                    Sum(earned_whole.amount), Literal(self.user),
+                    Literal(self.now),
+                    group_by=[earned_whole.ticket_type,
+                        earned_whole.channel, earned_whole.kind])))
+        # One statement from the per-ticket rows just written: what each
+        # ticket earned today is added, and a ticket fully earned leaves
+        # the deferral (compared within half a cent: SQLite sums its
+        # numerics as floats; the bound Decimal is text to SQLite, so it
+        # is added, never compared: any number sorts before any text
+        # there).
+        if rows:
+            earned = recognition.select(recognition.ticket.as_('ticket'),
+                recognition.amount.as_('amount'),
+                where=(recognition.batch == batch.id)
+                & (recognition.ticket != Null))
+            self.cursor.execute(*target.update(
+                    [target.earned, target.state],
+                    [target.earned + earned.amount,
+                        Case((target.earned + earned.amount + HALF_CENT
+                                > target.net, 'closed'),
+                            else_=target.state)],
+                    from_=[earned], where=target.ticket == earned.ticket))
         TicketType = pool.get('scenic.ticket.type')
-        self.cursor.execute(*recognition.join(ticket,
-                condition=recognition.ticket == ticket.id).join(ttype,
-                condition=ticket.ticket_type == ttype.id).select(
-                ticket.ticket_type, ttype.category, Sum(recognition.amount),
+        self.cursor.execute(*recognition.join(ttype,
+                condition=recognition.ticket_type == ttype.id).select(
+                recognition.ticket_type, ttype.category,
+                Sum(recognition.amount),
                 where=recognition.batch == batch.id,
-                group_by=[ticket.ticket_type, ttype.category]))
+                group_by=[recognition.ticket_type, ttype.category]))
         lines = _Lines()
         total = Decimal(0)
         for type_id, category, amount in self.cursor.fetchall():

@@ -187,13 +187,12 @@ class Day(CompanyMixin, Workflow, ModelSQL, ModelView):
         earning = [batches[k] for k in ['recognition', 'refunds']
             if k in batches]
         if earning:
-            cursor.execute(*recognition.join(ticket,
-                    condition=recognition.ticket == ticket.id).join(order,
-                    condition=ticket.order == order.id).select(
-                    order.channel, ticket.ticket_type, recognition.kind,
-                    Count(Literal(1)), Sum(recognition.amount),
+            cursor.execute(*recognition.select(
+                    recognition.channel, recognition.ticket_type,
+                    recognition.kind, Sum(recognition.quantity),
+                    Sum(recognition.amount),
                     where=recognition.batch.in_(earning),
-                    group_by=[order.channel, ticket.ticket_type,
+                    group_by=[recognition.channel, recognition.ticket_type,
                         recognition.kind]))
             for channel, ttype, kind, count, amount in cursor.fetchall():
                 values = row(channel, ttype=ttype)

@@ -239,13 +239,13 @@ def revenue(db, company, start, end):
     """Revenue recognised in the ledger per day of [start, end] (the posted
     moves' date), channel and ticket type, net of VAT: the credits less
     debits of the posting rule's revenue accounts (5001 主营业务收入 and
-    5051 其他业务收入). Recognition moves are split by the tickets they
-    earned (scenic.finance.recognition); revenue lines of refund moves (a
-    fee kept, or money given back beyond the deferral) have source
-    'refunds', and those of other posted moves (a partner invoice's
-    no-show allowance, a manual entry) source 'adjustments', both with
-    channel / ticket type '-'. The column `revenue` sums to the ledger's
-    figure for these accounts (ledger_totals).
+    5051 其他业务收入). Recognition moves are split by the ticket type and
+    channel of their scenic.finance.recognition rows; revenue lines of
+    refund moves (a fee kept, or money given back beyond the deferral)
+    have source 'refunds', and those of other posted moves (a partner
+    invoice's no-show allowance, a manual entry) source 'adjustments',
+    both with channel / ticket type '-'. The column `revenue` sums to the
+    ledger's figure for these accounts (ledger_totals).
 
     Columns: day, channel, ticket_type, source, revenue (Decimal)."""
     accounts = _in(_ledger_accounts(db, company))
@@ -255,10 +255,8 @@ def revenue(db, company, start, end):
         'SUM(r.amount) AS revenue FROM scenic_finance_recognition AS r '
         'JOIN scenic_finance_batch AS b ON b.id = r.batch '
         "JOIN account_move AS m ON m.id = b.move AND m.state = 'posted' "
-        'JOIN scenic_ticket AS t ON t.id = r.ticket '
-        'JOIN scenic_ticket_type AS tt ON tt.id = t.ticket_type '
-        'JOIN scenic_order AS o ON o.id = t."order" '
-        'JOIN scenic_channel AS c ON c.id = o.channel '
+        'JOIN scenic_ticket_type AS tt ON tt.id = r.ticket_type '
+        'JOIN scenic_channel AS c ON c.id = r.channel '
         'WHERE m.company = %s AND m.date >= %s AND m.date <= %s '
         'GROUP BY m.date, c.name, tt.code', (company, start, end),
         dates=['day'])

@@ -61,7 +61,8 @@ CREATE TABLE scenic_finance_batch (id INTEGER PRIMARY KEY, company INTEGER,
     date DATE, kind VARCHAR, move INTEGER);
 CREATE TABLE scenic_finance_recognition (id INTEGER PRIMARY KEY,
     company INTEGER, batch INTEGER, ticket INTEGER, date DATE,
-    kind VARCHAR, amount NUMERIC);
+    kind VARCHAR, amount NUMERIC, ticket_type INTEGER, channel INTEGER,
+    quantity INTEGER);
 CREATE TABLE scenic_slot_sales (id INTEGER PRIMARY KEY, company INTEGER,
     slot INTEGER, date DATE, channel INTEGER, ticket_type INTEGER,
     tickets INTEGER, persons INTEGER, amount NUMERIC, refunded INTEGER,
@@ -154,9 +155,12 @@ def build(path, now):
             (2, 1, (D - dt.timedelta(days=1)).isoformat(), 'receipts', 2),
             (3, 1, d, 'receipts', 3), (4, 1, d, 'refunds', 4),
             (5, 1, d, 'recognition', 5)],
-        'scenic_finance_recognition': [(1, 1, 5, 1, d, 'use', 120),
-            (2, 1, 5, 3, d, 'use', 120), (3, 1, 5, 2, d, 'expiry', 120),
-            (4, 1, 5, 4, d, 'expiry', 60)],
+        # tickets earned whole: one row per kind, ticket type and channel
+        'scenic_finance_recognition': [
+            (1, 1, 5, None, d, 'use', 120, 1, 1, 1),
+            (2, 1, 5, None, d, 'use', 120, 1, 2, 1),
+            (3, 1, 5, None, d, 'expiry', 120, 1, 1, 1),
+            (4, 1, 5, None, d, 'expiry', 60, 2, 2, 1)],
         'scenic_slot_sales': [(1, 1, 1, d, 1, 1, 2, 2, 240, 0, 0),
             (2, 1, 1, d, 2, 1, 1, 1, 120, 1, 100),
             (3, 1, 2, d, 2, 2, 1, 2, 60, 0, 0),

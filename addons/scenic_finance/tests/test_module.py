@@ -128,6 +128,15 @@ class ScenicFinanceTestCase(CompanyTestMixin, ModuleTestCase):
                     (t2, 'refunded', D('100'), D('6'), D('0'))])
             self.assertEqual(
                 [d.ticket.id for d in refunds.refunded_tickets], [t2])
+            # A ticket earned whole: a row per kind, type and channel,
+            # its deferral naming the batch.
+            recognition, = Batch.search([('kind', '=', 'recognition')])
+            self.assertEqual([d.ticket.id for d in
+                    recognition.earned_tickets], [t1])
+            self.assertEqual([(r.ticket, r.ticket_type, r.channel,
+                        r.kind, r.quantity, r.amount)
+                    for r in recognition.recognitions],
+                [(None, t['adult'], h.channel, 'use', 1, D('100'))])
             # Posting the same day again adds no deferral row.
             post(f.company, day(3, 1))
             self.assertEqual(Deferral.search_count([]), 2)
@@ -176,6 +185,22 @@ class ScenicFinanceTestCase(CompanyTestMixin, ModuleTestCase):
             Deferral._migrate_from_ticket_columns()
             self.assertEqual(Deferral.search_count([]), 1)
             self.assertTrue(Batch.search([('tickets', '=', migrated.id)]))
+
+            # Recognition rows of versions before the grouped rows: one
+            # per ticket, without type, channel or count.
+            Recognition = pool.get('scenic.finance.recognition')
+            recognition_h = Recognition.__table_handler__()
+            for column in ['ticket_type', 'channel', 'quantity']:
+                recognition_h.not_null_action(column, 'remove')
+            old = Recognition.__table__()
+            cursor.execute(*old.insert([old.company, old.batch, old.ticket,
+                        old.date, old.kind, old.amount],
+                    [[f.company.id, batch.id, t1, day(3, 1), 'use', 100]]))
+            Recognition._migrate_per_ticket_rows()
+            row, = Recognition.search([])
+            self.assertEqual(
+                (row.ticket.id, row.ticket_type, row.channel, row.quantity),
+                (t1, t['adult'], h.channel, 1))
 
     @with_transaction()
     def test_site_sales_post_as_window_cash(self):
