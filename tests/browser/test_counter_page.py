@@ -25,8 +25,13 @@ IDS = [make_resident_id('330106', dt.date(1979, 3, 8), 211),
 
 
 def _wait(driver):
+    "At most WAIT seconds; the page re-renders, so elements may go stale."
+    from selenium.common.exceptions import (
+        NoSuchElementException, StaleElementReferenceException)
     from selenium.webdriver.support.ui import WebDriverWait
-    return WebDriverWait(driver, WAIT, poll_frequency=0.2)
+    return WebDriverWait(driver, WAIT, poll_frequency=0.2,
+        ignored_exceptions=(NoSuchElementException,
+            StaleElementReferenceException))
 
 
 def _element(driver, css):
