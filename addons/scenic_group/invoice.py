@@ -21,21 +21,18 @@ the other way):
   they were confirmed (money.move_deposit credited 1122): its invoice has a
   negative 1122 line for what the deposit paid, so only the rest is to pay.
 - No tax lines: finance posts VAT when revenue is recognised.
-- Finance staff record the partner's payment with the invoice's "Partner
-  Payment" button (pay_invoice): Tryton's invoice payment, reconciled, and
-  shown on the statement.
+- Finance staff record the partner's payment with Tryton's own Pay button
+  on the invoice; a payment made so (or by pay_invoice below) is also an
+  entry of the partner's statement (Invoice.pay_invoice).
 """
 import datetime as dt
 from decimal import Decimal
 
 from trytond.i18n import gettext
 from trytond.model import ModelView, fields
-from trytond.modules.currency.fields import Monetary
 from trytond.pool import Pool, PoolMeta
-from trytond.pyson import Eval
 from trytond.transaction import Transaction
-from trytond.wizard import (
-    Button, StateAction, StateTransition, StateView, Wizard)
+from trytond.wizard import Button, StateAction, StateView, Wizard
 
 from .exceptions import InvoiceError
 from .money import DEPOSIT_ACCOUNT, ledger_account, on_ledger
@@ -54,21 +51,16 @@ class Invoice(metaclass=PoolMeta):
         "Group Month", readonly=True,
         help="The first day of the month the partner's statement covers.")
 
-    @classmethod
-    def __setup__(cls):
-        super().__setup__()
-        cls._buttons.update({
-                'group_pay': {
-                    'invisible': (~Eval('group_partner')
-                        | (Eval('state') != 'posted')),
-                    'depends': ['group_partner', 'state'],
-                    },
-                })
-
-    @classmethod
-    @ModelView.button_action('scenic_group.wizard_invoice_pay')
-    def group_pay(cls, invoices):
-        pass
+    def pay_invoice(self, amount, payment_method, date, description=None,
+            overpayment=0, party=None):
+        # Tryton's Pay wizard and pay_invoice below both come here: the
+        # partner's statement shows the money.
+        lines = super().pay_invoice(amount, payment_method, date,
+            description=description, overpayment=overpayment, party=party)
+        if self.group_partner:
+            Pool().get('scenic.group.entry').record(self.group_partner,
+                'payment', -amount, date=date, description=self.number)
+        return lines
 
 
 class InvoiceLine(metaclass=PoolMeta):
@@ -214,10 +206,10 @@ def reconcile_month(invoice):
 
 
 def pay_invoice(invoice, amount, method, date=None):
-    """The partner paid (part of) its invoice: the payment is posted by
-    Tryton's invoicing and shown on the partner's statement."""
+    """The partner paid (part of) its invoice, as Tryton's Pay wizard
+    records it (for scripts and the demo): posted by Tryton's invoicing,
+    reconciled when paid in full, shown on the partner's statement."""
     pool = Pool()
-    Entry = pool.get('scenic.group.entry')
     Line = pool.get('account.move.line')
     date = date or dt.date.today()
     if not invoice.group_partner or invoice.state != 'posted':
@@ -237,8 +229,6 @@ def pay_invoice(invoice, amount, method, date=None):
         # Reconciliation queues the invoice's processing; do it now so the
         # statement and the dunning run see it paid at once.
         invoice.__class__.process([invoice])
-    Entry.record(invoice.group_partner, 'payment', -amount, date=date,
-        description=invoice.number)
 
 
 def setup_invoicing(company):
@@ -319,47 +309,3 @@ class InvoiceMonth(Wizard):
         invoice = invoice_month(
             self.start.partner, self.start.year, self.start.month)
         return action, {'res_id': [invoice.id]}
-
-
-class InvoicePayStart(ModelView):
-    "Partner Invoice Payment"
-    __name__ = 'scenic.group.invoice.pay.start'
-    invoice = fields.Many2One('account.invoice', "Invoice", readonly=True)
-    company = fields.Many2One('company.company', "Company", readonly=True)
-    currency = fields.Many2One('currency.currency', "Currency",
-        readonly=True)
-    amount = Monetary("Amount", currency='currency', digits='currency',
-        required=True)
-    payment_method = fields.Many2One(
-        'account.invoice.payment.method', "Payment Method", required=True,
-        domain=[('company', '=', Eval('company', -1))])
-    date = fields.Date("Date", required=True)
-
-
-class InvoicePay(Wizard):
-    "Pay a Partner Invoice"
-    __name__ = 'scenic.group.invoice.pay'
-    start = StateView('scenic.group.invoice.pay.start',
-        'scenic_group.invoice_pay_start_view_form', [
-            Button("Cancel", 'end', 'tryton-cancel'),
-            Button("Pay", 'pay', 'tryton-ok', default=True),
-            ])
-    pay = StateTransition()
-
-    def default_start(self, fields):
-        invoice = self.record
-        if not invoice.group_partner or invoice.state != 'posted':
-            raise InvoiceError(gettext('scenic_group.msg_invoice_pay_state',
-                    invoice=invoice.rec_name))
-        with Transaction().set_context(company=invoice.company.id):
-            today = Pool().get('ir.date').today()
-        return {
-            'invoice': invoice.id, 'company': invoice.company.id,
-            'currency': invoice.currency.id,
-            'amount': invoice.amount_to_pay, 'date': today,
-            }
-
-    def transition_pay(self):
-        pay_invoice(self.record, self.start.amount,
-            self.start.payment_method, self.start.date)
-        return 'end'

@@ -6,7 +6,6 @@ import datetime as dt
 import unittest
 from decimal import Decimal
 from types import SimpleNamespace
-from unittest import mock
 
 from scenic_ticket.reservation import BookingRequest, Item
 from scenic_ticket.tests.tools import (
@@ -154,34 +153,15 @@ class PartnerInvoiceTestCase(unittest.TestCase):
                         'credit_account': bank.id}])
             with self.assertRaisesRegex(InvoiceError, 'at most 800'):
                 pay_invoice(invoice, D('900'), method, date=today)
-            # Finance staff pay it with the invoice's Partner Payment
-            # button (finance only), in two parts.
-            Button = pool.get('ir.model.button')
-            self.assertEqual(Button.get_groups('account.invoice',
-                    'group_pay'), {ModelData.get_id(
-                        'scenic_ticket', 'group_scenic_finance')})
-            InvoicePay = pool.get('scenic.group.invoice.pay', type='wizard')
-
-            def pay_with_button(amount):
-                session_id, _, _ = InvoicePay.create()
-                with Transaction().set_context(
-                        active_model='account.invoice',
-                        active_id=invoice.id, active_ids=[invoice.id]):
-                    wizard = InvoicePay(session_id)
-                    defaults = wizard.default_start(None)
-                    self.assertEqual(defaults['amount'],
-                        pool.get('account.invoice')(
-                            invoice.id).amount_to_pay)
-                    wizard.start.amount = amount
-                    wizard.start.payment_method = method
-                    wizard.start.date = today
-                    self.assertEqual(wizard.transition_pay(), 'end')
-                InvoicePay.delete(session_id)
-            pay_with_button(D('300'))
+            # Tryton's Pay wizard pays through Invoice.pay_invoice: a part
+            # paid so shows on the partner's statement too.
+            pool.get('account.invoice')(invoice.id).pay_invoice(
+                D('300'), method, today)
             self.assertEqual(pool.get('account.invoice')(
                     invoice.id).amount_to_pay, D('500'))
             self.assertEqual(Entry.balance(partner), D('500'))
-            pay_with_button(D('500'))
+            pay_invoice(pool.get('account.invoice')(invoice.id), D('500'),
+                method, date=today)
             invoice = pool.get('account.invoice')(invoice.id)
             self.assertEqual(invoice.state, 'paid')
             self.assertEqual(Entry.balance(partner), D(0))
@@ -192,18 +172,10 @@ class PartnerInvoiceTestCase(unittest.TestCase):
             self.assertFalse(Dunning.search([]))
 
     @with_transaction()
-    def test_pay_button_refuses_other_invoices(self):
-        "The Partner Payment wizard refuses an invoice not of a partner"
-        pool = Pool()
-        InvoicePay = pool.get('scenic.group.invoice.pay', type='wizard')
+    def test_pay_invoice_refuses_other_invoices(self):
+        "pay_invoice refuses an invoice not of a partner"
         from ..invoice import pay_invoice
         invoice = SimpleNamespace(
             group_partner=None, state='posted', rec_name="INV-1")
         with self.assertRaisesRegex(InvoiceError, 'not a posted partner'):
             pay_invoice(invoice, D('10'), None)
-        session_id, _, _ = InvoicePay.create()
-        wizard = InvoicePay(session_id)
-        with mock.patch.object(type(wizard), 'record', invoice), \
-                self.assertRaisesRegex(InvoiceError, 'not a posted partner'):
-            wizard.default_start(None)
-        InvoicePay.delete(session_id)
