@@ -284,13 +284,15 @@ class TurnstileSimulator:
             self._answer(tp.Ack(message.seq))
             return
         self._recent_orders.append((key, now))
-        self._answer(tp.Ack(message.seq))
+        # Taken before it is acknowledged, as a controller does: whoever
+        # got the ACK sees the order executed (and the lane's pending).
         self.executed.append((message.lane, message.count,
             message.direction))
         if not lane.pending:
             lane.next_due = time.monotonic() + self.passage_delay
         lane.pending += message.count
         lane.direction = message.direction
+        self._answer(tp.Ack(message.seq))
 
     def _pass(self, lane, now):
         lane.pending -= 1
