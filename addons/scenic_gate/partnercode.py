@@ -12,20 +12,20 @@ the gate-hash cron for the tickets of today and tomorrow and only read by
 import datetime as dt
 import time
 
-from sql import Conflict, Null
+from sql import Null
 from sql.operators import Exists, NotIn
 
-from scenic_common import partnercode, protocol
+from scenic_common import partnercode
 from scenic_ticket.dbtools import naive, now_utc
 from scenic_ticket.slot import area_timezone
-from scenic_ticket.vault import pii_vault
 
 from trytond import config
 from trytond.model import ModelSQL, Unique, fields
 from trytond.pool import Pool, PoolMeta
 from trytond.transaction import Transaction
 
-from .gatehash import BATCH, filled_generations, ticket_window
+from .gatehash import (
+    BATCH, GenerationHashes, filled_generations, ticket_window)
 
 
 class Ticket(metaclass=PoolMeta):
@@ -45,7 +45,7 @@ class Ticket(metaclass=PoolMeta):
             ]
 
 
-class CodeHash(ModelSQL):
+class CodeHash(GenerationHashes, ModelSQL):
     "The gate hash of a partner's code, for one generation."
     __name__ = 'scenic.gate.code_hash'
     company = fields.Many2One(
@@ -85,43 +85,16 @@ class CodeHash(ModelSQL):
                 order_by=[ticket.id], limit=limit))
         return cursor.fetchall()
 
+    _key = 'ticket'
+
     @classmethod
-    def fill(cls, now=None, batch=BATCH, budget=None, commit=False,
-            companies=None):
-        """Derive the missing hashes as GateHash.fill does (about 40 ms of
-        CPU each, off the booking path). Returns how many were stored."""
-        Company = Pool().get('company.company')
-        now = now or now_utc()
-        started = time.monotonic()
-        secret = pii_vault().gate_secret()
-        table = cls.__table__()
-        cursor = Transaction().connection.cursor()
-        stored = 0
-        for generation, log2_n in filled_generations():
-            for company in (Company.browse(companies)
-                    if companies else Company.search([])):
-                pepper = protocol.gate_pepper(secret, company.id, generation)
-                while True:
-                    rows = cls.missing(company, generation, now, batch)
-                    if not rows:
-                        break
-                    values = [[company.id, ticket_id, generation,
-                            partnercode.code_hash(pepper, code, log2_n),
-                            0, naive(now_utc())]
-                        for ticket_id, code in rows]
-                    cursor.execute(*table.insert([table.company,
-                                table.ticket, table.generation, table.hash,
-                                table.create_uid, table.create_date],
-                            values, on_conflict=Conflict(table,
-                                indexed_columns=[table.ticket,
-                                    table.generation])))
-                    stored += len(values)
-                    if commit:
-                        Transaction().commit()
-                    if budget is not None \
-                            and time.monotonic() - started > budget:
-                        return stored
-        return stored
+    def _conflict_columns(cls, table):
+        return [table.ticket, table.generation]
+
+    @classmethod
+    def _hashes(cls, pepper, log2_n, rows):
+        return [(ticket_id, partnercode.code_hash(pepper, code, log2_n))
+            for ticket_id, code in rows]
 
     @classmethod
     def purge(cls, now=None):
