@@ -17,11 +17,21 @@ Tryton transaction per request and the ORM reads that rendered the answer.
 What it keeps is every rule: it parses with api.parse_booking, plans with
 reservation.plan_booking (the same Catalogue snapshot, pricing and ID
 rules), checks holds with reservation.check_holds, writes with
-reservation.write_booking and pays with reservation.check_payable /
+reservation.write_booking_db and pays with reservation.check_payable /
 ticket_code, and answers availability with reservation.availability and
 api.availability_json, all on its own psycopg connection
 (dbtools.Session) under READ COMMITTED, committing before it answers.
 Order answers are api.order_json.
+
+One round trip per write: the module's database functions (sql/engine.sql,
+installed and upgraded with the module, checked at start) write what the
+Python plan says. A booking is `scenic_book` (order, lines, visitors,
+tickets, then the claims, refusing with the plan's codes); a payment is
+`scenic_pay_lock` (the order locked, its key and tickets read) then, once
+Python has checked it is payable and signed the codes, `scenic_pay`
+(payment, tickets, order, the hooks' database functions, the answer); GET
+and replays read `scenic_order_answer`. The hold counter is one statement
+in a transaction of its own (`scenic_rate_add`, not durable).
 
 Freshness: the Catalogue snapshot is rebuilt (by catalogue._build, in a
 Tryton transaction) when trytond clears its `scenic_ticket.catalogue`
@@ -32,7 +42,10 @@ other mode) each booking. Channels and slots are read per request.
 State-change hook: bookings insert `reserved` rows (no move, as on the
 Tryton path); a payment moves tickets to `valid` and the order to `paid`.
 SQL listeners of those moves (`workflow.sql_hook`: the slot-sales rollup)
-run in the engine's transaction; when a module declares an ORM listener
+run in the engine's transaction: `scenic_pay` calls the database functions
+they declare (`workflow.sql_hook_functions`), and a listener without one
+runs in Python right after it, with the ids it moved; when a module
+declares an ORM listener
 for those states (`StateMachine._state_hooks`), the payment is handed to
 the Tryton route, which runs the hook; today none does (scenic_group
 listens on `used`).
@@ -86,6 +99,7 @@ class Engine:
     def __init__(self, database_name, min_size=1, max_size=8):
         import psycopg
         from psycopg.conninfo import make_conninfo
+        from psycopg.types.json import set_json_loads
         from psycopg_pool import ConnectionPool
 
         from .web import database_pool
@@ -102,6 +116,9 @@ class Engine:
         def configure(connection):
             connection.isolation_level = (
                 psycopg.IsolationLevel.READ_COMMITTED)
+            # the database functions' JSON answers, without the hooks
+            # trytond registers for its own JSON columns
+            set_json_loads(json.loads, connection)
         with psycopg.connect(self.conninfo) as conn:
             # the database functions this code calls (sql/engine.sql)
             sqlfunctions.check(conn.cursor())
@@ -244,17 +261,12 @@ class Engine:
 
     @staticmethod
     def count_hold(conn, channel, client, now):
-        import psycopg
-        for attempt in range(2):
-            conn.execute("SET LOCAL synchronous_commit TO off")
-            try:
-                reservation.count_hold(channel, client, now=now)
-            except psycopg.errors.IntegrityError:
-                # a racing first count of the window: count on its row
-                conn.rollback()
-                continue
-            conn.commit()
-            return
+        "One statement, its own transaction (autocommit), not durable."
+        conn.autocommit = True
+        try:
+            reservation.count_hold(channel, client, now=now, durable=False)
+        finally:
+            conn.autocommit = False
 
     @staticmethod
     def planned_order(plan, catalogue, now):

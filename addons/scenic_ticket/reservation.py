@@ -930,14 +930,16 @@ def check_holds(channel, plan, client=None, now=None):
             "try again later.", now)
 
 
-def count_hold(channel, client, now=None):
+def count_hold(channel, client, now=None, durable=True):
     """Count a hold written for the client address (check_holds' limit).
 
     Last before commit: every booking from one address (a NAT, a campus)
-    updates that counter row, so its lock is held the shortest time."""
+    updates that counter row, so its lock is held the shortest time.
+    `durable`: see ratelimit.add."""
     from . import ratelimit
     if client:
-        ratelimit.add('hold-client', client, 3600, now=now)
+        ratelimit.add('hold-client', client, 3600, now=now,
+            durable=durable)
 
 
 # --- payment, cancellation, expiry ---------------------------------------------

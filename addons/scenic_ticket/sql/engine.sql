@@ -1,6 +1,6 @@
 -- scenic_ticket: the booking engine's database functions (PostgreSQL).
 --
--- version: 1
+-- version: 2
 --
 -- Installed and upgraded by the module (sqlfunctions.install, from
 -- scenic.order's __register__, i.e. `trytond-admin -u scenic_ticket`) when
@@ -27,6 +27,34 @@ DROP FUNCTION IF EXISTS scenic_slot_sales_tickets(text, integer[], integer,
     timestamp);
 DROP FUNCTION IF EXISTS scenic_slot_sales_refunds(text, integer[], integer,
     timestamp);
+DROP FUNCTION IF EXISTS scenic_rate_add(text, timestamp, integer, timestamp,
+    boolean);
+
+
+-- A rate limit's counter (ratelimit.add on PostgreSQL): one more event for
+-- the key in its window, the window's row made by its first event (a
+-- racing first event counts on the row the other made). `durable` false:
+-- this transaction's commit does not wait for the disk (the booking
+-- engine's hold counter, committed on its own after the booking: a crash
+-- may forget a few counts, never a booking).
+CREATE FUNCTION scenic_rate_add(p_key text, p_window timestamp, uid integer,
+        now timestamp, durable boolean)
+    RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT durable THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
+    END IF;
+    UPDATE scenic_rate_limit r SET count = r.count + 1
+        WHERE r.key = p_key
+        AND r."window" = p_window;
+    IF NOT FOUND THEN
+        INSERT INTO scenic_rate_limit AS r (key, "window", count,
+            create_uid, create_date)
+        VALUES (p_key, p_window, 1, uid, now)
+        ON CONFLICT (key, "window") DO UPDATE SET count = r.count + 1;
+    END IF;
+END;
+$$;
 
 
 -- The slot-sales rollup (rollup.py): the tickets with these ids entered
@@ -327,7 +355,11 @@ BEGIN
         entries_allowed, valid_from, valid_until, state, create_uid,
         create_date)
     SELECT v_company, v_order, v_lines[x.line + 1], x.ticket_type,
-        (p->>'slot')::integer, v_date, v.id, x.holder_hash,
+        (p->>'slot')::integer, v_date,
+        -- a look-up by the unique (company, id_hash) index per ticket (a
+        -- join would be planned for json_to_recordset's 100 rows)
+        (SELECT v.id FROM scenic_visitor v WHERE v.company = v_company
+            AND v.id_hash = x.holder_hash), x.holder_hash,
         x.holder_masked, x.persons, x.entries_allowed, x.valid_from,
         x.valid_until, 'reserved', v_uid, v_now
     FROM ROWS FROM (json_to_recordset(p->'tickets') AS (
@@ -336,8 +368,6 @@ BEGIN
             valid_from timestamp, valid_until timestamp)) WITH ORDINALITY
         AS x(line, ticket_type, holder_hash, holder_masked, persons,
             entries_allowed, valid_from, valid_until, n)
-    LEFT JOIN scenic_visitor v ON v.company = v_company
-        AND v.id_hash = x.holder_hash
     ORDER BY x.n;
 
     FOR r IN SELECT x->>0 AS id_hash, (x->>1)::integer AS lim

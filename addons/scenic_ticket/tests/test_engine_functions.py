@@ -74,8 +74,8 @@ class EngineFunctionsTestCase(test_booking.BookingAPITestCase):
             cursor.execute("SELECT count(*) FROM pg_proc WHERE proname IN "
                 "('scenic_book', 'scenic_pay', 'scenic_pay_lock', "
                 "'scenic_order_answer', 'scenic_slot_sales_tickets', "
-                "'scenic_slot_sales_refunds')")
-            self.assertEqual(cursor.fetchone()[0], 6)
+                "'scenic_slot_sales_refunds', 'scenic_rate_add')")
+            self.assertEqual(cursor.fetchone()[0], 7)
             transaction.rollback()
 
     def test_version_line(self):
@@ -84,6 +84,19 @@ class EngineFunctionsTestCase(test_booking.BookingAPITestCase):
             7)
         with self.assertRaises(ValueError):
             sqlfunctions.file_version('-- no version\n')
+
+    def test_rate_counter(self):
+        "scenic_rate_add counts a window's events, its first one included"
+        from .. import ratelimit
+        with Transaction().start(DB_NAME, 0) as transaction:
+            for durable in [True, False, False]:
+                ratelimit.add('test-kind', 'client', 60, durable=durable)
+            events, _ = ratelimit.count('test-kind', 'client', 60)
+            self.assertEqual(events, 3)
+            cursor = transaction.connection.cursor()
+            cursor.execute("SHOW synchronous_commit")
+            self.assertEqual(cursor.fetchone()[0], 'off')
+            transaction.rollback()
 
     # --- scenic_book: the same rows as write_booking -------------------------
 
