@@ -353,7 +353,7 @@ class Engine:
                         'provider': provider_name,
                         'provider_reference': charged,
                         'amount': amount, 'currency': row['currency'],
-                        'now': written, 'uid': 0,
+                        'now': written, 'uid': dbtools.user(),
                         'key_id': signer.key_id,
                         'tickets': [t[0] for t in tickets],
                         'codes': [reservation.ticket_code(signer, company,
