@@ -172,14 +172,19 @@ class Catalogue:
     def slot(self, slot_id):
         "The slot's row, read without the ORM; None if not of this area."
         from .dbtools import cursor as db_cursor
+        from .dbtools import rendered
         from .dbtools import table as sql_table
-        table = sql_table('scenic.time_slot')
-        cursor = db_cursor()
-        cursor.execute(*table.select(
+
+        def build(slot_id, company):
+            table = sql_table('scenic.time_slot')
+            return table.select(
                 table.id, table.zone, table.date, table.start_time,
                 table.end_time, table.capacity, table.booked,
-                where=(table.id == slot_id)
-                & (table.company == self.snapshot.company)))
+                where=(table.id == slot_id) & (table.company == company))
+        cursor = db_cursor()
+        # built once, then filled in (every booking reads its slot)
+        cursor.execute(*rendered('catalogue_slot', build, slot_id=slot_id,
+                company=self.snapshot.company))
         row = cursor.fetchone()
         return self._slot_info(*row) if row else None
 

@@ -17,11 +17,21 @@ Tryton transaction per request and the ORM reads that rendered the answer.
 What it keeps is every rule: it parses with api.parse_booking, plans with
 reservation.plan_booking (the same Catalogue snapshot, pricing and ID
 rules), checks holds with reservation.check_holds, writes with
-reservation.write_booking and pays with reservation.check_payable /
+reservation.write_booking_db and pays with reservation.check_payable /
 ticket_code, and answers availability with reservation.availability and
 api.availability_json, all on its own psycopg connection
 (dbtools.Session) under READ COMMITTED, committing before it answers.
 Order answers are api.order_json.
+
+One round trip per write: the module's database functions (sql/engine.sql,
+installed and upgraded with the module, checked at start) write what the
+Python plan says. A booking is `scenic_book` (order, lines, visitors,
+tickets, then the claims, refusing with the plan's codes); a payment is
+`scenic_pay_lock` (the order locked, its key and tickets read) then, once
+Python has checked it is payable and signed the codes, `scenic_pay`
+(payment, tickets, order, the hooks' database functions, the answer); GET
+and replays read `scenic_order_answer`. The hold counter is one statement
+in a transaction of its own (`scenic_rate_add`, not durable).
 
 Freshness: the Catalogue snapshot is rebuilt (by catalogue._build, in a
 Tryton transaction) when trytond clears its `scenic_ticket.catalogue`
@@ -32,7 +42,10 @@ other mode) each booking. Channels and slots are read per request.
 State-change hook: bookings insert `reserved` rows (no move, as on the
 Tryton path); a payment moves tickets to `valid` and the order to `paid`.
 SQL listeners of those moves (`workflow.sql_hook`: the slot-sales rollup)
-run in the engine's transaction; when a module declares an ORM listener
+run in the engine's transaction: `scenic_pay` calls the database functions
+they declare (`workflow.sql_hook_functions`), and a listener without one
+runs in Python right after it, with the ids it moved; when a module
+declares an ORM listener
 for those states (`StateMachine._state_hooks`), the payment is handed to
 the Tryton route, which runs the hook; today none does (scenic_group
 listens on `used`).
@@ -47,6 +60,7 @@ import logging
 import re
 import threading
 import time
+from decimal import Decimal
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
@@ -55,11 +69,11 @@ from sql import Flavor
 from trytond import backend, config
 
 from . import api, catalogue as catalogue_module, dbtools, providers
-from . import reservation
+from . import reservation, sqlfunctions
 from .errors import ApiError, BookingError
 from .signing import signer_of
 from .web import error_response, json_body, json_response
-from .workflow import entered
+from .workflow import entered, sql_hook_functions
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +99,7 @@ class Engine:
     def __init__(self, database_name, min_size=1, max_size=8):
         import psycopg
         from psycopg.conninfo import make_conninfo
+        from psycopg.types.json import set_json_loads
         from psycopg_pool import ConnectionPool
 
         from .web import database_pool
@@ -101,6 +116,12 @@ class Engine:
         def configure(connection):
             connection.isolation_level = (
                 psycopg.IsolationLevel.READ_COMMITTED)
+            # the database functions' JSON answers, without the hooks
+            # trytond registers for its own JSON columns
+            set_json_loads(json.loads, connection)
+        with psycopg.connect(self.conninfo) as conn:
+            # the database functions this code calls (sql/engine.sql)
+            sqlfunctions.check(conn.cursor())
         self.connections = ConnectionPool(self.conninfo, min_size=min_size,
             max_size=max_size, configure=configure, open=True,
             name=f'scenic-engine-{database_name}')
@@ -225,7 +246,8 @@ class Engine:
         plan = reservation.plan_booking(channel, booking, now=now,
             catalogue=catalogue)
         reservation.check_holds(channel, plan, client=client, now=now)
-        reservation.write_booking(plan, key, now=now)
+        # the plan's rows and claims in one round trip (scenic_book)
+        reservation.write_booking_db(plan, key, now=now)
         conn.commit()   # durable before the answer
         # The per-address hold counter after the booking, in a transaction
         # of its own that does not wait for the disk: every booking from one
@@ -239,17 +261,12 @@ class Engine:
 
     @staticmethod
     def count_hold(conn, channel, client, now):
-        import psycopg
-        for attempt in range(2):
-            conn.execute("SET LOCAL synchronous_commit TO off")
-            try:
-                reservation.count_hold(channel, client, now=now)
-            except psycopg.errors.IntegrityError:
-                # a racing first count of the window: count on its row
-                conn.rollback()
-                continue
-            conn.commit()
-            return
+        "One statement, its own transaction (autocommit), not durable."
+        conn.autocommit = True
+        try:
+            reservation.count_hold(channel, client, now=now, durable=False)
+        finally:
+            conn.autocommit = False
 
     @staticmethod
     def planned_order(plan, catalogue, now):
@@ -306,117 +323,115 @@ class Engine:
             # on a partner's account), are the Tryton route's
             raise Delegate
         now = dbtools.now_utc()
-        row = conn.execute(
-            'SELECT o.id, o.state, o.total, o.hold_expires_at, o.company, '
-            'o.currency, c.code, ('
-            'SELECT sum(p.amount) FROM scenic_payment p '
-            'WHERE p."order" = o.id AND p.kind = %s), k.key_id, '
-            'k.private_key_encrypted '
-            'FROM scenic_order o JOIN currency_currency c '
-            'ON c.id = o.currency '
-            # the area's signing key, read with the order
-            'LEFT JOIN LATERAL (SELECT key_id, private_key_encrypted '
-            'FROM scenic_signing_key WHERE company = o.company '
-            "AND state = 'active' ORDER BY id LIMIT 1) k ON true "
-            'WHERE o.reference = %s AND o.channel = %s FOR UPDATE OF o',
-            ('payment', reference, channel.id)).fetchone()
-        if not row:
+        sources = Ticket.sources('valid')
+        # the order locked, with its payments, its area's signing key and
+        # its tickets that may become valid: one round trip
+        row = conn.execute('SELECT scenic_pay_lock(%s, %s, %s)',
+            (reference, channel.id, sources)).fetchone()[0]
+        if row is None:
             raise BookingError('not_found', "No such order.")
-        (order_id, state, total, expires, company, currency, code, paid,
-            *key) = row
-        if not reservation.check_payable(Order, state, paid or 0, expires,
-                total, amount, now):
-            if key[0] is None:
+        order_id, company = row['id'], row['company']
+        if not reservation.check_payable(Order, row['state'],
+                Decimal(row['paid'] or 0), _timestamp(row['expires']),
+                Decimal(row['total']), amount, now):
+            if row['key_id'] is None:
                 raise Delegate  # the area's first payment makes its key
             provider = providers.get_provider(provider_name, channel.code)
             if not provider.engine_safe:
                 raise Delegate  # it records or calls out through Tryton
-            charged = provider.charge(reference, amount, code)
-            dbtools.insert(dbtools.table('scenic.payment'), [{
-                        'company': company, 'order': order_id,
-                        'kind': 'payment', 'provider': provider_name,
-                        'provider_reference': charged, 'amount': amount,
-                        'currency': currency, 'date': dbtools.naive(now),
-                        }])
-            signer = signer_of(company, key[0], key[1])
-            sources = Ticket.sources('valid')
-            tickets = conn.execute(
-                'SELECT id, ticket_type, valid_from, valid_until, persons, '
-                'entries_allowed, holder_hash FROM scenic_ticket '
-                'WHERE "order" = %s AND state = ANY(%s) ORDER BY id',
-                (order_id, sources)).fetchall()
+            charged = provider.charge(reference, amount, row['code'])
+            signer = signer_of(company, row['key_id'], row['key'])
+            tickets = row['tickets']
+            ticket_hooks = sql_hook_functions(Ticket.__name__, 'valid')
+            order_hooks = sql_hook_functions(Order.__name__, 'paid')
             written = dbtools.naive(now)
-            # one statement for the tickets, each with its own code
-            moved = [r[0] for r in conn.execute(
-                    "UPDATE scenic_ticket t SET state = 'valid', "
-                    'code = c.code, key_id = %s, write_date = %s, '
-                    'write_uid = 0 FROM unnest(%s::int[], %s::text[]) '
-                    'AS c(id, code) WHERE t.id = c.id '
-                    'AND t.state = ANY(%s) RETURNING t.id',
-                    (signer.key_id, written, [t[0] for t in tickets],
-                        [reservation.ticket_code(signer, company, t[0],
-                                t[1], t[2], t[3], t[4], t[5], t[6])
-                            for t in tickets], sources))]
-            # the SQL state hooks (slot-sales rollup) run here too
-            entered(Ticket, 'valid', sorted(moved))
-            table = dbtools.table('scenic.order')
-            reservation.sql_transition(Order, table, 'paid',
-                table.id == order_id, [table.paid_at], [written])
-        # the answer read in the payment's transaction (what it wrote),
-        # sent once the commit is durable
-        order = self.load_order(conn, order_id=order_id)
-        conn.commit()
+            # payment, tickets with their codes, the order, the SQL state
+            # hooks (slot-sales rollup) and the answer: one round trip
+            result = conn.execute('SELECT scenic_pay(%s::json)', (
+                    json.dumps({
+                        'order': order_id, 'company': company,
+                        'provider': provider_name,
+                        'provider_reference': charged,
+                        'amount': amount, 'currency': row['currency'],
+                        'now': written, 'uid': dbtools.user(),
+                        'key_id': signer.key_id,
+                        'tickets': [t[0] for t in tickets],
+                        'codes': [reservation.ticket_code(signer, company,
+                                t[0], t[1], _timestamp(t[2]),
+                                _timestamp(t[3]), t[4], t[5], t[6])
+                            for t in tickets],
+                        'ticket_sources': sources,
+                        'order_sources': Order.sources('paid'),
+                        # listeners without a database function run here
+                        'ticket_hooks': ticket_hooks or [],
+                        'order_hooks': order_hooks or [],
+                        }, default=str),)).fetchone()[0]
+            if ticket_hooks is None:
+                entered(Ticket, 'valid', result['tickets'])
+            if order_hooks is None:
+                entered(Order, 'paid', result['orders'])
+            if ticket_hooks is None or order_hooks is None:
+                answer = self.answer(conn, order_id)  # after the hooks
+            else:
+                answer = result['answer']
+        else:
+            answer = self.answer(conn, order_id)  # a retry: as it is
+        order = order_from(answer)
+        conn.commit()   # the answer sent once the commit is durable
         return json_response(api.order_json(order, self.database_name,
                 tz=order.tz))
 
+    @staticmethod
+    def answer(conn, order_id):
+        return conn.execute('SELECT scenic_order_answer(%s)',
+            (order_id,)).fetchone()[0]
+
     def load_order(self, conn, order_id=None, reference=None,
             channel=None):
-        "An order as order_json reads it, in three statements."
-        if order_id is not None:
-            where, params = 'o.id = %s', (order_id,)
+        "An order as order_json reads it, in one statement."
+        if order_id is None:
+            row = conn.execute('SELECT scenic_order_answer(o.id) '
+                'FROM scenic_order o WHERE o.reference = %s '
+                'AND o.channel = %s', (reference, channel)).fetchone()
         else:
-            where, params = ('o.reference = %s AND o.channel = %s',
-                (reference, channel))
-        row = conn.execute(
-            'SELECT o.id, o.reference, o.state, o.total, c.code, '
-            'o.visit_date, o.contact_name, o.hold_expires_at, s.id, '
-            's.zone, s.date, s.start_time, s.end_time, s.capacity, '
-            's.booked, a.timezone '
-            'FROM scenic_order o '
-            'JOIN currency_currency c ON c.id = o.currency '
-            'JOIN scenic_time_slot s ON s.id = o.slot '
-            'JOIN company_company a ON a.id = o.company '
-            f'WHERE {where} LIMIT 1', params).fetchone()
-        if not row:
+            row = conn.execute('SELECT scenic_order_answer(%s)',
+                (order_id,)).fetchone()
+        if not row or row[0] is None:
             raise BookingError('not_found', "No such order.")
-        tz = ZoneInfo(row[15] or 'Asia/Shanghai')
-        slot = catalogue_module.SlotInfo(row[8], row[9], row[10], row[11],
-            row[12], row[13], row[14] or 0, tz)
-        lines = [SimpleNamespace(
-                ticket_type=SimpleNamespace(code=r[0], name=r[1]),
-                quantity=r[2], persons=r[3], unit_price=r[4], amount=r[5])
-            for r in conn.execute(
-                'SELECT t.code, t.name, l.quantity, l.persons, '
-                'l.unit_price, l.amount FROM scenic_order_line l '
-                'JOIN scenic_ticket_type t ON t.id = l.ticket_type '
-                'WHERE l."order" = %s ORDER BY l.id', (row[0],))]
-        tickets = []
-        if row[2] not in {'reserved', 'expired', 'cancelled'}:
-            tickets = [SimpleNamespace(id=r[0],
-                    ticket_type=SimpleNamespace(code=r[1]), state=r[2],
-                    code=r[3], holder_masked=r[4], persons=r[5],
-                    entries_allowed=r[6], valid_from=r[7],
-                    valid_until=r[8])
-                for r in conn.execute(
-                    'SELECT k.id, t.code, k.state, k.code, '
-                    'k.holder_masked, k.persons, k.entries_allowed, '
-                    'k.valid_from, k.valid_until FROM scenic_ticket k '
-                    'JOIN scenic_ticket_type t ON t.id = k.ticket_type '
-                    'WHERE k."order" = %s ORDER BY k.id', (row[0],))]
-        return SimpleNamespace(id=row[0], reference=row[1], state=row[2],
-            total=row[3], currency=SimpleNamespace(code=row[4]),
-            visit_date=row[5], contact_name=row[6], hold_expires_at=row[7],
-            slot=slot, lines=lines, tickets=tickets, tz=tz)
+        return order_from(row[0])
+
+
+def _timestamp(value):
+    "A timestamp from a database function's JSON (naive UTC)."
+    return dt.datetime.fromisoformat(value) if value is not None else None
+
+
+def order_from(data):
+    """An order as order_json reads it, from scenic_order_answer's JSON
+    (sql/engine.sql)."""
+    tz = ZoneInfo(data['timezone'] or 'Asia/Shanghai')
+    slot_id, zone, date, start, end, capacity, booked = data['slot']
+    slot = catalogue_module.SlotInfo(slot_id, zone,
+        dt.date.fromisoformat(date), dt.time.fromisoformat(start),
+        dt.time.fromisoformat(end), capacity, booked or 0, tz)
+    lines = [SimpleNamespace(
+            ticket_type=SimpleNamespace(code=code, name=name),
+            quantity=quantity, persons=persons,
+            unit_price=Decimal(unit_price), amount=Decimal(amount))
+        for code, name, quantity, persons, unit_price, amount
+        in data['lines']]
+    tickets = [SimpleNamespace(id=t[0],
+            ticket_type=SimpleNamespace(code=t[1]), state=t[2], code=t[3],
+            holder_masked=t[4], persons=t[5], entries_allowed=t[6],
+            valid_from=_timestamp(t[7]), valid_until=_timestamp(t[8]))
+        for t in data['tickets']]
+    return SimpleNamespace(id=data['id'], reference=data['reference'],
+        state=data['state'], total=Decimal(data['total']),
+        currency=SimpleNamespace(code=data['currency']),
+        visit_date=dt.date.fromisoformat(data['visit_date']),
+        contact_name=data['contact_name'],
+        hold_expires_at=_timestamp(data['hold_expires_at']),
+        slot=slot, lines=lines, tickets=tickets, tz=tz)
 
 
 class EngineApp:

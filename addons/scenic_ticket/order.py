@@ -143,6 +143,15 @@ class Order(CompanyMixin, StateMachine, ModelSQL, ModelView):
                     },
                 })
 
+
+    @classmethod
+    def __register__(cls, module):
+        super().__register__(module)
+        # the booking engine's PostgreSQL functions (sql/engine.sql),
+        # installed or upgraded when their version changed
+        from . import sqlfunctions
+        sqlfunctions.install(Transaction().connection.cursor())
+
     @staticmethod
     def default_state():
         return 'reserved'

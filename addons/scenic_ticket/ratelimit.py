@@ -14,12 +14,13 @@ import hmac
 
 from sql import Literal
 
+from trytond import backend
 from trytond.model import ModelSQL, Unique, fields
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
 from .dbtools import cursor as db_cursor
-from .dbtools import insert, naive, now_utc, rendered
+from .dbtools import insert, naive, now_utc, rendered, user
 from .dbtools import table as sql_table
 from .errors import ApiError
 from .vault import pii_vault
@@ -105,13 +106,20 @@ def check(kind, value, limit, seconds, message, now=None):
     refuse(events, limit, end, message, now)
 
 
-def add(kind, value, seconds, now=None):
-    "Count one event for this key in the current window."
+def add(kind, value, seconds, now=None, durable=True):
+    """Count one event for this key in the current window. `durable`
+    False (PostgreSQL): the transaction's commit does not wait for the
+    disk; the caller commits the count on its own."""
     table = sql_table('scenic.rate_limit')
     now = now or now_utc()
     window = naive(_window(now, seconds))
     key = _key(kind, value)
     cursor = db_cursor()
+    if backend.name == 'postgresql':
+        # one statement (sql/engine.sql): update, else insert
+        cursor.execute('SELECT scenic_rate_add(%s, %s, %s, %s, %s)',
+            (key, window, user(), naive(now_utc()), durable))
+        return
     cursor.execute(*rendered('rate_add', _update_count,
             rate_key=key, window=window))
     if not cursor.rowcount:

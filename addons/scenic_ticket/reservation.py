@@ -729,20 +729,110 @@ def claim_plan(plan, held=False, start=0):
     company, slot = plan.company, plan.slot
     for id_hash, limit, field_ in sorted(plan.id_claims):
         if not _claim_id(company, slot.date, id_hash, limit):
-            raise BookingError('id_limit',
-                "This ID already holds the most tickets allowed for that "
-                "day.", f'{field_}.id_number')
+            raise claim_refused('id_limit', field_)
     if not held and not _claim_slot(slot.id, plan.persons):
-        raise BookingError('sold_out',
-            "Not enough places are left in this time slot.", 'slot')
-    for scope in sorted(plan.scope_persons):
+        raise claim_refused('sold_out')
+    _claim_scopes(plan, sorted(plan.scope_persons), held=held, start=start)
+
+
+def _claim_scopes(plan, scopes, held=False, start=0):
+    "Claim the daily counters of these scopes (in this order)."
+    for scope in scopes:
         zone, maximum = plan.scope_info[scope]
         persons = plan.scope_persons[scope] - plan.held_scopes.get(scope, 0)
-        if persons > 0 and not _claim_daily(company, slot.date, scope, zone,
-                persons, maximum, force=held, start=start):
-            raise BookingError('daily_limit',
-                "The daily maximum of visitors for that day is reached.",
-                'slot')
+        if persons > 0 and not _claim_daily(plan.company, plan.slot.date,
+                scope, zone, persons, maximum, force=held, start=start):
+            raise claim_refused('daily_limit')
+
+
+def claim_refused(code, field_=None):
+    "The BookingError of a claim that failed (Python's or the database's)."
+    if code == 'id_limit':
+        return BookingError('id_limit', "This ID already holds the most "
+            "tickets allowed for that day.", f'{field_}.id_number')
+    if code == 'sold_out':
+        return BookingError('sold_out',
+            "Not enough places are left in this time slot.", 'slot')
+    if code == 'daily_limit':
+        return BookingError('daily_limit',
+            "The daily maximum of visitors for that day is reached.",
+            'slot')
+    raise ValueError(f"unknown claim refusal {code!r}")
+
+
+def write_booking_db(plan, idempotency_key=None, now=None):
+    """write_booking on PostgreSQL in one round trip: the database function
+    `scenic_book` (sql/engine.sql) inserts the plan's rows and claims what
+    it says, in write_booking's order and lock order; a refusal raises the
+    same BookingError (the caller rolls back). The day's counters the
+    function found no free stripe with room on are claimed here, in the
+    same transaction (`_claim_daily`: waits, splits, a day's first
+    stripes). Not for held sales (partners' allotments, remote sites) nor
+    tickets with ids of their own: those use write_booking. Return the
+    order id."""
+    now = now or now_utc()
+    slot = plan.slot
+    plan.reference = new_reference()
+    vault = pii_vault() if plan.visitors else None
+    visitors = {}
+    for visitor, normalized, id_hash in plan.visitors:
+        visitors.setdefault(id_hash, {
+                'name': visitor.name, 'id_type': visitor.id_type,
+                'id_encrypted': vault.encrypt(normalized),
+                'id_masked': idnumber.mask(normalized), 'id_hash': id_hash,
+                })
+    claims = sorted(plan.id_claims)
+    scopes = sorted(plan.scope_persons)
+    daily = []
+    for scope in scopes:
+        zone, maximum = plan.scope_info[scope]
+        shares = _share_values(maximum)
+        daily.append([scope,
+                plan.scope_persons[scope] - plan.held_scopes.get(scope, 0),
+                shares['base'],
+                shares['over'], shares['extra']])
+    payload = {
+        'order': {
+            'company': plan.company, 'reference': plan.reference,
+            'channel': plan.channel, 'slot': slot.id,
+            'contact_name': plan.request.contact_name,
+            'contact_phone': plan.request.contact_phone,
+            'hold_expires_at': naive(
+                now + dt.timedelta(minutes=plan.hold_minutes)),
+            'total': plan.total, 'currency': plan.currency,
+            'idempotency_key': idempotency_key,
+            'request_hash': plan.digest,
+            },
+        'lines': plan.lines,
+        'visitors': list(visitors.values()),
+        'tickets': [{
+                'line': t.line, 'ticket_type': t.ticket_type.id,
+                'holder_hash': t.holder_hash,
+                'holder_masked': t.holder_masked,
+                'persons': t.persons or t.ticket_type.persons,
+                'entries_allowed': (t.ticket_type.entries
+                    if t.entries is None else t.entries),
+                'valid_from': naive(t.valid_from),
+                'valid_until': naive(t.valid_until),
+                } for t in plan.tickets],
+        'id_claims': [[h, limit] for h, limit, _ in claims],
+        'slot': slot.id, 'date': slot.date, 'persons': plan.persons,
+        'daily': daily, 'stripes': DAILY_STRIPES,
+        'uid': db_user(), 'now': naive(now_utc()),
+        }
+    cursor = db_cursor()
+    cursor.execute('SELECT scenic_book(%s::json)',
+        (json.dumps(payload, default=str),))
+    result, = cursor.fetchone()
+    refused = result.get('refused')
+    if refused:
+        index = result.get('index')
+        raise claim_refused(refused,
+            claims[index][2] if index is not None else None)
+    order_id = result['order']
+    if 'daily_from' in result:
+        _claim_scopes(plan, scopes[result['daily_from']:], start=order_id)
+    return order_id
 
 
 def book(channel, request, idempotency_key, now=None, client=None):
@@ -840,14 +930,16 @@ def check_holds(channel, plan, client=None, now=None):
             "try again later.", now)
 
 
-def count_hold(channel, client, now=None):
+def count_hold(channel, client, now=None, durable=True):
     """Count a hold written for the client address (check_holds' limit).
 
     Last before commit: every booking from one address (a NAT, a campus)
-    updates that counter row, so its lock is held the shortest time."""
+    updates that counter row, so its lock is held the shortest time.
+    `durable`: see ratelimit.add."""
     from . import ratelimit
     if client:
-        ratelimit.add('hold-client', client, 3600, now=now)
+        ratelimit.add('hold-client', client, 3600, now=now,
+            durable=durable)
 
 
 # --- payment, cancellation, expiry ---------------------------------------------

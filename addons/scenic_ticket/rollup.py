@@ -7,10 +7,13 @@ paid) adds to its group, one entering `revoked` (refunded) takes itself out,
 an order entering `refunded` adds its tickets to the refunded figures. Each
 transition has a single source state (order.py's tables), so the hook's
 (to_state, ids) says exactly what changed. The update is `count_sales` /
-`count_refunds`: on PostgreSQL one statement, an additive upsert of the
-tickets moved grouped by (slot, channel, ticket type), so concurrent
-bookings of a slot wait on the row instead of failing or losing an update
-(SQLite: a grouped read, then an update or insert per group).
+`count_refunds`: on PostgreSQL the database functions
+`scenic_slot_sales_tickets` / `scenic_slot_sales_refunds` (sql/engine.sql,
+declared on the hooks, so that the booking engine's payment calls them in
+the database), one additive upsert of the tickets moved grouped by (slot,
+channel, ticket type), so concurrent bookings of a slot wait on the row
+instead of failing or losing an update (SQLite: a grouped read, then an
+update or insert per group).
 
 `SlotSales.refresh` recomputes slots from their tickets: the rebuild after
 a bulk load (scripts/simulate_history.py) and a repair by a cron every
@@ -159,10 +162,8 @@ def count_sales(ticket_ids, sign=1):
     1: they entered `valid`) or take them out (sign -1: `revoked`), in the
     current transaction (Tryton's or the booking engine's)."""
     if backend.name == 'postgresql':
-        _upsert('id', ticket_ids,
-            'count(*) * %s, sum(t.persons) * %s, '
-            'COALESCE(sum(l.unit_price), 0) * %s, 0, 0', [sign] * 3,
-            shrinks=sign < 0)
+        _call('scenic_slot_sales_tickets',
+            'valid' if sign > 0 else 'revoked', ticket_ids)
         return
     ticket, order, line = _tables()
     _apply(ticket, order, line, SQL_OPERATORS['in'](ticket.id, ticket_ids),
@@ -176,9 +177,7 @@ def count_refunds(order_ids):
     `refunded`) to their slots' refunded figures, in the current
     transaction."""
     if backend.name == 'postgresql':
-        _upsert('order', order_ids,
-            '0, 0, 0, count(*), COALESCE(sum(l.unit_price), 0)', [],
-            shrinks=False)
+        _call('scenic_slot_sales_refunds', 'refunded', order_ids)
         return
     ticket, order, line = _tables()
     _apply(ticket, order, line, SQL_OPERATORS['in'](ticket.order, order_ids),
@@ -186,12 +185,13 @@ def count_refunds(order_ids):
             Sum(line.unit_price)], shrinks=False)
 
 
-@sql_hook('scenic.ticket', 'valid', 'revoked')
+@sql_hook('scenic.ticket', 'valid', 'revoked',
+    function='scenic_slot_sales_tickets')
 def _tickets_moved(to_state, ids):
     count_sales(ids, 1 if to_state == 'valid' else -1)
 
 
-@sql_hook('scenic.order', 'refunded')
+@sql_hook('scenic.order', 'refunded', function='scenic_slot_sales_refunds')
 def _orders_refunded(to_state, ids):
     count_refunds(ids)
 
@@ -204,33 +204,15 @@ def _tables():
 COUNTED = ['tickets', 'persons', 'amount', 'refunded', 'refunded_amount']
 
 
-def _upsert(column, ids, deltas, params, shrinks):
-    """PostgreSQL: group the tickets whose `column` is in ids and add the
-    deltas to their rows in one statement (a payment's one round trip),
-    rows locked in (slot, channel, ticket type) order."""
-    cursor = dbtools.cursor()
+def _call(function, to_state, ids):
+    """PostgreSQL: the rollup's database function (sql/engine.sql), the
+    one place of its SQL: an additive upsert of the tickets grouped by
+    (slot, channel, ticket type), rows locked in that order, in one
+    statement; the booking engine's payment calls it in the database."""
     now = dbtools.utcnow()
-    cursor.execute(
-        'INSERT INTO scenic_slot_sales AS s (company, slot, date, '
-        'channel, ticket_type, tickets, persons, amount, refunded, '
-        'refunded_amount, changed, create_uid, create_date) '
-        'SELECT t.company, t.slot, t.visit_date, o.channel, t.ticket_type, '
-        f'{deltas}, %s, %s, %s '
-        'FROM scenic_ticket t JOIN scenic_order o ON o.id = t."order" '
-        'JOIN scenic_order_line l ON l.id = t.line '
-        f'WHERE t."{column}" = ANY(%s) '
-        'GROUP BY t.company, t.slot, t.visit_date, o.channel, '
-        't.ticket_type ORDER BY t.slot, o.channel, t.ticket_type '
-        'ON CONFLICT (slot, channel, ticket_type) DO UPDATE SET '
-        + ', '.join(f'{c} = s.{c} + EXCLUDED.{c}' for c in COUNTED)
-        + ', changed = GREATEST(s.changed, EXCLUDED.changed), '
-        'write_uid = EXCLUDED.create_uid, '
-        'write_date = EXCLUDED.create_date '
-        'RETURNING s.slot',
-        (*params, now, dbtools.user(), now, list(ids)))
-    slots = sorted({r[0] for r in cursor.fetchall()})
-    if shrinks:
-        _drop_empty(cursor, slots)
+    dbtools.cursor().execute(
+        f'SELECT {function}(%s, %s::integer[], %s, %s)',
+        (to_state, list(ids), dbtools.user(), now))
 
 
 def _drop_empty(cursor, slots):

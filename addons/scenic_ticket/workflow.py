@@ -38,6 +38,18 @@ A listener that only writes SQL through `dbtools` (cursor, user, table)
 registers with `@sql_hook(model name, state, ...)` instead: it runs on
 both paths, from the base on_state_change and from `entered` in the
 engine's session, so the engine keeps its own fast path for those states.
+
+A SQL listener may also name the database function that does its work
+(`@sql_hook(..., function='name')`, a function of the module's versioned
+sql/*.sql taking (to_state text, ids integer[], uid integer, now
+timestamp)); the Python listener must then be that function's call. The
+booking engine's database functions (sql/engine.sql: `scenic_pay`) move
+rows in the database itself: they call, in the same transaction and right
+after the move, exactly the functions `sql_hook_functions(model, state)`
+lists. When a listener of that state has no function, it returns None and
+the engine does not inline the hooks: it runs `run_sql_hooks` (via
+`entered`) with the ids the database function moved, in the same
+transaction. Either way every listener runs, once.
 """
 import functools
 
@@ -54,16 +66,29 @@ from .exceptions import StateError
 _sql_hooks = {}
 
 
-def sql_hook(model_name, *states):
+def sql_hook(model_name, *states, function=None):
     """Register function(to_state, ids), run after rows of model_name
     entered one of states, in the same transaction, on the Tryton path and
     in the booking engine's session alike: it must use dbtools' cursor,
-    user and table only (no Pool, no Transaction)."""
+    user and table only (no Pool, no Transaction). `function`: the
+    database function that does the same work (see the module's doc)."""
     def decorator(func):
+        func.sql_function = function
         for state in states:
             _sql_hooks.setdefault((model_name, state), []).append(func)
         return func
     return decorator
+
+
+def sql_hook_functions(model_name, to_state):
+    """The database functions of the SQL listeners of rows of model_name
+    entering to_state, in registration order ([] when none listens); None
+    when one of them has no function (it must run in Python)."""
+    functions = [getattr(f, 'sql_function', None)
+        for f in _sql_hooks.get((model_name, to_state), ())]
+    if None in functions:
+        return None
+    return functions
 
 
 def run_sql_hooks(model_name, to_state, ids):
