@@ -1,0 +1,529 @@
+#!/usr/bin/env python3
+"""The booking engine's cost floor: the irreducible CPU per paid order of
+each layer, measured on this machine by stripped-down experiments.
+
+    python bench/engine_floor.py [--quick] [--clients 64] [--seconds 20]
+        [--orders 3000] [--parts http,pg,python]
+
+An order is a book and a pay (bench/reservation_rush.py), 2 real-name
+ADULT visitors each (the rush averages 2 persons an order). Each part keeps
+the guarantees issue 13 requires and drops everything else:
+
+1. `http`: the rush's HTTP server and settings (granian, 2 workers x 4
+   blocking threads, _measure.Server) serving bench/http_app.py, which
+   reads a booking-sized JSON body and answers an order-sized one, driven
+   by bench/http_servers.py's keep-alive asyncio clients (the rush's
+   load generator minus its booking logic). Server CPU (granian's processes)
+   per request, x 2 requests an order.
+2. `pg`: a throwaway cluster with the rush's durable settings
+   (_measure.DURABLE_PG_SETTINGS: fsync and synchronous_commit on), 64
+   connections, each order two durable transactions, each one statement
+   (prepared, autocommit, one round trip): the book inserts one row into a
+   narrow table with a primary key and claims a place on one of 26
+   counter rows (the slots), the pay inserts one row. CPU of every
+   PostgreSQL process (backends, walwriter, checkpointer...) per order.
+   Then the same with synchronous_commit off, to show what durability costs.
+3. `python`: the engine's own Python per order, in one thread, no HTTP, no
+   database: the real functions with an in-memory catalogue and slot
+   (api.parse_booking, reservation.plan_booking: rules, ID validation and
+   look-up hash, pricing; reservation.write_booking_db up to the statement
+   it sends: ID encryption, the payload's JSON; engine.Engine.planned_order
+   and api.order_json rendered as web.json_response; for the pay:
+   reservation.check_payable, reservation.ticket_code (Ed25519 per ticket),
+   the payload's JSON, engine.order_from and the answer). Its CPU per order.
+
+One JSON line per part, with the load average and the other processes' CPU
+beside it, and a summary: the floor per order, against the 6.7 ms of CPU
+that 300 orders/s allow on 2 cores and the engine's measured ~10 ms
+(bench/README.md, "The floor, measured").
+"""
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from types import SimpleNamespace
+
+import _measure
+from _measure import BenchError
+
+ROOT = _measure.ROOT
+_measure.ensure_venv('psycopg', 'scenic_common')
+
+sys.path.insert(0, str(ROOT / 'scripts'))
+from pgcluster import throwaway_cluster  # noqa: E402
+
+TARGET_ORDERS_PER_S = 300
+ENGINE_CPU_MS = 10.0  # bench/README.md, fourth pass, 64 clients
+SLOTS = 26  # the rush's day: 26 slots, each a hot counter row
+VISITORS = 2  # per order
+PII_KEY = 'bench-only-key-floor-0123456789abcdef0123456789'
+
+
+def log(message):
+    print(f"engine_floor: {message}", file=sys.stderr, flush=True)
+
+
+def load():
+    "The 1-minute load average."
+    return round(os.getloadavg()[0], 2)
+
+
+def cores():
+    return os.cpu_count() or 1
+
+
+# --- 1. HTTP ----------------------------------------------------------------
+
+def http_floor(clients, seconds):
+    import http_servers
+    with tempfile.TemporaryDirectory(prefix='scenic-floor-') as tmpdir:
+        conf = _measure.write_config(tmpdir, 'sqlite://', 'unused')
+        server = _measure.Server(conf, tmpdir, 'bench', 2, 4, log,
+            ready_path='/', app='http_app:app',
+            pythonpath=ROOT / 'bench', http=_measure.ENGINE_HTTP)
+        try:
+            server.start()
+            meter = _measure.CPUMeter({'server': server.process.pid})
+            http_servers.run(server.port, 4, 1, meter)  # warm-up
+            load_before = load()
+            latencies, errors, duration, cpu = http_servers.run(
+                server.port, clients, seconds, meter)
+        finally:
+            server.stop()
+    if errors:
+        raise BenchError(f"{len(errors)} answers were not 200, e.g. "
+            f"{errors[0]!r}")
+    count = len(latencies) or 1
+    per_request = 1000 * cpu['seconds']['server'] / count
+    from http_app import ANSWER
+    return {
+        'part': 'http', 'http': _measure.ENGINE_HTTP, 'workers': 2,
+        'threads': 4, 'clients': clients, 'seconds': round(duration, 1),
+        'request_bytes': len(http_servers.BODY),
+        'answer_bytes': len(ANSWER),
+        'requests_per_s': round(len(latencies) / duration),
+        'server_cpu_ms_per_request': round(per_request, 3),
+        'cpu_ms_per_order': round(2 * per_request, 3),
+        'loadgen_cpu_ms_per_request': round(
+            1000 * cpu['seconds']['loadgen'] / count, 3),
+        'server_pct': cpu['server_pct'], 'others_pct': cpu['others_pct'],
+        'load_before': load_before, 'load_after': load(),
+        }
+
+
+# --- 2. PostgreSQL ----------------------------------------------------------
+
+SCHEMA = f"""
+CREATE TABLE floor_slot (id int PRIMARY KEY, capacity int NOT NULL,
+    booked int NOT NULL DEFAULT 0);
+INSERT INTO floor_slot (id, capacity)
+    SELECT g, 1000000000 FROM generate_series(1, {SLOTS}) g;
+CREATE TABLE floor_order (id bigint PRIMARY KEY, slot int NOT NULL,
+    persons int NOT NULL, created timestamptz NOT NULL DEFAULT now());
+CREATE TABLE floor_payment (id bigint PRIMARY KEY, "order" bigint NOT NULL,
+    amount numeric NOT NULL, created timestamptz NOT NULL DEFAULT now());
+"""
+# One transaction, one statement: the order's row and the slot's claim
+# (refused when full: no row comes back).
+BOOK = """WITH o AS (INSERT INTO floor_order (id, slot, persons)
+    VALUES (%(id)s, %(slot)s, %(persons)s) RETURNING slot, persons)
+UPDATE floor_slot s SET booked = s.booked + o.persons FROM o
+WHERE s.id = o.slot AND s.booked + o.persons <= s.capacity
+RETURNING s.booked"""
+PAY = """INSERT INTO floor_payment (id, "order", amount)
+VALUES (%(id)s, %(id)s, %(amount)s)"""
+
+
+async def pg_orders(uri, clients, seconds, synchronous_commit, first_id,
+        meter=None):
+    """`clients` connections booking and paying for `seconds`; with a
+    meter, measured between the connections' opening and closing (a
+    backend's CPU is lost to the meter once it has exited). Return
+    (orders, duration, cpu)."""
+    import psycopg
+    counts = [0] * clients
+    refused = []
+    conns = await asyncio.gather(*[psycopg.AsyncConnection.connect(
+                _measure.conninfo(uri, 'floor'), autocommit=True,
+                prepare_threshold=0,
+                options=f'-c synchronous_commit={synchronous_commit}')
+            for _ in range(clients)])
+
+    async def client(n, conn, deadline):
+        rng = random.Random(n)
+        order_id = first_id + n * 10_000_000
+        while time.monotonic() < deadline:
+            order_id += 1
+            cursor = await conn.execute(BOOK, {'id': order_id,
+                    'slot': rng.randint(1, SLOTS), 'persons': VISITORS})
+            if await cursor.fetchone() is None:
+                refused.append(order_id)
+                continue
+            await conn.execute(PAY, {'id': order_id,
+                    'amount': Decimal('240.00')})
+            counts[n] += 1
+    cpu = {}
+    try:
+        if meter:
+            meter.start()
+        started = time.monotonic()
+        await asyncio.gather(*[client(n, conn, started + seconds)
+                for n, conn in enumerate(conns)])
+        duration = time.monotonic() - started
+        if meter:
+            cpu = meter.stop()
+    finally:
+        for conn in conns:
+            await conn.close()
+    if refused:
+        raise BenchError(f"{len(refused)} claims refused: the slots' "
+            "capacity is meant to be out of reach")
+    return sum(counts), duration, cpu
+
+
+def pg_floor(clients, seconds):
+    lines = []
+    with throwaway_cluster(settings=dict(_measure.DURABLE_PG_SETTINGS)) as uri:
+        with _measure.pg_connect(uri, 'postgres', autocommit=True) as conn:
+            conn.execute('CREATE DATABASE floor')
+        with _measure.pg_connect(uri, 'floor', autocommit=True) as conn:
+            conn.execute(SCHEMA)
+            settings = dict(conn.execute(
+                "SELECT name, setting FROM pg_settings WHERE name IN "
+                "('fsync', 'synchronous_commit', 'full_page_writes', "
+                "'wal_sync_method', 'shared_buffers')").fetchall())
+        if settings.get('fsync') != 'on' or (
+                settings.get('synchronous_commit') != 'on'):
+            raise BenchError(f"the cluster is not durable: {settings}")
+        postmaster = _measure.postmaster_pid(uri, 'floor')
+        meter = _measure.CPUMeter({'postgres': postmaster})
+        asyncio.run(pg_orders(uri, 4, 1, 'on', 0))  # warm-up
+        for n, synchronous_commit in enumerate(('on', 'off'), start=1):
+            load_before = load()
+            orders, duration, cpu = asyncio.run(pg_orders(uri, clients,
+                    seconds, synchronous_commit, n * 10**12, meter))
+            with _measure.pg_connect(uri, 'floor') as conn:
+                booked, = conn.execute(
+                    'SELECT sum(booked) FROM floor_slot').fetchone()
+                ordered, = conn.execute(
+                    'SELECT sum(persons) FROM floor_order').fetchone()
+            if booked != ordered:
+                raise BenchError(f"counters {booked} != orders' persons "
+                    f"{ordered}")
+            count = orders or 1
+            lines.append({
+                'part': 'pg', 'synchronous_commit': synchronous_commit,
+                'durable': synchronous_commit == 'on',
+                'fsync': settings.get('fsync'),
+                'wal_sync_method': settings.get('wal_sync_method'),
+                'clients': clients, 'seconds': round(duration, 1),
+                'transactions_per_order': 2, 'statements_per_order': 2,
+                'orders_per_s': round(orders / duration),
+                'cpu_ms_per_order': round(
+                    1000 * cpu['seconds']['postgres'] / count, 3),
+                'loadgen_cpu_ms_per_order': round(
+                    1000 * cpu['seconds']['loadgen'] / count, 3),
+                'postgres_pct': cpu['postgres_pct'],
+                'others_pct': cpu['others_pct'],
+                'load_before': load_before, 'load_after': load(),
+                })
+    return lines
+
+
+# --- 3. Python rules --------------------------------------------------------
+
+class _Cursor:
+    "What write_booking_db's statement would get back: the order's id."
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def execute(self, query, params=()):
+        self.conn.sent.append(params)
+        self.conn.next_id += 1
+
+    def fetchone(self):
+        return ({'order': self.conn.next_id},)
+
+
+class _Connection:
+    "Stands for the engine's psycopg connection: keeps what was sent."
+
+    def __init__(self):
+        self.sent = []
+        self.next_id = 0
+
+    def cursor(self):
+        return _Cursor(self)
+
+
+def _configure():
+    "trytond's configuration as the engine's: a bench-only personal-data key."
+    from trytond import config
+    if not config.has_section('scenic'):
+        config.add_section('scenic')
+    config.set('scenic', 'pii_key', PII_KEY)
+
+
+def python_setup():
+    """The real engine functions with an in-memory catalogue (the demo's
+    ADULT type and price rules) and slot: what the database reads would
+    have returned."""
+    _configure()
+    from zoneinfo import ZoneInfo
+
+    from scenic_common import ticketcode
+    from scenic_ticket import catalogue, pricing
+    rules = (
+        pricing.Rule(1, "Public holiday adult price", 10, 'fixed',
+            Decimal(150), final=True, ticket_types=frozenset({1}),
+            day_kind='holiday'),
+        pricing.Rule(2, "Weekend", 20, 'percentage', Decimal(20),
+            weekdays=frozenset({5, 6})),
+        pricing.Rule(3, "Winter season", 30, 'percentage', Decimal(-20),
+            date_from=dt.date(2026, 12, 1), date_to=dt.date(2027, 2, 28)),
+        pricing.Rule(4, "Early bird (before 09:00)", 40, 'amount',
+            Decimal(-10), time_to=dt.time(9, 0)),
+        pricing.Rule(5, "High demand (80 % sold)", 50, 'percentage',
+            Decimal(10), min_fill_ratio=Decimal('0.80')),
+        pricing.Rule(6, "OTA commission", 60, 'amount', Decimal(-5),
+            channels=frozenset({9})),
+        )
+    adult = catalogue.TypeInfo(id=1, code='ADULT', name='成人票',
+        active=True, is_card=False, validity='time_slot',
+        validity_days=None, persons=1, entries=1, real_name=True,
+        id_limit=1, base_price=Decimal(120), channels=frozenset(),
+        zones=((1, 10080),))
+    snapshot = catalogue.Snapshot(company=1, timezone='Asia/Shanghai',
+        daily_max=10080, currency=1, currency_code='CNY', digits=2,
+        types=(adult,), rules=rules,
+        holidays=frozenset({dt.date(2027, 1, 1)}))
+    tz = ZoneInfo('Asia/Shanghai')
+    day = (dt.datetime.now(tz) + dt.timedelta(days=1)).date()
+    slot = catalogue.SlotInfo(7, 1, day, dt.time(10), dt.time(10, 30),
+        400, 120, tz, 'MAIN')
+
+    class FloorCatalogue(catalogue.Catalogue):
+        def slot(self, slot_id):
+            return slot if slot_id == slot.id else None
+
+    return SimpleNamespace(
+        catalogue=FloorCatalogue(1, snapshot=snapshot), slot=slot, tz=tz,
+        channel=SimpleNamespace(id=2, code='web', hold_minutes=15,
+            company=SimpleNamespace(id=1), stamp=None),
+        signer=ticketcode.SigningKey.generate(1))
+
+
+def python_order(env, body, pay_body, conn):
+    """One order's Python, as engine.Engine.book and .pay run it between
+    their reads and writes. Return the two answers' bytes."""
+    from scenic_ticket import api, dbtools, reservation
+    from scenic_ticket.engine import Engine, order_from
+    from scenic_ticket.order import ORDER_TRANSITIONS
+    from scenic_ticket.workflow import StateMachine
+
+    class Order(StateMachine):  # scenic.order's declared moves
+        _transitions = ORDER_TRANSITIONS
+    from scenic_ticket.web import json_response
+    # book
+    booking = api.parse_booking(json.loads(body))
+    now = dbtools.now_utc()
+    plan = reservation.plan_booking(env.channel, booking, now=now,
+        catalogue=env.catalogue)
+    order_id = reservation.write_booking_db(plan, 'k' * 32, now=now)
+    booked = json_response(api.order_json(
+            Engine.planned_order(plan, env.catalogue, now), 'rush',
+            tz=env.catalogue.timezone), status=201).get_data()
+    # pay
+    if pay_body is None:  # warm-up: the client sends the booked total
+        pay_body = json.dumps({'provider': 'simulated',
+                'amount': str(plan.total)}).encode()
+    data = json.loads(pay_body)
+    amount = api.parse_amount(data['amount'])
+    expires = dbtools.naive(now + dt.timedelta(minutes=15))
+    if reservation.check_payable(Order, 'reserved', Decimal(0), expires,
+            plan.total, amount, now) is not None:
+        raise BenchError("the order was not payable")
+    tickets = [(order_id * 10 + n, t.ticket_type.id,
+            dbtools.naive(t.valid_from), dbtools.naive(t.valid_until),
+            t.ticket_type.persons, t.ticket_type.entries, t.holder_hash)
+        for n, t in enumerate(plan.tickets)]
+    codes = [reservation.ticket_code(env.signer, 1, *t) for t in tickets]
+    sent = json.dumps({
+            'order': order_id, 'company': 1, 'provider': 'simulated',
+            'provider_reference': 'SIM-' + plan.reference,
+            'amount': amount, 'currency': 1, 'now': dbtools.naive(now),
+            'uid': 0, 'key_id': env.signer.key_id,
+            'tickets': [t[0] for t in tickets], 'codes': codes,
+            'ticket_sources': ['reserved'], 'order_sources': ['reserved'],
+            'ticket_hooks': [], 'order_hooks': [],
+            }, default=str)
+    conn.sent.append(sent)
+    # what scenic_pay answers (sql/engine.sql scenic_order_answer)
+    slot = env.slot
+    answer = {
+        'id': order_id, 'reference': plan.reference, 'state': 'paid',
+        'total': str(plan.total), 'currency': 'CNY',
+        'visit_date': slot.date.isoformat(),
+        'contact_name': booking.contact_name,
+        'hold_expires_at': expires.isoformat(),
+        'timezone': 'Asia/Shanghai',
+        'slot': [slot.id, slot.zone, slot.date.isoformat(),
+            slot.start_time.isoformat(), slot.end_time.isoformat(),
+            slot.capacity, slot.booked],
+        'lines': [['ADULT', '成人票', l['quantity'], l['persons'],
+                str(l['unit_price']), str(l['amount'])] for l in plan.lines],
+        'tickets': [[t[0], 'ADULT', 'valid', code, pt.holder_masked, 1, 1,
+                t[2].isoformat(), t[3].isoformat()]
+            for t, code, pt in zip(tickets, codes, plan.tickets)],
+        }
+    answer = json.loads(json.dumps(answer))  # as psycopg hands it over
+    order = order_from(answer)
+    paid = json_response(api.order_json(order, 'rush', tz=order.tz)
+        ).get_data()
+    return booked, paid
+
+
+def python_bodies(orders, seed=1):
+    "Distinct booking bodies with valid resident IDs, as the rush sends."
+    from scenic_common import idnumber
+    rng = random.Random(seed)
+    bodies = []
+    for n in range(orders):
+        people = []
+        for v in range(VISITORS):
+            birth = dt.date(1950, 1, 1) + dt.timedelta(days=rng.randrange(
+                    20000))
+            people.append({'name': '王伟', 'id_type': 'resident_id',
+                    'id_number': idnumber.make_resident_id(
+                        birth=birth, sequence=rng.randrange(1000))})
+        bodies.append(json.dumps({'slot': 7, 'items': [
+                    {'ticket_type': 'ADULT', 'visitors': people}],
+                'contact': {'name': '王伟',
+                    'phone': f'13{rng.randrange(10**9):09d}'},
+                }, ensure_ascii=False).encode())
+    return bodies
+
+
+def python_floor(orders):
+    from scenic_ticket import dbtools
+    env = python_setup()
+    bodies = python_bodies(orders + 50)
+    conn = _Connection()
+    token = dbtools.use_session(dbtools.Session(conn, 0))
+    try:
+        pay_body = None
+        for body in bodies[:50]:  # warm-up
+            booked, _ = python_order(env, body, None, conn)
+        total = json.loads(booked)['total']
+        pay_body = json.dumps({'provider': 'simulated',
+                'amount': total}).encode()
+        meter = _measure.CPUMeter({})
+        load_before = load()
+        sizes = [0, 0]
+        with meter.measure() as cpu:
+            started = time.perf_counter()
+            for body in bodies[50:]:
+                booked, paid = python_order(env, body, pay_body, conn)
+            duration = time.perf_counter() - started
+        sizes = [len(booked), len(paid)]
+    finally:
+        dbtools.end_session(token)
+    paid = json.loads(paid)
+    if paid['state'] != 'paid' or len(paid['tickets']) != VISITORS or not (
+            all(t['code'] for t in paid['tickets'])):
+        raise BenchError(f"unexpected pay answer: {paid}")
+    return {
+        'part': 'python', 'orders': orders, 'threads': 1,
+        'seconds': round(duration, 2),
+        'cpu_ms_per_order': round(1000 * cpu['seconds']['loadgen'] / orders,
+            3),
+        'wall_ms_per_order': round(1000 * duration / orders, 3),
+        'tickets_signed_per_order': VISITORS,
+        'answer_bytes': sizes,
+        'others_pct': cpu['others_pct'],
+        'load_before': load_before, 'load_after': load(),
+        }
+
+
+# --- main -------------------------------------------------------------------
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--quick', action='store_true',
+        help="shorter runs (5 s a part, 500 orders in Python)")
+    parser.add_argument('--clients', type=int, default=64)
+    parser.add_argument('--seconds', type=float, default=None,
+        help="seconds of the HTTP run and of each PostgreSQL run (20)")
+    parser.add_argument('--orders', type=int, default=None,
+        help="orders of the Python loop (3000)")
+    parser.add_argument('--parts', default='http,pg,python')
+    args = parser.parse_args(argv)
+    if args.seconds is None:
+        args.seconds = 5 if args.quick else 20
+    if args.orders is None:
+        args.orders = 500 if args.quick else 3000
+    args.parts = [p for p in args.parts.split(',') if p]
+    if not set(args.parts) <= {'http', 'pg', 'python'} or not args.parts:
+        parser.error("--parts takes http, pg, python")
+    if args.clients < 1 or args.seconds <= 0 or args.orders < 1:
+        parser.error("positive clients, seconds and orders")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _measure.terminate)
+    lines = []
+
+    def emit(line):
+        lines.append(line)
+        print(json.dumps(line, ensure_ascii=False), flush=True)
+    if 'python' in args.parts:
+        emit(python_floor(args.orders))
+    if 'http' in args.parts:
+        emit(http_floor(args.clients, args.seconds))
+    if 'pg' in args.parts:
+        for line in pg_floor(args.clients, args.seconds):
+            emit(line)
+    by_part = {}
+    for line in lines:
+        if line['part'] != 'pg' or line['durable']:
+            by_part[line['part']] = line['cpu_ms_per_order']
+    allowed = 1000 * cores() / TARGET_ORDERS_PER_S
+    summary = {'summary': True, 'cores': cores(),
+        'floor_ms_per_order': by_part,
+        'allowed_ms_per_order': round(allowed, 2),
+        'engine_measured_ms_per_order': ENGINE_CPU_MS,
+        'load': load()}
+    if set(by_part) == {'http', 'pg', 'python'}:
+        floor = sum(by_part.values())
+        summary.update({
+            'floor_total_ms_per_order': round(floor, 2),
+            'floor_ceiling_orders_per_s': round(1000 * cores() / floor),
+            'engine_above_floor_ms': round(ENGINE_CPU_MS - floor, 2),
+            })
+        nondurable = [l for l in lines
+            if l['part'] == 'pg' and not l['durable']]
+        if nondurable:
+            summary['durability_costs_pg_ms_per_order'] = round(
+                by_part['pg'] - nondurable[0]['cpu_ms_per_order'], 3)
+    emit(summary)
+    return 0
+
+
+if __name__ == '__main__':
+    try:
+        sys.exit(main())
+    except BenchError as error:
+        log(f"ERROR: {error}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

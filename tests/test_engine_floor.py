@@ -1,0 +1,51 @@
+"""bench/engine_floor.py runs end to end with tiny sizes and prints what
+bench/README.md ("The floor, measured") reads. No timing is asserted: the
+figures depend on the machine and its load."""
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+SCRIPT = ROOT / 'bench' / 'engine_floor.py'
+
+
+def run(*args, timeout=240):
+    result = subprocess.run([sys.executable, str(SCRIPT), *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_engine_floor_all_parts():
+    lines = run('--clients', '4', '--seconds', '0.5', '--orders', '20')
+    parts = [line.get('part') for line in lines]
+    assert parts == ['python', 'http', 'pg', 'pg', None]
+    python, http, durable, nondurable, summary = lines
+    # the Python part ran the engine's functions to a signed, paid answer
+    assert python['orders'] == 20
+    assert python['tickets_signed_per_order'] == 2
+    assert http['http'] == 'granian' and http['requests_per_s'] > 0
+    # the PostgreSQL floor is measured durable, and labelled when not
+    assert (durable['durable'], durable['synchronous_commit'],
+        durable['fsync']) == (True, 'on', 'on')
+    assert (nondurable['durable'], nondurable['synchronous_commit']) == (
+        False, 'off')
+    assert durable['orders_per_s'] > 0 and nondurable['orders_per_s'] > 0
+    for line in (python, http, durable, nondurable):
+        assert line['cpu_ms_per_order'] >= 0
+        assert 'others_pct' in line and 'load_before' in line
+    assert summary['summary'] is True
+    assert set(summary['floor_ms_per_order']) == {'python', 'http', 'pg'}
+    assert summary['floor_ms_per_order']['pg'] == durable['cpu_ms_per_order']
+    assert summary['floor_total_ms_per_order'] == round(
+        sum(summary['floor_ms_per_order'].values()), 2)
+    assert summary['allowed_ms_per_order'] == round(
+        1000 * summary['cores'] / 300, 2)
+
+
+def test_engine_floor_refuses_bad_arguments():
+    result = subprocess.run([sys.executable, str(SCRIPT), '--parts', 'disk'],
+        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert '--parts takes' in result.stderr
