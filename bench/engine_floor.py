@@ -22,7 +22,14 @@ the guarantees issue 13 requires and drops everything else:
    narrow table with a primary key and claims a place on one of 26
    counter rows (the slots), the pay inserts one row. CPU of every
    PostgreSQL process (backends, walwriter, checkpointer...) per order.
-   Then the same with synchronous_commit off, to show what durability costs.
+   Then the same with synchronous_commit off, to show what durability
+   costs; then (shape `rows`, durable) the order's rows as the engine
+   writes them, in one function call each for the book and the pay
+   (sql/engine.sql's scenic_book and scenic_pay narrowed: order, line, 2
+   visitors, 2 tickets, 2 per-ID day claims, the slot, a stripe of the
+   day's counter; payment, ticket codes, order state, slot-sales rollup),
+   without the engine's other reads (channel, replay, slot, holds, hold
+   counter).
 3. `python`: the engine's own Python per order, in one thread, no HTTP, no
    database: the real functions with an in-memory catalogue and slot
    (api.parse_booking, reservation.plan_booking: rules, ID validation and
@@ -141,8 +148,170 @@ PAY = """INSERT INTO floor_payment (id, "order", amount)
 VALUES (%(id)s, %(id)s, %(amount)s)"""
 
 
+# The order's rows as the engine writes them (sql/engine.sql scenic_book
+# and scenic_pay, narrowed to the columns that matter): the order, its
+# line, 2 visitors (unique by ID hash), 2 tickets, 2 per-ID day claims,
+# the slot's places and a stripe of the day's counter; then the payment,
+# the tickets' codes, the order's state and the slot-sales rollup row.
+ROWS_SCHEMA = f"""
+CREATE TABLE floor_day_stripe (id serial PRIMARY KEY, stripe int NOT NULL,
+    booked int NOT NULL DEFAULT 0, maximum int NOT NULL);
+INSERT INTO floor_day_stripe (stripe, maximum)
+    SELECT g, 1000000000 FROM generate_series(0, 7) g;
+CREATE TABLE r_order (id serial PRIMARY KEY, reference text NOT NULL UNIQUE,
+    channel int NOT NULL, slot int NOT NULL REFERENCES floor_slot,
+    visit_date date NOT NULL, state text NOT NULL, contact_name text,
+    contact_phone text, hold_expires_at timestamp, total numeric,
+    idempotency_key text, request_hash text, paid_at timestamp,
+    create_uid int, create_date timestamp, write_uid int,
+    write_date timestamp);
+CREATE INDEX ON r_order (slot, state, hold_expires_at);
+CREATE UNIQUE INDEX ON r_order (channel, idempotency_key);
+CREATE TABLE r_line (id serial PRIMARY KEY,
+    "order" int NOT NULL REFERENCES r_order ON DELETE CASCADE,
+    ticket_type int, quantity int, persons int, unit_price numeric,
+    amount numeric, price_explanation text, create_uid int,
+    create_date timestamp);
+CREATE TABLE r_visitor (id serial PRIMARY KEY, name text, id_type text,
+    id_encrypted text, id_masked text, id_hash text NOT NULL UNIQUE,
+    create_uid int, create_date timestamp);
+CREATE TABLE r_ticket (id serial PRIMARY KEY,
+    "order" int NOT NULL REFERENCES r_order ON DELETE CASCADE,
+    line int REFERENCES r_line, visitor int REFERENCES r_visitor,
+    slot int, visit_date date, holder_hash text, holder_masked text,
+    persons int, entries_allowed int, valid_from timestamp,
+    valid_until timestamp, state text NOT NULL, code text, key_id int,
+    create_uid int, create_date timestamp, write_uid int,
+    write_date timestamp);
+CREATE INDEX ON r_ticket ("order");
+CREATE INDEX ON r_ticket (holder_hash);
+CREATE TABLE r_id_day (id serial PRIMARY KEY, date date NOT NULL,
+    id_hash text NOT NULL, count int NOT NULL, UNIQUE (date, id_hash));
+CREATE TABLE r_payment (id serial PRIMARY KEY,
+    "order" int NOT NULL REFERENCES r_order, provider text,
+    provider_reference text, amount numeric, date timestamp,
+    create_uid int, create_date timestamp);
+CREATE TABLE r_slot_sales (id serial PRIMARY KEY, slot int NOT NULL,
+    channel int NOT NULL, ticket_type int NOT NULL, tickets int NOT NULL,
+    amount numeric NOT NULL, UNIQUE (slot, channel, ticket_type));
+
+CREATE FUNCTION floor_book(p json) RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    v_now timestamp := now();
+    v_order int;
+    v_line int;
+    v_slot int := (p->>'slot')::int;
+    v_date date := current_date + 1;
+    v_persons int := json_array_length(p->'visitors');
+    r record;
+BEGIN
+    INSERT INTO r_order (reference, channel, slot, visit_date, state,
+        contact_name, contact_phone, hold_expires_at, total,
+        idempotency_key, request_hash, create_uid, create_date)
+    VALUES (p->>'reference', 2, v_slot, v_date, 'reserved',
+        p->>'contact_name', p->>'contact_phone', v_now + interval '15 min',
+        (p->>'total')::numeric, p->>'reference', md5(p->>'reference'), 0,
+        v_now)
+    RETURNING id INTO v_order;
+    INSERT INTO r_line ("order", ticket_type, quantity, persons,
+        unit_price, amount, price_explanation, create_uid, create_date)
+    VALUES (v_order, 1, v_persons, v_persons, 115.20,
+        (p->>'total')::numeric, 'base 120.00; Winter season -20 %', 0,
+        v_now)
+    RETURNING id INTO v_line;
+    INSERT INTO r_visitor (name, id_type, id_encrypted, id_masked, id_hash,
+        create_uid, create_date)
+    SELECT x->>'name', 'resident_id', x->>'encrypted', x->>'masked',
+        x->>'hash', 0, v_now
+    FROM json_array_elements(p->'visitors') x ORDER BY x->>'hash'
+    ON CONFLICT (id_hash) DO NOTHING;
+    INSERT INTO r_ticket ("order", line, visitor, slot, visit_date,
+        holder_hash, holder_masked, persons, entries_allowed, valid_from,
+        valid_until, state, create_uid, create_date)
+    SELECT v_order, v_line, (SELECT v.id FROM r_visitor v
+            WHERE v.id_hash = x->>'hash'), v_slot, v_date, x->>'hash',
+        x->>'masked', 1, 1, v_now, v_now + interval '30 min', 'reserved',
+        0, v_now
+    FROM json_array_elements(p->'visitors') x;
+    FOR r IN SELECT x->>'hash' AS id_hash
+            FROM json_array_elements(p->'visitors') x ORDER BY 1 LOOP
+        INSERT INTO r_id_day AS u (date, id_hash, count)
+        VALUES (v_date, r.id_hash, 1)
+        ON CONFLICT (date, id_hash) DO UPDATE SET count = u.count + 1
+            WHERE u.count < 1;
+        IF NOT FOUND THEN RETURN NULL; END IF;
+    END LOOP;
+    UPDATE floor_slot SET booked = booked + v_persons
+        WHERE id = v_slot AND booked + v_persons <= capacity;
+    IF NOT FOUND THEN RETURN NULL; END IF;
+    UPDATE floor_day_stripe s SET booked = s.booked + v_persons
+        WHERE s.id = (SELECT f.id FROM floor_day_stripe f
+            WHERE f.booked + v_persons <= f.maximum
+            ORDER BY (f.stripe + 8 - v_order % 8) % 8
+            LIMIT 1 FOR UPDATE SKIP LOCKED);
+    IF NOT FOUND THEN  -- every stripe busy: wait for one (the engine's
+                       -- _claim_daily, in the same transaction)
+        UPDATE floor_day_stripe s SET booked = s.booked + v_persons
+            WHERE s.stripe = v_order % 8
+            AND s.booked + v_persons <= s.maximum;
+        IF NOT FOUND THEN RETURN NULL; END IF;
+    END IF;
+    -- the narrow runs' tables too (counters = persons), ids apart
+    INSERT INTO floor_order (id, slot, persons)
+        VALUES (-v_order, v_slot, v_persons);
+    RETURN v_order;
+END;
+$$;
+
+CREATE FUNCTION floor_pay(p json) RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    v_now timestamp := now();
+    v_order int := (p->>'order')::int;
+    v_slot int;
+    v_tickets int;
+BEGIN
+    SELECT slot INTO v_slot FROM r_order WHERE id = v_order
+        AND state = 'reserved' FOR UPDATE;
+    IF NOT FOUND THEN RETURN NULL; END IF;
+    INSERT INTO r_payment ("order", provider, provider_reference, amount,
+        date, create_uid, create_date)
+    VALUES (v_order, 'simulated', 'SIM-' || v_order,
+        (p->>'amount')::numeric, v_now, 0, v_now);
+    UPDATE r_ticket t SET state = 'valid', code = p->>'code', key_id = 1,
+        write_uid = 0, write_date = v_now
+    WHERE t."order" = v_order AND t.state = 'reserved';
+    GET DIAGNOSTICS v_tickets = ROW_COUNT;
+    UPDATE r_order SET state = 'paid', paid_at = v_now, write_uid = 0,
+        write_date = v_now WHERE id = v_order;
+    INSERT INTO r_slot_sales AS s (slot, channel, ticket_type, tickets,
+        amount)
+    VALUES (v_slot, 2, 1, v_tickets, (p->>'amount')::numeric)
+    ON CONFLICT (slot, channel, ticket_type) DO UPDATE
+        SET tickets = s.tickets + excluded.tickets,
+            amount = s.amount + excluded.amount;
+    INSERT INTO floor_payment (id, "order", amount)
+        VALUES (-v_order, -v_order, (p->>'amount')::numeric);
+    RETURN v_tickets;
+END;
+$$;
+"""
+ROWS_BOOK = 'SELECT floor_book(%s::json)'
+ROWS_PAY = 'SELECT floor_pay(%s::json)'
+CODE = 'S' * 160  # a signed ticket code's length, about
+
+
+def rows_book_params(order_id, rng):
+    visitors = [{'name': '王伟', 'masked': '1101**********123X',
+            'hash': f'{order_id:016x}{v}' + 'h' * 46,
+            'encrypted': 'e' * 120} for v in range(VISITORS)]
+    return (json.dumps({'reference': f'W{order_id:015d}',
+            'slot': rng.randint(1, SLOTS), 'contact_name': '王伟',
+            'contact_phone': '13800138000', 'total': '230.40',
+            'visitors': visitors}, ensure_ascii=False),)
+
+
 async def pg_orders(uri, clients, seconds, synchronous_commit, first_id,
-        meter=None):
+        meter=None, shape='narrow'):
     """`clients` connections booking and paying for `seconds`; with a
     meter, measured between the connections' opening and closing (a
     backend's CPU is lost to the meter once it has exited). Return
@@ -161,13 +330,27 @@ async def pg_orders(uri, clients, seconds, synchronous_commit, first_id,
         order_id = first_id + n * 10_000_000
         while time.monotonic() < deadline:
             order_id += 1
-            cursor = await conn.execute(BOOK, {'id': order_id,
-                    'slot': rng.randint(1, SLOTS), 'persons': VISITORS})
-            if await cursor.fetchone() is None:
-                refused.append(order_id)
-                continue
-            await conn.execute(PAY, {'id': order_id,
-                    'amount': Decimal('240.00')})
+            if shape == 'rows':
+                cursor = await conn.execute(ROWS_BOOK,
+                    rows_book_params(order_id, rng))
+                order, = await cursor.fetchone()
+                if order is None:
+                    refused.append(order_id)
+                    continue
+                cursor = await conn.execute(ROWS_PAY, (json.dumps({
+                            'order': order, 'amount': '230.40',
+                            'code': CODE}),))
+                if (await cursor.fetchone())[0] != VISITORS:
+                    refused.append(order_id)
+                    continue
+            else:
+                cursor = await conn.execute(BOOK, {'id': order_id,
+                        'slot': rng.randint(1, SLOTS), 'persons': VISITORS})
+                if await cursor.fetchone() is None:
+                    refused.append(order_id)
+                    continue
+                await conn.execute(PAY, {'id': order_id,
+                        'amount': Decimal('240.00')})
             counts[n] += 1
     cpu = {}
     try:
@@ -195,6 +378,7 @@ def pg_floor(clients, seconds):
             conn.execute('CREATE DATABASE floor')
         with _measure.pg_connect(uri, 'floor', autocommit=True) as conn:
             conn.execute(SCHEMA)
+            conn.execute(ROWS_SCHEMA)
             settings = dict(conn.execute(
                 "SELECT name, setting FROM pg_settings WHERE name IN "
                 "('fsync', 'synchronous_commit', 'full_page_writes', "
@@ -204,11 +388,13 @@ def pg_floor(clients, seconds):
             raise BenchError(f"the cluster is not durable: {settings}")
         postmaster = _measure.postmaster_pid(uri, 'floor')
         meter = _measure.CPUMeter({'postgres': postmaster})
-        asyncio.run(pg_orders(uri, 4, 1, 'on', 0))  # warm-up
-        for n, synchronous_commit in enumerate(('on', 'off'), start=1):
+        for shape in ('narrow', 'rows'):  # warm-up
+            asyncio.run(pg_orders(uri, 4, 1, 'on', 0, shape=shape))
+        runs = [('narrow', 'on'), ('narrow', 'off'), ('rows', 'on')]
+        for n, (shape, synchronous_commit) in enumerate(runs, start=1):
             load_before = load()
             orders, duration, cpu = asyncio.run(pg_orders(uri, clients,
-                    seconds, synchronous_commit, n * 10**12, meter))
+                    seconds, synchronous_commit, n * 10**12, meter, shape))
             with _measure.pg_connect(uri, 'floor') as conn:
                 booked, = conn.execute(
                     'SELECT sum(booked) FROM floor_slot').fetchone()
@@ -219,7 +405,8 @@ def pg_floor(clients, seconds):
                     f"{ordered}")
             count = orders or 1
             lines.append({
-                'part': 'pg', 'synchronous_commit': synchronous_commit,
+                'part': 'pg', 'shape': shape,
+                'synchronous_commit': synchronous_commit,
                 'durable': synchronous_commit == 'on',
                 'fsync': settings.get('fsync'),
                 'wal_sync_method': settings.get('wal_sync_method'),
@@ -495,8 +682,10 @@ def main(argv=None):
             emit(line)
     by_part = {}
     for line in lines:
-        if line['part'] != 'pg' or line['durable']:
+        if line['part'] != 'pg' or (
+                line['durable'] and line['shape'] == 'narrow'):
             by_part[line['part']] = line['cpu_ms_per_order']
+    rows = [l for l in lines if l['part'] == 'pg' and l['shape'] == 'rows']
     allowed = 1000 * cores() / TARGET_ORDERS_PER_S
     summary = {'summary': True, 'cores': cores(),
         'floor_ms_per_order': by_part,
@@ -515,6 +704,17 @@ def main(argv=None):
         if nondurable:
             summary['durability_costs_pg_ms_per_order'] = round(
                 by_part['pg'] - nondurable[0]['cpu_ms_per_order'], 3)
+        if rows:
+            # the same with the order's rows written as the engine does
+            with_rows = floor - by_part['pg'] + rows[0]['cpu_ms_per_order']
+            summary.update({
+                'pg_order_rows_ms_per_order': rows[0]['cpu_ms_per_order'],
+                'floor_with_rows_ms_per_order': round(with_rows, 2),
+                'floor_with_rows_ceiling_orders_per_s': round(
+                    1000 * cores() / with_rows),
+                'engine_above_floor_with_rows_ms': round(
+                    ENGINE_CPU_MS - with_rows, 2),
+                })
     emit(summary)
     return 0
 

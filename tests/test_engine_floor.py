@@ -20,8 +20,8 @@ def run(*args, timeout=240):
 def test_engine_floor_all_parts():
     lines = run('--clients', '4', '--seconds', '0.5', '--orders', '20')
     parts = [line.get('part') for line in lines]
-    assert parts == ['python', 'http', 'pg', 'pg', None]
-    python, http, durable, nondurable, summary = lines
+    assert parts == ['python', 'http', 'pg', 'pg', 'pg', None]
+    python, http, durable, nondurable, rows, summary = lines
     # the Python part ran the engine's functions to a signed, paid answer
     assert python['orders'] == 20
     assert python['tickets_signed_per_order'] == 2
@@ -31,8 +31,12 @@ def test_engine_floor_all_parts():
         durable['fsync']) == (True, 'on', 'on')
     assert (nondurable['durable'], nondurable['synchronous_commit']) == (
         False, 'off')
-    assert durable['orders_per_s'] > 0 and nondurable['orders_per_s'] > 0
-    for line in (python, http, durable, nondurable):
+    assert (durable['shape'], nondurable['shape']) == ('narrow', 'narrow')
+    # the order's rows as the engine writes them, durable
+    assert (rows['shape'], rows['durable']) == ('rows', True)
+    for line in (durable, nondurable, rows):
+        assert line['orders_per_s'] > 0
+    for line in (python, http, durable, nondurable, rows):
         assert line['cpu_ms_per_order'] >= 0
         assert 'others_pct' in line and 'load_before' in line
     assert summary['summary'] is True
@@ -40,6 +44,7 @@ def test_engine_floor_all_parts():
     assert summary['floor_ms_per_order']['pg'] == durable['cpu_ms_per_order']
     assert summary['floor_total_ms_per_order'] == round(
         sum(summary['floor_ms_per_order'].values()), 2)
+    assert summary['pg_order_rows_ms_per_order'] == rows['cpu_ms_per_order']
     assert summary['allowed_ms_per_order'] == round(
         1000 * summary['cores'] / 300, 2)
 
