@@ -37,7 +37,9 @@ the guarantees issue 13 requires and drops everything else:
    it sends: ID encryption, the payload's JSON; engine.Engine.planned_order
    and api.order_json rendered as web.json_response; for the pay:
    reservation.check_payable, reservation.ticket_code (Ed25519 per ticket),
-   the payload's JSON, engine.order_from and the answer). Its CPU per order.
+   the payload's JSON, engine.order_from and the answer). Its CPU per order;
+   then the same in 4 threads, as a granian worker's 4 blocking threads
+   take turns on the GIL.
 
 One JSON line per part, with the load average and the other processes' CPU
 beside it, and a summary: the floor per order, against the 6.7 ms of CPU
@@ -599,36 +601,60 @@ def python_bodies(orders, seed=1):
     return bodies
 
 
-def python_floor(orders):
+def python_floor(orders, threads=1):
+    """The engine's Python for `orders` orders, in `threads` threads (the
+    engine runs 4 blocking threads a process: they take turns on the
+    GIL)."""
+    import threading
+
     from scenic_ticket import dbtools
     env = python_setup()
     bodies = python_bodies(orders + 50)
     conn = _Connection()
     token = dbtools.use_session(dbtools.Session(conn, 0))
     try:
-        pay_body = None
         for body in bodies[:50]:  # warm-up
             booked, _ = python_order(env, body, None, conn)
-        total = json.loads(booked)['total']
-        pay_body = json.dumps({'provider': 'simulated',
-                'amount': total}).encode()
-        meter = _measure.CPUMeter({})
-        load_before = load()
-        sizes = [0, 0]
-        with meter.measure() as cpu:
-            started = time.perf_counter()
-            for body in bodies[50:]:
-                booked, paid = python_order(env, body, pay_body, conn)
-            duration = time.perf_counter() - started
-        sizes = [len(booked), len(paid)]
     finally:
         dbtools.end_session(token)
+    total = json.loads(booked)['total']
+    pay_body = json.dumps({'provider': 'simulated',
+            'amount': total}).encode()
+    answers, failures = [], []
+
+    def work(share):
+        conn = _Connection()
+        token = dbtools.use_session(dbtools.Session(conn, 0))
+        try:
+            for body in share:
+                answer = python_order(env, body, pay_body, conn)
+            answers.append(answer)
+        except BaseException as error:
+            failures.append(error)
+        finally:
+            dbtools.end_session(token)
+    shares = [bodies[50 + n::threads] for n in range(threads)]
+    workers = [threading.Thread(target=work, args=(share,))
+        for share in shares]
+    meter = _measure.CPUMeter({})
+    load_before = load()
+    with meter.measure() as cpu:
+        started = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        duration = time.perf_counter() - started
+    if failures:
+        raise failures[0]
+    booked, paid = answers[0]
+    sizes = [len(booked), len(paid)]
     paid = json.loads(paid)
     if paid['state'] != 'paid' or len(paid['tickets']) != VISITORS or not (
             all(t['code'] for t in paid['tickets'])):
         raise BenchError(f"unexpected pay answer: {paid}")
     return {
-        'part': 'python', 'orders': orders, 'threads': 1,
+        'part': 'python', 'orders': orders, 'threads': threads,
         'seconds': round(duration, 2),
         'cpu_ms_per_order': round(1000 * cpu['seconds']['loadgen'] / orders,
             3),
@@ -675,6 +701,8 @@ def main(argv=None):
         print(json.dumps(line, ensure_ascii=False), flush=True)
     if 'python' in args.parts:
         emit(python_floor(args.orders))
+        # as in a granian worker: 4 threads taking turns on the GIL
+        emit(python_floor(args.orders, threads=4))
     if 'http' in args.parts:
         emit(http_floor(args.clients, args.seconds))
     if 'pg' in args.parts:
@@ -682,6 +710,8 @@ def main(argv=None):
             emit(line)
     by_part = {}
     for line in lines:
+        if line['part'] == 'python' and line['threads'] != 1:
+            continue
         if line['part'] != 'pg' or (
                 line['durable'] and line['shape'] == 'narrow'):
             by_part[line['part']] = line['cpu_ms_per_order']
@@ -704,6 +734,11 @@ def main(argv=None):
         if nondurable:
             summary['durability_costs_pg_ms_per_order'] = round(
                 by_part['pg'] - nondurable[0]['cpu_ms_per_order'], 3)
+        threaded = [l for l in lines
+            if l['part'] == 'python' and l['threads'] != 1]
+        if threaded:
+            summary['python_4_threads_ms_per_order'] = threaded[0][
+                'cpu_ms_per_order']
         if rows:
             # the same with the order's rows written as the engine does
             with_rows = floor - by_part['pg'] + rows[0]['cpu_ms_per_order']

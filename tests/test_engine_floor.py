@@ -20,11 +20,13 @@ def run(*args, timeout=240):
 def test_engine_floor_all_parts():
     lines = run('--clients', '4', '--seconds', '0.5', '--orders', '20')
     parts = [line.get('part') for line in lines]
-    assert parts == ['python', 'http', 'pg', 'pg', 'pg', None]
-    python, http, durable, nondurable, rows, summary = lines
+    assert parts == ['python', 'python', 'http', 'pg', 'pg', 'pg', None]
+    python, threaded, http, durable, nondurable, rows, summary = lines
     # the Python part ran the engine's functions to a signed, paid answer
     assert python['orders'] == 20
     assert python['tickets_signed_per_order'] == 2
+    assert (python['threads'], threaded['threads']) == (1, 4)
+    assert threaded['orders'] == 20
     assert http['http'] == 'granian' and http['requests_per_s'] > 0
     # the PostgreSQL floor is measured durable, and labelled when not
     assert (durable['durable'], durable['synchronous_commit'],
@@ -36,7 +38,7 @@ def test_engine_floor_all_parts():
     assert (rows['shape'], rows['durable']) == ('rows', True)
     for line in (durable, nondurable, rows):
         assert line['orders_per_s'] > 0
-    for line in (python, http, durable, nondurable, rows):
+    for line in (python, threaded, http, durable, nondurable, rows):
         assert line['cpu_ms_per_order'] >= 0
         assert 'others_pct' in line and 'load_before' in line
     assert summary['summary'] is True
@@ -44,6 +46,10 @@ def test_engine_floor_all_parts():
     assert summary['floor_ms_per_order']['pg'] == durable['cpu_ms_per_order']
     assert summary['floor_total_ms_per_order'] == round(
         sum(summary['floor_ms_per_order'].values()), 2)
+    assert summary['floor_ms_per_order']['python'] == (
+        python['cpu_ms_per_order'])
+    assert summary['python_4_threads_ms_per_order'] == (
+        threaded['cpu_ms_per_order'])
     assert summary['pg_order_rows_ms_per_order'] == rows['cpu_ms_per_order']
     assert summary['allowed_ms_per_order'] == round(
         1000 * summary['cores'] / 300, 2)
