@@ -29,7 +29,9 @@ the guarantees issue 13 requires and drops everything else:
    visitors, 2 tickets, 2 per-ID day claims, the slot, a stripe of the
    day's counter; payment, ticket codes, order state, slot-sales rollup),
    without the engine's other reads (channel, replay, slot, holds, hold
-   counter).
+   counter). Last (`round_trips`, not in the floor): what the engine's 13
+   statements an order cost by themselves, as trivial prepared statements
+   from 8 threads of one process (granian's 2 x 4), client and server CPU.
 3. `python`: the engine's own Python per order, in one thread, no HTTP, no
    database: the real functions with an in-memory catalogue and slot
    (api.parse_booking, reservation.plan_booking: rules, ID validation and
@@ -373,6 +375,51 @@ async def pg_orders(uri, clients, seconds, synchronous_commit, first_id,
     return sum(counts), duration, cpu
 
 
+ROUND_TRIPS = 13  # the engine's statements per order (fourth pass)
+
+
+def round_trips(uri, seconds, threads=8):
+    """What the engine's round trips cost by themselves: `threads` threads
+    in one process (granian's 2 x 4 blocking threads), each on its own
+    connection, sending ROUND_TRIPS trivial prepared statements per
+    "order" as the engine sends its reads and calls. CPU of this process
+    (psycopg's client side and the threads' hand-offs) and of PostgreSQL
+    per order. Return (orders, duration, cpu)."""
+    import threading
+
+    import psycopg
+    postmaster = _measure.postmaster_pid(uri, 'floor')
+    meter = _measure.CPUMeter({'postgres': postmaster}, own='client')
+    conns = [psycopg.connect(_measure.conninfo(uri, 'floor'),
+            autocommit=True, prepare_threshold=0) for _ in range(threads)]
+    counts = [0] * threads
+    stop = threading.Event()
+
+    def work(n, conn):
+        while not stop.is_set():
+            for i in range(ROUND_TRIPS):
+                conn.execute('SELECT %s::int', (i,)).fetchone()
+            counts[n] += 1
+    workers = [threading.Thread(target=work, args=(n, conn))
+        for n, conn in enumerate(conns)]
+    try:
+        meter.start()
+        started = time.monotonic()
+        for worker in workers:
+            worker.start()
+        time.sleep(seconds)
+        stop.set()
+        for worker in workers:
+            worker.join()
+        duration = time.monotonic() - started
+        cpu = meter.stop()
+    finally:
+        stop.set()
+        for conn in conns:
+            conn.close()
+    return sum(counts), duration, cpu
+
+
 def pg_floor(clients, seconds):
     lines = []
     with throwaway_cluster(settings=dict(_measure.DURABLE_PG_SETTINGS)) as uri:
@@ -423,6 +470,21 @@ def pg_floor(clients, seconds):
                 'others_pct': cpu['others_pct'],
                 'load_before': load_before, 'load_after': load(),
                 })
+        load_before = load()
+        orders, duration, cpu = round_trips(uri, seconds)
+        count = orders or 1
+        lines.append({
+            'part': 'round_trips', 'threads': 8,
+            'statements_per_order': ROUND_TRIPS,
+            'seconds': round(duration, 1),
+            'orders_per_s': round(orders / duration),
+            'client_cpu_ms_per_order': round(
+                1000 * cpu['seconds']['client'] / count, 3),
+            'pg_cpu_ms_per_order': round(
+                1000 * cpu['seconds']['postgres'] / count, 3),
+            'others_pct': cpu['others_pct'],
+            'load_before': load_before, 'load_after': load(),
+            })
     return lines
 
 
@@ -710,7 +772,8 @@ def main(argv=None):
             emit(line)
     by_part = {}
     for line in lines:
-        if line['part'] == 'python' and line['threads'] != 1:
+        if line['part'] == 'round_trips' or (
+                line['part'] == 'python' and line['threads'] != 1):
             continue
         if line['part'] != 'pg' or (
                 line['durable'] and line['shape'] == 'narrow'):
@@ -739,6 +802,11 @@ def main(argv=None):
         if threaded:
             summary['python_4_threads_ms_per_order'] = threaded[0][
                 'cpu_ms_per_order']
+        trips = [l for l in lines if l['part'] == 'round_trips']
+        if trips:
+            summary['round_trips_ms_per_order'] = {
+                'client': trips[0]['client_cpu_ms_per_order'],
+                'pg': trips[0]['pg_cpu_ms_per_order']}
         if rows:
             # the same with the order's rows written as the engine does
             with_rows = floor - by_part['pg'] + rows[0]['cpu_ms_per_order']

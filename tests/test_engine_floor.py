@@ -20,8 +20,9 @@ def run(*args, timeout=240):
 def test_engine_floor_all_parts():
     lines = run('--clients', '4', '--seconds', '0.5', '--orders', '20')
     parts = [line.get('part') for line in lines]
-    assert parts == ['python', 'python', 'http', 'pg', 'pg', 'pg', None]
-    python, threaded, http, durable, nondurable, rows, summary = lines
+    assert parts == ['python', 'python', 'http', 'pg', 'pg', 'pg',
+        'round_trips', None]
+    python, threaded, http, durable, nondurable, rows, trips, summary = lines
     # the Python part ran the engine's functions to a signed, paid answer
     assert python['orders'] == 20
     assert python['tickets_signed_per_order'] == 2
@@ -41,6 +42,12 @@ def test_engine_floor_all_parts():
     for line in (python, threaded, http, durable, nondurable, rows):
         assert line['cpu_ms_per_order'] >= 0
         assert 'others_pct' in line and 'load_before' in line
+    # the engine's round trips alone: reported beside, not in the floor
+    assert (trips['threads'], trips['statements_per_order']) == (8, 13)
+    assert trips['orders_per_s'] > 0
+    assert summary['round_trips_ms_per_order'] == {
+        'client': trips['client_cpu_ms_per_order'],
+        'pg': trips['pg_cpu_ms_per_order']}
     assert summary['summary'] is True
     assert set(summary['floor_ms_per_order']) == {'python', 'http', 'pg'}
     assert summary['floor_ms_per_order']['pg'] == durable['cpu_ms_per_order']
