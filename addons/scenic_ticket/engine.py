@@ -234,20 +234,27 @@ class Engine:
         key = api.idempotency_key(request)
         booking = api.parse_booking(json_body(request))
         client = request.remote_addr or 'unknown'
-        replay = reservation._find_replay(channel.id, key, booking.digest())
-        if replay:
-            order = self.load_order(conn, order_id=replay)
-            conn.commit()
-            return json_response(api.order_json(order, self.database_name,
-                    tz=order.tz), status=201,
-                headers={'Idempotent-Replayed': 'true'})
         now = dbtools.now_utc()
         catalogue = self.catalogue(channel)
-        plan = reservation.plan_booking(channel, booking, now=now,
-            catalogue=catalogue)
-        reservation.check_holds(channel, plan, client=client, now=now)
-        # the plan's rows and claims in one round trip (scenic_book)
-        reservation.write_booking_db(plan, key, now=now)
+        try:
+            plan = reservation.plan_booking(channel, booking, now=now,
+                catalogue=catalogue)
+            reservation.check_holds(channel, plan, client=client, now=now)
+            # the replay check, the plan's rows and claims in one round
+            # trip (scenic_book)
+            reservation.write_booking_db(plan, key, now=now)
+        except reservation.Replayed as replayed:
+            return self.replay(conn, replayed.order_id)
+        except BookingError:
+            # A replay answers its order whatever the rules say now (the
+            # slot sold out since, the client's holds counting its own):
+            # the key is looked up first on this path only.
+            conn.rollback()
+            replay = reservation._find_replay(channel.id, key,
+                booking.digest())
+            if replay:
+                return self.replay(conn, replay)
+            raise
         conn.commit()   # durable before the answer
         # The per-address hold counter after the booking, in a transaction
         # of its own that does not wait for the disk: every booking from one
@@ -258,6 +265,14 @@ class Engine:
         return json_response(api.order_json(
                 self.planned_order(plan, catalogue, now),
                 self.database_name, tz=catalogue.timezone), status=201)
+
+    def replay(self, conn, order_id):
+        "The answer to a replayed booking: its order as it is now."
+        order = self.load_order(conn, order_id=order_id)
+        conn.commit()
+        return json_response(api.order_json(order, self.database_name,
+                tz=order.tz), status=201,
+            headers={'Idempotent-Replayed': 'true'})
 
     @staticmethod
     def count_hold(conn, channel, client, now):

@@ -424,10 +424,24 @@ def _find_replay(channel_id, key, digest):
     if not row:
         return None
     if row[1] != digest:
-        raise BookingError('idempotency_conflict',
-            "This Idempotency-Key was used with another request.",
-            'Idempotency-Key')
+        raise idempotency_conflict()
     return row[0]
+
+
+def idempotency_conflict():
+    "The BookingError of a key used with another request (_find_replay's)."
+    return BookingError('idempotency_conflict',
+        "This Idempotency-Key was used with another request.",
+        'Idempotency-Key')
+
+
+class Replayed(Exception):
+    """write_booking_db found the order its Idempotency-Key already booked
+    with the same request (nothing was written)."""
+
+    def __init__(self, order_id):
+        super().__init__(order_id)
+        self.order_id = order_id
 
 
 def _visitor_ids(company, visitors):
@@ -753,6 +767,8 @@ def claim_refused(code, field_=None):
     if code == 'sold_out':
         return BookingError('sold_out',
             "Not enough places are left in this time slot.", 'slot')
+    if code == 'idempotency_conflict':
+        return idempotency_conflict()
     if code == 'daily_limit':
         return BookingError('daily_limit',
             "The daily maximum of visitors for that day is reached.",
@@ -769,7 +785,12 @@ def write_booking_db(plan, idempotency_key=None, now=None):
     same transaction (`_claim_daily`: waits, splits, a day's first
     stripes). Not for held sales (partners' allotments, remote sites) nor
     tickets with ids of their own: those use write_booking. Return the
-    order id."""
+    order id.
+
+    The idempotency replay check (_find_replay's rule) is the function's
+    first step: a key the channel already used raises Replayed with that
+    order when the request is the same, BookingError idempotency_conflict
+    when not; nothing is written."""
     now = now or now_utc()
     slot = plan.slot
     plan.reference = new_reference()
@@ -830,6 +851,8 @@ def write_booking_db(plan, idempotency_key=None, now=None):
         raise claim_refused(refused,
             claims[index][2] if index is not None else None)
     order_id = result['order']
+    if result.get('replayed'):
+        raise Replayed(order_id)
     if 'daily_from' in result:
         _claim_scopes(plan, scopes[result['daily_from']:], start=order_id)
     return order_id

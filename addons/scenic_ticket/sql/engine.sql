@@ -1,6 +1,6 @@
 -- scenic_ticket: the booking engine's database functions (PostgreSQL).
 --
--- version: 2
+-- version: 3
 --
 -- Installed and upgraded by the module (sqlfunctions.install, from
 -- scenic.order's __register__, i.e. `trytond-admin -u scenic_ticket`) when
@@ -309,6 +309,22 @@ DECLARE
     r record;
     i integer := 0;
 BEGIN
+    -- the idempotency replay (reservation._find_replay's rule): the key
+    -- already used on the channel answers that order when the body is the
+    -- same (its request_hash), is refused otherwise; nothing is written
+    IF p->'order'->>'idempotency_key' IS NOT NULL THEN
+        SELECT o.id, o.request_hash INTO r FROM scenic_order o
+            WHERE o.channel = (p->'order'->>'channel')::integer
+            AND o.idempotency_key = p->'order'->>'idempotency_key';
+        IF FOUND THEN
+            IF r.request_hash IS DISTINCT FROM
+                    p->'order'->>'request_hash' THEN
+                RETURN json_build_object('refused', 'idempotency_conflict');
+            END IF;
+            RETURN json_build_object('order', r.id, 'replayed', true);
+        END IF;
+    END IF;
+
     INSERT INTO scenic_order (company, reference, channel, slot,
         visit_date, state, contact_name, contact_phone, hold_expires_at,
         total, currency, idempotency_key, request_hash, create_uid,

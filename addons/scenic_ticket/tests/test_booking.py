@@ -232,6 +232,23 @@ class BookingAPITestCase(routes.AreaRouteTestCase):
         self.assertEqual(self.book(self.body(slot, [new_id()]),
                 idempotency='k' * 200).status_code, 201)
 
+    def test_idempotent_replay_after_sold_out(self):
+        "A replay answers its order even when the rules now refuse the body"
+        slot = self.day_slot(capacity=2)
+        body = self.body(slot, [new_id(), new_id()])
+        first = self.book(body, idempotency='sold-key')
+        self.assertEqual(first.status_code, 201)
+        self.assertError(self.book(self.body(slot, [new_id()])),
+            409, 'sold_out', 'slot')
+        again = self.book(body, idempotency='sold-key')
+        self.assertEqual(again.status_code, 201, again.get_data())
+        self.assertEqual(again.headers.get('Idempotent-Replayed'), 'true')
+        self.assertEqual(again.json['order'], first.json['order'])
+        self.assertError(self.book(self.body(slot, [new_id()]),
+                idempotency='sold-key'),
+            409, 'idempotency_conflict', 'Idempotency-Key')
+        self.assertEqual(self.slot_state(slot)[0], 2)
+
     def test_group_ticket(self):
         "A group ticket admits N persons on one code"
         slot = self.day_slot()

@@ -233,6 +233,36 @@ class EngineFunctionsTestCase(test_booking.BookingAPITestCase):
         self.assertEqual(refused.exception.code, 'sold_out')
         self.assertEqual(self.slot_state(slot), (3, 1))
 
+    def test_book_function_replay(self):
+        "A used key: the same request is its order, another is refused"
+        slot = self.day_slot()
+        numbers = [new_id(), new_id()]
+        with Transaction().start(DB_NAME, 0) as transaction:
+            order_id = reservation.write_booking_db(
+                self.plan(slot, numbers, transaction), 'key-replay')
+            transaction.commit()
+        with Transaction().start(DB_NAME, 0, readonly=True) as transaction:
+            cursor = transaction.connection.cursor()
+            before = self.claims(cursor, slot)
+            cursor.execute('SELECT count(*) FROM scenic_order')
+            orders = cursor.fetchone()[0]
+        with Transaction().start(DB_NAME, 0) as transaction:
+            with self.assertRaises(reservation.Replayed) as replayed:
+                reservation.write_booking_db(
+                    self.plan(slot, numbers, transaction), 'key-replay')
+            with self.assertRaises(BookingError) as refused:
+                reservation.write_booking_db(
+                    self.plan(slot, [new_id()], transaction), 'key-replay')
+            transaction.commit()
+        self.assertEqual(replayed.exception.order_id, order_id)
+        self.assertEqual((refused.exception.code, refused.exception.field),
+            ('idempotency_conflict', 'Idempotency-Key'))
+        with Transaction().start(DB_NAME, 0, readonly=True) as transaction:
+            cursor = transaction.connection.cursor()
+            self.assertEqual(self.claims(cursor, slot), before)
+            cursor.execute('SELECT count(*) FROM scenic_order')
+            self.assertEqual(cursor.fetchone()[0], orders)
+
     def test_book_function_daily_limit(self):
         "A full day: the function hands the claim over, which refuses"
         slot = self.day_slot(capacity=50, zone_max=3)
