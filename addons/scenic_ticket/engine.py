@@ -25,8 +25,9 @@ Order answers are api.order_json.
 
 One round trip per write: the module's database functions (sql/engine.sql,
 installed and upgraded with the module, checked at start) write what the
-Python plan says. A booking is `scenic_book` (order, lines, visitors,
-tickets, then the claims, refusing with the plan's codes); a payment is
+Python plan says. A booking is `scenic_book` (the idempotency replay
+check, then order, lines, visitors, tickets and the claims, refusing with
+the plan's codes); a payment is
 `scenic_pay_lock` (the order locked, its key and tickets read) then, once
 Python has checked it is payable and signed the codes, `scenic_pay`
 (payment, tickets, order, the hooks' database functions, the answer); GET
