@@ -53,6 +53,19 @@ class Day(CompanyMixin, Workflow, ModelSQL, ModelView):
         help="Cash counted minus expected at the box office's shifts "
         "posted with the day (to 1901 待处理财产损溢).")
     settled_by = fields.Many2One('res.user', "Settled By", readonly=True)
+    # What the posting saw of scenic.payment (posting.Watermark): the
+    # payments it covers are the ones it saw, less those an earlier
+    # posting saw. Empty on days posted before (their payments name their
+    # batch in finance_batch).
+    payment_watermark = fields.Integer(
+        "Payment Watermark", readonly=True,
+        help="The highest payment id the posting read.")
+    payment_snapshot = fields.Char(
+        "Payment Snapshot", readonly=True,
+        help="The PostgreSQL snapshot the posting read with.")
+    payment_xid = fields.Char(
+        "Posting Transaction", readonly=True,
+        help="The PostgreSQL transaction that posted the day.")
 
     @classmethod
     def __setup__(cls):
@@ -161,7 +174,7 @@ class Day(CompanyMixin, Workflow, ModelSQL, ModelView):
             cursor.execute(*from_.select(
                     order.channel, payment.provider, cashier,
                     Sum(payment.amount),
-                    where=payment.finance_batch == batches[kind],
+                    where=Batch(batches[kind]).payments_where(payment),
                     group_by=[order.channel, payment.provider, cashier]))
             for channel, method, cashier, amount in cursor.fetchall():
                 row(channel, method, cashier=cashier)[field] += _money(
