@@ -21,7 +21,7 @@ from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
-from sql import Cast, Column, Expression, Literal, Null
+from sql import Cast, Column, Expression, Literal, Null, Union
 from sql.functions import CurrentTimestamp, Function
 from sql.aggregate import Count, Max, Min, Sum
 from sql.conditionals import Case
@@ -222,6 +222,9 @@ class Payment(metaclass=PoolMeta):
                     (t.date, Index.Range()),
                     where=t.finance_batch == Null),
                 Index(t, (t.provider_reference, Index.Equality())),
+                # payments claimed by batches of earlier versions
+                Index(t, (t.finance_batch, Index.Equality()),
+                    where=t.finance_batch != Null),
                 })
 
     @classmethod
@@ -441,13 +444,26 @@ class Coverage:
         return (where & (recent | (payment.date >= previous_end))
             & ~((payment.date < previous_end) & before))
 
+    def select(self, kind, column='id'):
+        """A column of the payments of kind the day covers: two selects,
+        each on its own index (one OR would leave the planner a scan)."""
+        Payment = Pool().get('scenic.payment')
+        regular, late = Payment.__table__(), Payment.__table__()
+        return Union(
+            regular.select(getattr(regular, column),
+                where=self.regular(regular, kind)),
+            late.select(getattr(late, column),
+                where=self.late(late, kind)),
+            all_=True)
+
     def where(self, payment, kind, batch=None):
-        "Every payment of kind the day's batch carries."
-        where = self.regular(payment, kind) | self.late(payment, kind)
-        if batch is not None:
-            # claimed by batches of earlier versions
-            where |= payment.finance_batch == batch.id
-        return where
+        "Every payment (table `payment`) of kind the day's batch carries."
+        if self.legacy:
+            # posted before: its payments name their batch
+            if batch is None:
+                return Literal(False)
+            return payment.finance_batch == batch.id
+        return payment.id.in_(self.select(kind))
 
 
 class Move(metaclass=PoolMeta):
@@ -821,9 +837,7 @@ class Poster:
 
     def _orders(self, kind):
         "The orders of the payments of kind the day covers (a sub-select)."
-        payment = Pool().get('scenic.payment').__table__()
-        return payment.select(payment.order,
-            where=self.coverage.where(payment, kind))
+        return self.coverage.select(kind, 'order')
 
     def receipts(self):
         pool = Pool()
