@@ -199,9 +199,9 @@ class Payment(metaclass=PoolMeta):
     finance_batch = fields.Many2One(
         'scenic.finance.batch', "Claimed by Batch", readonly=True,
         ondelete='RESTRICT',
-        help="The batch that posted the payment, on payments posted "
-        "before postings covered them by what they saw (see Coverage); "
-        "never written now.")
+        help="On payments posted by earlier versions only: the batch that "
+        "claimed them. Postings now find their payments by what they saw "
+        "(Posting Batch).")
     posting_batch = fields.Function(fields.Many2One(
             'scenic.finance.batch', "Posting Batch"),
         'get_posting_batch', searcher='search_posting_batch')
