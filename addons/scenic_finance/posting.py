@@ -328,6 +328,19 @@ def _add_creation_xid(table):
         f'ON "{table}" (company, finance_xid)')
 
 
+class _Any(Function):
+    "= ANY(array): a list of ids bound as one PostgreSQL array."
+    __slots__ = ()
+    _function = 'ANY'
+
+
+def _in(column, values):
+    "column IN a sub-select, or = ANY of a list of ids (PostgreSQL)."
+    if isinstance(values, list):
+        return column == _Any(values)
+    return column.in_(values)
+
+
 class _VisibleInSnapshot(Function):
     __slots__ = ()
     _function = 'PG_VISIBLE_IN_SNAPSHOT'
@@ -725,6 +738,7 @@ class Poster:
                     'state': 'posted', **Watermark.take(self.cursor)}])
         self.coverage = Coverage(
             self.day, previous[0] if previous else None)
+        self.order_ids = {}
         self.batches = {}
         self.receipts()
         # Entries before a refund are earned first: a refund after
@@ -836,8 +850,16 @@ class Poster:
         return gettext('scenic_finance.msg_late_line', references=refs)
 
     def _orders(self, kind):
-        "The orders of the payments of kind the day covers (a sub-select)."
-        return self.coverage.select(kind, 'order')
+        """The orders of the payments of kind the day covers: a sub-select
+        (SQLite) or, on PostgreSQL, their ids read once and bound as an
+        array (`_in`): with the coverage's sub-select inside a join or an
+        update, PostgreSQL's plans ran it once per outer row."""
+        if backend.name != 'postgresql':
+            return self.coverage.select(kind, 'order')
+        if kind not in self.order_ids:
+            self.cursor.execute(*self.coverage.select(kind, 'order'))
+            self.order_ids[kind] = sorted({r[0] for r in self.cursor})
+        return self.order_ids[kind]
 
     def receipts(self):
         pool = Pool()
@@ -850,7 +872,7 @@ class Poster:
         # Defer the tickets of the orders paid, at their line's price.
         orders = self._orders('payment')
         self.cursor.execute(*line.select(line.unit_price,
-                where=line.order.in_(orders), group_by=[line.unit_price]))
+                where=_in(line.order, orders), group_by=[line.unit_price]))
         rate = self.rule.vat_rate
         Deferral = pool.get('scenic.finance.ticket')
         deferral, known = Deferral.__table__(), Deferral.__table__()
@@ -873,7 +895,7 @@ class Poster:
                         Literal(self.user), Literal(self.now),
                         # A join on the line, not a second IN on the
                         # orders: one index lookup less per ticket.
-                        where=ticket.order.in_(orders)
+                        where=_in(ticket.order, orders)
                         & (line.unit_price == price) & not_known)))
         self.cursor.execute(*deferral.select(
                 Sum(deferral.net), Sum(deferral.vat),
@@ -906,26 +928,24 @@ class Poster:
             batch, ticket, deferral, orders)
         # The refunded tickets leave the deferral with what is left of
         # them: a partly earned card gives back only its unearned part.
-        self.cursor.execute(*deferral.update(
-                [deferral.state, deferral.refund],
-                ['refunded', batch.id],
+        # Read, then written by id: an UPDATE … IN (sub-select) let
+        # PostgreSQL run the payments' sub-select once per deferred row.
+        self.cursor.execute(*deferral.join(ticket,
+                condition=deferral.ticket == ticket.id).select(
+                deferral.id, deferral.net, deferral.earned, deferral.vat,
                 where=(deferral.state == 'deferred')
-                & deferral.ticket.in_(ticket.select(ticket.id,
-                        where=ticket.state.in_(['revoked', 'cancelled'])
-                        & ticket.order.in_(orders)))))
+                & ticket.state.in_(['revoked', 'cancelled'])
+                & _in(ticket.order, orders)))
+        rows = self.cursor.fetchall()
         # The VAT of the part given back is reversed; that of what was
-        # used stays due (unless all of it is given back, below).
-        self.cursor.execute(*deferral.select(
-                deferral.net, deferral.earned, deferral.vat,
-                where=deferral.refund == batch.id))
+        # used stays due (unless all of it is given back: earned_vat).
         left, vat = Decimal(0), earned_vat
-        for net, earned, ticket_vat in self.cursor.fetchall():
+        for _, net, earned, ticket_vat in rows:
             net, earned, ticket_vat = map(_money, (net, earned, ticket_vat))
             left += net - earned
             vat += (ticket_vat * (net - earned) / net).quantize(
                 CENT, ROUND_HALF_UP) if net else ticket_vat
-        # Marked refunded after the read above: their VAT counts whole.
-        for chunk in _chunks(earned_ids):
+        for chunk in _chunks([r[0] for r in rows] + earned_ids):
             self.cursor.execute(*deferral.update(
                     [deferral.state, deferral.refund], ['refunded', batch.id],
                     where=deferral.id.in_(chunk)))
@@ -959,7 +979,7 @@ class Poster:
                 ttype.category, deferral.earned, deferral.vat,
                 where=(deferral.state == 'closed')
                 & (ticket.state == 'revoked')
-                & ticket.order.in_(orders)))
+                & _in(ticket.order, orders)))
         rows = self.cursor.fetchall()
         debits = defaultdict(Decimal)
         vat = Decimal(0)

@@ -75,24 +75,34 @@ class PaymentCoverageTestCase(unittest.TestCase):
                 pool.get('scenic.gate')(ids[4]))
             return company, history
 
+        # Under the area's company in the context only: set_company writes
+        # the user, whose row the writer's transaction holds.
         def post_first_day():
             company, _ = area()
-            with set_company(company):
-                return post(company, day(3, 1))
+            return post(company, day(3, 1))
+
+        def sell_other():
+            company, history = area()
+            with Transaction().set_context(company=company.id):
+                history.sell(Pool().get('scenic.ticket.type')(ids[1]), '30',
+                    at(3, 1, 15), valid_until=at(4, 30))
 
         # The writer records a payment dated 3-1 and has not committed
-        # when the posting of 3-1 takes its snapshot; the posting commits
-        # first, then the writer.
+        # when another one, with a higher id, commits and the posting of
+        # 3-1 takes its snapshot (an id watermark would count the
+        # writer's as seen and never post it); the posting commits first,
+        # then the writer.
         with Transaction().start(DB_NAME, 0) as writer:
             pool = Pool()
             company, history = area()
-            with set_company(company):
+            with Transaction().set_context(company=company.id):
                 order_id, _ = history.sell(
                     pool.get('scenic.ticket.type')(ids[1]), '50',
                     at(3, 1, 22), valid_until=at(4, 30))
                 late, = pool.get('scenic.payment').search(
                     [('order', '=', order_id)])
                 late_id = late.id
+                in_transaction(sell_other)
                 self.assertEqual(
                     in_transaction(post_first_day), [day(3, 1)])
             writer.commit()
@@ -106,6 +116,9 @@ class PaymentCoverageTestCase(unittest.TestCase):
                 first, = Batch.search([('kind', '=', 'receipts'),
                         ('date', '=', day(3, 1))])
                 self.assertEqual(first.late, 0)
+                self.assertEqual(first.amount, D('130'))
+                self.assertGreater(
+                    max(p.id for p in first.payments), late_id)
                 self.assertNotIn(late_id, [p.id for p in first.payments])
                 self.assertEqual(Payment(late_id).posting_batch, None)
                 self.assertEqual(Payment.search(
@@ -131,6 +144,7 @@ class PaymentCoverageTestCase(unittest.TestCase):
                         [('kind', '=', 'receipts')]), 2)
                 self.assertEqual(Payment.search(
                         [('posting_batch', '=', None)]), [])
-                self.assertEqual(
-                    balances(company, ['2203'])['2203'], D('141.51'))
+                self.assertEqual(batch.amount, D('50'))
+                self.assertEqual(balances(company, ['2203'])['2203'],
+                    D('94.34') + D('47.17') + D('28.30'))
         in_transaction(check)
