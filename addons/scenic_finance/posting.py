@@ -469,13 +469,23 @@ class Coverage:
                 where=self.late(late, kind)),
             all_=True)
 
-    def where(self, payment, kind, batch=None):
-        "Every payment (table `payment`) of kind the day's batch carries."
+    def wheres(self, payment, kind, batch=None):
+        """The payments (table `payment`) of kind the day's batch carries,
+        as clauses to query apart and add up (regular, late): each uses
+        its index, where one query of both joined to other tables let
+        PostgreSQL hash whole tables."""
         if self.legacy:
             # posted before: its payments name their batch
             if batch is None:
-                return Literal(False)
-            return payment.finance_batch == batch.id
+                return []
+            return [payment.finance_batch == batch.id]
+        return [self.regular(payment, kind), self.late(payment, kind)]
+
+    def where(self, payment, kind, batch=None):
+        "Every payment (table `payment`) of kind the day's batch carries."
+        if self.legacy:
+            wheres = self.wheres(payment, kind, batch)
+            return wheres[0] if wheres else Literal(False)
         return payment.id.in_(self.select(kind))
 
 
@@ -538,6 +548,14 @@ class Batch(CompanyMixin, ModelSQL, ModelView):
         if not kind:
             return Literal(False)
         return Coverage(self.day).where(payment, kind, self)
+
+    def payments_wheres(self, payment):
+        """The same as clauses to query apart and add up (Coverage.wheres:
+        the day's own payments, the late ones)."""
+        kind = {'receipts': 'payment', 'refunds': 'refund'}.get(self.kind)
+        if not kind:
+            return []
+        return Coverage(self.day).wheres(payment, kind, self)
 
     def get_payments(self, name):
         payment = Pool().get('scenic.payment').__table__()

@@ -168,17 +168,19 @@ class Day(CompanyMixin, Workflow, ModelSQL, ModelView):
                 ('refunds', 'money_out')]:
             if kind not in batches:
                 continue
+            batch = Batch(batches[kind])
             from_, cashier = self._payment_cashier(
                 payment.join(order, condition=payment.order == order.id),
-                payment, Batch(batches[kind]))
-            cursor.execute(*from_.select(
-                    order.channel, payment.provider, cashier,
-                    Sum(payment.amount),
-                    where=Batch(batches[kind]).payments_where(payment),
-                    group_by=[order.channel, payment.provider, cashier]))
-            for channel, method, cashier, amount in cursor.fetchall():
-                row(channel, method, cashier=cashier)[field] += _money(
-                    amount)
+                payment, batch)
+            # the day's payments and the late ones apart, each on its index
+            for where in batch.payments_wheres(payment):
+                cursor.execute(*from_.select(
+                        order.channel, payment.provider, cashier,
+                        Sum(payment.amount), where=where,
+                        group_by=[order.channel, payment.provider, cashier]))
+                for channel, method, cashier_, amount in cursor.fetchall():
+                    row(channel, method, cashier=cashier_)[field] += _money(
+                        amount)
         for kind, field, sign in [('receipts', 'sold', 1),
                 ('refunds', 'refunded', -1)]:
             if kind not in batches:
