@@ -161,11 +161,14 @@ def test_revenue_from_the_ledger_on_postgresql(pg_history):
             'JOIN account_move m ON m.id = l.move JOIN account_account a '
             "ON a.id = l.account WHERE m.state = 'posted' "
             "AND a.code IN ('5001', '5051')").fetchone()
-        # the payments each posted day carried, signed, per batch date
+        # what each posted day's receipts and refunds put on the payment
+        # methods' accounts, per batch date
         posted = dict(con.execute(
-            "SELECT b.date, SUM(CASE WHEN p.kind = 'refund' "
-            'THEN -p.amount ELSE p.amount END) FROM scenic_payment p '
-            'JOIN scenic_finance_batch b ON b.id = p.finance_batch '
+            'SELECT b.date, SUM(l.debit - l.credit) '
+            'FROM scenic_finance_batch b '
+            'JOIN account_move_line l ON l.move = b.move '
+            "WHERE b.kind IN ('receipts', 'refunds') AND l.account IN "
+            '(SELECT account FROM scenic_finance_rule_method) '
             'GROUP BY b.date').fetchall())
     assert ledger > 0
     with connect(pg_history.url) as db:

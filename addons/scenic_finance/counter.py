@@ -86,7 +86,7 @@ class Day(metaclass=PoolMeta):
                 Max(session.cashier).as_('cashier'),
                 where=sign & point_payment.scenic_order.in_(
                     other.select(other.order,
-                        where=other.finance_batch == batch.id)),
+                        where=batch.payments_where(other))),
                 group_by=[point_payment.scenic_order])
         from_ = from_.join(shifts, type_='LEFT',
             condition=shifts.order == payment.order)

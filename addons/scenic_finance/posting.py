@@ -21,9 +21,9 @@ from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
-from sql import Cast, Expression, Literal, Null
-from sql.functions import CurrentTimestamp
-from sql.aggregate import Count, Min, Sum
+from sql import Cast, Column, Expression, Literal, Null, Union
+from sql.functions import CurrentTimestamp, Function
+from sql.aggregate import Count, Max, Min, Sum
 from sql.conditionals import Case
 from sql.operators import Exists
 
@@ -197,8 +197,14 @@ class TicketDeferral(CompanyMixin, ModelSQL, ModelView):
 class Payment(metaclass=PoolMeta):
     __name__ = 'scenic.payment'
     finance_batch = fields.Many2One(
-        'scenic.finance.batch', "Posting Batch", readonly=True,
-        ondelete='RESTRICT')
+        'scenic.finance.batch', "Claimed by Batch", readonly=True,
+        ondelete='RESTRICT',
+        help="On payments posted by earlier versions only: the batch that "
+        "claimed them. Postings now find their payments by what they saw "
+        "(Posting Batch).")
+    posting_batch = fields.Function(fields.Many2One(
+            'scenic.finance.batch', "Posting Batch"),
+        'get_posting_batch', searcher='search_posting_batch')
     finance_party = fields.Many2One(
         'party.party', "Party", readonly=True, ondelete='RESTRICT',
         context={'company': Eval('company', -1)}, depends={'company'},
@@ -210,14 +216,277 @@ class Payment(metaclass=PoolMeta):
         super().__setup__()
         t = cls.__table__()
         cls._sql_indexes.update({
+                # the day's payments (every new one: finance_batch is
+                # only kept on payments claimed by earlier versions)
                 Index(t, (t.company, Index.Equality()),
                     (t.date, Index.Range()),
                     where=t.finance_batch == Null),
-                # No index of finance_batch here: trytond makes one for
-                # Batch.payments (WHERE finance_batch IS NOT NULL), and a
-                # second one only cost every claimed payment a write.
                 Index(t, (t.provider_reference, Index.Equality())),
+                # payments claimed by batches of earlier versions
+                Index(t, (t.finance_batch, Index.Equality()),
+                    where=t.finance_batch != Null),
                 })
+
+    @classmethod
+    def __register__(cls, module):
+        super().__register__(module)
+        if backend.name == 'postgresql':
+            _add_creation_xid(cls._table)
+
+    @classmethod
+    def get_posting_batch(cls, payments, name):
+        "The batch that posted each payment (None while not posted)."
+        pool = Pool()
+        Day = pool.get('scenic.finance.day')
+        payment = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        result = {p.id: p.finance_batch.id if p.finance_batch else None
+            for p in payments}
+        kinds = {'payment': 'receipts', 'refund': 'refunds'}
+        waiting = [p for p in payments if not p.finance_batch]
+        by_company = defaultdict(list)
+        for p in waiting:
+            by_company[p.company].append(p)
+        for company, company_payments in by_company.items():
+            first = min(_local(_dt(p.date), area_tz(company))
+                for p in company_payments)
+            # Snapshots of later days see more: the first day from the
+            # payment's own that saw it posted it.
+            ids = {p.id for p in company_payments}
+            for day in Day.search([('company', '=', company.id),
+                        ('date', '>=', first)], order=[('date', 'ASC')]):
+                if not ids:
+                    break
+                coverage = Coverage(day)
+                cursor.execute(*payment.select(payment.id, payment.kind,
+                        where=payment.id.in_(list(ids))
+                        & coverage.seen(payment)))
+                for id_, kind in cursor.fetchall():
+                    batches = {b.kind: b.id for b in day.batches}
+                    result[id_] = batches.get(kinds[kind])
+                    ids.discard(id_)
+        return result
+
+    @classmethod
+    def finance_posted_where(cls, payment, company_id):
+        """The payments (table `payment`) of the area that a posting has
+        carried so far, as SQL: those the last posting saw (Coverage)."""
+        Day = Pool().get('scenic.finance.day')
+        days = Day.search([('company', '=', company_id)],
+            order=[('date', 'DESC')], limit=1)
+        where = payment.finance_batch != Null
+        if days:
+            where |= Coverage(days[0], None).seen(payment)
+        return (payment.company == company_id) & where
+
+    @classmethod
+    def search_posting_batch(cls, name, clause):
+        "Payments of batches: ('posting_batch', '=' / 'in', ids)."
+        pool = Pool()
+        Batch = pool.get('scenic.finance.batch')
+        Company = pool.get('company.company')
+        _, operator, value = clause[:3]
+        if operator not in {'=', 'in'}:
+            raise NotImplementedError(
+                "posting_batch is searched with '=' or 'in' batch ids")
+        payment = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        found = []
+        if value is None:
+            # not posted yet
+            for company in Company.search([]):
+                cursor.execute(*payment.select(payment.id,
+                        where=(payment.company == company.id)
+                        & ~cls.finance_posted_where(payment, company.id)))
+                found += [r[0] for r in cursor.fetchall()]
+            return [('id', 'in', found)]
+        ids = value if operator == 'in' else [value]
+        for batch in Batch.browse([i for i in ids if i is not None]):
+            cursor.execute(*payment.select(payment.id,
+                    where=batch.payments_where(payment)))
+            found += [r[0] for r in cursor.fetchall()]
+        return [('id', 'in', found)]
+
+
+def _add_creation_xid(table):
+    """PostgreSQL: every payment row records the transaction that created
+    it (`finance_xid`, a column DEFAULT, so that every insert path fills it
+    without naming it); postings compare it with their snapshot.
+    Payments not posted yet when the column is added get the
+    migration's transaction, which every later posting sees."""
+    cursor = Transaction().connection.cursor()
+    cursor.execute("SELECT 1 FROM information_schema.columns "
+        "WHERE table_name = %s AND column_name = 'finance_xid'", (table,))
+    if not cursor.fetchone():
+        cursor.execute(f'ALTER TABLE "{table}" ADD COLUMN finance_xid xid8')
+        cursor.execute(f'UPDATE "{table}" SET finance_xid = '
+            'pg_current_xact_id() WHERE finance_batch IS NULL')
+        cursor.execute(f'ALTER TABLE "{table}" ALTER COLUMN finance_xid '
+            'SET DEFAULT pg_current_xact_id()')
+    # Not named idx_… / …_index: trytond drops those it does not define.
+    cursor.execute(f'CREATE INDEX IF NOT EXISTS "{table}_company_xid" '
+        f'ON "{table}" (company, finance_xid)')
+
+
+class _Any(Function):
+    "= ANY(array): a list of ids bound as one PostgreSQL array."
+    __slots__ = ()
+    _function = 'ANY'
+
+
+def _in(column, values):
+    "column IN a sub-select, or = ANY of a list of ids (PostgreSQL)."
+    if isinstance(values, list):
+        return column == _Any(values)
+    return column.in_(values)
+
+
+class _VisibleInSnapshot(Function):
+    __slots__ = ()
+    _function = 'PG_VISIBLE_IN_SNAPSHOT'
+
+
+class Watermark:
+    """What a posting transaction sees of scenic.payment, read once at the
+    start of a posting and stored on its day. On PostgreSQL (Tryton's
+    transactions are REPEATABLE READ: one snapshot for all the posting's
+    reads) the snapshot, the posting's own transaction and the highest
+    payment id it saw (its own transaction's rows count up to that id);
+    on SQLite (one writer at a time, ids increasing) the highest id."""
+
+    @staticmethod
+    def take(cursor):
+        "Values for the day's payment_watermark, _snapshot and _xid."
+        payment = Pool().get('scenic.payment').__table__()
+        cursor.execute(*payment.select(Max(payment.id)))
+        values = {'payment_watermark': cursor.fetchone()[0] or 0,
+            'payment_snapshot': None, 'payment_xid': None}
+        if backend.name == 'postgresql':
+            cursor.execute('SELECT pg_current_snapshot()::text, '
+                'pg_current_xact_id()::text, '
+                "current_setting('transaction_isolation')")
+            values['payment_snapshot'], values['payment_xid'], isolation = (
+                cursor.fetchone())
+            if isolation not in {'repeatable read', 'serializable'}:
+                # Under READ COMMITTED each statement has its own
+                # snapshot: the one stored would not be what was read.
+                raise RuntimeError("posting needs a REPEATABLE READ "
+                    f"transaction, not {isolation}")
+        return values
+
+
+class Coverage:
+    """Which payments the posting of a day covers: those its snapshot
+    (Watermark) saw and dated before the day's end, less those the
+    previous posting saw dated before its own end. Snapshots taken later
+    see a superset, so each payment is covered once: by its day's posting
+    when committed before it, else by the first posting after (late).
+    The one place that says which payments a batch carries."""
+
+    def __init__(self, day, previous=False):
+        Day = Pool().get('scenic.finance.day')
+        self.day = day
+        self.company = day.company
+        self.start, self.end = day_bounds(day.company, day.date)
+        if previous is False:
+            days = Day.search([('company', '=', day.company.id),
+                    ('date', '<', day.date)], order=[('date', 'DESC')],
+                limit=1)
+            previous = days[0] if days else None
+        self.previous = previous
+        self.legacy = day.payment_watermark is None
+
+    @staticmethod
+    def _seen(payment, day):
+        "The payments a day's posting saw (None: a legacy day)."
+        if day is None or day.payment_watermark is None:
+            return None
+        if backend.name == 'postgresql' and day.payment_snapshot:
+            xid = Column(payment, 'finance_xid')
+            return (_VisibleInSnapshot(xid,
+                    Cast(Literal(day.payment_snapshot), 'pg_snapshot'))
+                | ((xid == Cast(Literal(day.payment_xid), 'xid8'))
+                    & (payment.id <= day.payment_watermark)))
+        return payment.id <= day.payment_watermark
+
+    def seen(self, payment):
+        "Covered by this posting or an earlier one (dated before its end)."
+        seen = self._seen(payment, self.day)
+        if seen is None:
+            return Literal(False)
+        return (payment.date < self.end) & seen
+
+    def _base(self, payment, kind):
+        return ((payment.company == self.company.id)
+            & (payment.kind == kind) & (payment.finance_batch == Null))
+
+    def regular(self, payment, kind):
+        "The day's own payments the posting covers."
+        seen = self._seen(payment, self.day)
+        if seen is None:
+            return Literal(False)
+        return (self._base(payment, kind) & (payment.date >= self.start)
+            & (payment.date < self.end) & seen)
+
+    def late(self, payment, kind):
+        """Payments of earlier days the posting covers: recorded after
+        their day was posted, or committed after its snapshot. Found from
+        what the previous posting did not see (an index range), never by
+        reading history."""
+        seen = self._seen(payment, self.day)
+        if seen is None:
+            return Literal(False)
+        where = self._base(payment, kind) & (payment.date < self.start) & seen
+        previous = self.previous
+        before = self._seen(payment, previous)
+        if before is None:
+            # The first posting, or the first after claimed batches: what
+            # is left unclaimed before the day.
+            return where
+        previous_end = day_bounds(self.company, previous.date)[1]
+        # Implied by "not seen by the previous posting", for the indexes:
+        # created since its snapshot's xmin (or by its own transaction,
+        # or above its watermark), or dated after its day.
+        if backend.name == 'postgresql' and previous.payment_snapshot:
+            xid = Column(payment, 'finance_xid')
+            xmin = previous.payment_snapshot.split(':')[0]
+            recent = ((xid >= Cast(Literal(xmin), 'xid8'))
+                | (xid == Cast(Literal(previous.payment_xid), 'xid8')))
+        else:
+            recent = payment.id > previous.payment_watermark
+        return (where & (recent | (payment.date >= previous_end))
+            & ~((payment.date < previous_end) & before))
+
+    def select(self, kind, column='id'):
+        """A column of the payments of kind the day covers: two selects,
+        each on its own index (one OR would leave the planner a scan)."""
+        Payment = Pool().get('scenic.payment')
+        regular, late = Payment.__table__(), Payment.__table__()
+        return Union(
+            regular.select(getattr(regular, column),
+                where=self.regular(regular, kind)),
+            late.select(getattr(late, column),
+                where=self.late(late, kind)),
+            all_=True)
+
+    def wheres(self, payment, kind, batch=None):
+        """The payments (table `payment`) of kind the day's batch carries,
+        as clauses to query apart and add up (regular, late): each uses
+        its index, where one query of both joined to other tables let
+        PostgreSQL hash whole tables."""
+        if self.legacy:
+            # posted before: its payments name their batch
+            if batch is None:
+                return []
+            return [payment.finance_batch == batch.id]
+        return [self.regular(payment, kind), self.late(payment, kind)]
+
+    def where(self, payment, kind, batch=None):
+        "Every payment (table `payment`) of kind the day's batch carries."
+        if self.legacy:
+            wheres = self.wheres(payment, kind, batch)
+            return wheres[0] if wheres else Literal(False)
+        return payment.id.in_(self.select(kind))
 
 
 class Move(metaclass=PoolMeta):
@@ -243,8 +512,9 @@ class Batch(CompanyMixin, ModelSQL, ModelView):
         "Late Items", readonly=True,
         help="Payments or refunds of earlier days recorded after those "
         "days were posted.")
-    payments = fields.One2Many(
-        'scenic.payment', 'finance_batch', "Payments", readonly=True)
+    payments = fields.Function(fields.Many2Many(
+            'scenic.payment', None, None, "Payments"),
+        'get_payments', searcher='search_payments')
     tickets = fields.One2Many(
         'scenic.finance.ticket', 'receipt', "Tickets Deferred",
         readonly=True)
@@ -271,6 +541,52 @@ class Batch(CompanyMixin, ModelSQL, ModelView):
     def get_rec_name(self, name):
         kind = dict(KINDS)[self.kind]
         return f"{self.date} {kind}"
+
+    def payments_where(self, payment):
+        "The payments (table `payment`) the batch carries, as SQL."
+        kind = {'receipts': 'payment', 'refunds': 'refund'}.get(self.kind)
+        if not kind:
+            return Literal(False)
+        return Coverage(self.day).where(payment, kind, self)
+
+    def payments_wheres(self, payment):
+        """The same as clauses to query apart and add up (Coverage.wheres:
+        the day's own payments, the late ones)."""
+        kind = {'receipts': 'payment', 'refunds': 'refund'}.get(self.kind)
+        if not kind:
+            return []
+        return Coverage(self.day).wheres(payment, kind, self)
+
+    def get_payments(self, name):
+        payment = Pool().get('scenic.payment').__table__()
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*payment.select(payment.id,
+                where=self.payments_where(payment),
+                order_by=[payment.date.desc, payment.id.desc]))
+        return [r[0] for r in cursor.fetchall()]
+
+    @classmethod
+    def search_payments(cls, name, clause):
+        "Batches carrying payments: ('payments', '=' / 'in', ids)."
+        Payment = Pool().get('scenic.payment')
+        _, operator, value = clause[:3]
+        if operator not in {'=', 'in'}:
+            raise NotImplementedError(
+                "payments is searched with '=' or 'in' payment ids")
+        if value is None:
+            # batches without payments
+            payment = Payment.__table__()
+            cursor = Transaction().connection.cursor()
+            carrying = []
+            for batch in cls.search([('kind', 'in', ['receipts', 'refunds'])]):
+                cursor.execute(*payment.select(Literal(1),
+                        where=batch.payments_where(payment), limit=1))
+                if cursor.fetchone():
+                    carrying.append(batch.id)
+            return [('id', 'not in', carrying)]
+        ids = value if operator == 'in' else [value]
+        batches = Payment.get_posting_batch(Payment.browse(ids), None)
+        return [('id', 'in', [b for b in batches.values() if b])]
 
     @classmethod
     def post_extra(cls, poster):
@@ -433,9 +749,14 @@ class Poster:
                 & (day_table.date == self.date)))
         if self.cursor.fetchone():
             return None
+        previous = Day.search([('company', '=', self.company.id),
+                ('date', '<', self.date)], order=[('date', 'DESC')], limit=1)
         self.day, = Day.create([{
                     'company': self.company.id, 'date': self.date,
-                    'state': 'posted'}])
+                    'state': 'posted', **Watermark.take(self.cursor)}])
+        self.coverage = Coverage(
+            self.day, previous[0] if previous else None)
+        self.order_ids = {}
         self.batches = {}
         self.receipts()
         # Entries before a refund are earned first: a refund after
@@ -492,38 +813,26 @@ class Poster:
         Batch.write([batch], {'move': move.id if move else None,
                 'amount': amount, 'late': late})
 
-    def _pending_payments(self, kind):
+    def _money_lines(self, lines, kind, sign):
+        """The methods' side of the payments of kind the day covers: one
+        line per method and party (late ones apart, named). Returns the
+        total, the late count and the batch (None: no payment)."""
         payment = Pool().get('scenic.payment').__table__()
-        return payment, ((payment.company == self.company.id)
-            & (payment.kind == kind) & (payment.finance_batch == Null)
-            & (payment.date < self.end))
-
-    def _claim_payments(self, kind):
-        "Give the day's (and late) payments of a kind to this day's batch."
-        payment, where = self._pending_payments(kind)
-        self.cursor.execute(*payment.select(Count(Literal(1)), where=where))
-        if not self.cursor.fetchone()[0]:
-            return None, payment
-        batch = self.batch('receipts' if kind == 'payment' else 'refunds')
-        self.cursor.execute(*payment.update(
-                [payment.finance_batch], [batch.id], where=where))
-        return batch, payment
-
-    def _money_lines(self, lines, batch, payment, sign):
-        "The methods' side: one line per method and party (late apart)."
+        coverage = self.coverage
         late = 0
         rows = []
-        # Late ones apart (two queries: PostgreSQL does not match a
-        # parametrized expression of the GROUP BY with the SELECT's).
-        for is_late, where in [(False, payment.date >= self.start),
-                (True, payment.date < self.start)]:
+        for is_late, where in [(False, coverage.regular(payment, kind)),
+                (True, coverage.late(payment, kind))]:
             self.cursor.execute(*payment.select(
                     payment.provider, payment.finance_party,
                     Sum(payment.amount), Count(Literal(1)),
-                    where=(payment.finance_batch == batch.id) & where,
+                    where=where,
                     group_by=[payment.provider, payment.finance_party]))
             rows += [(p, party, is_late, a, c)
                 for p, party, a, c in self.cursor.fetchall()]
+        if not rows:
+            return Decimal(0), 0, None
+        batch = self.batch('receipts' if kind == 'payment' else 'refunds')
         total = Decimal(0)
         for provider, party, is_late, amount, count in rows:
             amount = _money(amount)
@@ -531,7 +840,7 @@ class Poster:
             description = None
             if is_late:
                 late += count
-                description = self._late_description(batch, payment,
+                description = self._late_description(payment, kind,
                     provider, party)
             if account.party_required and not party:
                 raise PostingError(gettext(
@@ -540,15 +849,14 @@ class Poster:
             lines.add(account, sign * amount,
                 party if account.party_required else None, description)
             total += amount
-        return total, late
+        return total, late, batch
 
-    def _late_description(self, batch, payment, provider, party):
+    def _late_description(self, payment, kind, provider, party):
         "Name the original payments a late line carries."
         self.cursor.execute(*payment.select(
                 payment.provider_reference, payment.date,
-                where=(payment.finance_batch == batch.id)
+                where=self.coverage.late(payment, kind)
                 & (payment.provider == provider)
-                & (payment.date < self.start)
                 & ((payment.finance_party == party) if party
                     else (payment.finance_party == Null)),
                 order_by=[payment.date], limit=4))
@@ -559,18 +867,30 @@ class Poster:
             refs += ", …"
         return gettext('scenic_finance.msg_late_line', references=refs)
 
+    def _orders(self, kind):
+        """The orders of the payments of kind the day covers: a sub-select
+        (SQLite) or, on PostgreSQL, their ids read once and bound as an
+        array (`_in`): with the coverage's sub-select inside a join or an
+        update, PostgreSQL's plans ran it once per outer row."""
+        if backend.name != 'postgresql':
+            return self.coverage.select(kind, 'order')
+        if kind not in self.order_ids:
+            self.cursor.execute(*self.coverage.select(kind, 'order'))
+            self.order_ids[kind] = sorted({r[0] for r in self.cursor})
+        return self.order_ids[kind]
+
     def receipts(self):
         pool = Pool()
         ticket = pool.get('scenic.ticket').__table__()
         line = pool.get('scenic.order.line').__table__()
-        batch, payment = self._claim_payments('payment')
+        lines = _Lines()
+        money, late, batch = self._money_lines(lines, 'payment', 1)
         if not batch:
             return
         # Defer the tickets of the orders paid, at their line's price.
-        orders = payment.select(payment.order,
-            where=payment.finance_batch == batch.id)
+        orders = self._orders('payment')
         self.cursor.execute(*line.select(line.unit_price,
-                where=line.order.in_(orders), group_by=[line.unit_price]))
+                where=_in(line.order, orders), group_by=[line.unit_price]))
         rate = self.rule.vat_rate
         Deferral = pool.get('scenic.finance.ticket')
         deferral, known = Deferral.__table__(), Deferral.__table__()
@@ -593,10 +913,8 @@ class Poster:
                         Literal(self.user), Literal(self.now),
                         # A join on the line, not a second IN on the
                         # orders: one index lookup less per ticket.
-                        where=ticket.order.in_(orders)
+                        where=_in(ticket.order, orders)
                         & (line.unit_price == price) & not_known)))
-        lines = _Lines()
-        money, late = self._money_lines(lines, batch, payment, 1)
         self.cursor.execute(*deferral.select(
                 Sum(deferral.net), Sum(deferral.vat),
                 where=deferral.receipt == batch.id))
@@ -618,38 +936,34 @@ class Poster:
     def refunds(self):
         pool = Pool()
         ticket = pool.get('scenic.ticket').__table__()
-        batch, payment = self._claim_payments('refund')
+        lines = _Lines()
+        money, late, batch = self._money_lines(lines, 'refund', -1)
         if not batch:
             return
-        orders = payment.select(payment.order,
-            where=payment.finance_batch == batch.id)
+        orders = self._orders('refund')
         deferral = pool.get('scenic.finance.ticket').__table__()
         earned_ids, reversed_, earned_vat = self._reverse_earned(
             batch, ticket, deferral, orders)
         # The refunded tickets leave the deferral with what is left of
         # them: a partly earned card gives back only its unearned part.
-        self.cursor.execute(*deferral.update(
-                [deferral.state, deferral.refund],
-                ['refunded', batch.id],
+        # Read, then written by id: an UPDATE … IN (sub-select) let
+        # PostgreSQL run the payments' sub-select once per deferred row.
+        self.cursor.execute(*deferral.join(ticket,
+                condition=deferral.ticket == ticket.id).select(
+                deferral.id, deferral.net, deferral.earned, deferral.vat,
                 where=(deferral.state == 'deferred')
-                & deferral.ticket.in_(ticket.select(ticket.id,
-                        where=ticket.state.in_(['revoked', 'cancelled'])
-                        & ticket.order.in_(orders)))))
-        lines = _Lines()
-        money, late = self._money_lines(lines, batch, payment, -1)
+                & ticket.state.in_(['revoked', 'cancelled'])
+                & _in(ticket.order, orders)))
+        rows = self.cursor.fetchall()
         # The VAT of the part given back is reversed; that of what was
-        # used stays due (unless all of it is given back, below).
-        self.cursor.execute(*deferral.select(
-                deferral.net, deferral.earned, deferral.vat,
-                where=deferral.refund == batch.id))
+        # used stays due (unless all of it is given back: earned_vat).
         left, vat = Decimal(0), earned_vat
-        for net, earned, ticket_vat in self.cursor.fetchall():
+        for _, net, earned, ticket_vat in rows:
             net, earned, ticket_vat = map(_money, (net, earned, ticket_vat))
             left += net - earned
             vat += (ticket_vat * (net - earned) / net).quantize(
                 CENT, ROUND_HALF_UP) if net else ticket_vat
-        # Marked refunded after the read above: their VAT counts whole.
-        for chunk in _chunks(earned_ids):
+        for chunk in _chunks([r[0] for r in rows] + earned_ids):
             self.cursor.execute(*deferral.update(
                     [deferral.state, deferral.refund], ['refunded', batch.id],
                     where=deferral.id.in_(chunk)))
@@ -683,7 +997,7 @@ class Poster:
                 ttype.category, deferral.earned, deferral.vat,
                 where=(deferral.state == 'closed')
                 & (ticket.state == 'revoked')
-                & ticket.order.in_(orders)))
+                & _in(ticket.order, orders)))
         rows = self.cursor.fetchall()
         debits = defaultdict(Decimal)
         vat = Decimal(0)

@@ -53,6 +53,19 @@ class Day(CompanyMixin, Workflow, ModelSQL, ModelView):
         help="Cash counted minus expected at the box office's shifts "
         "posted with the day (to 1901 待处理财产损溢).")
     settled_by = fields.Many2One('res.user', "Settled By", readonly=True)
+    # What the posting saw of scenic.payment (posting.Watermark): the
+    # payments it covers are the ones it saw, less those an earlier
+    # posting saw. Empty on days posted before (their payments name their
+    # batch in finance_batch).
+    payment_watermark = fields.Integer(
+        "Payment Watermark", readonly=True,
+        help="The highest payment id the posting read.")
+    payment_snapshot = fields.Char(
+        "Payment Snapshot", readonly=True,
+        help="The PostgreSQL snapshot the posting read with.")
+    payment_xid = fields.Char(
+        "Posting Transaction", readonly=True,
+        help="The PostgreSQL transaction that posted the day.")
 
     @classmethod
     def __setup__(cls):
@@ -155,17 +168,19 @@ class Day(CompanyMixin, Workflow, ModelSQL, ModelView):
                 ('refunds', 'money_out')]:
             if kind not in batches:
                 continue
+            batch = Batch(batches[kind])
             from_, cashier = self._payment_cashier(
                 payment.join(order, condition=payment.order == order.id),
-                payment, Batch(batches[kind]))
-            cursor.execute(*from_.select(
-                    order.channel, payment.provider, cashier,
-                    Sum(payment.amount),
-                    where=payment.finance_batch == batches[kind],
-                    group_by=[order.channel, payment.provider, cashier]))
-            for channel, method, cashier, amount in cursor.fetchall():
-                row(channel, method, cashier=cashier)[field] += _money(
-                    amount)
+                payment, batch)
+            # the day's payments and the late ones apart, each on its index
+            for where in batch.payments_wheres(payment):
+                cursor.execute(*from_.select(
+                        order.channel, payment.provider, cashier,
+                        Sum(payment.amount), where=where,
+                        group_by=[order.channel, payment.provider, cashier]))
+                for channel, method, cashier_, amount in cursor.fetchall():
+                    row(channel, method, cashier=cashier_)[field] += _money(
+                        amount)
         for kind, field, sign in [('receipts', 'sold', 1),
                 ('refunds', 'refunded', -1)]:
             if kind not in batches:

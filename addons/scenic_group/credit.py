@@ -10,7 +10,7 @@ checks against party.credit_limit_amount):
 - its receivable on the ledger (1122 with its children, as Tryton sums
   receivable accounts), so a partner paying its invoice frees credit;
 - plus its orders paid on account that finance has not posted yet
-  (partner-credit payments and refunds without a posting batch);
+  (partner-credit payments and refunds no posting has carried yet);
 - less its deposit (220301, a deposit account type of account_deposit).
 
 The pending orders are read before the ledger: a posting batch committing
@@ -39,13 +39,14 @@ def pending_on_account(party_ids, company_id):
     result = {}
     if not party_ids or not company_id:
         return result
+    Payment = Pool().get('scenic.payment')
     cursor.execute(*table.select(table.finance_party,
             Sum(Case((table.kind == 'refund', -table.amount),
                     else_=table.amount)),
             where=(table.provider == PARTNER_PROVIDER)
             & (table.company == company_id)
             & table.finance_party.in_(list(party_ids))
-            & (table.finance_batch == Null),
+            & ~Payment.finance_posted_where(table, company_id),
             group_by=[table.finance_party]))
     for party_id, amount in cursor:
         result[party_id] = Decimal(str(amount or 0))

@@ -296,22 +296,29 @@ def cash_received(db, company, start, end):
     """Cash received as the ledger has it, per day of [start, end] (the
     receipt and refund moves' date: a payment recorded after its day was
     posted counts on the day that posted it, as in the ledger), channel
-    and payment method. Split by the payments each posted batch carries
-    (scenic.payment.finance_batch), which sum to the move's lines on the
+    and payment method. Split by the daily settlement's money rows
+    (scenic.finance.day.line: the payments each posted day's batches
+    carry, per channel and method), which sum to the moves' lines on the
     methods' accounts (1001, 101201 …). Days not yet posted (today) are
     not in it: cash_from_payments has them.
 
     Columns: day, channel, provider, payments, refunds, net (Decimal)."""
-    rows = db.frame(
-        'SELECT m.date AS day, c.name AS channel, p.provider, p.kind, '
-        'SUM(p.amount) AS amount FROM scenic_payment AS p '
-        'JOIN scenic_finance_batch AS b ON b.id = p.finance_batch '
-        "JOIN account_move AS m ON m.id = b.move AND m.state = 'posted' "
-        'JOIN scenic_order AS o ON o.id = p."order" '
-        'JOIN scenic_channel AS c ON c.id = o.channel '
-        'WHERE m.company = %s AND m.date >= %s AND m.date <= %s '
-        'GROUP BY m.date, c.name, p.provider, p.kind',
-        (company, start, end), dates=['day'])
+    parts = []
+    for kind, column, batch in [('payment', 'money_in', 'receipts'),
+            ('refund', 'money_out', 'refunds')]:
+        parts.append(
+            'SELECT m.date AS day, c.name AS channel, l.method AS provider, '
+            f"'{kind}' AS kind, SUM(l.{column}) AS amount "
+            'FROM scenic_finance_day_line AS l '
+            'JOIN scenic_finance_batch AS b ON b.day = l.day '
+            f"AND b.kind = '{batch}' "
+            "JOIN account_move AS m ON m.id = b.move AND m.state = 'posted' "
+            'JOIN scenic_channel AS c ON c.id = l.channel '
+            'WHERE m.company = %s AND m.date >= %s AND m.date <= %s '
+            f'AND l.method IS NOT NULL AND l.{column} <> 0 '
+            'GROUP BY m.date, c.name, l.method')
+    rows = db.frame(' UNION ALL '.join(parts),
+        (company, start, end) * 2, dates=['day'])
     return _cash_frame(_money(rows, ['amount']))
 
 

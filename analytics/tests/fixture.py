@@ -45,7 +45,7 @@ CREATE TABLE scenic_ticket_usage (id INTEGER PRIMARY KEY, company INTEGER,
     last_exit TIMESTAMP);
 CREATE TABLE scenic_payment (id INTEGER PRIMARY KEY, company INTEGER,
     "order" INTEGER, kind VARCHAR, provider VARCHAR, amount NUMERIC,
-    date TIMESTAMP, finance_batch INTEGER);
+    date TIMESTAMP);
 CREATE TABLE account_account (id INTEGER PRIMARY KEY, company INTEGER,
     code VARCHAR);
 CREATE TABLE account_move (id INTEGER PRIMARY KEY, company INTEGER,
@@ -58,7 +58,12 @@ CREATE TABLE scenic_finance_rule (id INTEGER PRIMARY KEY, company INTEGER,
 CREATE TABLE scenic_finance_rule_method (id INTEGER PRIMARY KEY,
     rule INTEGER, method VARCHAR, account INTEGER);
 CREATE TABLE scenic_finance_batch (id INTEGER PRIMARY KEY, company INTEGER,
-    date DATE, kind VARCHAR, move INTEGER);
+    date DATE, kind VARCHAR, move INTEGER, day INTEGER);
+CREATE TABLE scenic_finance_day (id INTEGER PRIMARY KEY, company INTEGER,
+    date DATE);
+CREATE TABLE scenic_finance_day_line (id INTEGER PRIMARY KEY, day INTEGER,
+    channel INTEGER, method VARCHAR, ticket_type INTEGER,
+    money_in NUMERIC, money_out NUMERIC);
 CREATE TABLE scenic_finance_recognition (id INTEGER PRIMARY KEY,
     company INTEGER, batch INTEGER, ticket INTEGER, date DATE,
     kind VARCHAR, amount NUMERIC, ticket_type INTEGER, channel INTEGER,
@@ -125,11 +130,11 @@ def build(path, now):
             (2, 1, 3, 1, utc(D, 9, 30), utc(D, 10, 15)),
             (3, 1, None, 3, utc(D, 9, 0), utc(D, 12, 0))],  # a card
         'scenic_payment': [
-            (1, 1, 1, 'payment', 'wechat', 240, utc(D, 10, days=-3), 1),
-            (2, 1, 2, 'payment', 'alipay', 180, utc(D, 8), 3),
-            (3, 1, 3, 'payment', 'wechat', 100, utc(D, 23, 30, days=-1), 2),
+            (1, 1, 1, 'payment', 'wechat', 240, utc(D, 10, days=-3)),
+            (2, 1, 2, 'payment', 'alipay', 180, utc(D, 8)),
+            (3, 1, 3, 'payment', 'wechat', 100, utc(D, 23, 30, days=-1)),
             # 00:30 local on D is still D-1 in UTC
-            (4, 1, 3, 'refund', 'wechat', 100, utc(D, 0, 30), 4)],
+            (4, 1, 3, 'refund', 'wechat', 100, utc(D, 0, 30))],
         # The ledger as scenic_finance posts it (no VAT in this area):
         # receipts into 2203, recognition out of it into 5001 / 5051 (the
         # CHILD type's category goes to 5051), and a refund that gave back
@@ -151,10 +156,19 @@ def build(path, now):
             (10, 5, 3, 420, 0), (11, 5, 4, 0, 360), (12, 5, 5, 0, 60),
             (13, 6, 3, 999, 0), (14, 6, 4, 0, 999)],
         'scenic_finance_batch': [
-            (1, 1, (D - dt.timedelta(days=3)).isoformat(), 'receipts', 1),
-            (2, 1, (D - dt.timedelta(days=1)).isoformat(), 'receipts', 2),
-            (3, 1, d, 'receipts', 3), (4, 1, d, 'refunds', 4),
-            (5, 1, d, 'recognition', 5)],
+            (1, 1, (D - dt.timedelta(days=3)).isoformat(), 'receipts', 1, 1),
+            (2, 1, (D - dt.timedelta(days=1)).isoformat(), 'receipts', 2, 2),
+            (3, 1, d, 'receipts', 3, 3), (4, 1, d, 'refunds', 4, 3),
+            (5, 1, d, 'recognition', 5, 3)],
+        'scenic_finance_day': [(1, 1, (D - dt.timedelta(days=3)).isoformat()),
+            (2, 1, (D - dt.timedelta(days=1)).isoformat()), (3, 1, d)],
+        # the settlement's money rows: the payments each day's batches
+        # carried, per channel and method (and ticket rows without one)
+        'scenic_finance_day_line': [(1, 1, 1, 'wechat', None, 240, 0),
+            (2, 1, 1, None, 1, 0, 0),
+            (3, 2, 2, 'wechat', None, 100, 0),
+            (4, 3, 2, 'alipay', None, 180, 0),
+            (5, 3, 2, 'wechat', None, 0, 100)],
         # tickets earned whole: one row per kind, ticket type and channel
         'scenic_finance_recognition': [
             (1, 1, 5, None, d, 'use', 120, 1, 1, 1),

@@ -324,7 +324,7 @@ class ScenicFinanceTestCase(CompanyTestMixin, ModuleTestCase):
                     post(f.company, day(3, 1))
             self.assertEqual(Batch.search_count([]), 0)
             self.assertEqual(Move.search_count([]), 0)
-            self.assertFalse(any(p.finance_batch for p in Payment.search([])))
+            self.assertFalse(any(p.posting_batch for p in Payment.search([])))
             post(f.company, day(3, 1))
             self.assertEqual(Batch.search_count([]), 2)
 
@@ -352,6 +352,53 @@ class ScenicFinanceTestCase(CompanyTestMixin, ModuleTestCase):
             self.assertTrue(any('Late' in (l.description or '')
                     for l in batch.move.lines))
             self.assertEqual(balances(f.company, ['2203'])['2203'], D(0))
+
+    @with_transaction()
+    def test_late_payment_covered_once_with_drill_down(self):
+        "A payment recorded after its day was posted posts once, late"
+        pool = Pool()
+        Batch = pool.get('scenic.finance.batch')
+        Day = pool.get('scenic.finance.day')
+        Payment = pool.get('scenic.payment')
+        f = finance_area()
+        h = f.history
+        with set_company(f.company):
+            h.sell(f.types['adult'], '100', at(3, 1), valid_until=at(4, 30))
+            post(f.company, day(3, 1))
+            first, = Day.search([('date', '=', day(3, 1))])
+            self.assertTrue(first.payment_watermark)
+            # recorded after 3-1 was posted, dated 3-1; and one of 3-2
+            late_order, _ = h.sell(f.types['adult'], '50', at(3, 1, 20),
+                valid_until=at(4, 30))
+            h.sell(f.types['adult'], '30', at(3, 2), valid_until=at(4, 30))
+            late, = Payment.search([('order', '=', late_order)])
+            self.assertIsNone(late.posting_batch)
+            self.assertEqual(len(Payment.search(
+                        [('posting_batch', '=', None)])), 2)
+            post(f.company, day(3, 2))
+            receipts = {b.date: b for b in Batch.search(
+                    [('kind', '=', 'receipts')])}
+            self.assertEqual(receipts[day(3, 1)].late, 0)
+            self.assertEqual(receipts[day(3, 1)].amount, D('100'))
+            batch = receipts[day(3, 2)]
+            self.assertEqual(batch.late, 1)
+            self.assertEqual(batch.amount, D('80'))
+            self.assertEqual(len(batch.payments), 2)
+            self.assertIn(late, batch.payments)
+            self.assertEqual(late.posting_batch, batch)
+            self.assertEqual(Batch.search([('payments', '=', late.id)]),
+                [batch])
+            self.assertEqual(Payment.search([('posting_batch', '=', None)]),
+                [])
+            self.assertEqual(len(batch.tickets), 2)
+            # nothing new posts again, also on later days
+            self.assertEqual(post(f.company, day(3, 2)), [])
+            post(f.company, day(3, 5))
+            self.assertEqual(Batch.search_count(
+                    [('kind', '=', 'receipts')]), 2)
+            self.assertEqual(balances(f.company, ['2203'])['2203'],
+                D('94.34') + D('47.17') + D('28.30'))
+            self.assertMovesBalance(f.company)
 
     @with_transaction()
     def test_expiry_cron(self):
