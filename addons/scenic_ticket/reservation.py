@@ -659,6 +659,21 @@ def plan_booking(channel, request, now=None, catalogue=None, held=False):
     return plan
 
 
+def _order_row(plan, slot, now, idempotency_key):
+    "The order's columns as both writes (Python and scenic_book) insert them."
+    return {
+        'company': plan.company, 'reference': plan.reference,
+        'channel': plan.channel, 'slot': slot.id,
+        'contact_name': plan.request.contact_name,
+        'contact_phone': plan.request.contact_phone,
+        'hold_expires_at': naive(
+            now + dt.timedelta(minutes=plan.hold_minutes)),
+        'total': plan.total, 'currency': plan.currency,
+        'idempotency_key': idempotency_key,
+        'request_hash': plan.digest,
+        }
+
+
 def write_booking(plan, idempotency_key=None, now=None, held=False):
     """Write a BookingPlan as a held order; return the order id.
 
@@ -674,23 +689,14 @@ def write_booking(plan, idempotency_key=None, now=None, held=False):
     counters count the persons without refusing them.
     """
     now = now or now_utc()
-    company, slot = plan.company, plan.slot
+    slot = plan.slot
     # Rows no one else writes first; contended claims last.
     order_table = sql_table('scenic.order')
     line_table = sql_table('scenic.order.line')
     plan.reference = new_reference()
-    order_id, = insert(order_table, [{
-                'company': company, 'reference': plan.reference,
-                'channel': plan.channel, 'slot': slot.id,
-                'visit_date': slot.date, 'state': 'reserved',
-                'contact_name': plan.request.contact_name,
-                'contact_phone': plan.request.contact_phone,
-                'hold_expires_at': naive(
-                    now + dt.timedelta(minutes=plan.hold_minutes)),
-                'total': plan.total, 'currency': plan.currency,
-                'idempotency_key': idempotency_key,
-                'request_hash': plan.digest,
-                }])
+    order_id, = insert(order_table, [dict(
+                _order_row(plan, slot, now, idempotency_key),
+                visit_date=slot.date, state='reserved')])
     line_ids = insert(line_table,
         [dict(line, order=order_id) for line in plan.lines])
     insert_tickets(plan, order_id, line_ids)
@@ -813,17 +819,7 @@ def write_booking_db(plan, idempotency_key=None, now=None):
                 shares['base'],
                 shares['over'], shares['extra']])
     payload = {
-        'order': {
-            'company': plan.company, 'reference': plan.reference,
-            'channel': plan.channel, 'slot': slot.id,
-            'contact_name': plan.request.contact_name,
-            'contact_phone': plan.request.contact_phone,
-            'hold_expires_at': naive(
-                now + dt.timedelta(minutes=plan.hold_minutes)),
-            'total': plan.total, 'currency': plan.currency,
-            'idempotency_key': idempotency_key,
-            'request_hash': plan.digest,
-            },
+        'order': _order_row(plan, slot, now, idempotency_key),
         'lines': plan.lines,
         'visitors': list(visitors.values()),
         'tickets': [{
