@@ -4,8 +4,11 @@ figures depend on the machine and its load."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
-from conftest import ROOT
+# Not `from conftest import ROOT`: tests/gate has a conftest of its own,
+# and which one that name finds depends on what pytest collected first.
+ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = ROOT / 'bench' / 'engine_floor.py'
 

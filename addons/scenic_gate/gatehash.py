@@ -97,6 +97,7 @@ class GenerationHashes:
     (the rows without a hash), `_hashes(pepper, log2_n, rows)` ((key id,
     hash) per row) and `_key` (the column the hash belongs to, unique
     with the generation)."""
+    __slots__ = ()
 
     @classmethod
     def fill(cls, now=None, batch=BATCH, budget=None, commit=False,
