@@ -711,22 +711,28 @@ def insert_tickets(plan, order_id, line_ids):
     company, slot = plan.company, plan.slot
     ticket_table = sql_table('scenic.ticket')
     visitor_ids = _visitor_ids(company, plan.visitors)
-    return insert(ticket_table, [dict({
-                'company': company, 'order': order_id,
-                'line': line_ids[t.line],
-                'ticket_type': t.ticket_type.id, 'slot': slot.id,
-                'visit_date': slot.date,
-                'visitor': visitor_ids.get(t.holder_hash),
-                'holder_hash': t.holder_hash,
-                'holder_masked': t.holder_masked,
-                'persons': t.persons or t.ticket_type.persons,
-                'entries_allowed': (t.ticket_type.entries
-                    if t.entries is None else t.entries),
-                'valid_from': naive(t.valid_from),
-                'valid_until': naive(t.valid_until),
-                'state': 'reserved',
-                }, **({'id': t.ticket_id} if t.ticket_id else {}))
+    return insert(ticket_table, [dict(_ticket_row(t),
+                company=company, order=order_id, line=line_ids[t.line],
+                slot=slot.id, visit_date=slot.date,
+                visitor=visitor_ids.get(t.holder_hash), state='reserved',
+                **({'id': t.ticket_id} if t.ticket_id else {}))
             for t in plan.tickets])
+
+
+def _ticket_row(t):
+    """A planned ticket's own columns as both writes (insert_tickets and
+    scenic_book's payload) insert them; the order's, line's, slot's and
+    visitor's are the writer's."""
+    return {
+        'ticket_type': t.ticket_type.id,
+        'holder_hash': t.holder_hash,
+        'holder_masked': t.holder_masked,
+        'persons': t.persons or t.ticket_type.persons,
+        'entries_allowed': (t.ticket_type.entries
+            if t.entries is None else t.entries),
+        'valid_from': naive(t.valid_from),
+        'valid_until': naive(t.valid_until),
+        }
 
 
 # The day's counter for other modules (scenic_group's day quotas hold and
@@ -822,16 +828,8 @@ def write_booking_db(plan, idempotency_key=None, now=None):
         'order': _order_row(plan, slot, now, idempotency_key),
         'lines': plan.lines,
         'visitors': list(visitors.values()),
-        'tickets': [{
-                'line': t.line, 'ticket_type': t.ticket_type.id,
-                'holder_hash': t.holder_hash,
-                'holder_masked': t.holder_masked,
-                'persons': t.persons or t.ticket_type.persons,
-                'entries_allowed': (t.ticket_type.entries
-                    if t.entries is None else t.entries),
-                'valid_from': naive(t.valid_from),
-                'valid_until': naive(t.valid_until),
-                } for t in plan.tickets],
+        'tickets': [dict(_ticket_row(t), line=t.line)
+            for t in plan.tickets],
         'id_claims': [[h, limit] for h, limit, _ in claims],
         'slot': slot.id, 'date': slot.date, 'persons': plan.persons,
         'daily': daily, 'stripes': DAILY_STRIPES,
