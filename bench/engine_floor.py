@@ -52,7 +52,6 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import os
 import random
 import signal
 import sys
@@ -81,13 +80,9 @@ def log(message):
     print(f"engine_floor: {message}", file=sys.stderr, flush=True)
 
 
-def load():
-    "The 1-minute load average."
-    return round(os.getloadavg()[0], 2)
-
-
-def cores():
-    return os.cpu_count() or 1
+load = _measure.load_average
+cores = _measure.cores
+ms_per = _measure.ms_per
 
 
 # --- 1. HTTP ----------------------------------------------------------------
@@ -112,7 +107,7 @@ def http_floor(clients, seconds):
         raise BenchError(f"{len(errors)} answers were not 200, e.g. "
             f"{errors[0]!r}")
     count = len(latencies) or 1
-    per_request = 1000 * cpu['seconds']['server'] / count
+    per_request = ms_per(cpu, 'server', count, 6)
     from http_app import ANSWER
     return {
         'part': 'http', 'http': _measure.ENGINE_HTTP, 'workers': 2,
@@ -122,10 +117,9 @@ def http_floor(clients, seconds):
         'requests_per_s': round(len(latencies) / duration),
         'server_cpu_ms_per_request': round(per_request, 3),
         'cpu_ms_per_order': round(2 * per_request, 3),
-        'loadgen_cpu_ms_per_request': round(
-            1000 * cpu['seconds']['loadgen'] / count, 3),
-        'server_pct': cpu['server_pct'], 'others_pct': cpu['others_pct'],
-        'load_before': load_before, 'load_after': load(),
+        'loadgen_cpu_ms_per_request': ms_per(cpu, 'loadgen', count),
+        'server_pct': cpu['server_pct'],
+        **_measure.machine(cpu, load_before),
         }
 
 
@@ -462,13 +456,10 @@ def pg_floor(clients, seconds):
                 'clients': clients, 'seconds': round(duration, 1),
                 'transactions_per_order': 2, 'statements_per_order': 2,
                 'orders_per_s': round(orders / duration),
-                'cpu_ms_per_order': round(
-                    1000 * cpu['seconds']['postgres'] / count, 3),
-                'loadgen_cpu_ms_per_order': round(
-                    1000 * cpu['seconds']['loadgen'] / count, 3),
+                'cpu_ms_per_order': ms_per(cpu, 'postgres', count),
+                'loadgen_cpu_ms_per_order': ms_per(cpu, 'loadgen', count),
                 'postgres_pct': cpu['postgres_pct'],
-                'others_pct': cpu['others_pct'],
-                'load_before': load_before, 'load_after': load(),
+                **_measure.machine(cpu, load_before),
                 })
         load_before = load()
         orders, duration, cpu = round_trips(uri, seconds)
@@ -478,12 +469,9 @@ def pg_floor(clients, seconds):
             'statements_per_order': ROUND_TRIPS,
             'seconds': round(duration, 1),
             'orders_per_s': round(orders / duration),
-            'client_cpu_ms_per_order': round(
-                1000 * cpu['seconds']['client'] / count, 3),
-            'pg_cpu_ms_per_order': round(
-                1000 * cpu['seconds']['postgres'] / count, 3),
-            'others_pct': cpu['others_pct'],
-            'load_before': load_before, 'load_after': load(),
+            'client_cpu_ms_per_order': ms_per(cpu, 'client', count),
+            'pg_cpu_ms_per_order': ms_per(cpu, 'postgres', count),
+            **_measure.machine(cpu, load_before),
             })
     return lines
 
@@ -718,13 +706,11 @@ def python_floor(orders, threads=1):
     return {
         'part': 'python', 'orders': orders, 'threads': threads,
         'seconds': round(duration, 2),
-        'cpu_ms_per_order': round(1000 * cpu['seconds']['loadgen'] / orders,
-            3),
+        'cpu_ms_per_order': ms_per(cpu, 'loadgen', orders),
         'wall_ms_per_order': round(1000 * duration / orders, 3),
         'tickets_signed_per_order': VISITORS,
         'answer_bytes': sizes,
-        'others_pct': cpu['others_pct'],
-        'load_before': load_before, 'load_after': load(),
+        **_measure.machine(cpu, load_before),
         }
 
 
@@ -759,8 +745,7 @@ def main(argv=None):
     lines = []
 
     def emit(line):
-        lines.append(line)
-        print(json.dumps(line, ensure_ascii=False), flush=True)
+        _measure.emit(line, lines)
     if 'python' in args.parts:
         emit(python_floor(args.orders))
         # as in a granian worker: 4 threads taking turns on the GIL
