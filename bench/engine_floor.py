@@ -37,7 +37,7 @@ the guarantees issue 13 requires and drops everything else:
    (api.parse_booking, reservation.plan_booking: rules, ID validation and
    look-up hash, pricing; reservation.write_booking_db up to the statement
    it sends: ID encryption, the payload's JSON; engine.Engine.planned_order
-   and api.order_json rendered as web.json_response; for the pay:
+   and api.order_json rendered as engine.Answer; for the pay:
    reservation.check_payable, reservation.ticket_code (Ed25519 per ticket),
    the payload's JSON, engine.order_from and the answer). Its CPU per order;
    then the same in 4 threads, as a granian worker's 4 blocking threads
@@ -564,20 +564,19 @@ def python_order(env, body, pay_body, conn):
     """One order's Python, as engine.Engine.book and .pay run it between
     their reads and writes. Return the two answers' bytes."""
     from scenic_ticket import api, dbtools, reservation
-    from scenic_ticket.engine import Engine, order_from
+    from scenic_ticket.engine import Answer, Engine, order_from
     from scenic_ticket.order import ORDER_TRANSITIONS
     from scenic_ticket.workflow import StateMachine
 
     class Order(StateMachine):  # scenic.order's declared moves
         _transitions = ORDER_TRANSITIONS
-    from scenic_ticket.web import json_response
     # book
     booking = api.parse_booking(json.loads(body))
     now = dbtools.now_utc()
     plan = reservation.plan_booking(env.channel, booking, now=now,
         catalogue=env.catalogue)
     order_id = reservation.write_booking_db(plan, 'k' * 32, now=now)
-    booked = json_response(api.order_json(
+    booked = Answer(api.order_json(
             Engine.planned_order(plan, env.catalogue, now), 'rush',
             tz=env.catalogue.timezone), status=201).get_data()
     # pay
@@ -625,8 +624,7 @@ def python_order(env, body, pay_body, conn):
         }
     answer = json.loads(json.dumps(answer))  # as psycopg hands it over
     order = order_from(answer)
-    paid = json_response(api.order_json(order, 'rush', tz=order.tz)
-        ).get_data()
+    paid = Answer(api.order_json(order, 'rush', tz=order.tz)).get_data()
     return booked, paid
 
 

@@ -789,7 +789,8 @@ def claim_refused(code, field_=None):
 
 
 def write_booking_db(plan, idempotency_key=None, now=None):
-    """write_booking on PostgreSQL in one round trip: the database function
+    """write_booking on PostgreSQL in one round trip (`book_statement`, then
+    `book_result` on its answer): the database function
     `scenic_book` (sql/engine.sql) inserts the plan's rows and claims what
     it says, in write_booking's order and lock order; a refusal raises the
     same BookingError (the caller rolls back). The day's counters the
@@ -803,6 +804,15 @@ def write_booking_db(plan, idempotency_key=None, now=None):
     first step: a key the channel already used raises Replayed with that
     order when the request is the same, BookingError idempotency_conflict
     when not; nothing is written."""
+    cursor = db_cursor()
+    cursor.execute(*book_statement(plan, idempotency_key, now=now))
+    return book_result(plan, cursor.fetchone()[0])
+
+
+def book_statement(plan, idempotency_key=None, now=None):
+    """scenic_book's call for a BookingPlan: (SQL, parameters). The
+    booking engine sends it in one round trip with its transaction's
+    BEGIN and hands the answer to book_result."""
     now = now or now_utc()
     slot = plan.slot
     plan.reference = new_reference()
@@ -835,20 +845,25 @@ def write_booking_db(plan, idempotency_key=None, now=None):
         'daily': daily, 'stripes': DAILY_STRIPES,
         'uid': db_user(), 'now': naive(now_utc()),
         }
-    cursor = db_cursor()
-    cursor.execute('SELECT scenic_book(%s::json)',
-        (json.dumps(payload, default=str),))
-    result, = cursor.fetchone()
+    return 'SELECT scenic_book(%s::json)', (
+        json.dumps(payload, default=str),)
+
+
+def book_result(plan, result):
+    """What scenic_book answered for a plan (book_statement): raise its
+    refusal (BookingError) or Replayed, claim the day's counters it left
+    (in the same transaction); return the order id."""
     refused = result.get('refused')
     if refused:
         index = result.get('index')
-        raise claim_refused(refused,
-            claims[index][2] if index is not None else None)
+        raise claim_refused(refused, sorted(plan.id_claims)[index][2]
+            if index is not None else None)
     order_id = result['order']
     if result.get('replayed'):
         raise Replayed(order_id)
     if 'daily_from' in result:
-        _claim_scopes(plan, scopes[result['daily_from']:], start=order_id)
+        _claim_scopes(plan, sorted(plan.scope_persons)[
+                result['daily_from']:], start=order_id)
     return order_id
 
 
