@@ -38,12 +38,13 @@ Round trips: the connections are in autocommit and the engine opens its
 transactions itself. Reads before the write (the channel, the slot, the
 holds) run on their own: under READ COMMITTED each statement reads its own
 snapshot and takes no lock, inside a transaction or not. A write's
-transaction starts with the write: BEGIN and `scenic_book` (or
-`scenic_pay_lock`) go in one pipeline, one round trip (psycopg's implicit
-BEGIN was a round trip of its own). A booking's COMMIT and the hold
-counter's statement go in one pipeline too: the answer leaves once both
-came back, so once the booking's commit is durable. 12 round trips an
-order became 9 (bench/README.md, "sixth pass").
+transaction starts with the write: BEGIN and `scenic_book` go in one
+pipeline, one round trip (psycopg's implicit BEGIN was a round trip of its
+own); a payment's BEGIN, channel and `scenic_pay_lock` likewise. A
+booking's COMMIT and the hold counter's statement go in one pipeline too:
+the answer leaves once both came back, so once the booking's commit is
+durable. 12 round trips an order became 8 (bench/README.md, "sixth
+pass").
 
 HTTP: the engine's routes read the WSGI environ themselves (`Request`)
 and write their answers themselves (`Answer`), without werkzeug's
@@ -109,6 +110,11 @@ ROUTES = [
 CATALOGUE_CACHE = 'scenic_ticket.catalogue'
 # Every write's transaction (the connections are in autocommit).
 BEGIN = 'BEGIN ISOLATION LEVEL READ COMMITTED'
+# authenticate(): the active channel of a key's hash, with the catalogue
+# cache's stamp (`Engine.catalogue`): one read
+CHANNEL = ("SELECT id, company, code, hold_minutes, ("
+    "SELECT timestamp FROM ir_cache WHERE name = %s) "
+    "FROM scenic_channel WHERE api_key_hash = %s AND active")
 
 
 class Delegate(Exception):
@@ -210,19 +216,26 @@ class Engine:
 
     # --- requests --------------------------------------------------------
 
-    def channel(self, conn, request):
-        "authenticate(): the active channel of the request's key."
+    @staticmethod
+    def key_hash(request):
+        "The hash of the request's channel key (None: no bearer key)."
         from .area import Channel
         header = request.headers.get('Authorization', '')
         scheme, _, key = header.partition(' ')
-        row = None
         if scheme.lower() == 'bearer' and key.strip():
-            # with the catalogue cache's stamp (`catalogue()`): one read
-            row = conn.execute(
-                "SELECT id, company, code, hold_minutes, ("
-                "SELECT timestamp FROM ir_cache WHERE name = %s) "
-                "FROM scenic_channel WHERE api_key_hash = %s AND active",
-                (CATALOGUE_CACHE, Channel.hash_key(key.strip()))).fetchone()
+            return Channel.hash_key(key.strip())
+        return None
+
+    def channel(self, conn, request):
+        "authenticate(): the active channel of the request's key."
+        key_hash = self.key_hash(request)
+        row = conn.execute(CHANNEL, (CATALOGUE_CACHE, key_hash)).fetchone() \
+            if key_hash else None
+        return self.channel_of(row)
+
+    @staticmethod
+    def channel_of(row):
+        "The channel of CHANNEL's row; 401 without one."
         if not row:
             raise BookingError('unauthorized',
                 "A valid channel key is required: "
@@ -341,29 +354,32 @@ class Engine:
         if ({'paid'} & Order._state_hooks) or (
                 {'valid'} & Ticket._state_hooks):
             raise Delegate
-        channel = self.channel(conn, request)
-        data = json_body(request)
-        provider_name = data.get('provider')
-        if not isinstance(provider_name, str):
-            raise BookingError('invalid_request',
-                "'provider' must name a payment provider.", 'provider')
-        if 'amount' not in data:
-            raise BookingError('invalid_request',
-                "'amount' is required.", 'amount')
-        amount = api.parse_amount(data['amount'])
+        key_hash = self.key_hash(request)
+        try:
+            provider_name, amount = self.payment(request)
+        except ApiError:
+            self.channel(conn, request)  # a wrong key is refused first
+            raise
+        if key_hash is None:
+            self.channel_of(None)
+        now = dbtools.now_utc()
+        sources = Ticket.sources('valid')
+        # the transaction's BEGIN, the channel of the key and the order
+        # locked, with its payments, its area's signing key and its tickets
+        # that may become valid: one round trip (a wrong key finds no
+        # order, locks nothing and is refused below; run() rolls back)
+        with conn.pipeline():
+            conn.execute(BEGIN)
+            channel_cursor = conn.execute(CHANNEL,
+                (CATALOGUE_CACHE, key_hash))
+            cursor = conn.execute('SELECT scenic_pay_lock(%s, ('
+                'SELECT id FROM scenic_channel WHERE api_key_hash = %s '
+                'AND active), %s)', (reference, key_hash, sources))
+        channel = self.channel_of(channel_cursor.fetchone())
         if provider_name not in providers.configured(channel.code):
             # refusals, and providers that consult the database (payment
             # on a partner's account), are the Tryton route's
             raise Delegate
-        now = dbtools.now_utc()
-        sources = Ticket.sources('valid')
-        # the transaction's BEGIN, the order locked, with its payments, its
-        # area's signing key and its tickets that may become valid: one
-        # round trip
-        with conn.pipeline():
-            conn.execute(BEGIN)
-            cursor = conn.execute('SELECT scenic_pay_lock(%s, %s, %s)',
-                (reference, channel.id, sources))
         row = cursor.fetchone()[0]
         if row is None:
             raise BookingError('not_found', "No such order.")
@@ -417,6 +433,19 @@ class Engine:
         conn.commit()   # the answer sent once the commit is durable
         return Answer(api.order_json(order, self.database_name,
                 tz=order.tz))
+
+    @staticmethod
+    def payment(request):
+        "The payment's provider name and amount, from the body."
+        data = json_body(request)
+        provider_name = data.get('provider')
+        if not isinstance(provider_name, str):
+            raise BookingError('invalid_request',
+                "'provider' must name a payment provider.", 'provider')
+        if 'amount' not in data:
+            raise BookingError('invalid_request',
+                "'amount' is required.", 'amount')
+        return provider_name, api.parse_amount(data['amount'])
 
     @staticmethod
     def answer(conn, order_id):
