@@ -29,9 +29,15 @@ the guarantees issue 13 requires and drops everything else:
    visitors, 2 tickets, 2 per-ID day claims, the slot, a stripe of the
    day's counter; payment, ticket codes, order state, slot-sales rollup),
    without the engine's other reads (channel, replay, slot, holds, hold
-   counter). Last (`round_trips`, not in the floor): what the engine's 13
-   statements an order cost by themselves, as trivial prepared statements
+   counter). Then (`round_trips`, not in the floor): what the engine's 8
+   round trips an order cost by themselves, as trivial prepared statements
    from 8 threads of one process (granian's 2 x 4), client and server CPU.
+   Last (`transactions`, not in the floor), from the same 8 threads: a
+   statement alone, in psycopg's implicit transaction (BEGIN and COMMIT
+   round trips of their own), with BEGIN in its pipeline (the engine's
+   way), and the hold counter's own transaction (an upsert of one hot row,
+   commit not waiting for the disk): what framing a transaction and the
+   engine's third transaction cost.
 3. `python`: the engine's own Python per order, in one thread, no HTTP, no
    database: the real functions with an in-memory catalogue and slot
    (api.parse_booking, reservation.plan_booking: rules, ID validation and
@@ -369,7 +375,7 @@ async def pg_orders(uri, clients, seconds, synchronous_commit, first_id,
     return sum(counts), duration, cpu
 
 
-ROUND_TRIPS = 13  # the engine's statements per order (fourth pass)
+ROUND_TRIPS = 8  # the engine's round trips per order (sixth pass)
 
 
 def round_trips(uri, seconds, threads=8):
@@ -414,6 +420,81 @@ def round_trips(uri, seconds, threads=8):
     return sum(counts), duration, cpu
 
 
+# What a transaction's framing and the engine's third transaction cost
+# (`transactions`): per "operation", as the engine sends them.
+TRANSACTIONS = {
+    # one autocommit statement: the baseline
+    'statement': "a statement alone (autocommit)",
+    # psycopg's implicit transaction: BEGIN, the statement, COMMIT, three
+    # round trips (the engine before the sixth pass)
+    'begin_commit': "BEGIN, statement, COMMIT: 3 round trips",
+    # the engine since the sixth pass: BEGIN with the statement in one
+    # pipeline, then COMMIT
+    'pipelined': "BEGIN + statement in one pipeline, COMMIT: 2 round trips",
+    # the hold counter: one upsert of one row every booking updates (all
+    # the rush's clients share an address), its own transaction, commit
+    # not waiting for the disk
+    'hold_counter': "the hold counter's own transaction (hot row, "
+        "synchronous_commit off)",
+    }
+RATE_SCHEMA = """CREATE TABLE IF NOT EXISTS floor_rate (key text PRIMARY KEY,
+    count int NOT NULL)"""
+RATE_ADD = """INSERT INTO floor_rate AS r (key, count) VALUES (%s, 1)
+ON CONFLICT (key) DO UPDATE SET count = r.count + 1"""
+
+
+def transactions(uri, mode, seconds, threads=8):
+    """One kind of transaction (TRANSACTIONS) sent over and over from
+    `threads` threads of one process, each on its own connection, as the
+    engine's threads send them: CPU of this process and of PostgreSQL per
+    operation. Return (operations, duration, cpu)."""
+    import threading
+
+    import psycopg
+    postmaster = _measure.postmaster_pid(uri, 'floor')
+    meter = _measure.CPUMeter({'postgres': postmaster}, own='client')
+    options = '-c synchronous_commit=off' if mode == 'hold_counter' else ''
+    conns = [psycopg.connect(_measure.conninfo(uri, 'floor'),
+            autocommit=mode != 'begin_commit', prepare_threshold=0,
+            options=options) for _ in range(threads)]
+    counts = [0] * threads
+    stop = threading.Event()
+
+    def work(n, conn):
+        while not stop.is_set():
+            if mode == 'pipelined':
+                with conn.pipeline():
+                    conn.execute('BEGIN')
+                    cursor = conn.execute('SELECT %s::int', (n,))
+                cursor.fetchone()
+                conn.execute('COMMIT')
+            elif mode == 'hold_counter':
+                conn.execute(RATE_ADD, ('hold-client:127.0.0.1',))
+            else:
+                conn.execute('SELECT %s::int', (n,)).fetchone()
+                if mode == 'begin_commit':
+                    conn.commit()
+            counts[n] += 1
+    workers = [threading.Thread(target=work, args=(n, conn))
+        for n, conn in enumerate(conns)]
+    try:
+        meter.start()
+        started = time.monotonic()
+        for worker in workers:
+            worker.start()
+        time.sleep(seconds)
+        stop.set()
+        for worker in workers:
+            worker.join()
+        duration = time.monotonic() - started
+        cpu = meter.stop()
+    finally:
+        stop.set()
+        for conn in conns:
+            conn.close()
+    return sum(counts), duration, cpu
+
+
 def pg_floor(clients, seconds):
     lines = []
     with throwaway_cluster(settings=dict(_measure.DURABLE_PG_SETTINGS)) as uri:
@@ -422,6 +503,7 @@ def pg_floor(clients, seconds):
         with _measure.pg_connect(uri, 'floor', autocommit=True) as conn:
             conn.execute(SCHEMA)
             conn.execute(ROWS_SCHEMA)
+            conn.execute(RATE_SCHEMA)
             settings = dict(conn.execute(
                 "SELECT name, setting FROM pg_settings WHERE name IN "
                 "('fsync', 'synchronous_commit', 'full_page_writes', "
@@ -473,6 +555,18 @@ def pg_floor(clients, seconds):
             'pg_cpu_ms_per_order': ms_per(cpu, 'postgres', count),
             **_measure.machine(cpu, load_before),
             })
+        for mode, what in TRANSACTIONS.items():
+            load_before = load()
+            operations, duration, cpu = transactions(uri, mode, seconds)
+            count = operations or 1
+            lines.append({
+                'part': 'transactions', 'mode': mode, 'what': what,
+                'threads': 8, 'seconds': round(duration, 1),
+                'operations_per_s': round(operations / duration),
+                'client_cpu_ms_per_operation': ms_per(cpu, 'client', count),
+                'pg_cpu_ms_per_operation': ms_per(cpu, 'postgres', count),
+                **_measure.machine(cpu, load_before),
+                })
     return lines
 
 
@@ -755,7 +849,7 @@ def main(argv=None):
             emit(line)
     by_part = {}
     for line in lines:
-        if line['part'] == 'round_trips' or (
+        if line['part'] in {'round_trips', 'transactions'} or (
                 line['part'] == 'python' and line['threads'] != 1):
             continue
         if line['part'] != 'pg' or (
@@ -785,6 +879,20 @@ def main(argv=None):
         if threaded:
             summary['python_4_threads_ms_per_order'] = threaded[0][
                 'cpu_ms_per_order']
+        framing = {l['mode']: l for l in lines
+            if l['part'] == 'transactions'}
+        if framing:
+            # CPU (client + PostgreSQL) above a statement alone
+            def above(mode):
+                return round(sum(framing[mode][k] - framing['statement'][k]
+                        for k in ('client_cpu_ms_per_operation',
+                            'pg_cpu_ms_per_operation')), 3)
+            summary['transaction_framing_ms'] = {
+                'begin_commit': above('begin_commit'),
+                'pipelined': above('pipelined'),
+                'hold_counter': round(sum(framing['hold_counter'][k]
+                        for k in ('client_cpu_ms_per_operation',
+                            'pg_cpu_ms_per_operation')), 3)}
         trips = [l for l in lines if l['part'] == 'round_trips']
         if trips:
             summary['round_trips_ms_per_order'] = {
