@@ -8,6 +8,7 @@ another interpreter can import this module and then re-run itself with the
 project's venv (`ensure_venv`).
 """
 import contextlib
+import json
 import os
 import resource
 import signal
@@ -179,6 +180,39 @@ class CPUMeter:
             yield result
         finally:
             result.update(self.stop())
+
+
+# --- a run's JSON line -------------------------------------------------------
+
+def cores():
+    "The machine's CPUs."
+    return os.cpu_count() or 1
+
+
+def load_average():
+    "The 1-minute load average, as each result line carries it."
+    return round(os.getloadavg()[0], 2)
+
+
+def ms_per(cpu, name, count, digits=3):
+    """CPU ms of the group `name` (a CPUMeter result's seconds) per one of
+    `count` operations."""
+    return round(1000 * cpu['seconds'][name] / (count or 1), digits)
+
+
+def machine(cpu, load_before):
+    """What a result line carries beside its figures so that they can be
+    judged: the other processes' CPU during the run and the load average
+    before and after it (the machine is shared)."""
+    return {'others_pct': cpu['others_pct'], 'load_before': load_before,
+        'load_after': load_average()}
+
+
+def emit(line, lines=None):
+    "Print a result as one JSON line (and keep it in `lines`)."
+    if lines is not None:
+        lines.append(line)
+    print(json.dumps(line, ensure_ascii=False), flush=True)
 
 
 # --- the ERP under test ------------------------------------------------------

@@ -29,15 +29,21 @@ the guarantees issue 13 requires and drops everything else:
    visitors, 2 tickets, 2 per-ID day claims, the slot, a stripe of the
    day's counter; payment, ticket codes, order state, slot-sales rollup),
    without the engine's other reads (channel, replay, slot, holds, hold
-   counter). Last (`round_trips`, not in the floor): what the engine's 13
-   statements an order cost by themselves, as trivial prepared statements
+   counter). Then (`round_trips`, not in the floor): what the engine's 8
+   round trips an order cost by themselves, as trivial prepared statements
    from 8 threads of one process (granian's 2 x 4), client and server CPU.
+   Last (`transactions`, not in the floor), from the same 8 threads: a
+   statement alone, in psycopg's implicit transaction (BEGIN and COMMIT
+   round trips of their own), with BEGIN in its pipeline (the engine's
+   way), and the hold counter's own transaction (an upsert of one hot row,
+   commit not waiting for the disk): what framing a transaction and the
+   engine's third transaction cost.
 3. `python`: the engine's own Python per order, in one thread, no HTTP, no
    database: the real functions with an in-memory catalogue and slot
    (api.parse_booking, reservation.plan_booking: rules, ID validation and
    look-up hash, pricing; reservation.write_booking_db up to the statement
    it sends: ID encryption, the payload's JSON; engine.Engine.planned_order
-   and api.order_json rendered as web.json_response; for the pay:
+   and api.order_json rendered as engine.Answer; for the pay:
    reservation.check_payable, reservation.ticket_code (Ed25519 per ticket),
    the payload's JSON, engine.order_from and the answer). Its CPU per order;
    then the same in 4 threads, as a granian worker's 4 blocking threads
@@ -45,14 +51,14 @@ the guarantees issue 13 requires and drops everything else:
 
 One JSON line per part, with the load average and the other processes' CPU
 beside it, and a summary: the floor per order, against the 6.7 ms of CPU
-that 300 orders/s allow on 2 cores and the engine's measured ~10 ms
-(bench/README.md, "The floor, measured").
+that 300 orders/s allow on 2 cores and the engine's measured ~5.6 ms of
+server and PostgreSQL CPU (bench/README.md, "The floor, measured" and the
+sixth pass).
 """
 import argparse
 import asyncio
 import datetime as dt
 import json
-import os
 import random
 import signal
 import sys
@@ -71,7 +77,7 @@ sys.path.insert(0, str(ROOT / 'scripts'))
 from pgcluster import throwaway_cluster  # noqa: E402
 
 TARGET_ORDERS_PER_S = 300
-ENGINE_CPU_MS = 10.0  # bench/README.md, fourth pass, 64 clients
+ENGINE_CPU_MS = 5.6  # server + PostgreSQL, bench/README.md, sixth pass, 64 clients
 SLOTS = 26  # the rush's day: 26 slots, each a hot counter row
 VISITORS = 2  # per order
 PII_KEY = 'bench-only-key-floor-0123456789abcdef0123456789'
@@ -81,13 +87,9 @@ def log(message):
     print(f"engine_floor: {message}", file=sys.stderr, flush=True)
 
 
-def load():
-    "The 1-minute load average."
-    return round(os.getloadavg()[0], 2)
-
-
-def cores():
-    return os.cpu_count() or 1
+load = _measure.load_average
+cores = _measure.cores
+ms_per = _measure.ms_per
 
 
 # --- 1. HTTP ----------------------------------------------------------------
@@ -112,7 +114,7 @@ def http_floor(clients, seconds):
         raise BenchError(f"{len(errors)} answers were not 200, e.g. "
             f"{errors[0]!r}")
     count = len(latencies) or 1
-    per_request = 1000 * cpu['seconds']['server'] / count
+    per_request = ms_per(cpu, 'server', count, 6)
     from http_app import ANSWER
     return {
         'part': 'http', 'http': _measure.ENGINE_HTTP, 'workers': 2,
@@ -122,10 +124,9 @@ def http_floor(clients, seconds):
         'requests_per_s': round(len(latencies) / duration),
         'server_cpu_ms_per_request': round(per_request, 3),
         'cpu_ms_per_order': round(2 * per_request, 3),
-        'loadgen_cpu_ms_per_request': round(
-            1000 * cpu['seconds']['loadgen'] / count, 3),
-        'server_pct': cpu['server_pct'], 'others_pct': cpu['others_pct'],
-        'load_before': load_before, 'load_after': load(),
+        'loadgen_cpu_ms_per_request': ms_per(cpu, 'loadgen', count),
+        'server_pct': cpu['server_pct'],
+        **_measure.machine(cpu, load_before),
         }
 
 
@@ -375,7 +376,7 @@ async def pg_orders(uri, clients, seconds, synchronous_commit, first_id,
     return sum(counts), duration, cpu
 
 
-ROUND_TRIPS = 13  # the engine's statements per order (fourth pass)
+ROUND_TRIPS = 8  # the engine's round trips per order (sixth pass)
 
 
 def round_trips(uri, seconds, threads=8):
@@ -420,6 +421,81 @@ def round_trips(uri, seconds, threads=8):
     return sum(counts), duration, cpu
 
 
+# What a transaction's framing and the engine's third transaction cost
+# (`transactions`): per "operation", as the engine sends them.
+TRANSACTIONS = {
+    # one autocommit statement: the baseline
+    'statement': "a statement alone (autocommit)",
+    # psycopg's implicit transaction: BEGIN, the statement, COMMIT, three
+    # round trips (the engine before the sixth pass)
+    'begin_commit': "BEGIN, statement, COMMIT: 3 round trips",
+    # the engine since the sixth pass: BEGIN with the statement in one
+    # pipeline, then COMMIT
+    'pipelined': "BEGIN + statement in one pipeline, COMMIT: 2 round trips",
+    # the hold counter: one upsert of one row every booking updates (all
+    # the rush's clients share an address), its own transaction, commit
+    # not waiting for the disk
+    'hold_counter': "the hold counter's own transaction (hot row, "
+        "synchronous_commit off)",
+    }
+RATE_SCHEMA = """CREATE TABLE IF NOT EXISTS floor_rate (key text PRIMARY KEY,
+    count int NOT NULL)"""
+RATE_ADD = """INSERT INTO floor_rate AS r (key, count) VALUES (%s, 1)
+ON CONFLICT (key) DO UPDATE SET count = r.count + 1"""
+
+
+def transactions(uri, mode, seconds, threads=8):
+    """One kind of transaction (TRANSACTIONS) sent over and over from
+    `threads` threads of one process, each on its own connection, as the
+    engine's threads send them: CPU of this process and of PostgreSQL per
+    operation. Return (operations, duration, cpu)."""
+    import threading
+
+    import psycopg
+    postmaster = _measure.postmaster_pid(uri, 'floor')
+    meter = _measure.CPUMeter({'postgres': postmaster}, own='client')
+    options = '-c synchronous_commit=off' if mode == 'hold_counter' else ''
+    conns = [psycopg.connect(_measure.conninfo(uri, 'floor'),
+            autocommit=mode != 'begin_commit', prepare_threshold=0,
+            options=options) for _ in range(threads)]
+    counts = [0] * threads
+    stop = threading.Event()
+
+    def work(n, conn):
+        while not stop.is_set():
+            if mode == 'pipelined':
+                with conn.pipeline():
+                    conn.execute('BEGIN')
+                    cursor = conn.execute('SELECT %s::int', (n,))
+                cursor.fetchone()
+                conn.execute('COMMIT')
+            elif mode == 'hold_counter':
+                conn.execute(RATE_ADD, ('hold-client:127.0.0.1',))
+            else:
+                conn.execute('SELECT %s::int', (n,)).fetchone()
+                if mode == 'begin_commit':
+                    conn.commit()
+            counts[n] += 1
+    workers = [threading.Thread(target=work, args=(n, conn))
+        for n, conn in enumerate(conns)]
+    try:
+        meter.start()
+        started = time.monotonic()
+        for worker in workers:
+            worker.start()
+        time.sleep(seconds)
+        stop.set()
+        for worker in workers:
+            worker.join()
+        duration = time.monotonic() - started
+        cpu = meter.stop()
+    finally:
+        stop.set()
+        for conn in conns:
+            conn.close()
+    return sum(counts), duration, cpu
+
+
 def pg_floor(clients, seconds):
     lines = []
     with throwaway_cluster(settings=dict(_measure.DURABLE_PG_SETTINGS)) as uri:
@@ -428,6 +504,7 @@ def pg_floor(clients, seconds):
         with _measure.pg_connect(uri, 'floor', autocommit=True) as conn:
             conn.execute(SCHEMA)
             conn.execute(ROWS_SCHEMA)
+            conn.execute(RATE_SCHEMA)
             settings = dict(conn.execute(
                 "SELECT name, setting FROM pg_settings WHERE name IN "
                 "('fsync', 'synchronous_commit', 'full_page_writes', "
@@ -462,13 +539,10 @@ def pg_floor(clients, seconds):
                 'clients': clients, 'seconds': round(duration, 1),
                 'transactions_per_order': 2, 'statements_per_order': 2,
                 'orders_per_s': round(orders / duration),
-                'cpu_ms_per_order': round(
-                    1000 * cpu['seconds']['postgres'] / count, 3),
-                'loadgen_cpu_ms_per_order': round(
-                    1000 * cpu['seconds']['loadgen'] / count, 3),
+                'cpu_ms_per_order': ms_per(cpu, 'postgres', count),
+                'loadgen_cpu_ms_per_order': ms_per(cpu, 'loadgen', count),
                 'postgres_pct': cpu['postgres_pct'],
-                'others_pct': cpu['others_pct'],
-                'load_before': load_before, 'load_after': load(),
+                **_measure.machine(cpu, load_before),
                 })
         load_before = load()
         orders, duration, cpu = round_trips(uri, seconds)
@@ -478,13 +552,22 @@ def pg_floor(clients, seconds):
             'statements_per_order': ROUND_TRIPS,
             'seconds': round(duration, 1),
             'orders_per_s': round(orders / duration),
-            'client_cpu_ms_per_order': round(
-                1000 * cpu['seconds']['client'] / count, 3),
-            'pg_cpu_ms_per_order': round(
-                1000 * cpu['seconds']['postgres'] / count, 3),
-            'others_pct': cpu['others_pct'],
-            'load_before': load_before, 'load_after': load(),
+            'client_cpu_ms_per_order': ms_per(cpu, 'client', count),
+            'pg_cpu_ms_per_order': ms_per(cpu, 'postgres', count),
+            **_measure.machine(cpu, load_before),
             })
+        for mode, what in TRANSACTIONS.items():
+            load_before = load()
+            operations, duration, cpu = transactions(uri, mode, seconds)
+            count = operations or 1
+            lines.append({
+                'part': 'transactions', 'mode': mode, 'what': what,
+                'threads': 8, 'seconds': round(duration, 1),
+                'operations_per_s': round(operations / duration),
+                'client_cpu_ms_per_operation': ms_per(cpu, 'client', count),
+                'pg_cpu_ms_per_operation': ms_per(cpu, 'postgres', count),
+                **_measure.machine(cpu, load_before),
+                })
     return lines
 
 
@@ -576,20 +659,19 @@ def python_order(env, body, pay_body, conn):
     """One order's Python, as engine.Engine.book and .pay run it between
     their reads and writes. Return the two answers' bytes."""
     from scenic_ticket import api, dbtools, reservation
-    from scenic_ticket.engine import Engine, order_from
+    from scenic_ticket.engine import Answer, Engine, order_from
     from scenic_ticket.order import ORDER_TRANSITIONS
     from scenic_ticket.workflow import StateMachine
 
     class Order(StateMachine):  # scenic.order's declared moves
         _transitions = ORDER_TRANSITIONS
-    from scenic_ticket.web import json_response
     # book
     booking = api.parse_booking(json.loads(body))
     now = dbtools.now_utc()
     plan = reservation.plan_booking(env.channel, booking, now=now,
         catalogue=env.catalogue)
     order_id = reservation.write_booking_db(plan, 'k' * 32, now=now)
-    booked = json_response(api.order_json(
+    booked = Answer(api.order_json(
             Engine.planned_order(plan, env.catalogue, now), 'rush',
             tz=env.catalogue.timezone), status=201).get_data()
     # pay
@@ -637,8 +719,7 @@ def python_order(env, body, pay_body, conn):
         }
     answer = json.loads(json.dumps(answer))  # as psycopg hands it over
     order = order_from(answer)
-    paid = json_response(api.order_json(order, 'rush', tz=order.tz)
-        ).get_data()
+    paid = Answer(api.order_json(order, 'rush', tz=order.tz)).get_data()
     return booked, paid
 
 
@@ -718,13 +799,11 @@ def python_floor(orders, threads=1):
     return {
         'part': 'python', 'orders': orders, 'threads': threads,
         'seconds': round(duration, 2),
-        'cpu_ms_per_order': round(1000 * cpu['seconds']['loadgen'] / orders,
-            3),
+        'cpu_ms_per_order': ms_per(cpu, 'loadgen', orders),
         'wall_ms_per_order': round(1000 * duration / orders, 3),
         'tickets_signed_per_order': VISITORS,
         'answer_bytes': sizes,
-        'others_pct': cpu['others_pct'],
-        'load_before': load_before, 'load_after': load(),
+        **_measure.machine(cpu, load_before),
         }
 
 
@@ -759,8 +838,7 @@ def main(argv=None):
     lines = []
 
     def emit(line):
-        lines.append(line)
-        print(json.dumps(line, ensure_ascii=False), flush=True)
+        _measure.emit(line, lines)
     if 'python' in args.parts:
         emit(python_floor(args.orders))
         # as in a granian worker: 4 threads taking turns on the GIL
@@ -772,7 +850,7 @@ def main(argv=None):
             emit(line)
     by_part = {}
     for line in lines:
-        if line['part'] == 'round_trips' or (
+        if line['part'] in {'round_trips', 'transactions'} or (
                 line['part'] == 'python' and line['threads'] != 1):
             continue
         if line['part'] != 'pg' or (
@@ -802,6 +880,20 @@ def main(argv=None):
         if threaded:
             summary['python_4_threads_ms_per_order'] = threaded[0][
                 'cpu_ms_per_order']
+        framing = {l['mode']: l for l in lines
+            if l['part'] == 'transactions'}
+        if framing:
+            # CPU (client + PostgreSQL) above a statement alone
+            def above(mode):
+                return round(sum(framing[mode][k] - framing['statement'][k]
+                        for k in ('client_cpu_ms_per_operation',
+                            'pg_cpu_ms_per_operation')), 3)
+            summary['transaction_framing_ms'] = {
+                'begin_commit': above('begin_commit'),
+                'pipelined': above('pipelined'),
+                'hold_counter': round(sum(framing['hold_counter'][k]
+                        for k in ('client_cpu_ms_per_operation',
+                            'pg_cpu_ms_per_operation')), 3)}
         trips = [l for l in lines if l['part'] == 'round_trips']
         if trips:
             summary['round_trips_ms_per_order'] = {

@@ -128,10 +128,10 @@ def main(argv=None):
                         'requests_per_s': round(len(latencies) / duration),
                         'p50_ms': percentile(latencies, 50, 1000, 2),
                         'p99_ms': percentile(latencies, 99, 1000, 2),
-                        'server_cpu_ms_per_request': round(
-                            1000 * cpu['seconds']['server'] / count, 3),
-                        'loadgen_cpu_ms_per_request': round(
-                            1000 * cpu['seconds']['loadgen'] / count, 3),
+                        'server_cpu_ms_per_request': _measure.ms_per(
+                            cpu, 'server', count),
+                        'loadgen_cpu_ms_per_request': _measure.ms_per(
+                            cpu, 'loadgen', count),
                         'server_pct': cpu['server_pct'],
                         'others_pct': cpu['others_pct'],
                         }

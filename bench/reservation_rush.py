@@ -772,6 +772,10 @@ def _has_file(frames, part):
     return any(part in f for _, f in frames)
 
 
+# engine.Request's and engine.Answer's methods (py-spy's frames lose the
+# class): what werkzeug's request and response did before the sixth pass.
+ENGINE_HTTP = ('get_data', 'content_length', 'args', 'remote_addr',
+    '_status_line')
 # Where the workers' Python time goes: the first matching rule wins, so the
 # specific ones come first.
 PY_CATEGORIES = [
@@ -828,6 +832,9 @@ PY_CATEGORIES = [
         lambda f: _has(f, '_call', 'web.py')),
     ("trytond wsgi + werkzeug (routing, request, response)",
         lambda f: _has_file(f, 'trytond/') or _has_file(f, 'werkzeug/')),
+    # the engine's own request and answer (engine.Request, engine.Answer)
+    ("engine: HTTP request and answer",
+        lambda f: any(_has(f, name, 'engine.py') for name in ENGINE_HTTP)),
     ("engine: pay (lock, payment, ticket updates, commit)",
         lambda f: _has(f, 'pay', 'engine.py')),
     ("engine: book (replay check, commit)",
@@ -845,7 +852,8 @@ PY_CATEGORIES = [
 # handler: the engine or trytond, and the rules they call).
 HTTP_CATEGORIES = {"gunicorn (HTTP, sockets, threads)",
     "granian (WSGI glue)",
-    "trytond wsgi + werkzeug (routing, request, response)"}
+    "trytond wsgi + werkzeug (routing, request, response)",
+    "engine: HTTP request and answer"}
 PY_LAYERS = [
     ("psycopg driver", lambda f: _has_file(f, 'psycopg/')),
     ("python-sql query building", lambda f: _has_file(f, 'sql/__init__')

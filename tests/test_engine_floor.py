@@ -24,8 +24,10 @@ def test_engine_floor_all_parts():
     lines = run('--clients', '4', '--seconds', '0.5', '--orders', '20')
     parts = [line.get('part') for line in lines]
     assert parts == ['python', 'python', 'http', 'pg', 'pg', 'pg',
-        'round_trips', None]
-    python, threaded, http, durable, nondurable, rows, trips, summary = lines
+        'round_trips', 'transactions', 'transactions', 'transactions',
+        'transactions', None]
+    python, threaded, http, durable, nondurable, rows, trips = lines[:7]
+    framing, summary = lines[7:11], lines[11]
     # the Python part ran the engine's functions to a signed, paid answer
     assert python['orders'] == 20
     assert python['tickets_signed_per_order'] == 2
@@ -46,11 +48,24 @@ def test_engine_floor_all_parts():
         assert line['cpu_ms_per_order'] >= 0
         assert 'others_pct' in line and 'load_before' in line
     # the engine's round trips alone: reported beside, not in the floor
-    assert (trips['threads'], trips['statements_per_order']) == (8, 13)
+    assert (trips['threads'], trips['statements_per_order']) == (8, 8)
     assert trips['orders_per_s'] > 0
     assert summary['round_trips_ms_per_order'] == {
         'client': trips['client_cpu_ms_per_order'],
         'pg': trips['pg_cpu_ms_per_order']}
+    # what a transaction's framing and the hold counter's cost
+    assert [line['mode'] for line in framing] == ['statement',
+        'begin_commit', 'pipelined', 'hold_counter']
+    for line in framing:
+        assert line['operations_per_s'] > 0 and line['threads'] == 8
+        assert line['client_cpu_ms_per_operation'] >= 0
+        assert line['pg_cpu_ms_per_operation'] >= 0
+    by_mode = {line['mode']: line for line in framing}
+    assert set(summary['transaction_framing_ms']) == {
+        'begin_commit', 'pipelined', 'hold_counter'}
+    assert summary['transaction_framing_ms']['hold_counter'] == round(
+        by_mode['hold_counter']['client_cpu_ms_per_operation']
+        + by_mode['hold_counter']['pg_cpu_ms_per_operation'], 3)
     assert summary['summary'] is True
     assert set(summary['floor_ms_per_order']) == {'python', 'http', 'pg'}
     assert summary['floor_ms_per_order']['pg'] == durable['cpu_ms_per_order']

@@ -34,6 +34,24 @@ Python has checked it is payable and signed the codes, `scenic_pay`
 and replays read `scenic_order_answer`. The hold counter is one statement
 in a transaction of its own (`scenic_rate_add`, not durable).
 
+Round trips: the connections are in autocommit and the engine opens its
+transactions itself. Reads before the write (the channel, the slot, the
+holds) run on their own: under READ COMMITTED each statement reads its own
+snapshot and takes no lock, inside a transaction or not. A write's
+transaction starts with the write: BEGIN and `scenic_book` go in one
+pipeline, one round trip (psycopg's implicit BEGIN was a round trip of its
+own); a payment's BEGIN, channel and `scenic_pay_lock` likewise. A
+booking's COMMIT and the hold counter's statement go in one pipeline too:
+the answer leaves once both came back, so once the booking's commit is
+durable. 12 round trips an order became 8 (bench/README.md, "sixth
+pass").
+
+HTTP: the engine's routes read the WSGI environ themselves (`Request`)
+and write their answers themselves (`Answer`), without werkzeug's
+request and response objects; the body is read and refused as
+web.json_body does for every route (413 over web.MAX_BODY, 4xx for a
+malformed one).
+
 Freshness: the Catalogue snapshot is rebuilt (by catalogue._build, in a
 Tryton transaction) when trytond clears its `scenic_ticket.catalogue`
 cache: the engine LISTENs on trytond's cache channel (`[cache]
@@ -62,7 +80,9 @@ import re
 import threading
 import time
 from decimal import Decimal
+from http import HTTPStatus
 from types import SimpleNamespace
+from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
 from sql import Flavor
@@ -73,7 +93,7 @@ from . import api, catalogue as catalogue_module, dbtools, providers
 from . import reservation, sqlfunctions
 from .errors import ApiError, BookingError
 from .signing import signer_of
-from .web import error_response, json_body, json_response
+from .web import error_response, json_body, json_text
 from .workflow import entered, sql_hook_functions
 
 logger = logging.getLogger(__name__)
@@ -88,6 +108,13 @@ ROUTES = [
         'availability'),
     ]
 CATALOGUE_CACHE = 'scenic_ticket.catalogue'
+# Every write's transaction (the connections are in autocommit).
+BEGIN = 'BEGIN ISOLATION LEVEL READ COMMITTED'
+# authenticate(): the active channel of a key's hash, with the catalogue
+# cache's stamp (`Engine.catalogue`): one read
+CHANNEL = ("SELECT id, company, code, hold_minutes, ("
+    "SELECT timestamp FROM ir_cache WHERE name = %s) "
+    "FROM scenic_channel WHERE api_key_hash = %s AND active")
 
 
 class Delegate(Exception):
@@ -115,8 +142,8 @@ class Engine:
             config.get('database', 'uri'), dbname=database_name)
 
         def configure(connection):
-            connection.isolation_level = (
-                psycopg.IsolationLevel.READ_COMMITTED)
+            # the engine sends BEGIN itself, with its first write (BEGIN)
+            connection.autocommit = True
             # the database functions' JSON answers, without the hooks
             # trytond registers for its own JSON columns
             set_json_loads(json.loads, connection)
@@ -189,19 +216,26 @@ class Engine:
 
     # --- requests --------------------------------------------------------
 
-    def channel(self, conn, request):
-        "authenticate(): the active channel of the request's key."
+    @staticmethod
+    def key_hash(request):
+        "The hash of the request's channel key (None: no bearer key)."
         from .area import Channel
         header = request.headers.get('Authorization', '')
         scheme, _, key = header.partition(' ')
-        row = None
         if scheme.lower() == 'bearer' and key.strip():
-            # with the catalogue cache's stamp (`catalogue()`): one read
-            row = conn.execute(
-                "SELECT id, company, code, hold_minutes, ("
-                "SELECT timestamp FROM ir_cache WHERE name = %s) "
-                "FROM scenic_channel WHERE api_key_hash = %s AND active",
-                (CATALOGUE_CACHE, Channel.hash_key(key.strip()))).fetchone()
+            return Channel.hash_key(key.strip())
+        return None
+
+    def channel(self, conn, request):
+        "authenticate(): the active channel of the request's key."
+        key_hash = self.key_hash(request)
+        row = conn.execute(CHANNEL, (CATALOGUE_CACHE, key_hash)).fetchone() \
+            if key_hash else None
+        return self.channel_of(row)
+
+    @staticmethod
+    def channel_of(row):
+        "The channel of CHANNEL's row; 401 without one."
         if not row:
             raise BookingError('unauthorized',
                 "A valid channel key is required: "
@@ -241,9 +275,13 @@ class Engine:
             plan = reservation.plan_booking(channel, booking, now=now,
                 catalogue=catalogue)
             reservation.check_holds(channel, plan, client=client, now=now)
-            # the replay check, the plan's rows and claims in one round
-            # trip (scenic_book)
-            reservation.write_booking_db(plan, key, now=now)
+            # the transaction's BEGIN, the replay check, the plan's rows and
+            # claims in one round trip (scenic_book)
+            statement = reservation.book_statement(plan, key, now=now)
+            with conn.pipeline():
+                conn.execute(BEGIN)
+                cursor = conn.execute(*statement)
+            reservation.book_result(plan, cursor.fetchone()[0])
         except reservation.Replayed as replayed:
             return self.replay(conn, replayed.order_id)
         except BookingError:
@@ -256,33 +294,28 @@ class Engine:
             if replay:
                 return self.replay(conn, replay)
             raise
-        conn.commit()   # durable before the answer
-        # The per-address hold counter after the booking, in a transaction
-        # of its own that does not wait for the disk: every booking from one
-        # address (a NAT) updates that row, and holding its lock through the
+        # The booking's commit, durable before the answer, and the
+        # per-address hold counter after it, in a transaction of its own
+        # that does not wait for the disk: every booking from one address
+        # (a NAT) updates that row, and holding its lock through the
         # booking's commit serialised them at one disk flush each. A crash
-        # may forget a few counts; never a booking.
-        self.count_hold(conn, channel, client, now)
-        return json_response(api.order_json(
+        # may forget a few counts; never a booking. One round trip: the
+        # pipeline's end waits for both (a failed COMMIT raises there and
+        # the count, after it, is not made).
+        with conn.pipeline():
+            conn.execute('COMMIT')
+            reservation.count_hold(channel, client, now=now, durable=False)
+        return Answer(api.order_json(
                 self.planned_order(plan, catalogue, now),
                 self.database_name, tz=catalogue.timezone), status=201)
 
     def replay(self, conn, order_id):
         "The answer to a replayed booking: its order as it is now."
         order = self.load_order(conn, order_id=order_id)
-        conn.commit()
-        return json_response(api.order_json(order, self.database_name,
+        conn.commit()   # the book's transaction, if scenic_book answered
+        return Answer(api.order_json(order, self.database_name,
                 tz=order.tz), status=201,
             headers={'Idempotent-Replayed': 'true'})
-
-    @staticmethod
-    def count_hold(conn, channel, client, now):
-        "One statement, its own transaction (autocommit), not durable."
-        conn.autocommit = True
-        try:
-            reservation.count_hold(channel, client, now=now, durable=False)
-        finally:
-            conn.autocommit = False
 
     @staticmethod
     def planned_order(plan, catalogue, now):
@@ -306,17 +339,14 @@ class Engine:
         channel = self.channel(conn, request)
         date = api.parse_date(request.args.get('date'))
         catalogue = self.catalogue(channel)
-        answer = api.availability_json(date,
-            *reservation.availability(channel, date, catalogue=catalogue))
-        conn.commit()
-        return json_response(answer)
+        return Answer(api.availability_json(date,
+            *reservation.availability(channel, date, catalogue=catalogue)))
 
     def get(self, conn, request, reference):
         channel = self.channel(conn, request)
         order = self.load_order(conn, reference=reference,
             channel=channel.id)
-        conn.commit()
-        return json_response(api.order_json(order, self.database_name,
+        return Answer(api.order_json(order, self.database_name,
                 tz=order.tz))
 
     def pay(self, conn, request, reference):
@@ -324,26 +354,33 @@ class Engine:
         if ({'paid'} & Order._state_hooks) or (
                 {'valid'} & Ticket._state_hooks):
             raise Delegate
-        channel = self.channel(conn, request)
-        data = json_body(request)
-        provider_name = data.get('provider')
-        if not isinstance(provider_name, str):
-            raise BookingError('invalid_request',
-                "'provider' must name a payment provider.", 'provider')
-        if 'amount' not in data:
-            raise BookingError('invalid_request',
-                "'amount' is required.", 'amount')
-        amount = api.parse_amount(data['amount'])
+        key_hash = self.key_hash(request)
+        try:
+            provider_name, amount = self.payment(request)
+        except ApiError:
+            self.channel(conn, request)  # a wrong key is refused first
+            raise
+        if key_hash is None:
+            self.channel_of(None)
+        now = dbtools.now_utc()
+        sources = Ticket.sources('valid')
+        # the transaction's BEGIN, the channel of the key and the order
+        # locked, with its payments, its area's signing key and its tickets
+        # that may become valid: one round trip (a wrong key finds no
+        # order, locks nothing and is refused below; run() rolls back)
+        with conn.pipeline():
+            conn.execute(BEGIN)
+            channel_cursor = conn.execute(CHANNEL,
+                (CATALOGUE_CACHE, key_hash))
+            cursor = conn.execute('SELECT scenic_pay_lock(%s, ('
+                'SELECT id FROM scenic_channel WHERE api_key_hash = %s '
+                'AND active), %s)', (reference, key_hash, sources))
+        channel = self.channel_of(channel_cursor.fetchone())
         if provider_name not in providers.configured(channel.code):
             # refusals, and providers that consult the database (payment
             # on a partner's account), are the Tryton route's
             raise Delegate
-        now = dbtools.now_utc()
-        sources = Ticket.sources('valid')
-        # the order locked, with its payments, its area's signing key and
-        # its tickets that may become valid: one round trip
-        row = conn.execute('SELECT scenic_pay_lock(%s, %s, %s)',
-            (reference, channel.id, sources)).fetchone()[0]
+        row = cursor.fetchone()[0]
         if row is None:
             raise BookingError('not_found', "No such order.")
         order_id, company = row['id'], row['company']
@@ -394,8 +431,21 @@ class Engine:
             answer = self.answer(conn, order_id)  # a retry: as it is
         order = order_from(answer)
         conn.commit()   # the answer sent once the commit is durable
-        return json_response(api.order_json(order, self.database_name,
+        return Answer(api.order_json(order, self.database_name,
                 tz=order.tz))
+
+    @staticmethod
+    def payment(request):
+        "The payment's provider name and amount, from the body."
+        data = json_body(request)
+        provider_name = data.get('provider')
+        if not isinstance(provider_name, str):
+            raise BookingError('invalid_request',
+                "'provider' must name a payment provider.", 'provider')
+        if 'amount' not in data:
+            raise BookingError('invalid_request',
+                "'amount' is required.", 'amount')
+        return provider_name, api.parse_amount(data['amount'])
 
     @staticmethod
     def answer(conn, order_id):
@@ -450,6 +500,110 @@ def order_from(data):
         slot=slot, lines=lines, tickets=tickets, tz=tz)
 
 
+class Headers:
+    "A request's headers as the routes read them: get(name, default)."
+    __slots__ = ('environ',)
+
+    def __init__(self, environ):
+        self.environ = environ
+
+    def get(self, name, default=None):
+        key = name.upper().replace('-', '_')
+        if key not in {'CONTENT_TYPE', 'CONTENT_LENGTH'}:
+            key = 'HTTP_' + key
+        return self.environ.get(key, default)
+
+
+class Request:
+    """What the engine's routes read of a request, from the WSGI environ
+    (werkzeug's Request, which trytond's wraps, cost ~6 % of the engine's
+    Python): headers, remote_addr, args, content_length and get_data as
+    web.json_body, api.idempotency_key and the routes use them, read as
+    werkzeug reads them."""
+    __slots__ = ('environ', 'headers', '_data')
+
+    def __init__(self, environ):
+        self.environ = environ
+        self.headers = Headers(environ)
+        self._data = None
+
+    @property
+    def remote_addr(self):
+        return self.environ.get('REMOTE_ADDR')
+
+    @property
+    def args(self):
+        "The query string's parameters: get(name) is the first value."
+        return {name: values[0] for name, values in parse_qs(
+                self.environ.get('QUERY_STRING', ''),
+                keep_blank_values=True).items()}
+
+    @property
+    def content_length(self):
+        "Content-Length as werkzeug reads it (None: absent, chunked, bad)."
+        environ = self.environ
+        if environ.get('HTTP_TRANSFER_ENCODING', '') == 'chunked':
+            return None
+        try:
+            return max(0, int(environ.get('CONTENT_LENGTH') or ''))
+        except ValueError:
+            return None
+
+    def get_data(self, cache=True):
+        """The body: Content-Length bytes, or without it what a server
+        that ends the input (`wsgi.input_terminated`, chunked bodies) has,
+        at most one byte over web.MAX_BODY (json_body refuses it, 413);
+        nothing otherwise, as werkzeug."""
+        if self._data is None:
+            from .web import MAX_BODY
+            environ = self.environ
+            stream = environ.get('wsgi.input')
+            length = self.content_length
+            if stream is None:
+                data = b''
+            elif length is not None:
+                data = stream.read(min(length, MAX_BODY + 1)) if length \
+                    else b''
+            elif environ.get('wsgi.input_terminated'):
+                data = stream.read(MAX_BODY + 1)
+            else:
+                data = b''
+            self._data = data
+        return self._data
+
+
+class Answer:
+    "A JSON answer, written to the WSGI server as it is."
+    __slots__ = ('status', 'body', 'headers')
+
+    def __init__(self, data, status=200, headers=None):
+        self.status = status
+        self.body = json_text(data).encode()
+        self.headers = headers
+
+    def get_data(self):
+        return self.body
+
+    def __call__(self, environ, start_response):
+        headers = [('Content-Type', 'application/json'),
+            ('Content-Length', str(len(self.body)))]
+        if self.headers:
+            headers.extend(self.headers.items())
+        start_response(_status_line(self.status), headers)
+        return [self.body]
+
+
+_STATUS_LINES = {}
+
+
+def _status_line(status):
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = _STATUS_LINES[status] = (
+            f'{status} {HTTPStatus(status).phrase.upper()}')
+    return line
+
+
 class EngineApp:
     "WSGI: the engine's routes on PostgreSQL, trytond's app for the rest."
 
@@ -489,7 +643,6 @@ class EngineApp:
         name, groups = self.route(environ)
         if name is None:
             return self.application(environ, start_response)
-        from trytond.protocols.wrappers import Request
         request = Request(environ)
         database_name, *args = groups
         try:
@@ -498,7 +651,7 @@ class EngineApp:
                 response = engine.run(
                     getattr(engine, name), request, *args)
             except ApiError as error:
-                response = error_response(error)
+                response = error_response(error, respond=Answer)
         except Delegate:
             # the body may have been read: hand it on as it came
             data = request.get_data(cache=True)
@@ -510,7 +663,7 @@ class EngineApp:
                 environ.get('REQUEST_METHOD'), name)
             response = error_response(ApiError('internal_error',
                     "The server could not handle this request; "
-                    "nothing was changed."))
+                    "nothing was changed."), respond=Answer)
         return response(environ, start_response)
 
 

@@ -711,22 +711,28 @@ def insert_tickets(plan, order_id, line_ids):
     company, slot = plan.company, plan.slot
     ticket_table = sql_table('scenic.ticket')
     visitor_ids = _visitor_ids(company, plan.visitors)
-    return insert(ticket_table, [dict({
-                'company': company, 'order': order_id,
-                'line': line_ids[t.line],
-                'ticket_type': t.ticket_type.id, 'slot': slot.id,
-                'visit_date': slot.date,
-                'visitor': visitor_ids.get(t.holder_hash),
-                'holder_hash': t.holder_hash,
-                'holder_masked': t.holder_masked,
-                'persons': t.persons or t.ticket_type.persons,
-                'entries_allowed': (t.ticket_type.entries
-                    if t.entries is None else t.entries),
-                'valid_from': naive(t.valid_from),
-                'valid_until': naive(t.valid_until),
-                'state': 'reserved',
-                }, **({'id': t.ticket_id} if t.ticket_id else {}))
+    return insert(ticket_table, [dict(_ticket_row(t),
+                company=company, order=order_id, line=line_ids[t.line],
+                slot=slot.id, visit_date=slot.date,
+                visitor=visitor_ids.get(t.holder_hash), state='reserved',
+                **({'id': t.ticket_id} if t.ticket_id else {}))
             for t in plan.tickets])
+
+
+def _ticket_row(t):
+    """A planned ticket's own columns as both writes (insert_tickets and
+    scenic_book's payload) insert them; the order's, line's, slot's and
+    visitor's are the writer's."""
+    return {
+        'ticket_type': t.ticket_type.id,
+        'holder_hash': t.holder_hash,
+        'holder_masked': t.holder_masked,
+        'persons': t.persons or t.ticket_type.persons,
+        'entries_allowed': (t.ticket_type.entries
+            if t.entries is None else t.entries),
+        'valid_from': naive(t.valid_from),
+        'valid_until': naive(t.valid_until),
+        }
 
 
 # The day's counter for other modules (scenic_group's day quotas hold and
@@ -783,7 +789,8 @@ def claim_refused(code, field_=None):
 
 
 def write_booking_db(plan, idempotency_key=None, now=None):
-    """write_booking on PostgreSQL in one round trip: the database function
+    """write_booking on PostgreSQL in one round trip (`book_statement`, then
+    `book_result` on its answer): the database function
     `scenic_book` (sql/engine.sql) inserts the plan's rows and claims what
     it says, in write_booking's order and lock order; a refusal raises the
     same BookingError (the caller rolls back). The day's counters the
@@ -797,6 +804,15 @@ def write_booking_db(plan, idempotency_key=None, now=None):
     first step: a key the channel already used raises Replayed with that
     order when the request is the same, BookingError idempotency_conflict
     when not; nothing is written."""
+    cursor = db_cursor()
+    cursor.execute(*book_statement(plan, idempotency_key, now=now))
+    return book_result(plan, cursor.fetchone()[0])
+
+
+def book_statement(plan, idempotency_key=None, now=None):
+    """scenic_book's call for a BookingPlan: (SQL, parameters). The
+    booking engine sends it in one round trip with its transaction's
+    BEGIN and hands the answer to book_result."""
     now = now or now_utc()
     slot = plan.slot
     plan.reference = new_reference()
@@ -822,35 +838,32 @@ def write_booking_db(plan, idempotency_key=None, now=None):
         'order': _order_row(plan, slot, now, idempotency_key),
         'lines': plan.lines,
         'visitors': list(visitors.values()),
-        'tickets': [{
-                'line': t.line, 'ticket_type': t.ticket_type.id,
-                'holder_hash': t.holder_hash,
-                'holder_masked': t.holder_masked,
-                'persons': t.persons or t.ticket_type.persons,
-                'entries_allowed': (t.ticket_type.entries
-                    if t.entries is None else t.entries),
-                'valid_from': naive(t.valid_from),
-                'valid_until': naive(t.valid_until),
-                } for t in plan.tickets],
+        'tickets': [dict(_ticket_row(t), line=t.line)
+            for t in plan.tickets],
         'id_claims': [[h, limit] for h, limit, _ in claims],
         'slot': slot.id, 'date': slot.date, 'persons': plan.persons,
         'daily': daily, 'stripes': DAILY_STRIPES,
         'uid': db_user(), 'now': naive(now_utc()),
         }
-    cursor = db_cursor()
-    cursor.execute('SELECT scenic_book(%s::json)',
-        (json.dumps(payload, default=str),))
-    result, = cursor.fetchone()
+    return 'SELECT scenic_book(%s::json)', (
+        json.dumps(payload, default=str),)
+
+
+def book_result(plan, result):
+    """What scenic_book answered for a plan (book_statement): raise its
+    refusal (BookingError) or Replayed, claim the day's counters it left
+    (in the same transaction); return the order id."""
     refused = result.get('refused')
     if refused:
         index = result.get('index')
-        raise claim_refused(refused,
-            claims[index][2] if index is not None else None)
+        raise claim_refused(refused, sorted(plan.id_claims)[index][2]
+            if index is not None else None)
     order_id = result['order']
     if result.get('replayed'):
         raise Replayed(order_id)
     if 'daily_from' in result:
-        _claim_scopes(plan, scopes[result['daily_from']:], start=order_id)
+        _claim_scopes(plan, sorted(plan.scope_persons)[
+                result['daily_from']:], start=order_id)
     return order_id
 
 

@@ -31,18 +31,23 @@ UNAVAILABLE_SQLSTATES = frozenset({
         '57P01', '57P02', '57P03', '25006', '40001', '40P01'})
 
 
+def json_text(data):
+    "An answer's JSON, as every API route sends it."
+    return json.dumps(data, ensure_ascii=False, separators=(',', ':'))
+
+
 def json_response(data, status=200, headers=None):
-    return Response(
-        json.dumps(data, ensure_ascii=False, separators=(',', ':')),
-        status=status, headers=headers, content_type='application/json')
+    return Response(json_text(data), status=status, headers=headers,
+        content_type='application/json')
 
 
-def error_response(error):
+def error_response(error, respond=json_response):
+    """The answer to an ApiError (`respond(data, status, headers)`: the
+    booking engine passes its own)."""
     headers = None
     if getattr(error, 'retry_after', None):      # 429: when to come back
         headers = {'Retry-After': str(error.retry_after)}
-    return json_response(error.as_json(), status=error.status,
-        headers=headers)
+    return respond(error.as_json(), status=error.status, headers=headers)
 
 
 def _database_errors():

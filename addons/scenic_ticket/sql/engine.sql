@@ -1,6 +1,6 @@
 -- scenic_ticket: the booking engine's database functions (PostgreSQL).
 --
--- version: 3
+-- version: 4
 --
 -- Installed and upgraded by the module (sqlfunctions.install, from
 -- scenic.order's __register__, i.e. `trytond-admin -u scenic_ticket`) when
@@ -22,6 +22,8 @@
 DROP FUNCTION IF EXISTS scenic_book(json);
 DROP FUNCTION IF EXISTS scenic_pay_lock(text, integer, text[]);
 DROP FUNCTION IF EXISTS scenic_pay(json);
+DROP FUNCTION IF EXISTS scenic_state_hooks(json, text, integer[], integer,
+    timestamp);
 DROP FUNCTION IF EXISTS scenic_order_answer(integer);
 DROP FUNCTION IF EXISTS scenic_slot_sales_tickets(text, integer[], integer,
     timestamp);
@@ -214,6 +216,26 @@ END;
 $$;
 
 
+-- The state-change hook after a move in SQL: call each SQL listener's
+-- declared function (`hooks`: their names, workflow.sql_hook_functions)
+-- with (to_state, ids, uid, now), in order, when the move moved any row.
+CREATE FUNCTION scenic_state_hooks(hooks json, to_state text, ids integer[],
+        uid integer, now timestamp)
+    RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    hook text;
+BEGIN
+    IF ids IS NULL OR cardinality(ids) = 0 THEN
+        RETURN;
+    END IF;
+    FOR hook IN SELECT json_array_elements_text(hooks) LOOP
+        EXECUTE format('SELECT %I($1, $2, $3, $4)', hook)
+            USING to_state, ids, uid, now;
+    END LOOP;
+END;
+$$;
+
+
 -- A payment's write, once the Python side checked it may be paid
 -- (reservation.check_payable), charged it and signed the codes: insert the
 -- payment, move the tickets to `valid` with their codes, call the tickets'
@@ -231,7 +253,6 @@ DECLARE
     now timestamp := (p->>'now')::timestamp;
     moved integer[];
     paid integer[];
-    hook text;
 BEGIN
     INSERT INTO scenic_payment (company, "order", kind, provider,
         provider_reference, amount, currency, date, create_uid,
@@ -252,13 +273,7 @@ BEGIN
             SELECT json_array_elements_text(p->'ticket_sources')))
         RETURNING t.id)
     SELECT COALESCE(array_agg(id ORDER BY id), '{}') INTO moved FROM m;
-    IF cardinality(moved) > 0 THEN
-        FOR hook IN SELECT json_array_elements_text(p->'ticket_hooks')
-        LOOP
-            EXECUTE format('SELECT %I($1, $2, $3, $4)', hook)
-                USING 'valid', moved, uid, now;
-        END LOOP;
-    END IF;
+    PERFORM scenic_state_hooks(p->'ticket_hooks', 'valid', moved, uid, now);
     WITH m AS (
         UPDATE scenic_order SET state = 'paid', paid_at = now,
             write_date = now, write_uid = uid
@@ -266,13 +281,7 @@ BEGIN
             SELECT json_array_elements_text(p->'order_sources')))
         RETURNING id)
     SELECT COALESCE(array_agg(id), '{}') INTO paid FROM m;
-    IF cardinality(paid) > 0 THEN
-        FOR hook IN SELECT json_array_elements_text(p->'order_hooks')
-        LOOP
-            EXECUTE format('SELECT %I($1, $2, $3, $4)', hook)
-                USING 'paid', paid, uid, now;
-        END LOOP;
-    END IF;
+    PERFORM scenic_state_hooks(p->'order_hooks', 'paid', paid, uid, now);
     RETURN json_build_object('answer', scenic_order_answer(order_id),
         'tickets', moved, 'orders', paid);
 END;

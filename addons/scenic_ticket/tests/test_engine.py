@@ -256,6 +256,38 @@ class EngineBookingAPITestCase(test_booking.BookingAPITestCase):
         self.assertEqual(self.tryton.calls,
             [('POST', f"/{DB_NAME}/scenic/v1/orders/{booked['order']}/pay")])
 
+    def test_engine_refuses_bad_bodies(self):
+        "The engine's routes: 413 over 1 MB without a length, 4xx for junk"
+        import io
+
+        from werkzeug.test import EnvironBuilder
+
+        from ..web import MAX_BODY
+        del self.tryton.calls[:]
+
+        def post(path, body, chunked=False):
+            environ = EnvironBuilder(path=self.url(path), method='POST',
+                data=body, headers=self.headers()).get_environ()
+            if chunked:
+                environ.pop('CONTENT_LENGTH', None)
+                environ['HTTP_TRANSFER_ENCODING'] = 'chunked'
+                environ['wsgi.input_terminated'] = True
+                environ['wsgi.input'] = io.BytesIO(body)
+            seen = []
+            data = b''.join(self.engine_app(environ,
+                    lambda status, headers: seen.append(status)))
+            return int(seen[0].split()[0]), data
+        big = b'{"slot": 1, "x": "' + b'x' * MAX_BODY + b'"}'
+        status, data = post('/orders', big, chunked=True)
+        self.assertEqual(status, 413, data)
+        for body in [b'', b'[]', b'{', b'{"slot": "x"}', b'\xff\xfe',
+                b'{"items": [' + b'{}, ' * 1000 + b'{}]}']:
+            for chunked in [False, True]:
+                with self.subTest(body=body[:20], chunked=chunked):
+                    status, data = post('/orders', body, chunked=chunked)
+                    self.assertTrue(400 <= status < 500, (status, data))
+        self.assertEqual(self.tryton.calls, [])
+
     def test_unknown_key_and_other_routes(self):
         "A wrong key is refused by the engine; other routes reach Tryton"
         slot = self.day_slot()
@@ -268,3 +300,91 @@ class EngineBookingAPITestCase(test_booking.BookingAPITestCase):
             [('GET', f'/{DB_NAME}/scenic/v1/openapi.json')])
 
 
+
+
+class EngineHTTPTestCase(unittest.TestCase):
+    "The engine's own request and answer (engine.Request, engine.Answer)"
+
+    @staticmethod
+    def environ(body=b'', **extra):
+        import io
+        environ = {'REQUEST_METHOD': 'POST', 'PATH_INFO': '/db/x',
+            'QUERY_STRING': '', 'wsgi.input': io.BytesIO(body),
+            'REMOTE_ADDR': '10.0.0.7'}
+        environ.update(extra)
+        return environ
+
+    def test_headers_args_address(self):
+        "Headers by any case, the query's first values, the address"
+        from ..engine import Request
+        request = Request(self.environ(
+                HTTP_AUTHORIZATION='Bearer k', HTTP_IDEMPOTENCY_KEY='abc',
+                CONTENT_TYPE='application/json',
+                QUERY_STRING='date=2026-12-05&date=x&empty='))
+        self.assertEqual(request.headers.get('authorization'), 'Bearer k')
+        self.assertEqual(request.headers.get('Idempotency-Key'), 'abc')
+        self.assertEqual(request.headers.get('Content-Type'),
+            'application/json')
+        self.assertEqual(request.headers.get('Content-Encoding', ''), '')
+        self.assertEqual(request.args.get('date'), '2026-12-05')
+        self.assertEqual(request.args.get('empty'), '')
+        self.assertIsNone(request.args.get('other'))
+        self.assertEqual(request.remote_addr, '10.0.0.7')
+
+    def test_body_as_json_body_reads_it(self):
+        "The body by Content-Length, refused over 1 MB with or without it"
+        from ..engine import Request
+        from ..errors import ApiError
+        from ..web import MAX_BODY, json_body
+        body = b'{"slot": 1}'
+        request = Request(self.environ(body + b'garbage',
+                CONTENT_LENGTH=str(len(body))))
+        self.assertEqual(json_body(request), {'slot': 1})
+        self.assertEqual(request.get_data(cache=True), body)  # cached
+        cases = {
+            # announced too big: refused before it is read
+            'announced': self.environ(b'', CONTENT_LENGTH=str(MAX_BODY + 1)),
+            # chunked, the server ending the input: read up to the limit
+            'chunked': self.environ(b'{"a":"' + b'x' * MAX_BODY + b'"}',
+                HTTP_TRANSFER_ENCODING='chunked',
+                **{'wsgi.input_terminated': True}),
+            }
+        for name, environ in cases.items():
+            with self.subTest(name):
+                with self.assertRaises(ApiError) as raised:
+                    json_body(Request(environ))
+                self.assertEqual(raised.exception.code, 'payload_too_large')
+                self.assertEqual(raised.exception.status, 413)
+                self.assertLessEqual(environ['wsgi.input'].tell(),
+                    MAX_BODY + 1)
+        # no length and an input the server does not end: no body (as
+        # werkzeug), a 422, never a read that waits
+        for extra in [{}, {'CONTENT_LENGTH': 'abc'}]:
+            with self.subTest(extra=extra):
+                with self.assertRaises(ApiError) as raised:
+                    json_body(Request(self.environ(b'{"slot": 1}', **extra)))
+                self.assertEqual(raised.exception.status, 422)
+
+    def test_answer(self):
+        "An answer: status line, JSON headers, the bytes of web's JSON"
+        from ..engine import Answer
+        from ..ratelimit import RateLimited
+        from ..web import error_response, json_text
+        seen = []
+        answer = Answer({'a': '票', 'n': 1}, status=201,
+            headers={'Idempotent-Replayed': 'true'})
+        body = b''.join(answer({}, lambda *a: seen.append(a)))
+        self.assertEqual(body, json_text({'a': '票', 'n': 1}).encode())
+        self.assertEqual(answer.get_data(), body)
+        status, headers = seen[0]
+        self.assertEqual(status, '201 CREATED')
+        self.assertEqual(dict(headers), {'Content-Type': 'application/json',
+                'Content-Length': str(len(body)),
+                'Idempotent-Replayed': 'true'})
+        # errors as every API route answers them, Retry-After included
+        refused = error_response(RateLimited("Slow down.", 30),
+            respond=Answer)
+        del seen[:]
+        refused({}, lambda *a: seen.append(a))
+        self.assertEqual(seen[0][0], '429 TOO MANY REQUESTS')
+        self.assertEqual(dict(seen[0][1])['Retry-After'], '30')
