@@ -158,7 +158,7 @@ VALUES (%(id)s, %(id)s, %(amount)s)"""
 # line, 2 visitors (unique by ID hash), 2 tickets, 2 per-ID day claims,
 # the slot's places and a stripe of the day's counter; then the payment,
 # the tickets' codes, the order's state and the slot-sales rollup row.
-ROWS_SCHEMA = f"""
+ROWS_SCHEMA = """
 CREATE TABLE floor_day_stripe (id serial PRIMARY KEY, stripe int NOT NULL,
     booked int NOT NULL DEFAULT 0, maximum int NOT NULL);
 INSERT INTO floor_day_stripe (stripe, maximum)
