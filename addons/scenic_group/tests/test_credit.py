@@ -26,8 +26,12 @@ from ..exceptions import DepositError
 from .tools import create_partner
 
 D = Decimal
+# The modules and order of test_module.ScenicGroupTestCase (with
+# account_dunning, which these tests do not use): the database activated
+# here is cached under that name and the module test restores it instead
+# of installing the modules again.
 MODULES = ['scenic_group', 'scenic_finance', 'account_invoice',
-    'account_credit_limit', 'account_deposit']
+    'account_dunning', 'account_credit_limit', 'account_deposit']
 
 
 def ledger_area():

@@ -31,8 +31,11 @@ class PartnerInvoiceTestCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         configure_pii_key()
-        activate_module(['scenic_group', 'scenic_finance',
-                'account_invoice', 'account_dunning'])
+        # In sorted order, the cache name of scenario_agency_month's
+        # activate_modules: the scenario restores this database instead
+        # of installing the modules again.
+        activate_module(['account_dunning', 'account_invoice',
+                'scenic_finance', 'scenic_group'])
 
     @with_transaction()
     def test_month_invoice_dunning_and_payment(self):
