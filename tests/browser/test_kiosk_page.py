@@ -25,6 +25,15 @@ WAIT = 30
 CARD = make_resident_id('330106', dt.date(1985, 6, 1), os.getpid() % 997 + 1)
 
 
+QR_JS = '''
+const qr = document.querySelector('#qr');
+if (!qr || !qr.getAttribute('src')) return null;
+const r = qr.getBoundingClientRect();
+return [qr.getAttribute('src'),
+    {x: r.left, y: r.top, width: r.width, height: r.height}];
+'''
+
+
 def _click(driver, css):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
@@ -53,12 +62,14 @@ def test_kiosk_buys_and_prints_a_ticket(demo_server, make_browser):
         # The demo's simulated reader (no box configured on this kiosk).
         _element(kiosk, '#demo-card').send_keys(CARD)
         _click(kiosk, '#demo-place')
-        image = _element(kiosk, '#qr')
-        svg = base64.b64decode(image.get_attribute('src').split(',', 1)[1])
+        # The QR's source and place read in one script: the page re-renders
+        # while it polls the payment, so an element reference read twice may
+        # point at a node no longer in the document.
+        src, rect = _wait(kiosk).until(lambda d: d.execute_script(QR_JS))
+        svg = base64.b64decode(src.split(',', 1)[1])
         # The QR on screen, as the phone's camera sees it.
         png = kiosk.get_screenshot_as_png()
         shot = Image.open(io.BytesIO(png))
-        rect = image.rect
         ratio = shot.width / kiosk.execute_script('return innerWidth')
         crop = shot.crop(tuple(int(v * ratio) for v in (rect['x'] - 20,
                     rect['y'] - 20, rect['x'] + rect['width'] + 20,
