@@ -23,7 +23,7 @@
 -- the generic one unless the custom plans (planned for each call's values)
 -- look cheaper. The rollup's upsert on `= ANY(ids)` (planned for 10
 -- elements generic, called with 1-3) never looked cheaper generic, so it
--- was planned again at every payment: 0.38-0.79 ms, against 0.1 ms to run
+-- was planned again at every payment: 0.38-0.90 ms, against 0.1 ms to run
 -- it (bench/README.md, seventh pass). The rollup's functions are declared
 -- `SET plan_cache_mode = force_generic_plan`: the generic plan uses the
 -- same indexes (the tickets', orders' and lines' primary keys, the
