@@ -78,6 +78,25 @@ class EngineFunctionsTestCase(test_booking.BookingAPITestCase):
             self.assertEqual(cursor.fetchone()[0], 7)
             transaction.rollback()
 
+    def test_rollup_functions_plan_once(self):
+        "The rollup's functions use generic plans, scenic_book its default"
+        # engine.sql's "Plans": the upsert on `= ANY(ids)` was planned
+        # again at every payment with the default plan_cache_mode
+        with Transaction().start(DB_NAME, 0, readonly=True) as transaction:
+            cursor = transaction.connection.cursor()
+            cursor.execute("SELECT proname, proconfig FROM pg_proc "
+                "WHERE proname IN ('scenic_slot_sales_tickets', "
+                "'scenic_slot_sales_refunds', 'scenic_book', 'scenic_pay') "
+                "ORDER BY proname")
+            self.assertEqual(cursor.fetchall(), [
+                    ('scenic_book', None),
+                    ('scenic_pay', None),
+                    ('scenic_slot_sales_refunds',
+                        ['plan_cache_mode=force_generic_plan']),
+                    ('scenic_slot_sales_tickets',
+                        ['plan_cache_mode=force_generic_plan']),
+                    ])
+
     def test_version_line(self):
         "The file declares its version once"
         self.assertEqual(sqlfunctions.file_version('-- x\n-- version: 7\n'),
