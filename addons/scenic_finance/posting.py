@@ -370,8 +370,9 @@ class Watermark:
             if isolation not in {'repeatable read', 'serializable'}:
                 # Under READ COMMITTED each statement has its own
                 # snapshot: the one stored would not be what was read.
-                raise RuntimeError("posting needs a REPEATABLE READ "
-                    f"transaction, not {isolation}")
+                raise PostingError(gettext(
+                        'scenic_finance.msg_posting_isolation',
+                        isolation=isolation))
         return values
 
 

@@ -329,6 +329,25 @@ class ScenicFinanceTestCase(CompanyTestMixin, ModuleTestCase):
             self.assertEqual(Batch.search_count([]), 2)
 
     @with_transaction()
+    def test_posting_refuses_read_committed(self):
+        "Posting outside REPEATABLE READ is refused with a user message"
+        from .. import posting
+
+        class Cursor:
+            "PostgreSQL's answers as a READ COMMITTED transaction gives them"
+            answers = [(7,), ('1:1:', '1', 'read committed')]
+
+            def execute(self, *args):
+                pass
+
+            def fetchone(self):
+                return self.answers.pop(0)
+
+        with mock.patch.object(posting.backend, 'name', 'postgresql'), \
+                self.assertRaisesRegex(PostingError, 'read committed'):
+            posting.Watermark.take(Cursor())
+
+    @with_transaction()
     def test_late_refund_posts_in_first_open_period(self):
         "A refund dated in a closed month posts in the next open period"
         pool = Pool()
