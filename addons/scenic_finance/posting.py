@@ -345,10 +345,19 @@ class Ticket(metaclass=PoolMeta):
         cls._sql_indexes.add(Index(t, (t.company, Index.Equality()),
                 (t.valid_until, Index.Range())))
 
+    @classmethod
+    def __register__(cls, module):
+        super().__register__(module)
+        if backend.name == 'postgresql':
+            # Earning reads it only beside a ticket found otherwise (by
+            # order, scan or validity): no index, no write more per ticket
+            # booked.
+            _add_creation_xid(cls._table, index=False)
 
-def _add_creation_xid(table, unposted=None):
+
+def _add_creation_xid(table, unposted=None, index=True):
     """PostgreSQL: every row of a table postings read by snapshot
-    (payments, gate scans) records the transaction that created it
+    (payments, gate scans, tickets) records the transaction that created it
     (`finance_xid`, a column DEFAULT, so that every insert path fills it
     without naming it); postings compare it with their snapshot.
     Rows there when the column is added (those `unposted` selects) get
@@ -363,6 +372,8 @@ def _add_creation_xid(table, unposted=None):
             + (f' WHERE {unposted}' if unposted else ''))
         cursor.execute(f'ALTER TABLE "{table}" ALTER COLUMN finance_xid '
             'SET DEFAULT pg_current_xact_id()')
+    if not index:
+        return
     # Not named idx_… / …_index: trytond drops those it does not define.
     cursor.execute(f'CREATE INDEX IF NOT EXISTS "{table}_company_xid" '
         f'ON "{table}" (company, finance_xid)')
@@ -397,15 +408,19 @@ class Watermark:
     @staticmethod
     def take(cursor):
         """Values for the day's payment_watermark, _snapshot and _xid and
-        its scan_watermark (the snapshot is the same for both tables)."""
+        its scan_ and ticket_watermark (the snapshot is the same for all
+        three tables)."""
         pool = Pool()
         payment = pool.get('scenic.payment').__table__()
         scan = pool.get('scenic.gate.scan').__table__()
+        ticket = pool.get('scenic.ticket').__table__()
         cursor.execute(*payment.select(Max(payment.id)))
         values = {'payment_watermark': cursor.fetchone()[0] or 0,
             'payment_snapshot': None, 'payment_xid': None}
         cursor.execute(*scan.select(Max(scan.id)))
         values['scan_watermark'] = cursor.fetchone()[0] or 0
+        cursor.execute(*ticket.select(Max(ticket.id)))
+        values['ticket_watermark'] = cursor.fetchone()[0] or 0
         if backend.name == 'postgresql':
             cursor.execute('SELECT pg_current_snapshot()::text, '
                 'pg_current_xact_id()::text, '
@@ -422,8 +437,8 @@ class Watermark:
 
 
 def seen_by(table, day, watermark):
-    """The rows of `table` (payments, gate scans: with `finance_xid` on
-    PostgreSQL) that the posting of `day` saw, as SQL; None when the day
+    """The rows of `table` (payments, gate scans, tickets: with
+    `finance_xid` on PostgreSQL) that the posting of `day` saw, as SQL; None when the day
     stored no watermark of that table (posted by an earlier version)."""
     if day is None or getattr(day, watermark) is None:
         return None
@@ -557,15 +572,19 @@ class Earning:
     `scenic.finance.ticket` row unless it is refunded. The one place
     that says it.
 
-    The posting of day X has earned a ticket (`earned_by`) when its
-    snapshot saw the order paid and, before X's end, saw an open entry
-    scan of it (not for unlimited tickets) or its validity ended (unless
-    it was revoked before that end). Later snapshots see more, so once
-    true it stays true: a ticket is earned by the first posting where it
-    holds and by no other. A refunded ticket gets a row (state refunded,
-    what it had earned), which takes it out of the predicates for good.
-    Rows written by earlier versions for such tickets go on being posted
-    through them (`rowed`)."""
+    The posting of day X has deferred a ticket (`deferred_by`) when its
+    snapshot saw the ticket and its order paid (a ticket added to a paid
+    order is deferred by the first posting that sees it), and has earned
+    it (`earned_by`) when it had deferred it and, before X's end, saw an
+    open entry scan of it (not for unlimited tickets) or its validity
+    ended (unless it was revoked before that end). Later snapshots see
+    more, so once true it stays true: a ticket is deferred, and earned,
+    by the first posting where it holds and by no other. A refunded
+    ticket gets a row (state refunded, what it had earned), which takes
+    it out of the predicates for good; so does a change of the rule's VAT
+    rate (`freeze`: the tickets deferred get a row at the rate they were
+    deferred at). Rows written by earlier versions for such tickets go
+    on being posted through them (`rowed`)."""
 
     def __init__(self, day, previous=False):
         pool = Pool()
@@ -596,15 +615,24 @@ class Earning:
     @staticmethod
     def rowed(ticket, kind='any'):
         """Tickets with a deferral row: 'any'; 'deferred': rows other than
-        a whole ticket's refund (those name no receipt batch); 'earned':
-        rows other than a refund of a ticket earned before it."""
+        those of whole tickets deferred by predicate (a refund's row, a
+        row frozen at a change of rate: they name no receipt batch);
+        'earned': rows other than a refund of a ticket earned before it."""
         deferral = Pool().get('scenic.finance.ticket').__table__()
         where = deferral.ticket == ticket.id
         if kind == 'deferred':
             where &= deferral.receipt != Null
         elif kind == 'earned':
-            where &= (deferral.receipt != Null) | (deferral.earned == 0)
+            where &= ((deferral.receipt != Null) | (deferral.earned == 0)
+                | (deferral.refund == Null))
         return Exists(deferral.select(Literal(1), where=where))
+
+    @staticmethod
+    def seen(day, ticket):
+        """The ticket existed for the posting of day: its snapshot saw it
+        (every ticket, for a day posted before tickets had a watermark)."""
+        seen = seen_by(ticket, day, 'ticket_watermark')
+        return Literal(True) if seen is None else seen
 
     @staticmethod
     def paid(day, ticket):
@@ -643,23 +671,34 @@ class Earning:
             & ~revoked_before)
 
     @classmethod
+    def deferred_by(cls, day, ticket):
+        """Deferred by the posting of day (None: no posting) or an earlier
+        one: it saw the ticket and its order paid."""
+        if day is None:
+            return Literal(False)
+        return cls.seen(day, ticket) & cls.paid(day, ticket)
+
+    @classmethod
     def earned_by(cls, day, ticket):
         "Earned by the posting of day (None: no posting) or an earlier one."
         if day is None:
             return Literal(False)
         counts_entries = ((ticket.entries_allowed == Null)
             | (ticket.entries_allowed != 0))
-        return cls.paid(day, ticket) & (
+        return cls.deferred_by(day, ticket) & (
             (counts_entries & cls.entered(day, ticket))
             | cls.expired(day, ticket))
 
     def deferred_now(self, ticket, orders):
         """Whole tickets the posting defers, of `orders` (those of the
-        payments it covers): their order was not paid to the previous
-        posting."""
+        payments it covers): it sees them, and the previous posting did
+        not both see them and see their order paid (tickets added to an
+        order paid before are deferred with the payment of the
+        difference)."""
         return (_in(ticket.order, orders) & self.whole(ticket)
             & ~self.rowed(ticket, 'deferred')
-            & ~self.paid(self.previous, ticket))
+            & self.seen(self.day, ticket)
+            & ~self.deferred_by(self.previous, ticket))
 
     def earned_now(self, ticket, rowed='any'):
         "Whole tickets the posting earns."
@@ -753,33 +792,66 @@ class Earning:
         and without a row get one: 'closed' with their net earned when
         earned by this posting (its recognition ran first), else
         'deferred'; the refunds then take them as any row."""
+        ticket = Pool().get('scenic.ticket').__table__()
+        refunded = (_in(ticket.order, orders) & ticket.state.in_(REVOKED)
+            & self.whole(ticket) & ~self.rowed(ticket)
+            & self.deferred_by(self.day, ticket))
+        earned = self.earned_by(self.day, ticket)
+        self._write_rows(ticket, refunded, rate, user, now,
+            lambda net: (Case((earned, 'closed'), else_='deferred'),
+                Case((earned, _numeric(net)), else_=_numeric(Decimal(0)))))
+
+    def freeze(self, rate, user, now):
+        """Give a row to every whole ticket the posting of the day (the
+        area's last) left deferred (it deferred them and did not earn
+        them; refunded ones have a row already), at `rate`, the VAT rate
+        they were deferred at: called before the rule changes its rate,
+        so that they are earned and refunded through their row at the
+        figures they were deferred with, not at the new rate's net. Later
+        postings see them paid already: none defers them again."""
+        ticket = Pool().get('scenic.ticket').__table__()
+        frozen = ((ticket.company == self.company.id) & self.whole(ticket)
+            & ~self.rowed(ticket) & self.deferred_by(self.day, ticket)
+            & ~self.earned_by(self.day, ticket))
+        self._write_rows(ticket, frozen, rate, user, now,
+            lambda net: (Literal('deferred'), _numeric(Decimal(0))))
+
+    @classmethod
+    def freeze_area(cls, company, rate):
+        "freeze as of the area's last posted day (none: nothing deferred)."
+        Day = Pool().get('scenic.finance.day')
+        days = Day.search([('company', '=', int(company))],
+            order=[('date', 'DESC')], limit=1)
+        if days:
+            cls(days[0]).freeze(rate, Transaction().user,
+                dt.datetime.utcnow())
+
+    @staticmethod
+    def _write_rows(ticket, where, rate, user, now, state_earned):
+        """Rows (no receipt batch) for the tickets (table `ticket`) where
+        holds, net and VAT at rate from their line's price: one
+        INSERT … SELECT per price. state_earned(net) gives the state and
+        earned columns."""
         pool = Pool()
-        ticket = pool.get('scenic.ticket').__table__()
         line = pool.get('scenic.order.line').__table__()
         deferral = pool.get('scenic.finance.ticket').__table__()
         cursor = Transaction().connection.cursor()
-        refunded = (_in(ticket.order, orders) & ticket.state.in_(REVOKED)
-            & self.whole(ticket) & ~self.rowed(ticket)
-            & self.paid(self.day, ticket))
         cursor.execute(*ticket.join(line,
                 condition=ticket.line == line.id).select(line.unit_price,
-                where=refunded, group_by=[line.unit_price]))
-        earned = self.earned_by(self.day, ticket)
+                where=where, group_by=[line.unit_price]))
         for price, in cursor.fetchall():
             net, vat = split_vat(_money(price), rate)
+            state, earned = state_earned(net)
             cursor.execute(*deferral.insert(
                     [deferral.company, deferral.ticket, deferral.state,
                         deferral.net, deferral.vat, deferral.earned,
                         deferral.create_uid, deferral.create_date],
                     ticket.join(line,
                         condition=ticket.line == line.id).select(
-                        ticket.company, ticket.id,
-                        Case((earned, 'closed'), else_='deferred'),
-                        _numeric(net), _numeric(vat),
-                        Case((earned, _numeric(net)),
-                            else_=_numeric(Decimal(0))),
+                        ticket.company, ticket.id, state,
+                        _numeric(net), _numeric(vat), earned,
                         Literal(user), Literal(now),
-                        where=refunded & (line.unit_price == price))))
+                        where=where & (line.unit_price == price))))
 
     # --- drill-down ------------------------------------------------------
 

@@ -72,6 +72,11 @@ class Day(CompanyMixin, Workflow, ModelSQL, ModelView):
     scan_watermark = fields.Integer(
         "Scan Watermark", readonly=True,
         help="The highest gate scan id the posting read.")
+    # And of scenic.ticket: a ticket is deferred by the first posting that
+    # saw it and its order paid (tickets added to a paid order).
+    ticket_watermark = fields.Integer(
+        "Ticket Watermark", readonly=True,
+        help="The highest ticket id the posting read.")
 
     @classmethod
     def __setup__(cls):

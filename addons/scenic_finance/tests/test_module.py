@@ -247,6 +247,62 @@ class ScenicFinanceTestCase(CompanyTestMixin, ModuleTestCase):
             self.assertMovesBalance(f.company)
 
     @with_transaction()
+    def test_rate_change_keeps_deferred_tickets_at_their_rate(self):
+        "Tickets deferred before the rule's VAT rate changes leave at it"
+        pool = Pool()
+        Deferral = pool.get('scenic.finance.ticket')
+        Tax = pool.get('account.tax')
+        ModelData = pool.get('ir.model.data')
+        f = finance_area()
+        h, t = f.history, f.types
+        vat_accounts = ['22210101', '222106']
+
+        def ledger():
+            b = balances(f.company, ['2203', '5001'] + vat_accounts)
+            return (b['2203'], b['5001'], sum(b[c] for c in vat_accounts))
+
+        with set_company(f.company):
+            tax_3, = Tax.search([('company', '=', f.company.id),
+                    ('template', '=', ModelData.get_id('scenic_account_cn',
+                            'tax_template_cn_vat_3_simplified'))])
+            order, (used, expiring, refunded) = h.sell(t['adult'], '106',
+                at(3, 1), count=3, valid_until=at(3, 3, 0))
+            post(f.company, day(3, 1))
+            # 3 × 106 deferred at 6 %: 100 net and 6 VAT each
+            self.assertEqual(ledger(), (D('300'), D(0), D('18')))
+            # The rate of a tax a rule uses does not change under it.
+            with self.assertRaisesRegex(PostingRuleError, 'new tax'), \
+                    savepoint():
+                tax = Tax(f.rule.tax.id)
+                tax.rate = D('0.03')
+                tax.save()
+            rule = type(f.rule)(f.rule.id)
+            rule.tax = tax_3
+            rule.save()
+            # What is deferred gets a row at 6 %, no receipt batch named.
+            self.assertEqual(sorted((d.ticket.id, d.state, d.net, d.vat,
+                        d.earned, d.receipt) for d in Deferral.search([])),
+                sorted((i, 'deferred', D('100'), D('6'), D(0), None)
+                    for i in [used, expiring, refunded]))
+            # The same rate again freezes nothing more.
+            rule.tax = tax_3
+            rule.save()
+            self.assertEqual(Deferral.search_count([]), 3)
+            # sold after the change: 100 net and 3 VAT
+            _, (later,) = h.sell(t['adult'], '103', at(3, 2),
+                valid_until=at(3, 10, 0))
+            h.enter([used], at(3, 2, 9))
+            h.refund(order, [refunded], at(3, 2, 15))
+            post(f.company, day(3, 2))
+            # used and expiring (at the end of 3-2) earn their 100 net;
+            # refunded gives back its 100 and its 6 of VAT
+            self.assertEqual(ledger(), (D('100'), D('200'), D('15')))
+            h.enter([later], at(3, 3, 9))
+            post(f.company, day(3, 12))
+            self.assertEqual(ledger(), (D(0), D('300'), D('15')))
+            self.assertMovesBalance(f.company)
+
+    @with_transaction()
     def test_migration_moves_ticket_columns(self):
         "The upgrade moves the old finance columns of tickets to their table"
         pool = Pool()
