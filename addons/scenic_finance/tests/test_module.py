@@ -495,7 +495,7 @@ class ScenicFinanceTestCase(CompanyTestMixin, ModuleTestCase):
 
         class Cursor:
             "PostgreSQL's answers as a READ COMMITTED transaction gives them"
-            answers = [(7,), (3,), ('1:1:', '1', 'read committed')]
+            answers = [(7,), (3,), (5,), ('1:1:', '1', 'read committed')]
 
             def execute(self, *args):
                 pass
