@@ -92,8 +92,8 @@ class Day(metaclass=PoolMeta):
             condition=shifts.order == payment.order)
         return from_, Coalesce(shifts.cashier, payment.create_uid)
 
-    def compute_lines(self):
-        super().compute_lines()
+    def compute_lines(self, sold=None):
+        super().compute_lines(sold=sold)
         amount = Decimal(0)
         for batch in self.batches:
             if batch.kind == 'cash':

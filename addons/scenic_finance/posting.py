@@ -2,15 +2,16 @@
 refunds, recognition), built set-based from the ticket, payment and scan
 rows, each linked back (`origin`) to its batch.
 
-Money is deferred ticket by ticket so that every yuan taken into 2203
-预收账款 leaves it exactly once: at payment a ticket gets a row in
-`scenic.finance.ticket` with its net and VAT (from its line's unit price
-and the rule's VAT rate); recognition moves its `earned` up to the net (at
-first entry, per entry for multi-entry tickets, day by day for annual and
-season cards, the rest at expiry); a refund takes out what is left.
-Tickets earned whole are closed in one UPDATE naming the recognition
-batch and summed into one `scenic.finance.recognition` row per kind,
-ticket type and channel; only tickets earned in parts get a row each.
+Every yuan taken into 2203 预收账款 leaves it exactly once. Tickets
+earned whole (at first entry or at expiry: nearly all of them) are
+posted without a row each: deferred at payment by groups (channel, ticket
+type, unit price: count × split_vat(price)), earned by the first posting
+whose snapshot sees them paid and entered or expired (`Earning`, the one
+place that says it), summed into one `scenic.finance.recognition` row
+per kind, ticket type and channel. Tickets earned in parts (per entry for
+multi-entry tickets, day by day for annual and season cards) get a row in
+`scenic.finance.ticket` at payment, with their net and VAT and what of
+them is earned; a refunded ticket gets one too, with what it gave back.
 
 A day is posted once (`scenic.finance.day` is unique per area and date),
 only after it has ended in the area's timezone, and all its batches and
@@ -97,10 +98,12 @@ def _money(value):
 
 
 class TicketDeferral(CompanyMixin, ModelSQL, ModelView):
-    """What finance keeps of one ticket: its net and VAT deferred at
-    payment, what of it is earned so far, and the batches that took it in
-    and out. A narrow table of its own so that posting a day never
-    rewrites the (wide, much indexed) ticket rows."""
+    """What finance keeps of a ticket earned in parts (cards) or refunded:
+    its net and VAT, what of it is earned so far, and the batches that
+    took it in and out. Tickets earned whole have no row until refunded
+    (posting.Earning); rows written for them by earlier versions go on
+    being posted through the row. A narrow table of its own so that
+    posting a day never rewrites the (wide, much indexed) ticket rows."""
     __name__ = 'scenic.finance.ticket'
     ticket = fields.Many2One(
         'scenic.ticket', "Ticket", required=True, readonly=True,
@@ -116,16 +119,19 @@ class TicketDeferral(CompanyMixin, ModelSQL, ModelView):
     earned = fields.Numeric(
         "Earned", digits=(16, 2), required=True, readonly=True)
     receipt = fields.Many2One(
-        'scenic.finance.batch', "Receipt Batch", required=True,
-        readonly=True, ondelete='RESTRICT')
+        'scenic.finance.batch', "Receipt Batch",
+        readonly=True, ondelete='RESTRICT',
+        help="Empty on the row of a ticket earned whole, written when it "
+        "is refunded (its receipt is found by Posting Batch's tickets).")
     refund = fields.Many2One(
         'scenic.finance.batch', "Refund Batch", readonly=True,
         ondelete='RESTRICT')
     recognition = fields.Many2One(
         'scenic.finance.batch', "Recognition Batch", readonly=True,
         ondelete='RESTRICT',
-        help="The batch that earned the ticket whole (its revenue is in "
-        "that batch's row of its kind, ticket type and channel).")
+        help="On rows of earlier versions only: the batch that earned the "
+        "ticket whole (its revenue is in that batch's row of its kind, "
+        "ticket type and channel).")
 
     @classmethod
     def __setup__(cls):
@@ -231,7 +237,7 @@ class Payment(metaclass=PoolMeta):
     def __register__(cls, module):
         super().__register__(module)
         if backend.name == 'postgresql':
-            _add_creation_xid(cls._table)
+            _add_creation_xid(cls._table, 'finance_batch IS NULL')
 
     @classmethod
     def get_posting_batch(cls, payments, name):
@@ -308,21 +314,66 @@ class Payment(metaclass=PoolMeta):
         return [('id', 'in', found)]
 
 
-def _add_creation_xid(table):
-    """PostgreSQL: every payment row records the transaction that created
-    it (`finance_xid`, a column DEFAULT, so that every insert path fills it
+class Scan(metaclass=PoolMeta):
+    __name__ = 'scenic.gate.scan'
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        # the entries a posting has not seen yet: dated after the
+        # previous posting's day (or, on SQLite, above its watermark)
+        cls._sql_indexes.add(Index(t, (t.company, Index.Equality()),
+                (t.time, Index.Range()),
+                where=(t.decision == 'open') & (t.direction == 'in')))
+
+    @classmethod
+    def __register__(cls, module):
+        super().__register__(module)
+        if backend.name == 'postgresql':
+            _add_creation_xid(cls._table)
+
+
+class Ticket(metaclass=PoolMeta):
+    __name__ = 'scenic.ticket'
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        # the tickets whose validity ends on a posted day (Earning)
+        cls._sql_indexes.add(Index(t, (t.company, Index.Equality()),
+                (t.valid_until, Index.Range())))
+
+    @classmethod
+    def __register__(cls, module):
+        super().__register__(module)
+        if backend.name == 'postgresql':
+            # Earning reads it only beside a ticket found otherwise (by
+            # order, scan or validity): no index, no write more per ticket
+            # booked.
+            _add_creation_xid(cls._table, index=False)
+
+
+def _add_creation_xid(table, unposted=None, index=True):
+    """PostgreSQL: every row of a table postings read by snapshot
+    (payments, gate scans, tickets) records the transaction that created it
+    (`finance_xid`, a column DEFAULT, so that every insert path fills it
     without naming it); postings compare it with their snapshot.
-    Payments not posted yet when the column is added get the
-    migration's transaction, which every later posting sees."""
+    Rows there when the column is added (those `unposted` selects) get
+    the migration's transaction, which every later posting sees."""
     cursor = Transaction().connection.cursor()
     cursor.execute("SELECT 1 FROM information_schema.columns "
         "WHERE table_name = %s AND column_name = 'finance_xid'", (table,))
     if not cursor.fetchone():
         cursor.execute(f'ALTER TABLE "{table}" ADD COLUMN finance_xid xid8')
         cursor.execute(f'UPDATE "{table}" SET finance_xid = '
-            'pg_current_xact_id() WHERE finance_batch IS NULL')
+            'pg_current_xact_id()'
+            + (f' WHERE {unposted}' if unposted else ''))
         cursor.execute(f'ALTER TABLE "{table}" ALTER COLUMN finance_xid '
             'SET DEFAULT pg_current_xact_id()')
+    if not index:
+        return
     # Not named idx_… / …_index: trytond drops those it does not define.
     cursor.execute(f'CREATE INDEX IF NOT EXISTS "{table}_company_xid" '
         f'ON "{table}" (company, finance_xid)')
@@ -356,11 +407,20 @@ class Watermark:
 
     @staticmethod
     def take(cursor):
-        "Values for the day's payment_watermark, _snapshot and _xid."
-        payment = Pool().get('scenic.payment').__table__()
+        """Values for the day's payment_watermark, _snapshot and _xid and
+        its scan_ and ticket_watermark (the snapshot is the same for all
+        three tables)."""
+        pool = Pool()
+        payment = pool.get('scenic.payment').__table__()
+        scan = pool.get('scenic.gate.scan').__table__()
+        ticket = pool.get('scenic.ticket').__table__()
         cursor.execute(*payment.select(Max(payment.id)))
         values = {'payment_watermark': cursor.fetchone()[0] or 0,
             'payment_snapshot': None, 'payment_xid': None}
+        cursor.execute(*scan.select(Max(scan.id)))
+        values['scan_watermark'] = cursor.fetchone()[0] or 0
+        cursor.execute(*ticket.select(Max(ticket.id)))
+        values['ticket_watermark'] = cursor.fetchone()[0] or 0
         if backend.name == 'postgresql':
             cursor.execute('SELECT pg_current_snapshot()::text, '
                 'pg_current_xact_id()::text, '
@@ -370,9 +430,37 @@ class Watermark:
             if isolation not in {'repeatable read', 'serializable'}:
                 # Under READ COMMITTED each statement has its own
                 # snapshot: the one stored would not be what was read.
-                raise RuntimeError("posting needs a REPEATABLE READ "
-                    f"transaction, not {isolation}")
+                raise PostingError(gettext(
+                        'scenic_finance.msg_posting_isolation',
+                        isolation=isolation))
         return values
+
+
+def seen_by(table, day, watermark):
+    """The rows of `table` (payments, gate scans, tickets: with
+    `finance_xid` on PostgreSQL) that the posting of `day` saw, as SQL; None when the day
+    stored no watermark of that table (posted by an earlier version)."""
+    if day is None or getattr(day, watermark) is None:
+        return None
+    if backend.name == 'postgresql' and day.payment_snapshot:
+        xid = Column(table, 'finance_xid')
+        return (_VisibleInSnapshot(xid,
+                Cast(Literal(day.payment_snapshot), 'pg_snapshot'))
+            | ((xid == Cast(Literal(day.payment_xid), 'xid8'))
+                & (table.id <= getattr(day, watermark))))
+    return table.id <= getattr(day, watermark)
+
+
+def arrived_since(table, day, watermark):
+    """Implied by "not seen by the posting of `day`", for the indexes: the
+    rows created since its snapshot's xmin or by its own transaction
+    (PostgreSQL), or above its watermark."""
+    if backend.name == 'postgresql' and day.payment_snapshot:
+        xid = Column(table, 'finance_xid')
+        xmin = day.payment_snapshot.split(':')[0]
+        return ((xid >= Cast(Literal(xmin), 'xid8'))
+            | (xid == Cast(Literal(day.payment_xid), 'xid8')))
+    return table.id > getattr(day, watermark)
 
 
 class Coverage:
@@ -399,15 +487,7 @@ class Coverage:
     @staticmethod
     def _seen(payment, day):
         "The payments a day's posting saw (None: a legacy day)."
-        if day is None or day.payment_watermark is None:
-            return None
-        if backend.name == 'postgresql' and day.payment_snapshot:
-            xid = Column(payment, 'finance_xid')
-            return (_VisibleInSnapshot(xid,
-                    Cast(Literal(day.payment_snapshot), 'pg_snapshot'))
-                | ((xid == Cast(Literal(day.payment_xid), 'xid8'))
-                    & (payment.id <= day.payment_watermark)))
-        return payment.id <= day.payment_watermark
+        return seen_by(payment, day, 'payment_watermark')
 
     def seen(self, payment):
         "Covered by this posting or an earlier one (dated before its end)."
@@ -445,15 +525,8 @@ class Coverage:
             return where
         previous_end = day_bounds(self.company, previous.date)[1]
         # Implied by "not seen by the previous posting", for the indexes:
-        # created since its snapshot's xmin (or by its own transaction,
-        # or above its watermark), or dated after its day.
-        if backend.name == 'postgresql' and previous.payment_snapshot:
-            xid = Column(payment, 'finance_xid')
-            xmin = previous.payment_snapshot.split(':')[0]
-            recent = ((xid >= Cast(Literal(xmin), 'xid8'))
-                | (xid == Cast(Literal(previous.payment_xid), 'xid8')))
-        else:
-            recent = payment.id > previous.payment_watermark
+        # arrived since its snapshot, or dated after its day.
+        recent = arrived_since(payment, previous, 'payment_watermark')
         return (where & (recent | (payment.date >= previous_end))
             & ~((payment.date < previous_end) & before))
 
@@ -489,6 +562,323 @@ class Coverage:
         return payment.id.in_(self.select(kind))
 
 
+REVOKED = ['revoked', 'cancelled']
+
+
+class Earning:
+    """Which tickets earned whole (one entry, or unlimited entries within
+    validity; not day or count cards) a posting defers, earns and gives
+    back, by predicate over what its snapshot saw: such a ticket gets no
+    `scenic.finance.ticket` row unless it is refunded. The one place
+    that says it.
+
+    The posting of day X has deferred a ticket (`deferred_by`) when its
+    snapshot saw the ticket and its order paid (a ticket added to a paid
+    order is deferred by the first posting that sees it), and has earned
+    it (`earned_by`) when it had deferred it and, before X's end, saw an
+    open entry scan of it (not for unlimited tickets) or its validity
+    ended (unless it was revoked before that end). Later snapshots see
+    more, so once true it stays true: a ticket is deferred, and earned,
+    by the first posting where it holds and by no other. A refunded
+    ticket gets a row (state refunded, what it had earned), which takes
+    it out of the predicates for good; so does a change of the rule's VAT
+    rate (`freeze`: the tickets deferred get a row at the rate they were
+    deferred at). Rows written by earlier versions for such tickets go
+    on being posted through them (`rowed`)."""
+
+    def __init__(self, day, previous=False):
+        pool = Pool()
+        Day = pool.get('scenic.finance.day')
+        ttype = pool.get('scenic.ticket.type').__table__()
+        self.day = day
+        self.company = day.company
+        self.end = day_bounds(day.company, day.date)[1]
+        if previous is False:
+            days = Day.search([('company', '=', day.company.id),
+                    ('date', '<', day.date)], order=[('date', 'DESC')],
+                limit=1)
+            previous = days[0] if days else None
+        self.previous = previous
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*ttype.select(ttype.id,
+                where=ttype.category.in_(list(DAY_CARDS))))
+        self.card_types = [r[0] for r in cursor.fetchall()]
+
+    def whole(self, ticket):
+        "Tickets earned whole: one entry or unlimited entries, not cards."
+        where = ((ticket.entries_allowed == Null)
+            | (ticket.entries_allowed <= 1))
+        if self.card_types:
+            where &= ~ticket.ticket_type.in_(self.card_types)
+        return where
+
+    @staticmethod
+    def rowed(ticket, kind='any'):
+        """Tickets with a deferral row: 'any'; 'deferred': rows other than
+        those of whole tickets deferred by predicate (a refund's row, a
+        row frozen at a change of rate: they name no receipt batch);
+        'earned': rows other than a refund of a ticket earned before it."""
+        deferral = Pool().get('scenic.finance.ticket').__table__()
+        where = deferral.ticket == ticket.id
+        if kind == 'deferred':
+            where &= deferral.receipt != Null
+        elif kind == 'earned':
+            where &= ((deferral.receipt != Null) | (deferral.earned == 0)
+                | (deferral.refund == Null))
+        return Exists(deferral.select(Literal(1), where=where))
+
+    @staticmethod
+    def seen(day, ticket):
+        """The ticket existed for the posting of day: its snapshot saw it
+        (every ticket, for a day posted before tickets had a watermark)."""
+        seen = seen_by(ticket, day, 'ticket_watermark')
+        return Literal(True) if seen is None else seen
+
+    @staticmethod
+    def paid(day, ticket):
+        "The order's payment seen by the posting of day (Coverage)."
+        if day is None:
+            return Literal(False)
+        payment = Pool().get('scenic.payment').__table__()
+        return Exists(payment.select(Literal(1),
+                where=(payment.order == ticket.order)
+                & (payment.kind == 'payment')
+                & ((payment.finance_batch != Null)
+                    | Coverage(day, None).seen(payment))))
+
+    @staticmethod
+    def entered(day, ticket):
+        "An open entry scan before the day's end that its posting saw."
+        scan = Pool().get('scenic.gate.scan').__table__()
+        end = day_bounds(day.company, day.date)[1]
+        where = ((scan.ticket == ticket.id) & (scan.decision == 'open')
+            & (scan.direction == 'in') & (scan.time < end))
+        seen = seen_by(scan, day, 'scan_watermark')
+        if seen is not None:
+            # else posted by an earlier version: its tickets have rows
+            where &= seen
+        return Exists(scan.select(Literal(1), where=where))
+
+    @staticmethod
+    def expired(day, ticket):
+        """Validity ended by the day's end, the ticket not revoked before
+        it ended (a refund approved later reverses what was earned)."""
+        end = day_bounds(day.company, day.date)[1]
+        revoked_before = (ticket.state.in_(REVOKED)
+            & ((ticket.revoked_at == Null)
+                | (ticket.revoked_at < ticket.valid_until)))
+        return ((ticket.valid_until != Null) & (ticket.valid_until <= end)
+            & ~revoked_before)
+
+    @classmethod
+    def deferred_by(cls, day, ticket):
+        """Deferred by the posting of day (None: no posting) or an earlier
+        one: it saw the ticket and its order paid."""
+        if day is None:
+            return Literal(False)
+        return cls.seen(day, ticket) & cls.paid(day, ticket)
+
+    @classmethod
+    def earned_by(cls, day, ticket):
+        "Earned by the posting of day (None: no posting) or an earlier one."
+        if day is None:
+            return Literal(False)
+        counts_entries = ((ticket.entries_allowed == Null)
+            | (ticket.entries_allowed != 0))
+        return cls.deferred_by(day, ticket) & (
+            (counts_entries & cls.entered(day, ticket))
+            | cls.expired(day, ticket))
+
+    def deferred_now(self, ticket, orders):
+        """Whole tickets the posting defers, of `orders` (those of the
+        payments it covers): it sees them, and the previous posting did
+        not both see them and see their order paid (tickets added to an
+        order paid before are deferred with the payment of the
+        difference)."""
+        return (_in(ticket.order, orders) & self.whole(ticket)
+            & ~self.rowed(ticket, 'deferred')
+            & self.seen(self.day, ticket)
+            & ~self.deferred_by(self.previous, ticket))
+
+    def earned_now(self, ticket, rowed='any'):
+        "Whole tickets the posting earns."
+        return (self.whole(ticket) & ~self.rowed(ticket, rowed)
+            & self.earned_by(self.day, ticket)
+            & ~self.earned_by(self.previous, ticket))
+
+    def candidates(self, orders):
+        """A select of the tickets whose earned_by may turn true with this
+        posting (a superset, each part on an index): entries it sees
+        first (late uploads of offline boxes included), validity ending
+        on its day, tickets of `orders` (the payments it covers)."""
+        pool = Pool()
+        scan = pool.get('scenic.gate.scan').__table__()
+        ticket, paid = (pool.get('scenic.ticket').__table__()
+            for _ in range(2))
+        entries = ((scan.company == self.company.id)
+            & (scan.decision == 'open') & (scan.direction == 'in')
+            & (scan.time < self.end) & (scan.ticket != Null))
+        ending = ((ticket.company == self.company.id)
+            & (ticket.valid_until <= self.end))
+        previous = self.previous
+        if previous is not None:
+            previous_end = day_bounds(self.company, previous.date)[1]
+            recent = scan.time >= previous_end
+            if previous.scan_watermark is not None:
+                recent |= arrived_since(scan, previous, 'scan_watermark')
+            entries &= recent
+            ending &= ticket.valid_until > previous_end
+        return Union(
+            scan.select(scan.ticket, where=entries),
+            ticket.select(ticket.id, where=ending),
+            paid.select(paid.id, where=_in(paid.order, orders)))
+
+    def _ids(self, query):
+        """A sub-select (SQLite) or, on PostgreSQL, its ids read once and
+        bound as an array (see Poster._orders)."""
+        if backend.name != 'postgresql':
+            return query
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*query)
+        return sorted({r[0] for r in cursor})
+
+    def deferred_groups(self, orders):
+        """(channel, ticket type, unit price, count) of the whole tickets
+        the posting defers: their net and VAT are count × split_vat(price),
+        the same cents as ticket by ticket."""
+        pool = Pool()
+        ticket = pool.get('scenic.ticket').__table__()
+        line = pool.get('scenic.order.line').__table__()
+        order = pool.get('scenic.order').__table__()
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*ticket.join(line,
+                condition=ticket.line == line.id).join(order,
+                condition=ticket.order == order.id).select(
+                order.channel, ticket.ticket_type, line.unit_price,
+                Count(Literal(1)),
+                where=self.deferred_now(ticket, orders),
+                group_by=[order.channel, ticket.ticket_type,
+                    line.unit_price]))
+        return cursor.fetchall()
+
+    def earned_groups(self, orders):
+        """(ticket type, channel, kind, unit price, count) of the whole
+        tickets the posting earns, kind 'expiry' or 'use'."""
+        pool = Pool()
+        ticket = pool.get('scenic.ticket').__table__()
+        line = pool.get('scenic.order.line').__table__()
+        order = pool.get('scenic.order').__table__()
+        candidates = self._ids(self.candidates(orders))
+        earned = ticket.join(line,
+            condition=ticket.line == line.id).join(order,
+            condition=ticket.order == order.id).select(
+            ticket.ticket_type.as_('ticket_type'),
+            order.channel.as_('channel'),
+            Case((self.expired(self.day, ticket), 'expiry'),
+                else_='use').as_('kind'),
+            line.unit_price.as_('price'),
+            where=_in(ticket.id, candidates) & self.earned_now(ticket))
+        # grouped over a sub-select: PostgreSQL does not match a
+        # parametrized kind of the GROUP BY with the SELECT's
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*earned.select(earned.ticket_type, earned.channel,
+                earned.kind, earned.price, Count(Literal(1)),
+                group_by=[earned.ticket_type, earned.channel, earned.kind,
+                    earned.price]))
+        return cursor.fetchall()
+
+    def record_refunds(self, batch, orders, rate, user, now):
+        """Whole tickets of `orders` (the refunds covered) revoked, paid
+        and without a row get one: 'closed' with their net earned when
+        earned by this posting (its recognition ran first), else
+        'deferred'; the refunds then take them as any row."""
+        ticket = Pool().get('scenic.ticket').__table__()
+        refunded = (_in(ticket.order, orders) & ticket.state.in_(REVOKED)
+            & self.whole(ticket) & ~self.rowed(ticket)
+            & self.deferred_by(self.day, ticket))
+        earned = self.earned_by(self.day, ticket)
+        self._write_rows(ticket, refunded, rate, user, now,
+            lambda net: (Case((earned, 'closed'), else_='deferred'),
+                Case((earned, _numeric(net)), else_=_numeric(Decimal(0)))))
+
+    def freeze(self, rate, user, now):
+        """Give a row to every whole ticket the posting of the day (the
+        area's last) left deferred (it deferred them and did not earn
+        them; refunded ones have a row already), at `rate`, the VAT rate
+        they were deferred at: called before the rule changes its rate,
+        so that they are earned and refunded through their row at the
+        figures they were deferred with, not at the new rate's net. Later
+        postings see them paid already: none defers them again."""
+        ticket = Pool().get('scenic.ticket').__table__()
+        frozen = ((ticket.company == self.company.id) & self.whole(ticket)
+            & ~self.rowed(ticket) & self.deferred_by(self.day, ticket)
+            & ~self.earned_by(self.day, ticket))
+        self._write_rows(ticket, frozen, rate, user, now,
+            lambda net: (Literal('deferred'), _numeric(Decimal(0))))
+
+    @classmethod
+    def freeze_area(cls, company, rate):
+        "freeze as of the area's last posted day (none: nothing deferred)."
+        Day = Pool().get('scenic.finance.day')
+        days = Day.search([('company', '=', int(company))],
+            order=[('date', 'DESC')], limit=1)
+        if days:
+            cls(days[0]).freeze(rate, Transaction().user,
+                dt.datetime.utcnow())
+
+    @staticmethod
+    def _write_rows(ticket, where, rate, user, now, state_earned):
+        """Rows (no receipt batch) for the tickets (table `ticket`) where
+        holds, net and VAT at rate from their line's price: one
+        INSERT … SELECT per price. state_earned(net) gives the state and
+        earned columns."""
+        pool = Pool()
+        line = pool.get('scenic.order.line').__table__()
+        deferral = pool.get('scenic.finance.ticket').__table__()
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*ticket.join(line,
+                condition=ticket.line == line.id).select(line.unit_price,
+                where=where, group_by=[line.unit_price]))
+        for price, in cursor.fetchall():
+            net, vat = split_vat(_money(price), rate)
+            state, earned = state_earned(net)
+            cursor.execute(*deferral.insert(
+                    [deferral.company, deferral.ticket, deferral.state,
+                        deferral.net, deferral.vat, deferral.earned,
+                        deferral.create_uid, deferral.create_date],
+                    ticket.join(line,
+                        condition=ticket.line == line.id).select(
+                        ticket.company, ticket.id, state,
+                        _numeric(net), _numeric(vat), earned,
+                        Literal(user), Literal(now),
+                        where=where & (line.unit_price == price))))
+
+    # --- drill-down ------------------------------------------------------
+
+    def deferred_tickets(self):
+        "The whole tickets the posting deferred (batch drill-down)."
+        if self.day.payment_watermark is None:
+            return []  # posted by an earlier version: rows only
+        ticket = Pool().get('scenic.ticket').__table__()
+        orders = Coverage(self.day, self.previous).select('payment', 'order')
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*ticket.select(ticket.id,
+                where=self.deferred_now(ticket, orders)))
+        return [r[0] for r in cursor.fetchall()]
+
+    def earned_tickets(self):
+        "The whole tickets the posting earned (batch drill-down)."
+        if self.day.scan_watermark is None:
+            return []  # posted by an earlier version: rows only
+        ticket = Pool().get('scenic.ticket').__table__()
+        orders = Coverage(self.day, self.previous).select('payment', 'order')
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*ticket.select(ticket.id,
+                where=ticket.id.in_(self.candidates(orders))
+                & self.earned_now(ticket, 'earned')))
+        return [r[0] for r in cursor.fetchall()]
+
+
 class Move(metaclass=PoolMeta):
     __name__ = 'account.move'
 
@@ -515,15 +905,20 @@ class Batch(CompanyMixin, ModelSQL, ModelView):
     payments = fields.Function(fields.Many2Many(
             'scenic.payment', None, None, "Payments"),
         'get_payments', searcher='search_payments')
-    tickets = fields.One2Many(
-        'scenic.finance.ticket', 'receipt', "Tickets Deferred",
-        readonly=True)
+    tickets = fields.Function(fields.Many2Many(
+            'scenic.ticket', None, None, "Tickets Deferred"),
+        'get_tickets', searcher='search_tickets')
+    deferrals = fields.One2Many(
+        'scenic.finance.ticket', 'receipt', "Tickets Deferred in Parts",
+        readonly=True,
+        help="The rows of the tickets earned in parts (cards) the batch "
+        "deferred, with what of them is earned.")
     refunded_tickets = fields.One2Many(
         'scenic.finance.ticket', 'refund', "Tickets Refunded",
         readonly=True)
-    earned_tickets = fields.One2Many(
-        'scenic.finance.ticket', 'recognition', "Tickets Earned",
-        readonly=True)
+    earned_tickets = fields.Function(fields.Many2Many(
+            'scenic.ticket', None, None, "Tickets Earned"),
+        'get_tickets', searcher='search_tickets')
     recognitions = fields.One2Many(
         'scenic.finance.recognition', 'batch', "Recognitions",
         readonly=True)
@@ -588,6 +983,73 @@ class Batch(CompanyMixin, ModelSQL, ModelView):
         batches = Payment.get_posting_batch(Payment.browse(ids), None)
         return [('id', 'in', [b for b in batches.values() if b])]
 
+    def get_tickets(self, name):
+        """The tickets the batch deferred (tickets) or earned
+        (earned_tickets): their rows', and those earned whole found by
+        predicate (Earning)."""
+        pool = Pool()
+        deferral = pool.get('scenic.finance.ticket').__table__()
+        recognition = pool.get('scenic.finance.recognition').__table__()
+        cursor = Transaction().connection.cursor()
+        ids = set()
+        if name == 'tickets' and self.kind == 'receipts':
+            cursor.execute(*deferral.select(deferral.ticket,
+                    where=deferral.receipt == self.id))
+            ids.update(r[0] for r in cursor.fetchall())
+            ids.update(Earning(self.day).deferred_tickets())
+        elif name == 'earned_tickets' and self.kind == 'recognition':
+            cursor.execute(*deferral.select(deferral.ticket,
+                    where=deferral.recognition == self.id))
+            ids.update(r[0] for r in cursor.fetchall())
+            cursor.execute(*recognition.select(recognition.ticket,
+                    where=(recognition.batch == self.id)
+                    & (recognition.ticket != Null)))
+            ids.update(r[0] for r in cursor.fetchall())
+            ids.update(Earning(self.day).earned_tickets())
+        return sorted(ids)
+
+    @classmethod
+    def search_tickets(cls, name, clause):
+        """Batches that deferred (tickets) or earned (earned_tickets)
+        tickets: (name, '=' / 'in', ticket ids)."""
+        _, operator, value = clause[:3]
+        if operator not in {'=', 'in'}:
+            raise NotImplementedError(
+                f"{name} is searched with '=' or 'in' ticket ids")
+        kind = 'receipts' if name == 'tickets' else 'recognition'
+        if value is None:
+            # batches without such tickets
+            return [('id', 'not in', [b.id
+                        for b in cls.search([('kind', '=', kind)])
+                        if b.get_tickets(name)])]
+        ids = set(value if operator == 'in' else [value])
+        found = []
+        # Tickets are deferred by the posting of their payment's day or a
+        # later one, and earned no earlier.
+        first = cls._first_payment_date(ids)
+        if first is not None:
+            for batch in cls.search([('kind', '=', kind),
+                        ('date', '>=', first)], order=[('date', 'ASC')]):
+                if ids & set(batch.get_tickets(name)):
+                    found.append(batch.id)
+        return [('id', 'in', found)]
+
+    @staticmethod
+    def _first_payment_date(ticket_ids):
+        "The local date of the first payment of the tickets' orders."
+        pool = Pool()
+        payment = pool.get('scenic.payment').__table__()
+        ticket = pool.get('scenic.ticket').__table__()
+        Company = pool.get('company.company')
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*payment.join(ticket,
+                condition=payment.order == ticket.order).select(
+                payment.company, Min(payment.date),
+                where=ticket.id.in_(list(ticket_ids)),
+                group_by=[payment.company]))
+        dates = [_local_date(Company(c), d) for c, d in cursor.fetchall()]
+        return min(dates) if dates else None
+
     @classmethod
     def post_extra(cls, poster):
         """Post what other modules add to a day (the box office's cash
@@ -598,9 +1060,9 @@ class Batch(CompanyMixin, ModelSQL, ModelView):
 class Recognition(CompanyMixin, ModelSQL, ModelView):
     """Revenue earned on one day. Tickets earned whole (at first entry or
     expiry: nearly all of them) are summed in one row per kind, ticket
-    type and channel, their deferral rows naming the batch (drill down
-    through Batch.earned_tickets); tickets earned in parts (entries, days
-    of validity) and refunds after use have one row each, with the
+    type and channel (drill down through Batch.earned_tickets); tickets
+    earned in parts (entries, days of validity), tickets with rows of
+    earlier versions and refunds after use have one row each, with the
     ticket."""
     __name__ = 'scenic.finance.recognition'
     batch = fields.Many2One(
@@ -754,17 +1216,21 @@ class Poster:
         self.day, = Day.create([{
                     'company': self.company.id, 'date': self.date,
                     'state': 'posted', **Watermark.take(self.cursor)}])
-        self.coverage = Coverage(
-            self.day, previous[0] if previous else None)
+        previous = previous[0] if previous else None
+        self.coverage = Coverage(self.day, previous)
+        self.earning = Earning(self.day, previous)
         self.order_ids = {}
         self.batches = {}
+        # (channel, ticket type) → [count, VAT] of the whole tickets
+        # deferred, for the settlement
+        self.sold = {}
         self.receipts()
         # Entries before a refund are earned first: a refund after
         # partial use gives back only what is left.
         self.recognition()
         self.refunds()
         pool.get('scenic.finance.batch').post_extra(self)
-        self.day.compute_lines()
+        self.day.compute_lines(sold=self.sold)
         return self.day
 
     def batch(self, kind):
@@ -887,11 +1353,25 @@ class Poster:
         money, late, batch = self._money_lines(lines, 'payment', 1)
         if not batch:
             return
-        # Defer the tickets of the orders paid, at their line's price.
+        # Defer the tickets of the orders paid, at their line's price:
+        # those earned whole by groups, no row each.
         orders = self._orders('payment')
-        self.cursor.execute(*line.select(line.unit_price,
-                where=_in(line.order, orders), group_by=[line.unit_price]))
         rate = self.rule.vat_rate
+        whole_net = whole_vat = Decimal(0)
+        for channel, type_, price, count in self.earning.deferred_groups(
+                orders):
+            ticket_net, ticket_vat = split_vat(_money(price), rate)
+            whole_net += count * ticket_net
+            whole_vat += count * ticket_vat
+            sold = self.sold.setdefault((channel, type_), [0, Decimal(0)])
+            sold[0] += count
+            sold[1] += count * ticket_vat
+        # Cards earned in parts: a row each.
+        self.cursor.execute(*ticket.join(line,
+                condition=ticket.line == line.id).select(line.unit_price,
+                where=_in(ticket.order, orders)
+                & ~self.earning.whole(ticket),
+                group_by=[line.unit_price]))
         Deferral = pool.get('scenic.finance.ticket')
         deferral, known = Deferral.__table__(), Deferral.__table__()
         # NOT EXISTS, not NOT IN: PostgreSQL hashes a NOT IN only while it
@@ -914,11 +1394,14 @@ class Poster:
                         # A join on the line, not a second IN on the
                         # orders: one index lookup less per ticket.
                         where=_in(ticket.order, orders)
+                        & ~self.earning.whole(ticket)
                         & (line.unit_price == price) & not_known)))
         self.cursor.execute(*deferral.select(
                 Sum(deferral.net), Sum(deferral.vat),
                 where=deferral.receipt == batch.id))
         net, vat = (_money(v) for v in self.cursor.fetchone())
+        net += whole_net
+        vat += whole_vat
         self._deferral_lines(lines, -net, -vat)
         lines.add(self.rule.difference_account, -(money - net - vat))
         self.make_move(batch, lines, late)
@@ -942,6 +1425,8 @@ class Poster:
             return
         orders = self._orders('refund')
         deferral = pool.get('scenic.finance.ticket').__table__()
+        self.earning.record_refunds(batch, orders, self.rule.vat_rate,
+            self.user, self.now)
         earned_ids, reversed_, earned_vat = self._reverse_earned(
             batch, ticket, deferral, orders)
         # The refunded tickets leave the deferral with what is left of
@@ -1043,13 +1528,9 @@ class Poster:
             condition=ticket.ticket_type == ttype.id).join(order,
             condition=ticket.order == order.id).join(entries,
             type_='LEFT', condition=entries.ticket == ticket.id)
-        # Cards earned per entry or per day (and any ticket earned in part
-        # already) go through earned_by_end one by one, a row each; every
-        # other ticket is earned whole, at first entry or at expiry,
-        # summed per kind, ticket type and channel (a busy day has 50,000
-        # of them).
-        by_parts = (ttype.category.in_(list(DAY_CARDS))
-            | (ticket.entries_allowed > 1) | (deferral.earned != 0))
+        # The tickets with a row (cards earned per entry or per day, and
+        # rows of earlier versions) go through earned_by_end one by one,
+        # a recognition row each.
         query = joined.select(
                 ticket.id, ticket.ticket_type, order.channel, ttype.category,
                 ticket.entries_allowed, ticket.valid_from,
@@ -1057,7 +1538,7 @@ class Poster:
                 ticket.revoked_at,
                 deferral.net, deferral.earned,
                 entries.entries, entries.first_entry,
-                where=deferred & by_parts)
+                where=deferred)
         self.cursor.execute(*query)
         rows = []
         for (id_, type_id, channel, category, allowed, valid_from,
@@ -1071,6 +1552,18 @@ class Poster:
             if delta <= 0:
                 continue
             rows.append((id_, type_id, channel, kind, delta))
+        # Every other ticket is earned whole, at first entry or at expiry,
+        # by predicate (Earning), summed per kind, ticket type and channel
+        # (a busy day has 50,000 of them).
+        rate = self.rule.vat_rate
+        whole = defaultdict(lambda: [0, Decimal(0)])
+        for type_id, channel, kind, price, count in (
+                self.earning.earned_groups(self._orders('payment'))):
+            net, _ = split_vat(_money(price), rate)
+            whole[(type_id, channel, kind)][0] += count
+            whole[(type_id, channel, kind)][1] += count * net
+        if not rows and not whole:
+            return
         batch = self.batch('recognition')
         recognition = pool.get('scenic.finance.recognition').__table__()
         columns = [recognition.company, recognition.batch,
@@ -1078,54 +1571,17 @@ class Poster:
             recognition.quantity, recognition.date, recognition.kind,
             recognition.amount, recognition.create_uid,
             recognition.create_date]
+        if whole:
+            self.cursor.execute(*recognition.insert(columns, [
+                        [self.company.id, batch.id, t, c, n, self.date, k,
+                            a, self.user, self.now]
+                        for (t, c, k), (n, a) in sorted(whole.items())]))
         for chunk in _chunks(rows):
             self.cursor.execute(*recognition.insert(
                     columns + [recognition.ticket], [
                         [self.company.id, batch.id, t, c, 1, self.date, k,
                             a, self.user, self.now, i]
                         for i, t, c, k, a in chunk]))
-        # The same rules as earned_by_end for a ticket earned whole.
-        revoked = ticket.state.in_(['revoked', 'cancelled'])
-        expired = (ticket.valid_until <= self.end) & ~revoked
-        end = Case((revoked & (ticket.revoked_at != Null)
-                & (ticket.revoked_at < self.end), ticket.revoked_at),
-            else_=self.end)
-        used = ((entries.ticket != Null)
-            | ((ticket.state == 'used') & (ticket.write_date < end)))
-        unlimited = ticket.entries_allowed == 0
-        whole = (deferred & ~by_parts & (deferral.net > deferral.earned)
-            & (expired | (used & ((ticket.entries_allowed == Null)
-                        | ~unlimited))))
-        # Their deferrals are closed with the batch's name, then summed
-        # back from it into one row per group (over a sub-select:
-        # PostgreSQL does not match a parametrized kind of the GROUP BY
-        # with the SELECT's).
-        self.cursor.execute(*target.update(
-                [target.earned, target.state, target.recognition],
-                [target.net, 'closed', batch.id],
-                where=target.id.in_(joined.select(deferral.id,
-                        where=whole))))
-        closed = self.cursor.rowcount
-        if not rows and not closed:
-            pool.get('scenic.finance.batch').delete([batch])
-            del self.batches['recognition']
-            return
-        earned_whole = target.join(ticket,
-            condition=target.ticket == ticket.id).join(order,
-            condition=ticket.order == order.id).select(
-            ticket.ticket_type.as_('ticket_type'),
-            order.channel.as_('channel'),
-            Case((expired, 'expiry'), else_='use').as_('kind'),
-            target.net.as_('amount'),
-            where=target.recognition == batch.id)
-        self.cursor.execute(*recognition.insert(columns, earned_whole.select(
-                    Literal(self.company.id), Literal(batch.id),
-                    earned_whole.ticket_type, earned_whole.channel,
-                    Count(Literal(1)), Literal(self.date), earned_whole.kind,
-                    Sum(earned_whole.amount), Literal(self.user),
-                    Literal(self.now),
-                    group_by=[earned_whole.ticket_type,
-                        earned_whole.channel, earned_whole.kind])))
         # One statement from the per-ticket rows just written: what each
         # ticket earned today is added, and a ticket fully earned leaves
         # the deferral (compared within half a cent: SQLite sums its

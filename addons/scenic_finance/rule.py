@@ -5,7 +5,7 @@ from decimal import Decimal
 
 from trytond.i18n import gettext
 from trytond.model import ModelSQL, ModelView, Unique, fields
-from trytond.pool import Pool
+from trytond.pool import Pool, PoolMeta
 from trytond.pyson import Eval
 
 from scenic_ticket.area import CompanyMixin
@@ -114,6 +114,23 @@ class PostingRule(CompanyMixin, ModelSQL, ModelView):
             fail('cash_pending_account', 'not_balance')
 
     @classmethod
+    def write(cls, *args):
+        """A tax of another rate: the whole tickets the area has deferred
+        get a row at the old rate first (posting.Earning.freeze), so that
+        they leave 2203 with what they were deferred with."""
+        from .posting import Earning
+        Tax = Pool().get('account.tax')
+        actions = iter(args)
+        for rules, values in zip(actions, actions):
+            if 'tax' not in values:
+                continue
+            rate = Tax(values['tax']).rate if values['tax'] else Decimal(0)
+            for rule in rules:
+                if rule.vat_rate != rate:
+                    Earning.freeze_area(rule.company, rule.vat_rate)
+        super().write(*args)
+
+    @classmethod
     def for_company(cls, company):
         rules = cls.search([('company', '=', int(company))], limit=1)
         if not rules:
@@ -148,6 +165,31 @@ class PostingRule(CompanyMixin, ModelSQL, ModelView):
     @property
     def vat_rate(self):
         return self.tax.rate if self.tax else Decimal(0)
+
+
+class Tax(metaclass=PoolMeta):
+    __name__ = 'account.tax'
+
+    @classmethod
+    def write(cls, *args):
+        """The rate of a tax a posting rule uses is not edited: tickets
+        deferred at it are earned and refunded at it (a new tax, then the
+        rule switched to it, keeps them at their rate)."""
+        Rule = Pool().get('scenic.finance.rule')
+        actions = iter(args)
+        for taxes, values in zip(actions, actions):
+            if 'rate' not in values:
+                continue
+            for tax in taxes:
+                if tax.rate == values['rate']:
+                    continue
+                rules = Rule.search([('tax', '=', tax.id)], limit=1)
+                if rules:
+                    raise PostingRuleError(gettext(
+                            'scenic_finance.msg_rule_tax_rate',
+                            tax=tax.rec_name,
+                            rule=rules[0].company.rec_name))
+        super().write(*args)
 
 
 class PostingRuleMethod(ModelSQL, ModelView):

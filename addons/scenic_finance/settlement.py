@@ -21,6 +21,7 @@ from trytond.transaction import Transaction
 from scenic_ticket.area import CompanyMixin
 
 from .exceptions import SettlementError
+from . import posting
 from .posting import _money
 from .rule import METHODS
 
@@ -66,6 +67,16 @@ class Day(CompanyMixin, Workflow, ModelSQL, ModelView):
     payment_xid = fields.Char(
         "Posting Transaction", readonly=True,
         help="The PostgreSQL transaction that posted the day.")
+    # The same for scenic.gate.scan: tickets earned whole are found by
+    # the entries the posting saw (posting.Earning).
+    scan_watermark = fields.Integer(
+        "Scan Watermark", readonly=True,
+        help="The highest gate scan id the posting read.")
+    # And of scenic.ticket: a ticket is deferred by the first posting that
+    # saw it and its order paid (tickets added to a paid order).
+    ticket_watermark = fields.Integer(
+        "Ticket Watermark", readonly=True,
+        help="The highest ticket id the posting read.")
 
     @classmethod
     def __setup__(cls):
@@ -139,8 +150,11 @@ class Day(CompanyMixin, Workflow, ModelSQL, ModelView):
         box office: the shift's cashier)."""
         return from_, payment.create_uid
 
-    def compute_lines(self):
-        "Fill the settlement from the day's batches (called at posting)."
+    def compute_lines(self, sold=None):
+        """Fill the settlement from the day's batches (called at posting).
+        `sold`: (channel, ticket type) → [count, VAT] of the tickets
+        earned whole that the receipts deferred (the posting's grouped
+        read; read again when not given)."""
         pool = Pool()
         Line = pool.get('scenic.finance.day.line')
         Batch = pool.get('scenic.finance.batch')
@@ -181,6 +195,13 @@ class Day(CompanyMixin, Workflow, ModelSQL, ModelView):
                 for channel, method, cashier_, amount in cursor.fetchall():
                     row(channel, method, cashier=cashier_)[field] += _money(
                         amount)
+        if sold is None and 'receipts' in batches:
+            sold = self._sold_whole(Batch(batches['receipts']))
+        for (channel, ttype), (count, vat) in (sold or {}).items():
+            values = row(channel, ttype=ttype)
+            values['sold'] += count
+            values['vat'] += vat
+        # The tickets with a row: cards deferred, every ticket refunded.
         for kind, field, sign in [('receipts', 'sold', 1),
                 ('refunds', 'refunded', -1)]:
             if kind not in batches:
@@ -222,6 +243,21 @@ class Day(CompanyMixin, Workflow, ModelSQL, ModelView):
         totals['deferred_balance'] = deferred_balance(
             self.company, self.date)
         self.__class__.write([self], totals)
+
+    def _sold_whole(self, batch):
+        "(channel, ticket type) → [count, VAT] of the whole tickets deferred."
+        pool = Pool()
+        Rule = pool.get('scenic.finance.rule')
+        Coverage = posting.Coverage
+        earning = posting.Earning(self)
+        rate = Rule.for_company(self.company).vat_rate
+        orders = Coverage(self, earning.previous).select('payment', 'order')
+        sold = {}
+        for channel, ttype, price, count in earning.deferred_groups(orders):
+            values = sold.setdefault((channel, ttype), [0, Decimal(0)])
+            values[0] += count
+            values[1] += count * posting.split_vat(_money(price), rate)[1]
+        return sold
 
     def report_summary(self):
         """What the printed settlement shows: per payment method the money

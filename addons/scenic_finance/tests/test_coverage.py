@@ -137,7 +137,7 @@ class PaymentCoverageTestCase(unittest.TestCase):
                         [('payments', '=', late_id)]), [batch])
                 self.assertTrue(any('Late' in (l.description or '')
                         for l in batch.move.lines))
-                self.assertEqual([t.ticket.order.id for t in batch.tickets],
+                self.assertEqual([t.order.id for t in batch.tickets],
                     [order_id])
                 # posted once: no other receipts, and nothing new again
                 self.assertEqual(Batch.search_count(
@@ -150,4 +150,70 @@ class PaymentCoverageTestCase(unittest.TestCase):
                 self.assertEqual(batch.amount, D('50'))
                 self.assertEqual(balances(company, ['2203'])['2203'],
                     D('94.34') + D('47.17') + D('28.30'))
+        in_transaction(check)
+
+    def test_scan_committed_after_snapshot_earned_once_late(self):
+        "An entry committed after its day's snapshot is earned next day, once"
+
+        def setup():
+            f = finance_area()
+            with set_company(f.company):
+                # two orders: entering a ticket updates its order's row,
+                # which the writer holds
+                (_, (late,)), (_, (other,)) = (
+                    f.history.sell(f.types['adult'], '106', at(3, 1, 9),
+                        valid_until=at(4, 30))
+                    for _ in range(2))
+            h = f.history
+            return (f.company.id, h.channel.id, h.slot.id, h.gate.id,
+                late, other)
+        ids = in_transaction(setup)
+        late, other = ids[4:]
+
+        def area():
+            pool = Pool()
+            company = pool.get('company.company')(ids[0])
+            history = History(company, pool.get('scenic.channel')(ids[1]),
+                pool.get('scenic.time_slot')(ids[2]),
+                pool.get('scenic.gate')(ids[3]))
+            return company, history
+
+        def post_until(date):
+            def run():
+                company, _ = area()
+                return post(company, date)
+            return run
+
+        def enter_other():
+            company, history = area()
+            with Transaction().set_context(company=company.id):
+                history.enter([other], at(3, 1, 15))
+
+        # An offline box's upload of an entry of 3-1 has not committed
+        # when another entry, with a higher id, commits and the posting of
+        # 3-1 takes its snapshot; the posting commits first.
+        with Transaction().start(DB_NAME, 0) as writer:
+            company, history = area()
+            with Transaction().set_context(company=company.id):
+                history.enter([late], at(3, 1, 14))
+                in_transaction(enter_other)
+                self.assertEqual(in_transaction(post_until(day(3, 1))),
+                    [day(3, 1)])
+            writer.commit()
+        self.assertEqual(in_transaction(post_until(day(3, 3))),
+            [day(3, 2), day(3, 3)])
+
+        def check():
+            pool = Pool()
+            Batch = pool.get('scenic.finance.batch')
+            company, _ = area()
+            with set_company(company):
+                earned = {b.date: [t.id for t in b.earned_tickets]
+                    for b in Batch.search([('kind', '=', 'recognition')])}
+                self.assertEqual(earned,
+                    {day(3, 1): [other], day(3, 2): [late]})
+                self.assertEqual(Batch.search(
+                        [('earned_tickets', '=', late)])[0].date, day(3, 2))
+                self.assertEqual(balances(company, ['2203', '5001']),
+                    {'2203': D(0), '5001': D('200')})
         in_transaction(check)

@@ -19,7 +19,7 @@ from scenic_ticket.tests.tools import configure_pii_key, create_user, savepoint
 
 from ..exceptions import PostingError, PostingRuleError, SettlementError
 from ..history import naive
-from ..posting import area_today, day_bounds, split_vat
+from ..posting import _numeric, area_today, day_bounds, split_vat
 from .tools import YEAR, at, balances, finance_area, post, rolled_back
 
 D = Decimal
@@ -121,25 +121,186 @@ class ScenicFinanceTestCase(CompanyTestMixin, ModuleTestCase):
                 written)
             receipts, = Batch.search([('kind', '=', 'receipts')])
             refunds, = Batch.search([('kind', '=', 'refunds')])
+            # Tickets earned whole have no row: the batch finds them.
+            self.assertEqual([r.id for r in receipts.tickets], sorted([t1, t2]))
+            self.assertEqual(Batch.search([('tickets', '=', t1)]), [receipts])
+            # A refunded one gets its row, with what it gave back.
             self.assertEqual(
-                sorted((d.ticket.id, d.state, d.net, d.vat, d.earned)
-                    for d in receipts.tickets),
-                [(t1, 'closed', D('100'), D('6'), D('100')),
-                    (t2, 'refunded', D('100'), D('6'), D('0'))])
+                [(d.ticket.id, d.state, d.net, d.vat, d.earned, d.receipt)
+                    for d in Deferral.search([])],
+                [(t2, 'refunded', D('100'), D('6'), D('0'), None)])
             self.assertEqual(
                 [d.ticket.id for d in refunds.refunded_tickets], [t2])
-            # A ticket earned whole: a row per kind, type and channel,
-            # its deferral naming the batch.
+            # Earned whole: a row per kind, type and channel; the batch
+            # finds its tickets.
             recognition, = Batch.search([('kind', '=', 'recognition')])
-            self.assertEqual([d.ticket.id for d in
-                    recognition.earned_tickets], [t1])
+            self.assertEqual([r.id for r in recognition.earned_tickets], [t1])
+            self.assertEqual(Batch.search([('earned_tickets', '=', t1)]),
+                [recognition])
+            self.assertEqual(Batch.search([('earned_tickets', '=', t2)]), [])
             self.assertEqual([(r.ticket, r.ticket_type, r.channel,
                         r.kind, r.quantity, r.amount)
                     for r in recognition.recognitions],
                 [(None, t['adult'], h.channel, 'use', 1, D('100'))])
             # Posting the same day again adds no deferral row.
             post(f.company, day(3, 1))
-            self.assertEqual(Deferral.search_count([]), 2)
+            self.assertEqual(Deferral.search_count([]), 1)
+
+    @with_transaction()
+    def test_whole_tickets_earned_once_late_scans_included(self):
+        "A ticket is earned by the first posting that sees it used or expired"
+        pool = Pool()
+        Batch = pool.get('scenic.finance.batch')
+        Deferral = pool.get('scenic.finance.ticket')
+        f = finance_area(vat=None)
+        h, t = f.history, f.types
+        with set_company(f.company):
+            _, (late, twice) = h.sell(t['adult'], '100', at(3, 1), count=2,
+                valid_until=at(3, 10, 0))
+            _, (expiring,) = h.sell(t['adult'], '50', at(3, 1),
+                valid_until=at(3, 2, 0))
+            # a card earned day by day, drilled down the same way
+            _, (card,) = h.sell(t['annual'], '30', at(3, 1),
+                valid_until=at(3, 4, 0))
+            h.enter([twice], at(3, 1, 11))
+            post(f.company, day(3, 1))
+            # Uploaded after 3-1 was posted by an offline box: entries of
+            # 3-1, one of a ticket not earned yet, one of the ticket that
+            # expired at the end of 3-1 (earned then).
+            h.enter([late, expiring], at(3, 1, 16))
+            h.enter([twice], at(3, 2, 9))  # a second entry
+            post(f.company, day(3, 2))
+            h.enter([late], at(3, 3, 9))  # after it was earned
+            post(f.company, day(3, 12))
+            earned = {b.date: sorted(r.id for r in b.earned_tickets)
+                for b in Batch.search([('kind', '=', 'recognition')])}
+            self.assertEqual(earned, {
+                    day(3, 1): sorted([twice, expiring, card]),
+                    day(3, 2): sorted([late, card]),
+                    day(3, 3): [card],
+                    })
+            quantities = {}
+            for batch in Batch.search([('kind', '=', 'recognition')]):
+                for r in batch.recognitions:
+                    key = (batch.date, r.kind)
+                    quantities[key] = quantities.get(key, 0) + r.quantity
+            self.assertEqual(quantities, {
+                    (day(3, 1), 'use'): 1, (day(3, 1), 'expiry'): 1,
+                    (day(3, 1), 'day'): 1, (day(3, 2), 'use'): 1,
+                    (day(3, 2), 'day'): 1, (day(3, 3), 'expiry'): 1})
+            b = balances(f.company, ['2203', '5001'])
+            self.assertEqual(b, {'2203': D(0), '5001': D('280')})
+            self.assertEqual([d.ticket.id for d in Deferral.search([])],
+                [card])
+            self.assertMovesBalance(f.company)
+
+    @with_transaction()
+    def test_rows_of_earlier_versions_keep_posting(self):
+        "Tickets earned whole that have rows of earlier versions post by them"
+        pool = Pool()
+        Batch = pool.get('scenic.finance.batch')
+        Deferral = pool.get('scenic.finance.ticket')
+        Recognition = pool.get('scenic.finance.recognition')
+        f = finance_area(vat=None)
+        h, t = f.history, f.types
+        with set_company(f.company):
+            order, (a, b, c) = h.sell(t['adult'], '100', at(3, 1), count=3,
+                valid_until=at(3, 10, 0))
+            h.enter([c], at(3, 1, 11))
+            post(f.company, day(3, 1))
+            receipts, = Batch.search([('kind', '=', 'receipts')])
+            recognition, = Batch.search([('kind', '=', 'recognition')])
+            self.assertEqual(Deferral.search([]), [])
+            # As an earlier version wrote them (numbers SQLite stores as
+            # numbers): a row for every ticket deferred, the one earned
+            # closed naming its batch.
+            table = Deferral.__table__()
+            Transaction().connection.cursor().execute(*table.insert(
+                    [table.company, table.ticket, table.state, table.net,
+                        table.vat, table.earned, table.receipt,
+                        table.recognition],
+                    [[f.company.id, i, s, _numeric(D('100')),
+                            _numeric(D(0)), _numeric(e), receipts.id, r]
+                        for i, s, e, r in [(a, 'deferred', D(0), None),
+                            (b, 'deferred', D(0), None),
+                            (c, 'closed', D('100'), recognition.id)]]))
+            h.enter([a], at(3, 2))
+            post(f.company, day(3, 2))
+            Transaction().cache.clear()  # rows written in SQL
+            self.assertEqual(Deferral(Deferral.search(
+                        [('ticket', '=', a)])[0].id).state, 'closed')
+            self.assertEqual(
+                [(r.ticket.id, r.amount) for r in Recognition.search(
+                        [('date', '=', day(3, 2))])], [(a, D('100'))])
+            # c, used and refunded with a supervisor's approval: its
+            # revenue reversed once; b gives back its deferral.
+            h.refund(order, [b, c], at(3, 3))
+            h.enter([a], at(3, 4))
+            post(f.company, day(3, 12))
+            Transaction().cache.clear()
+            self.assertEqual(
+                sorted((d.ticket.id, d.state) for d in Deferral.search([])),
+                sorted([(a, 'closed'), (b, 'refunded'), (c, 'refunded')]))
+            self.assertEqual(
+                balances(f.company, ['2203', '5001']),
+                {'2203': D(0), '5001': D('100')})
+            self.assertMovesBalance(f.company)
+
+    @with_transaction()
+    def test_rate_change_keeps_deferred_tickets_at_their_rate(self):
+        "Tickets deferred before the rule's VAT rate changes leave at it"
+        pool = Pool()
+        Deferral = pool.get('scenic.finance.ticket')
+        Tax = pool.get('account.tax')
+        ModelData = pool.get('ir.model.data')
+        f = finance_area()
+        h, t = f.history, f.types
+        vat_accounts = ['22210101', '222106']
+
+        def ledger():
+            b = balances(f.company, ['2203', '5001'] + vat_accounts)
+            return (b['2203'], b['5001'], sum(b[c] for c in vat_accounts))
+
+        with set_company(f.company):
+            tax_3, = Tax.search([('company', '=', f.company.id),
+                    ('template', '=', ModelData.get_id('scenic_account_cn',
+                            'tax_template_cn_vat_3_simplified'))])
+            order, (used, expiring, refunded) = h.sell(t['adult'], '106',
+                at(3, 1), count=3, valid_until=at(3, 3, 0))
+            post(f.company, day(3, 1))
+            # 3 × 106 deferred at 6 %: 100 net and 6 VAT each
+            self.assertEqual(ledger(), (D('300'), D(0), D('18')))
+            # The rate of a tax a rule uses does not change under it.
+            with self.assertRaisesRegex(PostingRuleError, 'new tax'), \
+                    savepoint():
+                tax = Tax(f.rule.tax.id)
+                tax.rate = D('0.03')
+                tax.save()
+            rule = type(f.rule)(f.rule.id)
+            rule.tax = tax_3
+            rule.save()
+            # What is deferred gets a row at 6 %, no receipt batch named.
+            self.assertEqual(sorted((d.ticket.id, d.state, d.net, d.vat,
+                        d.earned, d.receipt) for d in Deferral.search([])),
+                sorted((i, 'deferred', D('100'), D('6'), D(0), None)
+                    for i in [used, expiring, refunded]))
+            # The same rate again freezes nothing more.
+            rule.tax = tax_3
+            rule.save()
+            self.assertEqual(Deferral.search_count([]), 3)
+            # sold after the change: 100 net and 3 VAT
+            _, (later,) = h.sell(t['adult'], '103', at(3, 2),
+                valid_until=at(3, 10, 0))
+            h.enter([used], at(3, 2, 9))
+            h.refund(order, [refunded], at(3, 2, 15))
+            post(f.company, day(3, 2))
+            # used and expiring (at the end of 3-2) earn their 100 net;
+            # refunded gives back its 100 and its 6 of VAT
+            self.assertEqual(ledger(), (D('100'), D('200'), D('15')))
+            h.enter([later], at(3, 3, 9))
+            post(f.company, day(3, 12))
+            self.assertEqual(ledger(), (D(0), D('300'), D('15')))
+            self.assertMovesBalance(f.company)
 
     @with_transaction()
     def test_migration_moves_ticket_columns(self):
@@ -154,10 +315,9 @@ class ScenicFinanceTestCase(CompanyTestMixin, ModuleTestCase):
             _, (t1,) = h.sell(t['adult'], '106', at(3, 1),
                 valid_until=at(3, 5, 0))
             post(f.company, day(3, 1))
-            deferral, = Deferral.search([])
-            batch = deferral.receipt
+            self.assertEqual(Deferral.search([]), [])
+            batch, = Batch.search([('kind', '=', 'receipts')])
             # As an earlier version left it: the figures on the ticket row.
-            Deferral.delete([deferral])
             ticket_h = Ticket.__table_handler__()
             for column, type_ in [('finance_state', 'VARCHAR'),
                     ('finance_net', 'NUMERIC'), ('finance_vat', 'NUMERIC'),
@@ -184,7 +344,7 @@ class ScenicFinanceTestCase(CompanyTestMixin, ModuleTestCase):
             # Run again (a second upgrade): nothing more to move.
             Deferral._migrate_from_ticket_columns()
             self.assertEqual(Deferral.search_count([]), 1)
-            self.assertTrue(Batch.search([('tickets', '=', migrated.id)]))
+            self.assertEqual(Batch.search([('tickets', '=', t1)]), [batch])
 
             # Recognition rows of versions before the grouped rows: one
             # per ticket, without type, channel or count.
@@ -327,6 +487,25 @@ class ScenicFinanceTestCase(CompanyTestMixin, ModuleTestCase):
             self.assertFalse(any(p.posting_batch for p in Payment.search([])))
             post(f.company, day(3, 1))
             self.assertEqual(Batch.search_count([]), 2)
+
+    @with_transaction()
+    def test_posting_refuses_read_committed(self):
+        "Posting outside REPEATABLE READ is refused with a user message"
+        from .. import posting
+
+        class Cursor:
+            "PostgreSQL's answers as a READ COMMITTED transaction gives them"
+            answers = [(7,), (3,), (5,), ('1:1:', '1', 'read committed')]
+
+            def execute(self, *args):
+                pass
+
+            def fetchone(self):
+                return self.answers.pop(0)
+
+        with mock.patch.object(posting.backend, 'name', 'postgresql'), \
+                self.assertRaisesRegex(PostingError, 'read committed'):
+            posting.Watermark.take(Cursor())
 
     @with_transaction()
     def test_late_refund_posts_in_first_open_period(self):
@@ -674,7 +853,8 @@ class ScenicFinanceTestCase(CompanyTestMixin, ModuleTestCase):
             deadline=None, database=None,
             suppress_health_check=list(HealthCheck))
         @given(st.lists(st.tuples(
-                    st.sampled_from(['sell', 'use', 'refund', 'wait']),
+                    st.sampled_from(
+                        ['sell', 'use', 'late', 'refund', 'wait']),
                     st.integers(0, 50), st.integers(1, 3),
                     st.sampled_from(['100', '35.50', '0.99'])),
                 min_size=1, max_size=12))
@@ -699,12 +879,17 @@ class ScenicFinanceTestCase(CompanyTestMixin, ModuleTestCase):
                                 days=pick % 4 + 1))
                         tickets += [(order, i) for i in ids]
                         sold.update({i: D(price) for i in ids})
-                    elif action in {'use', 'refund'} and tickets:
+                    elif action in {'use', 'late', 'refund'} and tickets:
                         order, ticket = tickets[pick % len(tickets)]
                         record = Ticket(ticket)
+                        if action == 'late':
+                            # an entry of the day before (posted already)
+                            # uploaded now by an offline box
+                            when -= dt.timedelta(days=1)
                         if record.valid_until <= naive(when):
                             pass
-                        elif action == 'use' and record.state == 'valid':
+                        elif (action in {'use', 'late'}
+                                and record.state == 'valid'):
                             h.enter([ticket], when)
                         elif action == 'refund' and record.state in {
                                 'valid', 'used'}:
