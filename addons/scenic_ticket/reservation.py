@@ -809,10 +809,12 @@ def write_booking_db(plan, idempotency_key=None, now=None):
     return book_result(plan, cursor.fetchone()[0])
 
 
-def book_statement(plan, idempotency_key=None, now=None):
+def book_statement(plan, idempotency_key=None, now=None, whole=False):
     """scenic_book's call for a BookingPlan: (SQL, parameters). The
     booking engine sends it in one round trip with its transaction's
-    BEGIN and hands the answer to book_result."""
+    BEGIN and COMMIT (`whole`: scenic_book_whole, which raises instead of
+    answering anything but a booking written whole, with that answer as
+    the error's detail) and hands the answer to book_result."""
     now = now or now_utc()
     slot = plan.slot
     plan.reference = new_reference()
@@ -845,7 +847,8 @@ def book_statement(plan, idempotency_key=None, now=None):
         'daily': daily, 'stripes': DAILY_STRIPES,
         'uid': db_user(), 'now': naive(now_utc()),
         }
-    return 'SELECT scenic_book(%s::json)', (
+    return ('SELECT scenic_book_whole(%s::json)' if whole
+        else 'SELECT scenic_book(%s::json)'), (
         json.dumps(payload, default=str),)
 
 

@@ -1,6 +1,6 @@
 -- scenic_ticket: the booking engine's database functions (PostgreSQL).
 --
--- version: 6
+-- version: 7
 --
 -- Installed and upgraded by the module (sqlfunctions.install, from
 -- scenic.order's __register__, i.e. `trytond-admin -u scenic_ticket`) when
@@ -30,9 +30,12 @@
 -- rollup's unique key) as the custom one. scenic_book is not: the setting
 -- would also hold for the foreign-key checks of its inserts, and a
 -- generic plan cached while a table is small keeps its sequential scan
--- when the table grows.
+-- when the table grows. Its stripes' claim, planned again at every call
+-- too, is a function of its own with the setting (scenic_claim_stripe),
+-- as is the holds read before it (scenic_hold_counts).
 
 DROP FUNCTION IF EXISTS scenic_book(json);
+DROP FUNCTION IF EXISTS scenic_book_whole(json);
 DROP FUNCTION IF EXISTS scenic_pay_lock(text, integer, text[]);
 DROP FUNCTION IF EXISTS scenic_pay(json);
 DROP FUNCTION IF EXISTS scenic_state_hooks(json, text, integer[], integer,
@@ -542,3 +545,25 @@ BEGIN
 END;
 $$;
 
+
+-- scenic_book for a caller that sends the transaction's COMMIT with it, in
+-- the same round trip (the booking engine): any answer but a booking
+-- written whole (a refusal, a replay, scopes left to the Python claim) is
+-- an error, so the transaction aborts and the COMMIT after it does not
+-- run; the error's DETAIL is scenic_book's answer (codes and ids only),
+-- for the caller to act on after its ROLLBACK as it would have on the
+-- answer.
+CREATE FUNCTION scenic_book_whole(p json)
+    RETURNS json LANGUAGE plpgsql AS $$
+DECLARE
+    result json := scenic_book(p);
+BEGIN
+    IF result->>'refused' IS NOT NULL OR result->>'replayed' IS NOT NULL
+            OR result->>'daily_from' IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0001',
+            MESSAGE = 'scenic_book: not written whole',
+            DETAIL = result::text;
+    END IF;
+    RETURN result;
+END;
+$$;

@@ -8,6 +8,7 @@ with its codes leaving nothing written, the day's counters fall back to
 the Python claim when no free stripe has room, and the payment's hooks
 run once whether a listener has a database function or not.
 """
+import json
 import unittest
 from decimal import Decimal
 
@@ -21,7 +22,7 @@ from trytond.transaction import Transaction
 from trytond.wsgi import app as tryton_app
 
 from .. import api, reservation, sqlfunctions, workflow
-from ..engine import EngineApp
+from ..engine import BOOK_UNFINISHED, EngineApp
 from ..errors import BookingError
 from . import test_booking
 from .test_booking import new_id
@@ -72,12 +73,12 @@ class EngineFunctionsTestCase(test_booking.BookingAPITestCase):
             self.assertEqual(sqlfunctions.installed_version(cursor), version)
             self.assertTrue(sqlfunctions.install(cursor, force=True))
             cursor.execute("SELECT count(*) FROM pg_proc WHERE proname IN "
-                "('scenic_book', 'scenic_pay', "
+                "('scenic_book', 'scenic_book_whole', 'scenic_pay', "
                 "'scenic_pay_lock', 'scenic_order_answer', "
                 "'scenic_slot_sales_tickets', 'scenic_slot_sales_refunds', "
                 "'scenic_rate_add', 'scenic_hold_counts', "
                 "'scenic_claim_stripe')")
-            self.assertEqual(cursor.fetchone()[0], 9)
+            self.assertEqual(cursor.fetchone()[0], 10)
             transaction.rollback()
 
     def test_functions_plan_once(self):
@@ -90,11 +91,12 @@ class EngineFunctionsTestCase(test_booking.BookingAPITestCase):
             cursor.execute("SELECT proname, proconfig FROM pg_proc "
                 "WHERE proname IN ('scenic_slot_sales_tickets', "
                 "'scenic_slot_sales_refunds', 'scenic_book', "
-                "'scenic_pay', 'scenic_hold_counts', "
+                "'scenic_book_whole', 'scenic_pay', 'scenic_hold_counts', "
                 "'scenic_claim_stripe') ORDER BY proname")
             generic = ['plan_cache_mode=force_generic_plan']
             self.assertEqual(cursor.fetchall(), [
                     ('scenic_book', None),
+                    ('scenic_book_whole', None),
                     ('scenic_claim_stripe', generic),
                     ('scenic_hold_counts', generic),
                     ('scenic_pay', None),
@@ -332,6 +334,58 @@ class EngineFunctionsTestCase(test_booking.BookingAPITestCase):
             transaction.rollback()
         self.assertEqual(refused.exception.code, 'sold_out')
         self.assertEqual(self.slot_state(slot), (3, 1))
+
+    def test_book_whole(self):
+        "scenic_book_whole: only a booking written whole is an answer"
+        from psycopg.errors import RaiseException
+        slot = self.day_slot()
+        taken = new_id()
+        self.assertEqual(self.book(self.body(slot, [taken])).status_code,
+            201)    # the day's stripes made
+
+        def raised(plan, key=None):
+            cursor.execute('SAVEPOINT whole')
+            with self.assertRaises(RaiseException) as error:
+                cursor.execute(*reservation.book_statement(plan, key,
+                        whole=True))
+            cursor.execute('ROLLBACK TO SAVEPOINT whole')
+            self.assertEqual(error.exception.diag.message_primary,
+                BOOK_UNFINISHED)
+            return json.loads(error.exception.diag.message_detail)
+        with Transaction().start(DB_NAME, 0) as transaction:
+            cursor = transaction.connection.cursor()
+            before = self.claims(cursor, slot)
+            self.assertEqual(raised(self.plan(slot, [taken], transaction)),
+                {'refused': 'id_limit', 'index': 0})
+            self.assertEqual(self.claims(cursor, slot), before)
+            cursor.execute(*reservation.book_statement(self.plan(slot,
+                        [new_id()], transaction), 'key-whole', whole=True))
+            order_id = cursor.fetchone()[0]['order']
+            self.assertEqual(raised(self.plan(slot, [new_id()],
+                        transaction), 'key-whole'),
+                {'refused': 'idempotency_conflict'})
+            transaction.rollback()
+        self.assertTrue(order_id)
+
+    def test_engine_books_whole_or_in_steps(self):
+        """The engine's booking: a day's first (in steps), later ones and
+        refusals (scenic_book_whole), without psycopg's warnings"""
+        slot = self.day_slot()
+        taken = new_id()
+        with self.assertNoLogs('psycopg', 'WARNING'):
+            # the day's first: no stripes, the Python claim makes them
+            self.assertEqual(self.book(self.body(slot, [taken]),
+                    idempotency='key-steps').status_code, 201)
+            self.assertEqual(self.book(self.body(slot, [new_id()]))
+                .status_code, 201)
+            self.assertError(self.book(self.body(slot, [taken])), 409,
+                'id_limit', 'items[0].visitors[0].id_number')
+            replayed = self.book(self.body(slot, [taken]),
+                idempotency='key-steps')
+        self.assertEqual(replayed.status_code, 201)
+        self.assertEqual(replayed.headers['Idempotent-Replayed'], 'true')
+        self.assertEqual(self.slot_state(slot)[0], 2)
+        self.check_counters(slot)
 
     def test_book_function_replay(self):
         "A used key: the same request is its order, another is refused"
