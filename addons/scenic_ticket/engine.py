@@ -35,18 +35,19 @@ and replays read `scenic_order_answer`. The hold counter is one statement
 in a transaction of its own (`scenic_rate_add`, not durable).
 
 Round trips: the connections are in autocommit and the engine opens its
-transactions itself. Reads before the write (the channel, the slot, the
-holds) run on their own: under READ COMMITTED each statement reads its own
-snapshot and takes no lock, inside a transaction or not. A write's
-transaction starts with the write: BEGIN, `scenic_book_whole`, COMMIT
-and the hold counter's statement go in one pipeline, one round trip
-(psycopg's implicit BEGIN was a round trip of its own); the answer leaves
-once all came back, so once the booking's commit is durable (Engine.write:
-a refusal is an error that aborts the rest). A payment's BEGIN, channel
-and `scenic_pay_lock` likewise, then `scenic_pay` and its COMMIT. 12
-round trips an order became 8 (bench/README.md, "sixth pass"), then 6
-(the commits with the writes, so that the hot rows are held for the
-server's time only).
+transactions itself. A booking's reads before its write (the channel, the
+slot, the holds: Engine.reads) go in one pipeline, outside a transaction:
+under READ COMMITTED each statement reads its own snapshot and takes no
+lock, inside a transaction or not. A write's transaction starts with the
+write: BEGIN, `scenic_book_whole`, COMMIT and the hold counter's
+statement go in one pipeline, one round trip (psycopg's implicit BEGIN
+was a round trip of its own); the answer leaves once all came back, so
+once the booking's commit is durable (Engine.write: a refusal is an error
+that aborts the rest). A payment's BEGIN, channel and `scenic_pay_lock`
+likewise, then `scenic_pay` and its COMMIT. 12 round trips an order
+became 8 (bench/README.md, "sixth pass"), then 4 (the commits with the
+writes, so that the hot rows are held for the server's time only, and
+the booking's reads together).
 
 HTTP: the engine's routes read the WSGI environ themselves (`Request`)
 and write their answers themselves (`Answer`), without werkzeug's
@@ -113,6 +114,14 @@ ROUTES = [
 CATALOGUE_CACHE = 'scenic_ticket.catalogue'
 # Every write's transaction (the connections are in autocommit).
 BEGIN = 'BEGIN ISOLATION LEVEL READ COMMITTED'
+# A booking's reads, in one round trip with CHANNEL (`Engine.reads`): the
+# request's slot as catalogue.Catalogue.slot reads it, of the key's
+# channel's area, and the slot's holds (reservation.hold_counts_statement)
+SLOT = ("SELECT id, zone, date, start_time, end_time, capacity, booked "
+    "FROM scenic_time_slot WHERE id = %s AND company = ("
+    "SELECT company FROM scenic_channel WHERE api_key_hash = %s AND active)")
+KEY_CHANNEL = ('(SELECT id FROM scenic_channel WHERE api_key_hash = %s '
+    'AND active)')
 # scenic_book_whole's error for any answer but a booking written whole
 BOOK_UNFINISHED = 'scenic_book: not written whole'
 # authenticate(): the active channel of a key's hash, with the catalogue
@@ -293,16 +302,22 @@ class Engine:
                     dbtools.end_session(token)
 
     def book(self, conn, request):
-        channel = self.channel(conn, request)
-        key = api.idempotency_key(request)
-        booking = api.parse_booking(json_body(request))
+        try:
+            key = api.idempotency_key(request)
+            booking = api.parse_booking(json_body(request))
+        except ApiError:
+            self.channel(conn, request)  # a wrong key is refused first
+            raise
         client = request.remote_addr or 'unknown'
         now = dbtools.now_utc()
+        channel, slot, counts = self.reads(conn, request, booking, client,
+            now)
         catalogue = self.catalogue(channel)
         try:
             plan = reservation.plan_booking(channel, booking, now=now,
-                catalogue=catalogue)
-            reservation.check_holds(channel, plan, client=client, now=now)
+                catalogue=catalogue, slot=catalogue.slot_from_row(slot))
+            reservation.check_holds(channel, plan, client=client, now=now,
+                counts=counts)
             self.write(conn, channel, plan, key, client, now)
         except reservation.Replayed as replayed:
             return self.replay(conn, replayed.order_id)
@@ -319,6 +334,24 @@ class Engine:
         return Answer(api.order_json(
                 self.planned_order(plan, catalogue, now),
                 self.database_name, tz=catalogue.timezone), status=201)
+
+    def reads(self, conn, request, booking, client, now):
+        """A booking's reads before its write, in one round trip: its
+        channel (authenticate(): refused here unless active), the slot's
+        row (SLOT) and its holds (None without a slot of the channel's
+        area: plan_booking refuses it, check_holds is not reached). Each
+        reads its own snapshot, as when they were sent one by one."""
+        key_hash = self.key_hash(request)
+        if key_hash is None:
+            self.channel_of(None)
+        with pipeline(conn):
+            channel = conn.execute(CHANNEL, (CATALOGUE_CACHE, key_hash))
+            slot = conn.execute(SLOT, (booking.slot, key_hash))
+            holds = conn.execute(*reservation.hold_counts_statement(
+                    (KEY_CHANNEL, (key_hash,)), booking.slot,
+                    booking.contact_phone, client, now))
+        return (self.channel_of(channel.fetchone()), slot.fetchone(),
+            holds.fetchone()[0])
 
     def write(self, conn, channel, plan, key, client, now):
         """Write and commit a booking's plan, then count the hold: raise

@@ -387,6 +387,25 @@ class EngineFunctionsTestCase(test_booking.BookingAPITestCase):
         self.assertEqual(self.slot_state(slot)[0], 2)
         self.check_counters(slot)
 
+    def test_engine_book_refuses_a_wrong_key_first(self):
+        "The engine reads the body before the channel: 401 still comes first"
+        slot = self.day_slot()
+        for headers in [{'Authorization': 'Bearer nope',
+                    'Idempotency-Key': 'k'}, {'Idempotency-Key': 'k'},
+                {'Authorization': 'Bearer nope'}]:
+            for body in [b'{not json', b'{"slot": "x"}',
+                    json.dumps(self.body(slot, [new_id()])).encode()]:
+                with self.subTest(headers=headers, body=body[:12]):
+                    self.assertError(self.client().post(self.url('/orders'),
+                            data=body, headers=headers,
+                            content_type='application/json'),
+                        401, 'unauthorized')
+        # a good key: the body's and the slot's refusals
+        self.assertError(self.book({'slot': 'x'}), 422, 'invalid_request',
+            'slot')
+        self.assertError(self.book(self.body(2 ** 31 - 1, [new_id()])),
+            422, 'invalid_request', 'slot')
+
     def test_book_function_replay(self):
         "A used key: the same request is its order, another is refused"
         slot = self.day_slot()
