@@ -376,30 +376,25 @@ async def pg_orders(uri, clients, seconds, synchronous_commit, first_id,
     return sum(counts), duration, cpu
 
 
-ROUND_TRIPS = 8  # the engine's round trips per order (sixth pass)
+# the engine's round trips per order: 8 since the sixth pass, 4 since the
+# commits go with the writes and a booking's reads together (engine-plan)
+ROUND_TRIPS = 4
 
 
-def round_trips(uri, seconds, threads=8):
-    """What the engine's round trips cost by themselves: `threads` threads
-    in one process (granian's 2 x 4 blocking threads), each on its own
-    connection, sending ROUND_TRIPS trivial prepared statements per
-    "order" as the engine sends its reads and calls. CPU of this process
-    (psycopg's client side and the threads' hand-offs) and of PostgreSQL
-    per order. Return (orders, duration, cpu)."""
+def _run_threads(uri, conns, one, seconds):
+    """Call one(n, conn) over and over for `seconds`, a thread per
+    connection (the engine's blocking threads, each on its own
+    connection), then close the connections. Return (calls, duration,
+    CPU of this process and of PostgreSQL meanwhile)."""
     import threading
-
-    import psycopg
     postmaster = _measure.postmaster_pid(uri, 'floor')
     meter = _measure.CPUMeter({'postgres': postmaster}, own='client')
-    conns = [psycopg.connect(_measure.conninfo(uri, 'floor'),
-            autocommit=True, prepare_threshold=0) for _ in range(threads)]
-    counts = [0] * threads
+    counts = [0] * len(conns)
     stop = threading.Event()
 
     def work(n, conn):
         while not stop.is_set():
-            for i in range(ROUND_TRIPS):
-                conn.execute('SELECT %s::int', (i,)).fetchone()
+            one(n, conn)
             counts[n] += 1
     workers = [threading.Thread(target=work, args=(n, conn))
         for n, conn in enumerate(conns)]
@@ -419,6 +414,23 @@ def round_trips(uri, seconds, threads=8):
         for conn in conns:
             conn.close()
     return sum(counts), duration, cpu
+
+
+def round_trips(uri, seconds, threads=8):
+    """What the engine's round trips cost by themselves: `threads` threads
+    in one process (granian's 2 x 4 blocking threads), each on its own
+    connection, sending ROUND_TRIPS trivial prepared statements per
+    "order" as the engine sends its reads and calls. CPU of this process
+    (psycopg's client side and the threads' hand-offs) and of PostgreSQL
+    per order. Return (orders, duration, cpu)."""
+    import psycopg
+    conns = [psycopg.connect(_measure.conninfo(uri, 'floor'),
+            autocommit=True, prepare_threshold=0) for _ in range(threads)]
+
+    def order(n, conn):
+        for i in range(ROUND_TRIPS):
+            conn.execute('SELECT %s::int', (i,)).fetchone()
+    return _run_threads(uri, conns, order, seconds)
 
 
 # What a transaction's framing and the engine's third transaction cost
@@ -449,51 +461,26 @@ def transactions(uri, mode, seconds, threads=8):
     `threads` threads of one process, each on its own connection, as the
     engine's threads send them: CPU of this process and of PostgreSQL per
     operation. Return (operations, duration, cpu)."""
-    import threading
-
     import psycopg
-    postmaster = _measure.postmaster_pid(uri, 'floor')
-    meter = _measure.CPUMeter({'postgres': postmaster}, own='client')
     options = '-c synchronous_commit=off' if mode == 'hold_counter' else ''
     conns = [psycopg.connect(_measure.conninfo(uri, 'floor'),
             autocommit=mode != 'begin_commit', prepare_threshold=0,
             options=options) for _ in range(threads)]
-    counts = [0] * threads
-    stop = threading.Event()
 
-    def work(n, conn):
-        while not stop.is_set():
-            if mode == 'pipelined':
-                with conn.pipeline():
-                    conn.execute('BEGIN')
-                    cursor = conn.execute('SELECT %s::int', (n,))
-                cursor.fetchone()
-                conn.execute('COMMIT')
-            elif mode == 'hold_counter':
-                conn.execute(RATE_ADD, ('hold-client:127.0.0.1',))
-            else:
-                conn.execute('SELECT %s::int', (n,)).fetchone()
-                if mode == 'begin_commit':
-                    conn.commit()
-            counts[n] += 1
-    workers = [threading.Thread(target=work, args=(n, conn))
-        for n, conn in enumerate(conns)]
-    try:
-        meter.start()
-        started = time.monotonic()
-        for worker in workers:
-            worker.start()
-        time.sleep(seconds)
-        stop.set()
-        for worker in workers:
-            worker.join()
-        duration = time.monotonic() - started
-        cpu = meter.stop()
-    finally:
-        stop.set()
-        for conn in conns:
-            conn.close()
-    return sum(counts), duration, cpu
+    def operation(n, conn):
+        if mode == 'pipelined':
+            with conn.pipeline():
+                conn.execute('BEGIN')
+                cursor = conn.execute('SELECT %s::int', (n,))
+            cursor.fetchone()
+            conn.execute('COMMIT')
+        elif mode == 'hold_counter':
+            conn.execute(RATE_ADD, ('hold-client:127.0.0.1',))
+        else:
+            conn.execute('SELECT %s::int', (n,)).fetchone()
+            if mode == 'begin_commit':
+                conn.commit()
+    return _run_threads(uri, conns, operation, seconds)
 
 
 def pg_floor(clients, seconds):

@@ -48,7 +48,7 @@ def test_engine_floor_all_parts():
         assert line['cpu_ms_per_order'] >= 0
         assert 'others_pct' in line and 'load_before' in line
     # the engine's round trips alone: reported beside, not in the floor
-    assert (trips['threads'], trips['statements_per_order']) == (8, 8)
+    assert (trips['threads'], trips['statements_per_order']) == (8, 4)
     assert trips['orders_per_s'] > 0
     assert summary['round_trips_ms_per_order'] == {
         'client': trips['client_cpu_ms_per_order'],

@@ -185,7 +185,11 @@ class Catalogue:
         # built once, then filled in (every booking reads its slot)
         cursor.execute(*rendered('catalogue_slot', build, slot_id=slot_id,
                 company=self.snapshot.company))
-        row = cursor.fetchone()
+        return self.slot_from_row(cursor.fetchone())
+
+    def slot_from_row(self, row):
+        """The slot of a row of `slot`'s read (None: no row), for a caller
+        that read it with others in one round trip (the booking engine)."""
         return self._slot_info(*row) if row else None
 
     def day_slots(self, date):

@@ -35,16 +35,19 @@ and replays read `scenic_order_answer`. The hold counter is one statement
 in a transaction of its own (`scenic_rate_add`, not durable).
 
 Round trips: the connections are in autocommit and the engine opens its
-transactions itself. Reads before the write (the channel, the slot, the
-holds) run on their own: under READ COMMITTED each statement reads its own
-snapshot and takes no lock, inside a transaction or not. A write's
-transaction starts with the write: BEGIN and `scenic_book` go in one
-pipeline, one round trip (psycopg's implicit BEGIN was a round trip of its
-own); a payment's BEGIN, channel and `scenic_pay_lock` likewise. A
-booking's COMMIT and the hold counter's statement go in one pipeline too:
-the answer leaves once both came back, so once the booking's commit is
-durable. 12 round trips an order became 8 (bench/README.md, "sixth
-pass").
+transactions itself. A booking's reads before its write (the channel, the
+slot, the holds: Engine.reads) go in one pipeline, outside a transaction:
+under READ COMMITTED each statement reads its own snapshot and takes no
+lock, inside a transaction or not. A write's transaction starts with the
+write: BEGIN, `scenic_book_whole`, COMMIT and the hold counter's
+statement go in one pipeline, one round trip (psycopg's implicit BEGIN
+was a round trip of its own); the answer leaves once all came back, so
+once the booking's commit is durable (Engine.write: a refusal is an error
+that aborts the rest). A payment's BEGIN, channel and `scenic_pay_lock`
+likewise, then `scenic_pay` and its COMMIT. 12 round trips an order
+became 8 (bench/README.md, "sixth pass"), then 4 (the commits with the
+writes, so that the hot rows are held for the server's time only, and
+the booking's reads together).
 
 HTTP: the engine's routes read the WSGI environ themselves (`Request`)
 and write their answers themselves (`Answer`), without werkzeug's
@@ -79,6 +82,7 @@ import logging
 import re
 import threading
 import time
+from contextlib import contextmanager
 from decimal import Decimal
 from http import HTTPStatus
 from types import SimpleNamespace
@@ -110,11 +114,44 @@ ROUTES = [
 CATALOGUE_CACHE = 'scenic_ticket.catalogue'
 # Every write's transaction (the connections are in autocommit).
 BEGIN = 'BEGIN ISOLATION LEVEL READ COMMITTED'
+# A booking's reads, in one round trip with CHANNEL (`Engine.reads`): the
+# request's slot as catalogue.Catalogue.slot reads it, of the key's
+# channel's area, and the slot's holds (reservation.hold_counts_statement)
+SLOT = ("SELECT id, zone, date, start_time, end_time, capacity, booked "
+    "FROM scenic_time_slot WHERE id = %s AND company = ("
+    "SELECT company FROM scenic_channel WHERE api_key_hash = %s AND active)")
+KEY_CHANNEL = ('(SELECT id FROM scenic_channel WHERE api_key_hash = %s '
+    'AND active)')
+# scenic_book_whole's error for any answer but a booking written whole
+BOOK_UNFINISHED = 'scenic_book: not written whole'
 # authenticate(): the active channel of a key's hash, with the catalogue
 # cache's stamp (`Engine.catalogue`): one read
 CHANNEL = ("SELECT id, company, code, hold_minutes, ("
     "SELECT timestamp FROM ir_cache WHERE name = %s) "
     "FROM scenic_channel WHERE api_key_hash = %s AND active")
+
+
+@contextmanager
+def pipeline(conn):
+    """conn.pipeline(): its statements in one round trip, the first that
+    fails raising its own error (the others do not run: the caller rolls
+    back). psycopg raises a failure where it reads it, inside the block or
+    at its end, and in the first case logs a warning when the block's end
+    finds the pipeline aborted: every refusal of scenic_book_whole would
+    log one."""
+    import psycopg
+    failed = []
+    try:
+        with conn.pipeline():
+            try:
+                yield
+            except psycopg.Error as error:
+                failed.append(error)
+    except psycopg.errors.PipelineAborted:
+        if not failed:
+            raise
+    if failed:
+        raise failed[0]
 
 
 class Delegate(Exception):
@@ -265,23 +302,23 @@ class Engine:
                     dbtools.end_session(token)
 
     def book(self, conn, request):
-        channel = self.channel(conn, request)
-        key = api.idempotency_key(request)
-        booking = api.parse_booking(json_body(request))
+        try:
+            key = api.idempotency_key(request)
+            booking = api.parse_booking(json_body(request))
+        except ApiError:
+            self.channel(conn, request)  # a wrong key is refused first
+            raise
         client = request.remote_addr or 'unknown'
         now = dbtools.now_utc()
+        channel, slot, counts = self.reads(conn, request, booking, client,
+            now)
         catalogue = self.catalogue(channel)
         try:
             plan = reservation.plan_booking(channel, booking, now=now,
-                catalogue=catalogue)
-            reservation.check_holds(channel, plan, client=client, now=now)
-            # the transaction's BEGIN, the replay check, the plan's rows and
-            # claims in one round trip (scenic_book)
-            statement = reservation.book_statement(plan, key, now=now)
-            with conn.pipeline():
-                conn.execute(BEGIN)
-                cursor = conn.execute(*statement)
-            reservation.book_result(plan, cursor.fetchone()[0])
+                catalogue=catalogue, slot=catalogue.slot_from_row(slot))
+            reservation.check_holds(channel, plan, client=client, now=now,
+                counts=counts)
+            self.write(conn, channel, plan, key, client, now)
         except reservation.Replayed as replayed:
             return self.replay(conn, replayed.order_id)
         except BookingError:
@@ -294,20 +331,74 @@ class Engine:
             if replay:
                 return self.replay(conn, replay)
             raise
-        # The booking's commit, durable before the answer, and the
-        # per-address hold counter after it, in a transaction of its own
-        # that does not wait for the disk: every booking from one address
-        # (a NAT) updates that row, and holding its lock through the
-        # booking's commit serialised them at one disk flush each. A crash
-        # may forget a few counts; never a booking. One round trip: the
-        # pipeline's end waits for both (a failed COMMIT raises there and
-        # the count, after it, is not made).
-        with conn.pipeline():
-            conn.execute('COMMIT')
-            reservation.count_hold(channel, client, now=now, durable=False)
         return Answer(api.order_json(
                 self.planned_order(plan, catalogue, now),
                 self.database_name, tz=catalogue.timezone), status=201)
+
+    def reads(self, conn, request, booking, client, now):
+        """A booking's reads before its write, in one round trip: its
+        channel (authenticate(): refused here unless active), the slot's
+        row (SLOT) and its holds (None without a slot of the channel's
+        area: plan_booking refuses it, check_holds is not reached). Each
+        reads its own snapshot, as when they were sent one by one."""
+        key_hash = self.key_hash(request)
+        if key_hash is None:
+            self.channel_of(None)
+        with pipeline(conn):
+            channel = conn.execute(CHANNEL, (CATALOGUE_CACHE, key_hash))
+            slot = conn.execute(SLOT, (booking.slot, key_hash))
+            holds = conn.execute(*reservation.hold_counts_statement(
+                    (KEY_CHANNEL, (key_hash,)), booking.slot,
+                    booking.contact_phone, client, now))
+        return (self.channel_of(channel.fetchone()), slot.fetchone(),
+            holds.fetchone()[0])
+
+    def write(self, conn, channel, plan, key, client, now):
+        """Write and commit a booking's plan, then count the hold: raise
+        its refusal (BookingError) or Replayed.
+
+        The transaction's BEGIN, the replay check, the plan's rows and
+        claims (scenic_book_whole), the COMMIT, and the per-address hold
+        counter after it, in a transaction of its own that does not wait
+        for the disk, in one round trip: the slot's row and the day's
+        stripe are held for the server's time only, not until this
+        thread runs again to send the COMMIT. The pipeline's end waits
+        for the commit, so the answer leaves once it is durable. Every
+        booking from one address (a NAT) updates the counter's row, and
+        holding its lock through the booking's commit serialised them at
+        one disk flush each. A crash may forget a few counts; never a
+        booking. Any answer but a booking written whole aborts the
+        transaction: the COMMIT and the count, after it, do not run, and
+        the answer is acted on as scenic_book's (book_result) after the
+        rollback; the day's counters it left to the Python claim (no free
+        stripe with room) are claimed by the same steps in a transaction
+        that commits once they are."""
+        import psycopg
+        try:
+            with pipeline(conn):
+                conn.execute(BEGIN)
+                conn.execute(*reservation.book_statement(plan, key,
+                        now=now, whole=True))
+                conn.execute('COMMIT')
+                reservation.count_hold(channel, client, now=now,
+                    durable=False)
+            return
+        except psycopg.errors.RaiseException as error:
+            if error.diag.message_primary != BOOK_UNFINISHED:
+                raise
+            conn.rollback()
+            result = json.loads(error.diag.message_detail)
+        if 'daily_from' not in result:
+            reservation.book_result(plan, result)
+        # the Python claim of the day's counters, then the commit
+        with pipeline(conn):
+            conn.execute(BEGIN)
+            cursor = conn.execute(*reservation.book_statement(plan, key,
+                    now=now))
+        reservation.book_result(plan, cursor.fetchone()[0])
+        with pipeline(conn):
+            conn.execute('COMMIT')
+            reservation.count_hold(channel, client, now=now, durable=False)
 
     def replay(self, conn, order_id):
         "The answer to a replayed booking: its order as it is now."
@@ -368,7 +459,7 @@ class Engine:
         # locked, with its payments, its area's signing key and its tickets
         # that may become valid: one round trip (a wrong key finds no
         # order, locks nothing and is refused below; run() rolls back)
-        with conn.pipeline():
+        with pipeline(conn):
             conn.execute(BEGIN)
             channel_cursor = conn.execute(CHANNEL,
                 (CATALOGUE_CACHE, key_hash))
@@ -398,9 +489,7 @@ class Engine:
             ticket_hooks = sql_hook_functions(Ticket.__name__, 'valid')
             order_hooks = sql_hook_functions(Order.__name__, 'paid')
             written = dbtools.naive(now)
-            # payment, tickets with their codes, the order, the SQL state
-            # hooks (slot-sales rollup) and the answer: one round trip
-            result = conn.execute('SELECT scenic_pay(%s::json)', (
+            statement = ('SELECT scenic_pay(%s::json)', (
                     json.dumps({
                         'order': order_id, 'company': company,
                         'provider': provider_name,
@@ -418,19 +507,34 @@ class Engine:
                         # listeners without a database function run here
                         'ticket_hooks': ticket_hooks or [],
                         'order_hooks': order_hooks or [],
-                        }, default=str),)).fetchone()[0]
-            if ticket_hooks is None:
-                entered(Ticket, 'valid', result['tickets'])
-            if order_hooks is None:
-                entered(Order, 'paid', result['orders'])
+                        }, default=str),))
             if ticket_hooks is None or order_hooks is None:
+                result = conn.execute(*statement).fetchone()[0]
+                if ticket_hooks is None:
+                    entered(Ticket, 'valid', result['tickets'])
+                if order_hooks is None:
+                    entered(Order, 'paid', result['orders'])
                 answer = self.answer(conn, order_id)  # after the hooks
             else:
-                answer = result['answer']
+                # payment, tickets with their codes, the order, the SQL
+                # state hooks (slot-sales rollup), the answer and the
+                # COMMIT: one round trip, so the order's and the rollup's
+                # rows are held for the server's time only, not until
+                # this thread runs again to send the COMMIT (the
+                # pipeline's end waits for it: the answer leaves once the
+                # commit is durable; a failed payment aborts the
+                # pipeline, so the COMMIT is not run and run() rolls
+                # back)
+                with pipeline(conn):
+                    cursor = conn.execute(*statement)
+                    conn.execute('COMMIT')
+                answer = cursor.fetchone()[0]['answer']
         else:
             answer = self.answer(conn, order_id)  # a retry: as it is
         order = order_from(answer)
-        conn.commit()   # the answer sent once the commit is durable
+        # the answer sent once the commit is durable (a no-op when the
+        # COMMIT went with scenic_pay)
+        conn.commit()
         return Answer(api.order_json(order, self.database_name,
                 tz=order.tz))
 

@@ -50,6 +50,8 @@ from .vault import pii_vault
 from .workflow import entered, sql_transition
 
 HOLD_MINUTES = 15
+# plan_booking's slot, when its caller did not read it
+NOT_READ = object()
 # Paid orders, before and after their tickets are admitted at the gates.
 PAID_STATES = ('paid', 'partly_used', 'used')
 REFERENCE_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789'
@@ -543,7 +545,8 @@ class BookingPlan:
         return sum(l['persons'] for l in self.lines)
 
 
-def plan_booking(channel, request, now=None, catalogue=None, held=False):
+def plan_booking(channel, request, now=None, catalogue=None, held=False,
+        slot=NOT_READ):
     """Validate and price a booking request; return its BookingPlan.
 
     The plan step: the slot must exist and not have ended; each ticket type
@@ -558,11 +561,15 @@ def plan_booking(channel, request, now=None, catalogue=None, held=False):
     the slot (a partner's allotment, whose own claim refuses beyond its
     quota). Those count as booked on the slot for everyone but their
     holder, so the slot's free places are not checked here.
+
+    `slot`: the request's slot as catalogue.slot reads it (Catalogue.
+    slot_from_row: None, not of the area), if read already.
     """
     now = now or now_utc()
     company = channel.company.id
     catalogue = catalogue or Catalogue(company)
-    slot = catalogue.slot(request.slot)
+    if slot is NOT_READ:
+        slot = catalogue.slot(request.slot)
     if slot is None:
         raise BookingError('invalid_request', "This time slot does not "
             "exist.", 'slot')
@@ -809,10 +816,12 @@ def write_booking_db(plan, idempotency_key=None, now=None):
     return book_result(plan, cursor.fetchone()[0])
 
 
-def book_statement(plan, idempotency_key=None, now=None):
+def book_statement(plan, idempotency_key=None, now=None, whole=False):
     """scenic_book's call for a BookingPlan: (SQL, parameters). The
     booking engine sends it in one round trip with its transaction's
-    BEGIN and hands the answer to book_result."""
+    BEGIN and COMMIT (`whole`: scenic_book_whole, which raises instead of
+    answering anything but a booking written whole, with that answer as
+    the error's detail) and hands the answer to book_result."""
     now = now or now_utc()
     slot = plan.slot
     plan.reference = new_reference()
@@ -845,7 +854,8 @@ def book_statement(plan, idempotency_key=None, now=None):
         'daily': daily, 'stripes': DAILY_STRIPES,
         'uid': db_user(), 'now': naive(now_utc()),
         }
-    return 'SELECT scenic_book(%s::json)', (
+    return ('SELECT scenic_book_whole(%s::json)' if whole
+        else 'SELECT scenic_book(%s::json)'), (
         json.dumps(payload, default=str),)
 
 
@@ -906,11 +916,31 @@ def limit(channel_code, name):
     return LIMITS[name]
 
 
-def check_holds(channel, plan, client=None, now=None):
+def hold_counts_statement(channel, slot_id, phone, client, now):
+    """check_holds' read on PostgreSQL: scenic_hold_counts' call, (SQL,
+    parameters). `channel`: the channel's id, or (SQL, parameters) of a
+    scalar query of it (the booking engine sends the read in one round
+    trip with the channel's). The function's plans are generic
+    (sql/engine.sql): planned for each call's values, this read cost
+    0.3-0.4 ms a booking (bench/README.md)."""
+    from . import ratelimit
+    rate_key = window = None
+    if client:
+        rate_key, window, _ = ratelimit.window_of('hold-client', client,
+            3600, now)
+    channel_sql, channel_params = (channel if isinstance(channel, tuple)
+        else ('%s', (channel,)))
+    return (f'SELECT scenic_hold_counts(%s, %s, %s, {channel_sql}, %s, %s)',
+        (slot_id, naive(now), phone, *channel_params, rate_key, window))
+
+
+def check_holds(channel, plan, client=None, now=None, counts=None):
     """Unpaid holds cost nothing, so they are limited: per phone and slot
     (409 hold_limit), per channel and slot as a share of the capacity (409
     hold_limit: a public booking page cannot hold a whole slot), and per
-    client address an hour (429, counted in scenic.rate_limit)."""
+    client address an hour (429, counted in scenic.rate_limit).
+    `counts`: what hold_counts_statement read for this plan, if read
+    already (PostgreSQL)."""
     from . import ratelimit
     now = now or now_utc()
     cursor = db_cursor()
@@ -921,29 +951,37 @@ def check_holds(channel, plan, client=None, now=None):
         rate_key, window, end = ratelimit.window_of('hold-client', client,
             3600, now)
         values.update(rate_key=rate_key, window=window)
-
-    def counts(**marks):
-        """One read: the phone's holds, the channel's unpaid persons, the
-        address's holds this hour (with a client)."""
-        p = SimpleNamespace(**marks)
-        order = sql_table('scenic.order')
-        held = ((order.slot == p.slot) & (order.state == 'reserved')
-            & (order.hold_expires_at > p.now))
-        line = sql_table('scenic.order.line')
-        queries = [
-            order.select(Count(order.id),
-                where=held & (order.contact_phone == p.phone)),
-            order.join(line, condition=line.order == order.id
-                ).select(Sum(line.persons),
-                    where=held & (order.channel == p.channel)),
-            ]
-        if client:
-            queries.append(ratelimit.select_count(p.rate_key, p.window))
-        return Select(queries)
-    # `= NULL` is not `IS NULL`: without a phone, built with the values
-    cursor.execute(*(counts(**values) if phone is None
-            else rendered(('hold_counts', bool(client)), counts, **values)))
-    phone_holds, unpaid, *rate = cursor.fetchone()
+    if counts is not None:
+        phone_holds, unpaid, *rate = counts
+    elif backend.name == 'postgresql':
+        cursor.execute(*hold_counts_statement(channel.id, plan.slot.id,
+                phone, client, now))
+        phone_holds, unpaid, *rate = cursor.fetchone()[0]
+    else:
+        def counts(**marks):
+            """One read: the phone's holds, the channel's unpaid persons,
+            the address's holds this hour (with a client)."""
+            p = SimpleNamespace(**marks)
+            order = sql_table('scenic.order')
+            held = ((order.slot == p.slot) & (order.state == 'reserved')
+                & (order.hold_expires_at > p.now))
+            line = sql_table('scenic.order.line')
+            queries = [
+                order.select(Count(order.id),
+                    where=held & (order.contact_phone == p.phone)),
+                order.join(line, condition=line.order == order.id
+                    ).select(Sum(line.persons),
+                        where=held & (order.channel == p.channel)),
+                ]
+            if client:
+                queries.append(ratelimit.select_count(p.rate_key,
+                        p.window))
+            return Select(queries)
+        # `= NULL` is not `IS NULL`: without a phone, built with the values
+        cursor.execute(*(counts(**values) if phone is None
+                else rendered(('hold_counts', bool(client)), counts,
+                    **values)))
+        phone_holds, unpaid, *rate = cursor.fetchone()
     maximum = limit(channel.code, 'max_holds_phone')
     if phone_holds >= maximum:
         raise BookingError('hold_limit', f"This phone already holds "

@@ -8,6 +8,7 @@ with its codes leaving nothing written, the day's counters fall back to
 the Python claim when no free stripe has room, and the payment's hooks
 run once whether a listener has a database function or not.
 """
+import json
 import unittest
 from decimal import Decimal
 
@@ -21,7 +22,7 @@ from trytond.transaction import Transaction
 from trytond.wsgi import app as tryton_app
 
 from .. import api, reservation, sqlfunctions, workflow
-from ..engine import EngineApp
+from ..engine import BOOK_UNFINISHED, EngineApp
 from ..errors import BookingError
 from . import test_booking
 from .test_booking import new_id
@@ -72,30 +73,112 @@ class EngineFunctionsTestCase(test_booking.BookingAPITestCase):
             self.assertEqual(sqlfunctions.installed_version(cursor), version)
             self.assertTrue(sqlfunctions.install(cursor, force=True))
             cursor.execute("SELECT count(*) FROM pg_proc WHERE proname IN "
-                "('scenic_book', 'scenic_pay', 'scenic_pay_lock', "
-                "'scenic_order_answer', 'scenic_slot_sales_tickets', "
-                "'scenic_slot_sales_refunds', 'scenic_rate_add')")
-            self.assertEqual(cursor.fetchone()[0], 7)
+                "('scenic_book', 'scenic_book_whole', 'scenic_pay', "
+                "'scenic_pay_lock', 'scenic_order_answer', "
+                "'scenic_slot_sales_tickets', 'scenic_slot_sales_refunds', "
+                "'scenic_rate_add', 'scenic_hold_counts', "
+                "'scenic_claim_stripe')")
+            self.assertEqual(cursor.fetchone()[0], 10)
             transaction.rollback()
 
-    def test_rollup_functions_plan_once(self):
-        "The rollup's functions use generic plans, scenic_book its default"
-        # engine.sql's "Plans": the upsert on `= ANY(ids)` was planned
-        # again at every payment with the default plan_cache_mode
+    def test_functions_plan_once(self):
+        "The rollup's, holds' and stripes' functions use generic plans"
+        # engine.sql's "Plans": the rollup's upsert on `= ANY(ids)`, the
+        # holds read and the stripes' update were planned again at every
+        # call with the default plan_cache_mode; scenic_book keeps it
         with Transaction().start(DB_NAME, 0, readonly=True) as transaction:
             cursor = transaction.connection.cursor()
             cursor.execute("SELECT proname, proconfig FROM pg_proc "
                 "WHERE proname IN ('scenic_slot_sales_tickets', "
-                "'scenic_slot_sales_refunds', 'scenic_book', 'scenic_pay') "
-                "ORDER BY proname")
+                "'scenic_slot_sales_refunds', 'scenic_book', "
+                "'scenic_book_whole', 'scenic_pay', 'scenic_hold_counts', "
+                "'scenic_claim_stripe') ORDER BY proname")
+            generic = ['plan_cache_mode=force_generic_plan']
             self.assertEqual(cursor.fetchall(), [
                     ('scenic_book', None),
+                    ('scenic_book_whole', None),
+                    ('scenic_claim_stripe', generic),
+                    ('scenic_hold_counts', generic),
                     ('scenic_pay', None),
-                    ('scenic_slot_sales_refunds',
-                        ['plan_cache_mode=force_generic_plan']),
-                    ('scenic_slot_sales_tickets',
-                        ['plan_cache_mode=force_generic_plan']),
+                    ('scenic_slot_sales_refunds', generic),
+                    ('scenic_slot_sales_tickets', generic),
                     ])
+
+    def test_hold_counts(self):
+        "scenic_hold_counts: live holds of the slot, by its index"
+        slots = [self.day_slot() for _ in range(4)]
+        for slot in slots:
+            for phone in ['13500000201', '13500000202', '13500000202']:
+                self.assertEqual(self.book(self.body(slot, [new_id()],
+                            phone=phone)).status_code, 201)
+        paid = self.book(self.body(slots[0], [new_id(), new_id()],
+                phone='13500000201')).json
+        self.assertEqual(self.pay(paid).status_code, 200)
+        with Transaction().start(DB_NAME, 0) as transaction:
+            cursor = transaction.connection.cursor()
+            cursor.execute('SELECT id FROM scenic_channel '
+                "WHERE code = 'web'")
+            channel, = cursor.fetchone()
+            cursor.execute('SELECT rolsuper FROM pg_roles '
+                'WHERE rolname = current_user')
+            if not cursor.fetchone()[0]:
+                transaction.rollback()
+                self.skipTest("auto_explain needs a superuser")
+            # one of the slot's holds expired, one of another slot is not
+            # read
+            cursor.execute('UPDATE scenic_order SET hold_expires_at = '
+                "hold_expires_at - interval '1 day' WHERE id = ("
+                "SELECT max(id) FROM scenic_order WHERE slot = %s "
+                "AND state = 'reserved')", (slots[0],))
+            # a table of some size with holds on many slots (copies of
+            # the paid order, none on the slot read), and statistics that
+            # hold them, as in service
+            cursor.execute('INSERT INTO scenic_order (company, reference, '
+                'channel, slot, visit_date, state, contact_name, '
+                'contact_phone, hold_expires_at, total, currency, '
+                'create_uid, create_date) '
+                "SELECT o.company, 'TEST-HOLDS-' || g, o.channel, "
+                's.ids[1 + g %% cardinality(s.ids)], o.visit_date, '
+                "CASE WHEN g %% 4 = 0 THEN 'reserved' ELSE 'paid' END, "
+                "o.contact_name, '1390000' || (g %% 1000), "
+                "o.create_date + interval '15 minutes', o.total, "
+                'o.currency, o.create_uid, o.create_date '
+                'FROM generate_series(1, 3000) g, scenic_order o, '
+                '(SELECT array_agg(id) AS ids FROM scenic_time_slot '
+                'WHERE id <> %s) s '
+                'WHERE o.reference = %s', (slots[0], paid['order']))
+            cursor.execute('ANALYZE scenic_order')
+            for setting in ["LOAD 'auto_explain'",
+                    'SET LOCAL auto_explain.log_min_duration = 0',
+                    'SET LOCAL auto_explain.log_nested_statements = on',
+                    'SET LOCAL auto_explain.log_level = notice',
+                    'SET LOCAL client_min_messages = notice']:
+                cursor.execute(setting)
+            counts, notices = [], []
+
+            def notice(diagnostic):
+                notices.append(diagnostic.message_primary or '')
+            transaction.connection.add_notice_handler(notice)
+            try:
+                for phone in ['13500000201', '13500000202', None]:
+                    cursor.execute('SELECT scenic_hold_counts(%s, '
+                        "(now() AT TIME ZONE 'UTC')::timestamp, %s, %s, "
+                        "'no-such-key', '2000-01-01')",
+                        (slots[0], phone, channel))
+                    counts.append(cursor.fetchone()[0])
+            finally:
+                transaction.connection.remove_notice_handler(notice)
+            plans = '\n'.join(notices)
+            transaction.rollback()
+        # the phones' live holds (not the paid order nor the expired
+        # hold), the channel's persons held, no rate count
+        self.assertEqual(counts, [[1, 2, None], [1, 2, None],
+                [0, 2, None]])
+        # the slot's holds by the (slot, hold_expires_at) partial index,
+        # never the whole day's through the expiry index
+        self.assertIn('Index Cond: ((slot = $1) AND (hold_expires_at > $2))',
+            plans)
+        self.assertNotIn('Index Cond: (hold_expires_at > $2)', plans)
 
     def test_version_line(self):
         "The file declares its version once"
@@ -251,6 +334,77 @@ class EngineFunctionsTestCase(test_booking.BookingAPITestCase):
             transaction.rollback()
         self.assertEqual(refused.exception.code, 'sold_out')
         self.assertEqual(self.slot_state(slot), (3, 1))
+
+    def test_book_whole(self):
+        "scenic_book_whole: only a booking written whole is an answer"
+        from psycopg.errors import RaiseException
+        slot = self.day_slot()
+        taken = new_id()
+        self.assertEqual(self.book(self.body(slot, [taken])).status_code,
+            201)    # the day's stripes made
+
+        def raised(plan, key=None):
+            cursor.execute('SAVEPOINT whole')
+            with self.assertRaises(RaiseException) as error:
+                cursor.execute(*reservation.book_statement(plan, key,
+                        whole=True))
+            cursor.execute('ROLLBACK TO SAVEPOINT whole')
+            self.assertEqual(error.exception.diag.message_primary,
+                BOOK_UNFINISHED)
+            return json.loads(error.exception.diag.message_detail)
+        with Transaction().start(DB_NAME, 0) as transaction:
+            cursor = transaction.connection.cursor()
+            before = self.claims(cursor, slot)
+            self.assertEqual(raised(self.plan(slot, [taken], transaction)),
+                {'refused': 'id_limit', 'index': 0})
+            self.assertEqual(self.claims(cursor, slot), before)
+            cursor.execute(*reservation.book_statement(self.plan(slot,
+                        [new_id()], transaction), 'key-whole', whole=True))
+            order_id = cursor.fetchone()[0]['order']
+            self.assertEqual(raised(self.plan(slot, [new_id()],
+                        transaction), 'key-whole'),
+                {'refused': 'idempotency_conflict'})
+            transaction.rollback()
+        self.assertTrue(order_id)
+
+    def test_engine_books_whole_or_in_steps(self):
+        """The engine's booking: a day's first (in steps), later ones and
+        refusals (scenic_book_whole), without psycopg's warnings"""
+        slot = self.day_slot()
+        taken = new_id()
+        with self.assertNoLogs('psycopg', 'WARNING'):
+            # the day's first: no stripes, the Python claim makes them
+            self.assertEqual(self.book(self.body(slot, [taken]),
+                    idempotency='key-steps').status_code, 201)
+            self.assertEqual(self.book(self.body(slot, [new_id()]))
+                .status_code, 201)
+            self.assertError(self.book(self.body(slot, [taken])), 409,
+                'id_limit', 'items[0].visitors[0].id_number')
+            replayed = self.book(self.body(slot, [taken]),
+                idempotency='key-steps')
+        self.assertEqual(replayed.status_code, 201)
+        self.assertEqual(replayed.headers['Idempotent-Replayed'], 'true')
+        self.assertEqual(self.slot_state(slot)[0], 2)
+        self.check_counters(slot)
+
+    def test_engine_book_refuses_a_wrong_key_first(self):
+        "The engine reads the body before the channel: 401 still comes first"
+        slot = self.day_slot()
+        for headers in [{'Authorization': 'Bearer nope',
+                    'Idempotency-Key': 'k'}, {'Idempotency-Key': 'k'},
+                {'Authorization': 'Bearer nope'}]:
+            for body in [b'{not json', b'{"slot": "x"}',
+                    json.dumps(self.body(slot, [new_id()])).encode()]:
+                with self.subTest(headers=headers, body=body[:12]):
+                    self.assertError(self.client().post(self.url('/orders'),
+                            data=body, headers=headers,
+                            content_type='application/json'),
+                        401, 'unauthorized')
+        # a good key: the body's and the slot's refusals
+        self.assertError(self.book({'slot': 'x'}), 422, 'invalid_request',
+            'slot')
+        self.assertError(self.book(self.body(2 ** 31 - 1, [new_id()])),
+            422, 'invalid_request', 'slot')
 
     def test_book_function_replay(self):
         "A used key: the same request is its order, another is refused"
