@@ -156,7 +156,7 @@ def postmaster_pid(uri):
 
 # --- the sale day ------------------------------------------------------------
 
-def fresh_days(uri, count, exclude=()):
+def _fresh_days(uri, exclude=()):
     "Future demo days nothing was booked on yet, earliest first."
     today = dt.date.today()
     with pg_connect(uri) as conn:
@@ -167,23 +167,39 @@ def fresh_days(uri, count, exclude=()):
         loads = dict(conn.execute(
             "SELECT date, booked FROM scenic_daily_load WHERE scope='area'"
             ).fetchall())
-    days = [d for d, booked in rows
+    return [d for d, booked in rows
         if not booked and not loads.get(d) and d not in exclude]
+
+
+def fresh_days(uri, count, exclude=()):
+    "The first `count` _fresh_days."
+    days = _fresh_days(uri, exclude)
     if len(days) < count:
         raise BenchError(f"{count} fresh sale days are needed, only "
             f"{len(days)} are left in database {DATABASE!r}")
     return days[:count]
 
 
-def last_demo_day(uri):
+def warm_up_day(uri):
     """The warm-up day: the demo's last day with slots (a database loaded
-    yesterday ends a day before today + DEMO_DAYS - 1)."""
+    yesterday ends a day before today + DEMO_DAYS - 1) while nothing is
+    booked on it, else the last fresh day (a database reused with
+    --pg-uri: the runs take the earliest ones). Every run starts on a warm
+    server: without a warm-up each server thread's first requests opened
+    its PostgreSQL connection and filled that backend's caches inside the
+    measured run, among the slowest 1 % of its orders."""
     with pg_connect(uri) as conn:
         day = conn.execute("SELECT max(date) FROM scenic_time_slot "
             "WHERE zone IS NULL").fetchone()[0]
     if day is None or day <= dt.date.today():
         raise BenchError(f"database {DATABASE!r} has no future slots")
-    return day
+    days = _fresh_days(uri)
+    if day in days:
+        return day
+    if not days:
+        raise BenchError(f"database {DATABASE!r} has no fresh day left "
+            "to warm up on")
+    return days[-1]
 
 
 def shrink_day(uri, day, capacity):
@@ -1242,7 +1258,7 @@ def main(argv=None):
         conf = write_config(tmpdir, uri)
         initialise(uri, conf, tmpdir, args.setup_timeout)
         setup_s = time.monotonic() - started
-        warm_day = last_demo_day(uri)
+        warm_day = warm_up_day(uri)
         days = fresh_days(uri, len(args.clients), exclude={warm_day})
         server = Server(conf, tmpdir, args.workers, args.threads,
             app=args.server, http=args.http)
@@ -1250,14 +1266,7 @@ def main(argv=None):
         server.start()
         meter = CPUMeter(server.process.pid, postmaster_pid(uri))
         ids = IDSource(args.seed + int(time.time()) % 100_000)
-        with pg_connect(uri) as conn:
-            fresh_warm = not conn.execute(
-                "SELECT sum(booked) FROM scenic_time_slot WHERE date=%s",
-                (warm_day,)).fetchone()[0]
-        if fresh_warm:
-            warm_up(server, warm_day, args.client, ids, meter)
-        else:
-            log(f"warm-up day {warm_day} already used; skipping warm-up")
+        warm_up(server, warm_day, args.client, ids, meter)
         analyse(uri)
         profiler = None
         if args.profile:
