@@ -314,45 +314,56 @@ class Payment(metaclass=PoolMeta):
         return [('id', 'in', found)]
 
 
-class Scan(metaclass=PoolMeta):
+class _ReadBySnapshot:
+    """A table whose rows postings find by a range of one column (an
+    index on the area and that column) and compare with their snapshot
+    (`finance_xid`, PostgreSQL: `_add_creation_xid`): gate scans and
+    tickets. Payments have indexes of their own."""
+    __slots__ = ()
+    # the column of the (company, column) range index and its WHERE
+    _finance_range = None
+    _finance_xid_index = True
+
+    @classmethod
+    def _finance_range_where(cls, table):
+        return None
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        options = {}
+        where = cls._finance_range_where(t)
+        if where is not None:
+            options['where'] = where
+        cls._sql_indexes.add(Index(t, (t.company, Index.Equality()),
+                (Column(t, cls._finance_range), Index.Range()), **options))
+
+    @classmethod
+    def __register__(cls, module):
+        super().__register__(module)
+        if backend.name == 'postgresql':
+            _add_creation_xid(cls._table, index=cls._finance_xid_index)
+
+
+class Scan(_ReadBySnapshot, metaclass=PoolMeta):
     __name__ = 'scenic.gate.scan'
+    # the entries a posting has not seen yet: dated after the previous
+    # posting's day (or, on SQLite, above its watermark)
+    _finance_range = 'time'
 
     @classmethod
-    def __setup__(cls):
-        super().__setup__()
-        t = cls.__table__()
-        # the entries a posting has not seen yet: dated after the
-        # previous posting's day (or, on SQLite, above its watermark)
-        cls._sql_indexes.add(Index(t, (t.company, Index.Equality()),
-                (t.time, Index.Range()),
-                where=(t.decision == 'open') & (t.direction == 'in')))
-
-    @classmethod
-    def __register__(cls, module):
-        super().__register__(module)
-        if backend.name == 'postgresql':
-            _add_creation_xid(cls._table)
+    def _finance_range_where(cls, table):
+        return (table.decision == 'open') & (table.direction == 'in')
 
 
-class Ticket(metaclass=PoolMeta):
+class Ticket(_ReadBySnapshot, metaclass=PoolMeta):
     __name__ = 'scenic.ticket'
-
-    @classmethod
-    def __setup__(cls):
-        super().__setup__()
-        t = cls.__table__()
-        # the tickets whose validity ends on a posted day (Earning)
-        cls._sql_indexes.add(Index(t, (t.company, Index.Equality()),
-                (t.valid_until, Index.Range())))
-
-    @classmethod
-    def __register__(cls, module):
-        super().__register__(module)
-        if backend.name == 'postgresql':
-            # Earning reads it only beside a ticket found otherwise (by
-            # order, scan or validity): no index, no write more per ticket
-            # booked.
-            _add_creation_xid(cls._table, index=False)
+    # the tickets whose validity ends on a posted day (Earning)
+    _finance_range = 'valid_until'
+    # Earning reads finance_xid only beside a ticket found otherwise (by
+    # order, scan or validity): no index, no write more per ticket booked.
+    _finance_xid_index = False
 
 
 def _add_creation_xid(table, unposted=None, index=True):
@@ -1437,7 +1448,7 @@ class Poster:
                 condition=deferral.ticket == ticket.id).select(
                 deferral.id, deferral.net, deferral.earned, deferral.vat,
                 where=(deferral.state == 'deferred')
-                & ticket.state.in_(['revoked', 'cancelled'])
+                & ticket.state.in_(REVOKED)
                 & _in(ticket.order, orders)))
         rows = self.cursor.fetchall()
         # The VAT of the part given back is reversed; that of what was
@@ -1627,7 +1638,7 @@ class Poster:
         validity. A revoked ticket earns nothing after its revocation
         (its refund takes the rest)."""
         end = self.end
-        revoked = state in {'revoked', 'cancelled'}
+        revoked = state in REVOKED
         if revoked and revoked_at:
             end = min(end, revoked_at)
         if valid_until and valid_until <= end and not revoked:
