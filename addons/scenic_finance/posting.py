@@ -819,50 +819,49 @@ class Earning:
         cursor.execute(*query)
         return sorted({r[0] for r in cursor})
 
-    def deferred_groups(self, orders):
-        """(channel, ticket type, unit price, count) of the whole tickets
-        the posting defers: their net and VAT are count × split_vat(price),
-        the same cents as ticket by ticket."""
-        pool = Pool()
-        ticket = pool.get('scenic.ticket').__table__()
-        line = pool.get('scenic.order.line').__table__()
-        order = pool.get('scenic.order').__table__()
-        cursor = Transaction().connection.cursor()
-        cursor.execute(*ticket.join(line,
-                condition=ticket.line == line.id).join(order,
-                condition=ticket.order == order.id).select(
-                order.channel, ticket.ticket_type, line.unit_price,
-                Count(Literal(1)),
-                where=self.deferred_now(ticket, orders),
-                group_by=[order.channel, ticket.ticket_type,
-                    line.unit_price]))
-        return cursor.fetchall()
-
-    def earned_groups(self, orders):
-        """(ticket type, channel, kind, unit price, count) of the whole
-        tickets the posting earns, kind 'expiry' or 'use'."""
+    def groups(self, orders):
+        """The whole tickets the posting defers and earns, by groups, in
+        one read of the candidates (`candidates`: each one's ticket, line
+        and order read once for both): (deferred, earned), deferred
+        [(channel, ticket type, unit price, count)] of `deferred_now`
+        (their net and VAT are count × split_vat(price), the same cents
+        as ticket by ticket), earned [(ticket type, channel, kind, unit
+        price, count)] of `earned_now`, kind 'expiry' or 'use'."""
         pool = Pool()
         ticket = pool.get('scenic.ticket').__table__()
         line = pool.get('scenic.order.line').__table__()
         order = pool.get('scenic.order').__table__()
         candidates = self._ids(self.candidates(orders))
-        earned = ticket.join(line,
+        rows = ticket.join(line,
             condition=ticket.line == line.id).join(order,
             condition=ticket.order == order.id).select(
             ticket.ticket_type.as_('ticket_type'),
             order.channel.as_('channel'),
-            Case((self.expired(self.day, ticket), 'expiry'),
-                else_='use').as_('kind'),
             line.unit_price.as_('price'),
-            where=_in(ticket.id, candidates) & self.earned_now(ticket))
+            Case((self.deferred_now(ticket, orders), 1),
+                else_=0).as_('deferred'),
+            Case((self.earned_now(ticket),
+                    Case((self.expired(self.day, ticket), 'expiry'),
+                        else_='use')),
+                else_=Null).as_('kind'),
+            where=_in(ticket.id, candidates) & self.whole(ticket))
         # grouped over a sub-select: PostgreSQL does not match a
-        # parametrized kind of the GROUP BY with the SELECT's
+        # parametrized kind of the GROUP BY with the SELECT's; no WHERE
+        # on the flags (it would evaluate them twice): the group of the
+        # candidates neither deferred nor earned is dropped here
+        columns = [rows.channel, rows.ticket_type, rows.price,
+            rows.deferred, rows.kind]
         cursor = Transaction().connection.cursor()
-        cursor.execute(*earned.select(earned.ticket_type, earned.channel,
-                earned.kind, earned.price, Count(Literal(1)),
-                group_by=[earned.ticket_type, earned.channel, earned.kind,
-                    earned.price]))
-        return cursor.fetchall()
+        cursor.execute(*rows.select(*columns, Count(Literal(1)),
+                group_by=columns))
+        deferred, earned = defaultdict(int), defaultdict(int)
+        for channel, type_, price, is_deferred, kind, count in cursor:
+            if is_deferred:
+                deferred[(channel, type_, price)] += count
+            if kind:
+                earned[(type_, channel, kind, price)] += count
+        return ([k + (c,) for k, c in deferred.items()],
+            [k + (c,) for k, c in earned.items()])
 
     def record_refunds(self, batch, orders, rate, user, now):
         """Whole tickets of `orders` (the refunds covered) revoked, paid
@@ -1289,12 +1288,19 @@ class Poster:
         if self.cursor.fetchone():
             return None
         if backend.name == 'postgresql':
-            # The posting's reads follow the day's rows by index, but
-            # their estimated cost passes jit_above_cost: at 1M tickets
-            # (bench/month_close.py) compiling the earned-whole read took
-            # 1.3 s a day, more than running it. Until the transaction
-            # ends.
+            # Until the transaction ends. The posting's reads follow the
+            # day's rows by index, but their estimated cost passes
+            # jit_above_cost: at 1M tickets (bench/month_close.py)
+            # compiling the earned-whole read took 1.3 s a day, more than
+            # running it. And each is planned with its values: run daily
+            # with the same text, psycopg prepares them and PostgreSQL
+            # soon planned them generically, with the day's arrays of ids
+            # as parameters (`_in`): estimated at 3 rows instead of
+            # 33,000, and an array tested by a linear search per row
+            # (2 s a day) where a constant one is hashed.
             self.cursor.execute('SET LOCAL jit = off')
+            self.cursor.execute(
+                'SET LOCAL plan_cache_mode = force_custom_plan')
         previous = Day.search([('company', '=', self.company.id),
                 ('date', '<', self.date)], order=[('date', 'DESC')], limit=1)
         self.day, = Day.create([{
@@ -1304,6 +1310,7 @@ class Poster:
         self.coverage = Coverage(self.day, previous)
         self.earning = Earning(self.day, previous)
         self.order_ids = {}
+        self.whole_groups = None
         self.batches = {}
         # (channel, ticket type) → [count, VAT] of the whole tickets
         # deferred, for the settlement
@@ -1429,6 +1436,14 @@ class Poster:
             self.order_ids[kind] = sorted({r[0] for r in self.cursor})
         return self.order_ids[kind]
 
+    def _whole_groups(self):
+        """Earning.groups of the posting, read once for the receipts and
+        the recognition (the rows the receipts write are cards': they
+        change nothing of the whole tickets' predicates)."""
+        if self.whole_groups is None:
+            self.whole_groups = self.earning.groups(self._orders('payment'))
+        return self.whole_groups
+
     def receipts(self):
         pool = Pool()
         ticket = pool.get('scenic.ticket').__table__()
@@ -1442,8 +1457,7 @@ class Poster:
         orders = self._orders('payment')
         rate = self.rule.vat_rate
         whole_net = whole_vat = Decimal(0)
-        for channel, type_, price, count in self.earning.deferred_groups(
-                orders):
+        for channel, type_, price, count in self._whole_groups()[0]:
             ticket_net, ticket_vat = split_vat(_money(price), rate)
             whole_net += count * ticket_net
             whole_vat += count * ticket_vat
@@ -1642,7 +1656,7 @@ class Poster:
         rate = self.rule.vat_rate
         whole = defaultdict(lambda: [0, Decimal(0)])
         for type_id, channel, kind, price, count in (
-                self.earning.earned_groups(self._orders('payment'))):
+                self._whole_groups()[1]):
             net, _ = split_vat(_money(price), rate)
             whole[(type_id, channel, kind)][0] += count
             whole[(type_id, channel, kind)][1] += count * net
