@@ -1776,6 +1776,19 @@ def _local_date(company, value):
     return _local(_dt(value), area_tz(company))
 
 
+def first_payment_date(company):
+    """The local date of the area's first payment (None: no payment),
+    read on the payments' indexes: the unclaimed ones by (company, date),
+    those claimed by batches of earlier versions by their batch (one
+    search of all of them sorted the whole table: 0.36 s at 1M)."""
+    Payment = Pool().get('scenic.payment')
+    dates = [p.date for claimed in ['=', '!=']
+        for p in Payment.search([('company', '=', company.id),
+                ('finance_batch', claimed, None)],
+            order=[('date', 'ASC')], limit=1)]
+    return _local(min(dates), area_tz(company)) if dates else None
+
+
 def post_days(company, until=None, commit=False):
     """Post every day of the area not posted yet, up to `until` (default
     yesterday); never today or later, which are still open for sales.
@@ -1785,7 +1798,6 @@ def post_days(company, until=None, commit=False):
     """
     pool = Pool()
     Day = pool.get('scenic.finance.day')
-    Payment = pool.get('scenic.payment')
     last_open = area_today(company) - dt.timedelta(1)
     until = min(until or last_open, last_open)
     days = Day.search([('company', '=', company.id)],
@@ -1793,11 +1805,9 @@ def post_days(company, until=None, commit=False):
     if days:
         first = days[0].date + dt.timedelta(1)
     else:
-        payments = Payment.search([('company', '=', company.id)],
-            order=[('date', 'ASC')], limit=1)
-        if not payments:
+        first = first_payment_date(company)
+        if not first:
             return []
-        first = _local(payments[0].date, area_tz(company))
     posted = []
     date = first
     # The locks a day's transaction asked for (posting a move locks
