@@ -38,12 +38,9 @@ def month_blockers(period):
                 ('date', '>=', period.start_date),
                 ('date', '<=', period.end_date)])}
     # Days before the area's first payment have nothing to post.
-    Payment = pool.get('scenic.payment')
-    first = Payment.search([('company', '=', company.id)],
-        order=[('date', 'ASC')], limit=1)
-    from .posting import _local, area_tz
-    first = (_local(first[0].date, area_tz(company)) if first
-        else period.end_date + dt.timedelta(1))
+    from .posting import first_payment_date
+    first = (first_payment_date(company)
+        or period.end_date + dt.timedelta(1))
     date = max(period.start_date, min(first, min(days, default=first)))
     missing, unsettled = [], []
     while date <= period.end_date:

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from sql import Cast, Column, Expression, Literal, Null, Union
 from sql.functions import CurrentTimestamp, Function
 from sql.aggregate import Count, Max, Min, Sum
-from sql.conditionals import Case
+from sql.conditionals import Case, Coalesce
 from sql.operators import Exists
 
 from trytond import backend
@@ -314,45 +314,56 @@ class Payment(metaclass=PoolMeta):
         return [('id', 'in', found)]
 
 
-class Scan(metaclass=PoolMeta):
+class _ReadBySnapshot:
+    """A table whose rows postings find by a range of one column (an
+    index on the area and that column) and compare with their snapshot
+    (`finance_xid`, PostgreSQL: `_add_creation_xid`): gate scans and
+    tickets. Payments have indexes of their own."""
+    __slots__ = ()
+    # the column of the (company, column) range index and its WHERE
+    _finance_range = None
+    _finance_xid_index = True
+
+    @classmethod
+    def _finance_range_where(cls, table):
+        return None
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        options = {}
+        where = cls._finance_range_where(t)
+        if where is not None:
+            options['where'] = where
+        cls._sql_indexes.add(Index(t, (t.company, Index.Equality()),
+                (Column(t, cls._finance_range), Index.Range()), **options))
+
+    @classmethod
+    def __register__(cls, module):
+        super().__register__(module)
+        if backend.name == 'postgresql':
+            _add_creation_xid(cls._table, index=cls._finance_xid_index)
+
+
+class Scan(_ReadBySnapshot, metaclass=PoolMeta):
     __name__ = 'scenic.gate.scan'
+    # the entries a posting has not seen yet: dated after the previous
+    # posting's day (or, on SQLite, above its watermark)
+    _finance_range = 'time'
 
     @classmethod
-    def __setup__(cls):
-        super().__setup__()
-        t = cls.__table__()
-        # the entries a posting has not seen yet: dated after the
-        # previous posting's day (or, on SQLite, above its watermark)
-        cls._sql_indexes.add(Index(t, (t.company, Index.Equality()),
-                (t.time, Index.Range()),
-                where=(t.decision == 'open') & (t.direction == 'in')))
-
-    @classmethod
-    def __register__(cls, module):
-        super().__register__(module)
-        if backend.name == 'postgresql':
-            _add_creation_xid(cls._table)
+    def _finance_range_where(cls, table):
+        return (table.decision == 'open') & (table.direction == 'in')
 
 
-class Ticket(metaclass=PoolMeta):
+class Ticket(_ReadBySnapshot, metaclass=PoolMeta):
     __name__ = 'scenic.ticket'
-
-    @classmethod
-    def __setup__(cls):
-        super().__setup__()
-        t = cls.__table__()
-        # the tickets whose validity ends on a posted day (Earning)
-        cls._sql_indexes.add(Index(t, (t.company, Index.Equality()),
-                (t.valid_until, Index.Range())))
-
-    @classmethod
-    def __register__(cls, module):
-        super().__register__(module)
-        if backend.name == 'postgresql':
-            # Earning reads it only beside a ticket found otherwise (by
-            # order, scan or validity): no index, no write more per ticket
-            # booked.
-            _add_creation_xid(cls._table, index=False)
+    # the tickets whose validity ends on a posted day (Earning)
+    _finance_range = 'valid_until'
+    # Earning reads finance_xid only beside a ticket found otherwise (by
+    # order, scan or validity): no index, no write more per ticket booked.
+    _finance_xid_index = False
 
 
 def _add_creation_xid(table, unposted=None, index=True):
@@ -625,7 +636,12 @@ class Earning:
         elif kind == 'earned':
             where &= ((deferral.receipt != Null) | (deferral.earned == 0)
                 | (deferral.refund == Null))
-        return Exists(deferral.select(Literal(1), where=where))
+        # A count (one row at most: unique), not EXISTS: PostgreSQL made
+        # NOT EXISTS an anti-join and, the candidates under-estimated,
+        # compared each of them with every row of the table (the second
+        # day at 1M tickets: 78 million comparisons, 4.6 s).
+        return Coalesce(deferral.select(Count(Literal(1)), where=where),
+            0) > 0
 
     @staticmethod
     def seen(day, ticket):
@@ -635,29 +651,73 @@ class Earning:
         return Literal(True) if seen is None else seen
 
     @staticmethod
-    def paid(day, ticket):
+    def _payment_counts(day, payment):
+        """A payment (table `payment`) that makes its order paid for the
+        posting of day (Coverage)."""
+        return ((payment.kind == 'payment')
+            & ((payment.finance_batch != Null)
+                | Coverage(day, None).seen(payment)))
+
+    @classmethod
+    def paid(cls, day, ticket):
         "The order's payment seen by the posting of day (Coverage)."
         if day is None:
             return Literal(False)
         payment = Pool().get('scenic.payment').__table__()
         return Exists(payment.select(Literal(1),
                 where=(payment.order == ticket.order)
-                & (payment.kind == 'payment')
-                & ((payment.finance_batch != Null)
-                    | Coverage(day, None).seen(payment))))
+                & cls._payment_counts(day, payment)))
 
     @staticmethod
-    def entered(day, ticket):
-        "An open entry scan before the day's end that its posting saw."
-        scan = Pool().get('scenic.gate.scan').__table__()
+    def _scan_counts(day, scan):
+        """A scan (table `scan`) that is an entry for the posting of day:
+        open, in, before the day's end and seen by its snapshot."""
         end = day_bounds(day.company, day.date)[1]
-        where = ((scan.ticket == ticket.id) & (scan.decision == 'open')
-            & (scan.direction == 'in') & (scan.time < end))
+        where = ((scan.decision == 'open') & (scan.direction == 'in')
+            & (scan.time < end))
         seen = seen_by(scan, day, 'scan_watermark')
         if seen is not None:
             # else posted by an earlier version: its tickets have rows
             where &= seen
-        return Exists(scan.select(Literal(1), where=where))
+        return where
+
+    @classmethod
+    def entered(cls, day, ticket):
+        "An open entry scan before the day's end that its posting saw."
+        scan = Pool().get('scenic.gate.scan').__table__()
+        return Exists(scan.select(Literal(1),
+                where=(scan.ticket == ticket.id)
+                & cls._scan_counts(day, scan)))
+
+    def _flags(self, table, of_ticket, counts):
+        """A sub-select of a ticket's rows of `table` (payments of its
+        order, its scans: `of_ticket`) read once for both postings: 1
+        when one counts for this posting (`counts(day, table)`), + 2
+        when one counted for the previous one. Never an EXISTS: those
+        PostgreSQL may hash over the whole table's history, every day."""
+        flags = Max(Case((counts(self.day, table), 1), else_=0))
+        if self.previous is not None:
+            flags += Max(Case((counts(self.previous, table), 2), else_=0))
+        return Coalesce(table.select(flags, where=of_ticket), 0)
+
+    def _order_paid(self, ticket):
+        "_flags of the order's payments (paid)."
+        payment = Pool().get('scenic.payment').__table__()
+        return self._flags(payment, payment.order == ticket.order,
+            self._payment_counts)
+
+    def _ticket_entered(self, ticket):
+        "_flags of the ticket's scans (entered)."
+        scan = Pool().get('scenic.gate.scan').__table__()
+        return self._flags(scan, scan.ticket == ticket.id, self._scan_counts)
+
+    @staticmethod
+    def _now(flags):
+        return flags.in_([1, 3])
+
+    @staticmethod
+    def _before(flags):
+        return flags >= 2
 
     @staticmethod
     def expired(day, ticket):
@@ -671,23 +731,29 @@ class Earning:
             & ~revoked_before)
 
     @classmethod
-    def deferred_by(cls, day, ticket):
+    def deferred_by(cls, day, ticket, paid=None):
         """Deferred by the posting of day (None: no posting) or an earlier
-        one: it saw the ticket and its order paid."""
+        one: it saw the ticket and its order paid (`paid`: SQL saying
+        so, else read here)."""
         if day is None:
             return Literal(False)
-        return cls.seen(day, ticket) & cls.paid(day, ticket)
+        if paid is None:
+            paid = cls.paid(day, ticket)
+        return cls.seen(day, ticket) & paid
 
     @classmethod
-    def earned_by(cls, day, ticket):
-        "Earned by the posting of day (None: no posting) or an earlier one."
+    def earned_by(cls, day, ticket, paid=None, entered=None):
+        """Earned by the posting of day (None: no posting) or an earlier
+        one (`paid`, `entered`: SQL saying so, else read here)."""
         if day is None:
             return Literal(False)
+        if entered is None:
+            entered = cls.entered(day, ticket)
         counts_entries = ((ticket.entries_allowed == Null)
             | (ticket.entries_allowed != 0))
-        return cls.deferred_by(day, ticket) & (
-            (counts_entries & cls.entered(day, ticket))
-            | cls.expired(day, ticket))
+        # expiry first: no scan is read for a ticket that expired
+        return cls.deferred_by(day, ticket, paid) & (
+            cls.expired(day, ticket) | (counts_entries & entered))
 
     def deferred_now(self, ticket, orders):
         """Whole tickets the posting defers, of `orders` (those of the
@@ -695,16 +761,27 @@ class Earning:
         not both see them and see their order paid (tickets added to an
         order paid before are deferred with the payment of the
         difference)."""
-        return (_in(ticket.order, orders) & self.whole(ticket)
+        where = (_in(ticket.order, orders) & self.whole(ticket)
             & ~self.rowed(ticket, 'deferred')
-            & self.seen(self.day, ticket)
-            & ~self.deferred_by(self.previous, ticket))
+            & self.seen(self.day, ticket))
+        if self.previous is not None:
+            where &= ~self.deferred_by(self.previous, ticket,
+                self._before(self._order_paid(ticket)))
+        return where
 
     def earned_now(self, ticket, rowed='any'):
-        "Whole tickets the posting earns."
-        return (self.whole(ticket) & ~self.rowed(ticket, rowed)
-            & self.earned_by(self.day, ticket)
-            & ~self.earned_by(self.previous, ticket))
+        """Whole tickets the posting earns: earned by its snapshot and not
+        by the previous one's, the order's payments and the ticket's scans
+        each read once for both (`_flags`)."""
+        paid = self._order_paid(ticket)
+        entered = self._ticket_entered(ticket)
+        where = (self.whole(ticket) & ~self.rowed(ticket, rowed)
+            & self.earned_by(self.day, ticket, self._now(paid),
+                self._now(entered)))
+        if self.previous is not None:
+            where &= ~self.earned_by(self.previous, ticket,
+                self._before(paid), self._before(entered))
+        return where
 
     def candidates(self, orders):
         """A select of the tickets whose earned_by may turn true with this
@@ -742,50 +819,49 @@ class Earning:
         cursor.execute(*query)
         return sorted({r[0] for r in cursor})
 
-    def deferred_groups(self, orders):
-        """(channel, ticket type, unit price, count) of the whole tickets
-        the posting defers: their net and VAT are count × split_vat(price),
-        the same cents as ticket by ticket."""
-        pool = Pool()
-        ticket = pool.get('scenic.ticket').__table__()
-        line = pool.get('scenic.order.line').__table__()
-        order = pool.get('scenic.order').__table__()
-        cursor = Transaction().connection.cursor()
-        cursor.execute(*ticket.join(line,
-                condition=ticket.line == line.id).join(order,
-                condition=ticket.order == order.id).select(
-                order.channel, ticket.ticket_type, line.unit_price,
-                Count(Literal(1)),
-                where=self.deferred_now(ticket, orders),
-                group_by=[order.channel, ticket.ticket_type,
-                    line.unit_price]))
-        return cursor.fetchall()
-
-    def earned_groups(self, orders):
-        """(ticket type, channel, kind, unit price, count) of the whole
-        tickets the posting earns, kind 'expiry' or 'use'."""
+    def groups(self, orders):
+        """The whole tickets the posting defers and earns, by groups, in
+        one read of the candidates (`candidates`: each one's ticket, line
+        and order read once for both): (deferred, earned), deferred
+        [(channel, ticket type, unit price, count)] of `deferred_now`
+        (their net and VAT are count × split_vat(price), the same cents
+        as ticket by ticket), earned [(ticket type, channel, kind, unit
+        price, count)] of `earned_now`, kind 'expiry' or 'use'."""
         pool = Pool()
         ticket = pool.get('scenic.ticket').__table__()
         line = pool.get('scenic.order.line').__table__()
         order = pool.get('scenic.order').__table__()
         candidates = self._ids(self.candidates(orders))
-        earned = ticket.join(line,
+        rows = ticket.join(line,
             condition=ticket.line == line.id).join(order,
             condition=ticket.order == order.id).select(
             ticket.ticket_type.as_('ticket_type'),
             order.channel.as_('channel'),
-            Case((self.expired(self.day, ticket), 'expiry'),
-                else_='use').as_('kind'),
             line.unit_price.as_('price'),
-            where=_in(ticket.id, candidates) & self.earned_now(ticket))
+            Case((self.deferred_now(ticket, orders), 1),
+                else_=0).as_('deferred'),
+            Case((self.earned_now(ticket),
+                    Case((self.expired(self.day, ticket), 'expiry'),
+                        else_='use')),
+                else_=Null).as_('kind'),
+            where=_in(ticket.id, candidates) & self.whole(ticket))
         # grouped over a sub-select: PostgreSQL does not match a
-        # parametrized kind of the GROUP BY with the SELECT's
+        # parametrized kind of the GROUP BY with the SELECT's; no WHERE
+        # on the flags (it would evaluate them twice): the group of the
+        # candidates neither deferred nor earned is dropped here
+        columns = [rows.channel, rows.ticket_type, rows.price,
+            rows.deferred, rows.kind]
         cursor = Transaction().connection.cursor()
-        cursor.execute(*earned.select(earned.ticket_type, earned.channel,
-                earned.kind, earned.price, Count(Literal(1)),
-                group_by=[earned.ticket_type, earned.channel, earned.kind,
-                    earned.price]))
-        return cursor.fetchall()
+        cursor.execute(*rows.select(*columns, Count(Literal(1)),
+                group_by=columns))
+        deferred, earned = defaultdict(int), defaultdict(int)
+        for channel, type_, price, is_deferred, kind, count in cursor:
+            if is_deferred:
+                deferred[(channel, type_, price)] += count
+            if kind:
+                earned[(type_, channel, kind, price)] += count
+        return ([k + (c,) for k, c in deferred.items()],
+            [k + (c,) for k, c in earned.items()])
 
     def record_refunds(self, batch, orders, rate, user, now):
         """Whole tickets of `orders` (the refunds covered) revoked, paid
@@ -1211,6 +1287,20 @@ class Poster:
                 & (day_table.date == self.date)))
         if self.cursor.fetchone():
             return None
+        if backend.name == 'postgresql':
+            # Until the transaction ends. The posting's reads follow the
+            # day's rows by index, but their estimated cost passes
+            # jit_above_cost: at 1M tickets (bench/month_close.py)
+            # compiling the earned-whole read took 1.3 s a day, more than
+            # running it. And each is planned with its values: run daily
+            # with the same text, psycopg prepares them and PostgreSQL
+            # soon planned them generically, with the day's arrays of ids
+            # as parameters (`_in`): estimated at 3 rows instead of
+            # 33,000, and an array tested by a linear search per row
+            # (2 s a day) where a constant one is hashed.
+            self.cursor.execute('SET LOCAL jit = off')
+            self.cursor.execute(
+                'SET LOCAL plan_cache_mode = force_custom_plan')
         previous = Day.search([('company', '=', self.company.id),
                 ('date', '<', self.date)], order=[('date', 'DESC')], limit=1)
         self.day, = Day.create([{
@@ -1220,6 +1310,7 @@ class Poster:
         self.coverage = Coverage(self.day, previous)
         self.earning = Earning(self.day, previous)
         self.order_ids = {}
+        self.whole_groups = None
         self.batches = {}
         # (channel, ticket type) → [count, VAT] of the whole tickets
         # deferred, for the settlement
@@ -1345,6 +1436,14 @@ class Poster:
             self.order_ids[kind] = sorted({r[0] for r in self.cursor})
         return self.order_ids[kind]
 
+    def _whole_groups(self):
+        """Earning.groups of the posting, read once for the receipts and
+        the recognition (the rows the receipts write are cards': they
+        change nothing of the whole tickets' predicates)."""
+        if self.whole_groups is None:
+            self.whole_groups = self.earning.groups(self._orders('payment'))
+        return self.whole_groups
+
     def receipts(self):
         pool = Pool()
         ticket = pool.get('scenic.ticket').__table__()
@@ -1358,8 +1457,7 @@ class Poster:
         orders = self._orders('payment')
         rate = self.rule.vat_rate
         whole_net = whole_vat = Decimal(0)
-        for channel, type_, price, count in self.earning.deferred_groups(
-                orders):
+        for channel, type_, price, count in self._whole_groups()[0]:
             ticket_net, ticket_vat = split_vat(_money(price), rate)
             whole_net += count * ticket_net
             whole_vat += count * ticket_vat
@@ -1437,7 +1535,7 @@ class Poster:
                 condition=deferral.ticket == ticket.id).select(
                 deferral.id, deferral.net, deferral.earned, deferral.vat,
                 where=(deferral.state == 'deferred')
-                & ticket.state.in_(['revoked', 'cancelled'])
+                & ticket.state.in_(REVOKED)
                 & _in(ticket.order, orders)))
         rows = self.cursor.fetchall()
         # The VAT of the part given back is reversed; that of what was
@@ -1558,7 +1656,7 @@ class Poster:
         rate = self.rule.vat_rate
         whole = defaultdict(lambda: [0, Decimal(0)])
         for type_id, channel, kind, price, count in (
-                self.earning.earned_groups(self._orders('payment'))):
+                self._whole_groups()[1]):
             net, _ = split_vat(_money(price), rate)
             whole[(type_id, channel, kind)][0] += count
             whole[(type_id, channel, kind)][1] += count * net
@@ -1627,7 +1725,7 @@ class Poster:
         validity. A revoked ticket earns nothing after its revocation
         (its refund takes the rest)."""
         end = self.end
-        revoked = state in {'revoked', 'cancelled'}
+        revoked = state in REVOKED
         if revoked and revoked_at:
             end = min(end, revoked_at)
         if valid_until and valid_until <= end and not revoked:
@@ -1678,6 +1776,19 @@ def _local_date(company, value):
     return _local(_dt(value), area_tz(company))
 
 
+def first_payment_date(company):
+    """The local date of the area's first payment (None: no payment),
+    read on the payments' indexes: the unclaimed ones by (company, date),
+    those claimed by batches of earlier versions by their batch (one
+    search of all of them sorted the whole table: 0.36 s at 1M)."""
+    Payment = Pool().get('scenic.payment')
+    dates = [p.date for claimed in ['=', '!=']
+        for p in Payment.search([('company', '=', company.id),
+                ('finance_batch', claimed, None)],
+            order=[('date', 'ASC')], limit=1)]
+    return _local(min(dates), area_tz(company)) if dates else None
+
+
 def post_days(company, until=None, commit=False):
     """Post every day of the area not posted yet, up to `until` (default
     yesterday); never today or later, which are still open for sales.
@@ -1687,7 +1798,6 @@ def post_days(company, until=None, commit=False):
     """
     pool = Pool()
     Day = pool.get('scenic.finance.day')
-    Payment = pool.get('scenic.payment')
     last_open = area_today(company) - dt.timedelta(1)
     until = min(until or last_open, last_open)
     days = Day.search([('company', '=', company.id)],
@@ -1695,11 +1805,9 @@ def post_days(company, until=None, commit=False):
     if days:
         first = days[0].date + dt.timedelta(1)
     else:
-        payments = Payment.search([('company', '=', company.id)],
-            order=[('date', 'ASC')], limit=1)
-        if not payments:
+        first = first_payment_date(company)
+        if not first:
             return []
-        first = _local(payments[0].date, area_tz(company))
     posted = []
     date = first
     # The locks a day's transaction asked for (posting a move locks

@@ -253,7 +253,7 @@ class Day(CompanyMixin, Workflow, ModelSQL, ModelView):
         rate = Rule.for_company(self.company).vat_rate
         orders = Coverage(self, earning.previous).select('payment', 'order')
         sold = {}
-        for channel, ttype, price, count in earning.deferred_groups(orders):
+        for channel, ttype, price, count in earning.groups(orders)[0]:
             values = sold.setdefault((channel, ttype), [0, Decimal(0)])
             values[0] += count
             values[1] += count * posting.split_vat(_money(price), rate)[1]
