@@ -552,7 +552,9 @@ $$;
 -- an error, so the transaction aborts and the COMMIT after it does not
 -- run; the error's DETAIL is scenic_book's answer (codes and ids only),
 -- for the caller to act on after its ROLLBACK as it would have on the
--- answer.
+-- answer. Each such refusal is an ERROR line in the server's log; the
+-- parameters (names, encrypted ID numbers) are not logged while
+-- log_parameter_max_length_on_error is 0, its default.
 CREATE FUNCTION scenic_book_whole(p json)
     RETURNS json LANGUAGE plpgsql AS $$
 DECLARE
