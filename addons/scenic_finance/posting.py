@@ -933,25 +933,24 @@ class Earning:
 
     def deferred_tickets(self):
         "The whole tickets the posting deferred (batch drill-down)."
-        if self.day.payment_watermark is None:
-            return []  # posted by an earlier version: rows only
-        ticket = Pool().get('scenic.ticket').__table__()
-        orders = Coverage(self.day, self.previous).select('payment', 'order')
-        cursor = Transaction().connection.cursor()
-        cursor.execute(*ticket.select(ticket.id,
-                where=self.deferred_now(ticket, orders)))
-        return [r[0] for r in cursor.fetchall()]
+        return self._drill_down('payment_watermark', self.deferred_now)
 
     def earned_tickets(self):
         "The whole tickets the posting earned (batch drill-down)."
-        if self.day.scan_watermark is None:
-            return []  # posted by an earlier version: rows only
+        return self._drill_down('scan_watermark',
+            lambda ticket, orders: ticket.id.in_(self.candidates(orders))
+            & self.earned_now(ticket, 'earned'))
+
+    def _drill_down(self, watermark, where):
+        """The ids of the tickets where(ticket, orders of the payments the
+        posting covers) holds; none for a day posted by an earlier version
+        (no `watermark`: its tickets have rows)."""
+        if getattr(self.day, watermark) is None:
+            return []
         ticket = Pool().get('scenic.ticket').__table__()
         orders = Coverage(self.day, self.previous).select('payment', 'order')
         cursor = Transaction().connection.cursor()
-        cursor.execute(*ticket.select(ticket.id,
-                where=ticket.id.in_(self.candidates(orders))
-                & self.earned_now(ticket, 'earned')))
+        cursor.execute(*ticket.select(ticket.id, where=where(ticket, orders)))
         return [r[0] for r in cursor.fetchall()]
 
 
