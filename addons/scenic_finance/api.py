@@ -20,7 +20,7 @@ import datetime as dt
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
-from .posting import post_days  # noqa: F401
+from .posting import area_today, post_days  # noqa: F401
 from .rule import METHODS
 
 METHOD_ACCOUNTS = {
@@ -54,7 +54,7 @@ def setup_area(company, years=None, vat='vat_6', language=None):
     with Transaction().set_context(company=company.id):
         if not Account.search([('company', '=', company.id)], limit=1):
             create_chart(company, language=language)
-        for year in sorted(years or {dt.date.today().year}):
+        for year in sorted(years or {area_today(company).year}):
             if not FiscalYear.search([('company', '=', company.id),
                         ('start_date', '=', dt.date(year, 1, 1))]):
                 create_fiscalyear(company, year)

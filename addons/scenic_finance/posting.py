@@ -20,7 +20,6 @@ moves are written in one transaction.
 import datetime as dt
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
-from zoneinfo import ZoneInfo
 
 from sql import Cast, Column, Expression, Literal, Null, Union
 from sql.functions import CurrentTimestamp, Function
@@ -37,6 +36,7 @@ from trytond.transaction import Transaction, TransactionError
 from trytond.wizard import StateTransition, Wizard
 
 from scenic_ticket.area import CompanyMixin
+from scenic_ticket.slot import area_timezone, area_today  # noqa: F401
 
 from .exceptions import PostingError
 
@@ -67,8 +67,7 @@ def split_vat(gross, rate):
     return gross - vat, vat
 
 
-def area_tz(company):
-    return ZoneInfo(company.timezone or 'Asia/Shanghai')
+area_tz = area_timezone
 
 
 def day_bounds(company, date):
@@ -78,10 +77,6 @@ def day_bounds(company, date):
     end = dt.datetime.combine(date + dt.timedelta(1), dt.time(), tzinfo=tz)
     return tuple(v.astimezone(dt.timezone.utc).replace(tzinfo=None)
         for v in (start, end))
-
-
-def area_today(company):
-    return dt.datetime.now(area_tz(company)).date()
 
 
 def _chunks(values, size=CHUNK):

@@ -1,12 +1,11 @@
 """What the gates saw: the scan log, the use of tickets and cards, and the
 zones' headcount with the LB/T 068-2017 warning levels."""
-import datetime as dt
 
 from sql import Null
 
 from scenic_common import protocol
 from scenic_ticket.area import CompanyMixin
-from scenic_ticket.slot import area_timezone
+from scenic_ticket.slot import area_today
 
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool, PoolMeta
@@ -76,10 +75,6 @@ def load_percent(inside, instant_max):
     if not instant_max:
         return None
     return round(inside * 100 / instant_max, 1)
-
-
-def area_today(company):
-    return dt.datetime.now(area_timezone(company)).date()
 
 # Rows of lists in the colour of their LB/T 068-2017 warning level.
 WARNING_VISUAL = If(Eval('warning_level') == 'red', 'danger',

@@ -16,6 +16,7 @@ from scenic_ticket.api import (
     PHONE_RE, _text, money, order_json, parse_amount, parse_booking,
     parse_date)
 from scenic_ticket.dbtools import naive, now_utc, use_read_committed
+from scenic_ticket.slot import area_today
 from scenic_ticket.web import json_body, json_response
 
 from trytond.pool import Pool
@@ -113,11 +114,6 @@ def partner_order_json(order):
     return data
 
 
-def _area_today(partner):
-    from scenic_ticket.slot import area_timezone
-    return dt.datetime.now(area_timezone(partner.company)).date()
-
-
 def _partner_order_id(value):
     if not isinstance(value, str) or not PARTNER_ORDER_ID_RE.match(value):
         raise PartnerError('invalid_request',
@@ -131,7 +127,7 @@ def _partner_order_id(value):
 @endpoint('/products', ['GET'], readonly=True)
 def get_products(request, partner):
     "Ticket types of the partner's contract with its net prices."
-    today = _area_today(partner)
+    today = area_today(partner.company)
     contract = partner.contract_on(today) or next(
         (c for c in partner.contracts if c.state == 'active'), None)
     if not contract:
@@ -185,7 +181,6 @@ def get_calendar(request, partner):
     result = []
     for slot in slots:
         allotment = allotments.get(slot.id)
-        held = allotment.remaining if allotment else 0
         general = max(slot.available or 0, 0)
         result.append({
                 'slot': slot.id,

@@ -28,6 +28,7 @@ the other way):
 import datetime as dt
 from decimal import Decimal
 
+from scenic_ticket.slot import area_today
 from trytond.i18n import gettext
 from trytond.model import ModelView, fields
 from trytond.pool import Pool, PoolMeta
@@ -211,7 +212,6 @@ def pay_invoice(invoice, amount, method, date=None):
     reconciled when paid in full, shown on the partner's statement."""
     pool = Pool()
     Line = pool.get('account.move.line')
-    date = date or dt.date.today()
     if not invoice.group_partner or invoice.state != 'posted':
         raise InvoiceError(gettext('scenic_group.msg_invoice_pay_state',
                 invoice=invoice.rec_name))
@@ -219,6 +219,7 @@ def pay_invoice(invoice, amount, method, date=None):
         raise InvoiceError(gettext('scenic_group.msg_invoice_pay_amount',
                 invoice=invoice.rec_name, amount=amount,
                 to_pay=invoice.amount_to_pay))
+    date = date or area_today(invoice.company)
     reconcile, remainder = invoice.get_reconcile_lines_for_amount(
         amount, invoice.currency)
     lines = invoice.pay_invoice(amount, method, date,

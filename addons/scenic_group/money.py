@@ -11,13 +11,13 @@ is posted to its 220301 预收账款-合作方预存款 and drawn down, to 1122,
 an order is paid; a partner paying its invoice frees credit. Without them
 the checks read the entries.
 """
-import datetime as dt
 from decimal import Decimal
 
 from sql.aggregate import Sum
 from sql.conditionals import Coalesce
 
 from scenic_ticket.area import CompanyMixin
+from scenic_ticket.slot import area_today
 
 from trytond.i18n import gettext
 from trytond.model import Index, ModelSQL, ModelView, fields
@@ -83,7 +83,7 @@ class Entry(CompanyMixin, ModelSQL, ModelView):
         table = cls.__table__()
         entry_id, = _insert(table, [{
                     'company': partner.company.id, 'partner': partner.id,
-                    'date': date or dt.date.today(), 'kind': kind,
+                    'date': date or area_today(partner.company), 'kind': kind,
                     'amount': amount,
                     'order': order.id if order else None,
                     'description': description,
@@ -224,11 +224,6 @@ def _post_move(partner, entry, date, lines, description):
     return move
 
 
-def _area_today(company):
-    from scenic_ticket.slot import area_timezone
-    return dt.datetime.now(area_timezone(company)).date()
-
-
 def move_deposit(partner, entry, amount, date=None):
     """Draw `amount` of the partner's deposit for an order it paid on its
     account (negative: give it back for a refund): 220301 is debited and
@@ -239,7 +234,7 @@ def move_deposit(partner, entry, amount, date=None):
     receivable = Rule.for_company(company).method_account('partner_credit')
     deposit = ledger_account(company, DEPOSIT_ACCOUNT)
     debit, credit = (amount, 0) if amount > 0 else (0, -amount)
-    return _post_move(partner, entry, date or _area_today(company), [
+    return _post_move(partner, entry, date or area_today(company), [
             {'account': deposit, 'debit': debit, 'credit': credit},
             {'account': receivable, 'debit': credit, 'credit': debit},
             ], entry.description)
@@ -260,7 +255,7 @@ def top_up_deposit(partner, amount, account, date=None, description=None):
     if account.company != company or account == deposit:
         raise DepositError(gettext('scenic_group.msg_deposit_account',
                 account=account.rec_name))
-    date = date or _area_today(company)
+    date = date or area_today(company)
     amount = Decimal(amount).quantize(CENT)
     entry = Entry.record(partner, 'deposit', -amount, date=date,
         description=description or gettext('scenic_group.msg_deposit_top_up'))

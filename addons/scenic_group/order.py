@@ -1,6 +1,5 @@
 """Orders of partners and groups: who booked them, on which contract and
 allotment, and who leads the group."""
-import datetime as dt
 
 from trytond.model import Index, fields
 from trytond.pool import Pool, PoolMeta
@@ -44,7 +43,7 @@ class Order(metaclass=PoolMeta):
         bills the persons admitted: once per order, after its visit day."""
         pool = Pool()
         Entry = pool.get('scenic.group.entry')
-        date = date or dt.date.today()
+        date = date or Pool().get('ir.date').today()
         orders = cls.search([
                 ('group_partner', '!=', None),
                 ('group_contract.bill_admitted', '=', True),

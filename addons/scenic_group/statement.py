@@ -73,7 +73,8 @@ class PartnerMonth:
 
 
 def _last_month():
-    today = dt.date.today()
+    # The context company's date (Tryton's rule), not the server's.
+    today = Pool().get('ir.date').today()
     last = today.replace(day=1) - dt.timedelta(days=1)
     return last.year, last.month
 

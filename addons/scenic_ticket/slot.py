@@ -33,6 +33,12 @@ def area_timezone(company):
     return ZoneInfo(company.timezone or 'Asia/Shanghai')
 
 
+def area_today(company):
+    """Today where the area is: its date changes at its own midnight, not
+    the server's (a UTC server is still on yesterday until 08:00 in China)."""
+    return Pool().get('ir.date').today(area_timezone(company))
+
+
 class TimeSlot(CompanyMixin, ModelSQL, ModelView):
     "A window of a day with a capacity, booked by timed reservations."
     __name__ = 'scenic.time_slot'

@@ -11,7 +11,7 @@ import openpyxl
 from scenic_common.idnumber import make_resident_id
 from scenic_ticket.tests.tools import (
     configure_pii_key, create_area, create_slot, create_ticket_type,
-    create_zone, savepoint)
+    create_zone, frozen_clock, savepoint)
 
 from trytond.modules.company.tests import set_company
 from trytond.pool import Pool
@@ -98,6 +98,19 @@ class GroupOrderTestCase(unittest.TestCase):
         date = dt.date.today() + dt.timedelta(days=3)
         slot = create_slot(company, date, (9, 0), (9, 30), capacity=100)
         return company, partner, contract, adult, group, slot
+
+    @with_transaction()
+    def test_dates_are_the_areas(self):
+        "A partner's entries and statement month follow the area's date"
+        from ..statement import _last_month
+        Entry = Pool().get('scenic.group.entry')
+        company, partner, *_ = self.setup_area()
+        # 04:00 on 1 January in Shanghai; still New Year's Eve in UTC.
+        new_year = dt.datetime(2026, 12, 31, 20, 0, tzinfo=dt.timezone.utc)
+        with set_company(company), frozen_clock(new_year):
+            entry = Entry.record(partner, 'deposit', Decimal('-100'))
+            self.assertEqual(entry.date, dt.date(2027, 1, 1))
+            self.assertEqual(_last_month(), (2026, 12))
 
     def wizard(self, partner, slot, ttype, file=None, name='g.csv',
             persons=None):

@@ -12,7 +12,7 @@ from trytond.transaction import Transaction, check_access
 
 from .tools import (
     configure_pii_key, create_area, create_slot, create_ticket_type,
-    ViewPYSONTestMixin, create_user, create_zone, savepoint)
+    ViewPYSONTestMixin, create_user, create_zone, frozen_clock, savepoint)
 
 MONDAY = dt.date(2026, 12, 7)
 
@@ -135,6 +135,21 @@ class ScenicTicketTestCase(
             self.assertEqual(slot.start, dt.datetime(2026, 12, 7, 1, 0))
             self.assertEqual(
                 slot.aware(slot.start_time).utcoffset(), dt.timedelta(hours=8))
+
+    @with_transaction()
+    def test_area_today_is_the_areas_date(self):
+        "The area's date changes at its own midnight, not the server's"
+        from ..slot import area_today
+        company = create_area()
+        # 20:00 UTC on New Year's Eve is 04:00 on 1 January in Shanghai.
+        new_year = dt.datetime(2026, 12, 31, 20, 0, tzinfo=dt.timezone.utc)
+        with set_company(company), frozen_clock(new_year):
+            self.assertEqual(area_today(company), dt.date(2027, 1, 1))
+            # Tryton's own today, in the company's zone, agrees.
+            self.assertEqual(Pool().get('ir.date').today(),
+                dt.date(2027, 1, 1))
+            company.timezone = 'Europe/London'
+            self.assertEqual(area_today(company), dt.date(2026, 12, 31))
 
     def _generate(self, company, **values):
         pool = Pool()

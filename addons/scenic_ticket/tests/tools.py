@@ -2,6 +2,8 @@
 import datetime as dt
 from contextlib import contextmanager
 from decimal import Decimal
+from types import SimpleNamespace
+from unittest import mock
 
 from lxml import etree
 
@@ -92,6 +94,26 @@ def create_user(company, role, login=None):
                 'roles': [('create', [{'role': role_id}])],
                 }])
     return user
+
+
+@contextmanager
+def frozen_clock(instant):
+    """Tryton's ir.date.today() as at `instant` (aware) on a UTC server.
+
+    What Scenic reads of "today" goes through ir.date (area_today), so a
+    test can put the area past its midnight while the server's date, in
+    UTC, is still the day before."""
+    from trytond.ir import date as ir_date
+
+    class Frozen(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return instant.astimezone(tz or dt.timezone.utc).replace(
+                tzinfo=tz)
+
+    with mock.patch.object(ir_date, 'datetime',
+            SimpleNamespace(datetime=Frozen)):
+        yield
 
 
 @contextmanager
